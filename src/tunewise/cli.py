@@ -1,0 +1,181 @@
+"""The tunewise command line: one command per stage, each calling one library function."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="tunewise: audit your data, climb the ladder from prompting to fine-tuning, and prove with "
+    "numbers whether fine-tuning was worth it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+ProjectArg = Annotated[Path, typer.Argument(help="Project folder holding tunewise.yaml.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key=value (repeatable).")]
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No progress bars; warnings and errors only.")]
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from tunewise.assets import AssetMissing
+    from tunewise.config import ConfigError
+    from tunewise.data.load import DataError
+    from tunewise.examples import ExampleError
+    from tunewise.models.chat import TemplateError
+    from tunewise.models.load import ModelError
+    from tunewise.train.sft import TrainingGuardError
+
+    return ConfigError, DataError, ExampleError, TemplateError, ModelError, AssetMissing, TrainingGuardError
+
+
+def friendly(fn):
+    """Turn the errors a user can cause into one line on stderr and a non-zero exit, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from tunewise.config import ConfigError
+
+        try:
+            return fn(*args, **kwargs)
+        except _user_errors() as e:
+            console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2 if isinstance(e, ConfigError) else 1) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _setup_logging(quiet: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)], force=True,
+    )
+    for noisy in ("transformers", "peft", "accelerate", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def progress_bars(quiet: bool) -> Iterator:
+    """Yield a ``progress(description, total) -> advance(n)`` function backed by Rich."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from tunewise.rungs.base import no_progress
+
+    if quiet:
+        yield no_progress
+        return
+    bars = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("ETA"), TimeRemainingColumn(), console=console,
+    )
+
+    def progress(description: str, total: int):
+        task = bars.add_task(description, total=total)
+        return lambda n: bars.advance(task, n)
+
+    with bars:
+        yield progress
+
+
+@app.command()
+@friendly
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create the project in.")],
+    example: Annotated[str, typer.Option(help="Bundled example to copy: bbc-news.")] = "bbc-news",
+    force: Annotated[bool, typer.Option(help="Overwrite an existing tunewise.yaml.")] = False,
+) -> None:
+    """Create a project from a bundled example, with its data written from the installed package."""
+    from tunewise.examples import init_example
+
+    path = init_example(directory, example, force)
+    out.print(f"created {path}/tunewise.yaml and {path}/data/ — next: tunewise ladder {path}")
+
+
+@app.command()
+@friendly
+def ladder(
+    project: ProjectArg = Path("."),
+    rungs: Annotated[str | None, typer.Option(help="Comma-separated rungs to run (default: the config's).")] = None,
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run every rung on the same frozen test split and write ladder.json and the report."""
+    from tunewise.config import load_config
+
+    config = load_config(project, set_)
+    _setup_logging(quiet)
+    from tunewise.ladder import run_ladder
+
+    chosen = [r.strip() for r in rungs.split(",")] if rungs else None
+    with progress_bars(quiet) as progress:
+        report_dir = run_ladder(config, project, chosen, progress)
+    _print_summary(report_dir)
+
+
+def _print_summary(report_dir: Path) -> None:
+    import json
+
+    from rich.table import Table
+
+    ladder = json.loads((report_dir / "ladder.json").read_text())
+    table = Table(title=f"{ladder['project']}: {ladder['n_test']} test examples, sha256 {ladder['test_hash'][:12]}…")
+    for col in ("rung", "accuracy % (95% CI)", "macro-F1 %", "train s", "ms/example"):
+        table.add_column(col)
+    for r in ladder["rungs"]:
+        m = r["metrics"]
+        lo, hi = m["accuracy_ci"]
+        table.add_row(r["name"], f"{100 * m['accuracy']:.1f} ({100 * lo:.1f}–{100 * hi:.1f})",
+                      f"{100 * m['macro_f1']:.1f}", f"{r['train_seconds']:.0f}", f"{r['ms_per_example']:.1f}")
+    out.print(table)
+    rec = ladder["recommendation"]
+    out.print(f"[bold]recommendation:[/] {rec['rung']} — {rec['reason']}", highlight=False)
+    out.print(f"report: {report_dir / 'report.md'}")
+
+
+@app.command()
+@friendly
+def report(
+    project: ProjectArg = Path("."),
+    run: Annotated[Path | None, typer.Option(help="A report folder (default: the latest).")] = None,
+) -> None:
+    """Rebuild the report files from the latest (or a given) saved ladder.json."""
+    from tunewise import workspace as ws
+    from tunewise.config import ConfigError
+    from tunewise.report.build import rebuild
+
+    folder = run or ws.latest_dir(project, "reports")
+    if folder is None or not (folder / "ladder.json").exists():
+        raise ConfigError(f"{project}: no saved ladder to report on (run `tunewise ladder {project}` first)")
+    rebuild(folder)
+    out.print(f"report: {folder / 'report.md'}")
+
+
+def main() -> None:
+    from tunewise.assets import offline
+
+    offline()
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The few plain types every stage shares."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Record:
+    """One example: a stable id, the model input, the expected target, and where it came from."""
+
+    id: str
+    input: str
+    target: str | None
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # "file:line"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, row: dict) -> Record:
+        return cls(**{k: row[k] for k in ("id", "input", "target", "meta", "source") if k in row})
+
+
+@dataclass
+class Prediction:
+    """A rung's answer for one record; ``scores`` maps each label to its log-likelihood."""
+
+    id: str
+    output: str
+    scores: dict[str, float] | None = None
+    latency_ms: float = 0.0
+    prompt_tokens: int = 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Cost:
+    """What a rung spent: training wall time and tokens, inference wall time and prompt tokens."""
+
+    train_seconds: float = 0.0
+    train_tokens: int = 0
+    predict_seconds: float = 0.0
+    predict_examples: int = 0
+    prompt_tokens: int = 0
+
+    @property
+    def ms_per_example(self) -> float:
+        return 1000.0 * self.predict_seconds / max(self.predict_examples, 1)
+
+    @property
+    def train_tokens_per_second(self) -> float:
+        return self.train_tokens / self.train_seconds if self.train_seconds else 0.0

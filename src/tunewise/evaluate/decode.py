@@ -1,0 +1,115 @@
+"""Classification by label log-likelihood, in one batched pass per batch of prompts.
+
+Each prompt runs through the model once with its KV cache kept; the cache is repeated once per
+label and every label's answer tokens (label + EOS) are scored against it. This costs one forward
+pass over the prompts plus a few tokens per label, instead of one full pass per label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+
+def label_token_ids(tokenizer, builder, labels: Sequence[str]) -> list[list[int]]:
+    ids = [tokenizer(builder.answer(lab), add_special_tokens=False)["input_ids"] for lab in labels]
+    if len({tuple(x) for x in ids}) != len(ids):
+        raise ValueError("two labels tokenize to the same tokens; make the labels distinct")
+    return ids
+
+
+def _left_pad(batch: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(x) for x in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, x in enumerate(batch):
+        ids[i, width - len(x):] = torch.tensor(x, dtype=torch.long)
+        mask[i, width - len(x):] = 1
+    return ids, mask
+
+
+@torch.inference_mode()
+def score_labels(
+    model,
+    prompts: list[list[int]],
+    labels: list[list[int]],
+    pad_id: int,
+    batch_size: int = 8,
+    prefix_cache=None,
+    on_batch: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Return a (len(prompts), len(labels)) tensor of summed answer log-probabilities.
+
+    ``prefix_cache``: (ids, cache) of a prefix shared by every prompt (few-shot examples), computed
+    once; prompts then hold only the tokens after it.
+    """
+    model.eval()
+    n_lab = len(labels)
+    lab_width = max(len(x) for x in labels)
+    lab_ids = torch.full((n_lab, lab_width), pad_id, dtype=torch.long)
+    lab_mask = torch.zeros((n_lab, lab_width), dtype=torch.long)
+    for j, x in enumerate(labels):
+        lab_ids[j, : len(x)] = torch.tensor(x)
+        lab_mask[j, : len(x)] = 1
+    out = torch.empty((len(prompts), n_lab))
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        out[start : start + len(chunk)] = _score_chunk(model, chunk, lab_ids, lab_mask, pad_id, prefix_cache)
+        if on_batch:
+            on_batch(len(chunk))
+    return out
+
+
+def _score_chunk(model, chunk, lab_ids, lab_mask, pad_id, prefix_cache):
+    from transformers import DynamicCache
+
+    b, n_lab = len(chunk), lab_ids.shape[0]
+    ids, mask = _left_pad(chunk, pad_id)
+    offset = 0
+    cache = DynamicCache(config=model.config)
+    if prefix_cache is not None:
+        prefix_len, shared = prefix_cache
+        offset = prefix_len
+        cache = _copy_cache(shared, b, model.config)
+        mask = torch.cat([torch.ones((b, prefix_len), dtype=torch.long), mask], dim=1)
+    # Left padding: positions count real tokens only, so a padded prompt sees the same positions.
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, offset:]
+    first = model(
+        input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        use_cache=True, logits_to_keep=1,
+    )
+    first_logp = torch.log_softmax(first.logits[:, -1].float(), dim=-1)  # (b, vocab)
+    scores = first_logp[:, lab_ids[:, 0]].clone()  # (b, n_lab)
+    if lab_ids.shape[1] > 1:
+        cache = first.past_key_values
+        cache.batch_repeat_interleave(n_lab)
+        feed = lab_ids[:, :-1].repeat(b, 1)  # (b*n_lab, w-1)
+        feed_mask = torch.cat([mask.repeat_interleave(n_lab, 0), lab_mask[:, :-1].repeat(b, 1)], 1)
+        start = mask.sum(-1).repeat_interleave(n_lab).unsqueeze(1)
+        pos = start + torch.arange(feed.shape[1]).unsqueeze(0)
+        rest = model(input_ids=feed, attention_mask=feed_mask, position_ids=pos, past_key_values=cache, use_cache=True)
+        logp = torch.log_softmax(rest.logits.float(), dim=-1)
+        target = lab_ids[:, 1:].repeat(b, 1)
+        tok_logp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1) * lab_mask[:, 1:].repeat(b, 1)
+        scores += tok_logp.sum(-1).view(b, n_lab)
+    return scores
+
+
+def prefix_cache(model, prefix_ids: list[int]):
+    """Run a shared prefix once; return (length, cache) for ``score_labels``."""
+    from transformers import DynamicCache
+
+    with torch.inference_mode():
+        cache = DynamicCache(config=model.config)
+        model(input_ids=torch.tensor([prefix_ids]), past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return len(prefix_ids), cache
+
+
+def _copy_cache(shared, batch: int, config):
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=config)
+    for i, layer in enumerate(shared.layers):
+        cache.update(layer.keys.expand(batch, -1, -1, -1).clone(), layer.values.expand(batch, -1, -1, -1).clone(), i)
+    return cache

@@ -1,0 +1,115 @@
+"""Load a base model from a bundled alias, a local Hugging Face folder, or a .gguf file.
+
+A GGUF file is de-quantised once to fp32 safetensors in the cache and reused afterwards.
+transformers refuses ``save_pretrained`` on a GGUF-loaded model, so the cached copy is rebuilt
+from the config and the state dict.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tunewise import assets
+from tunewise.workspace import atomic_dir, sha256_file, write_json
+
+log = logging.getLogger(__name__)
+
+
+class ModelError(RuntimeError):
+    """The base model cannot be found or loaded; the message says what to do."""
+
+
+def resolve(spec: str, project: Path | None = None) -> Path:
+    """Turn a model spec into a local Hugging Face folder (converting a GGUF file if needed)."""
+    if spec in assets.MODEL_ALIASES:
+        return gguf_to_hf(assets.asset_path(assets.MODEL_ALIASES[spec]))
+    path = Path(spec).expanduser()
+    if not path.is_absolute() and project is not None and (Path(project) / path).exists():
+        path = Path(project) / path
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelError(f"model.base: no such GGUF file: {path}")
+        return gguf_to_hf(path)
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelError(f"model.base: {path} has no config.json (not a Hugging Face model folder)")
+        return path
+    known = ", ".join(sorted(assets.MODEL_ALIASES))
+    raise ModelError(f"model.base: '{spec}' is not a bundled alias ({known}), a folder or a .gguf file")
+
+
+def gguf_to_hf(gguf: Path) -> Path:
+    """De-quantise ``gguf`` to an fp32 safetensors folder in the cache, once; return the folder."""
+    key = f"{gguf.stem}-{sha256_file(gguf)[:16]}"
+    target = assets.cache_dir() / "models" / key
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    assets.offline()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to fp32 safetensors (once) in %s", gguf.name, target)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = "float32"
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config.pad_token_id = tok.pad_token_id
+    # atomic_dir renames the finished folder into place: a conversion killed half-way leaves
+    # only a hidden temporary folder, never a cache entry that looks complete.
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        write_json(tmp / "tunewise-source.json", {"gguf": str(gguf), "sha256": sha256_file(gguf)})
+    return target
+
+
+def weight_format(folder: Path) -> str:
+    names = {p.name for p in Path(folder).iterdir()}
+    if any(n.endswith(".safetensors") for n in names):
+        return "safetensors"
+    if any(n.endswith((".bin", ".pt", ".pth", ".ckpt")) for n in names):
+        return "pickle"
+    return "none"
+
+
+def load_tokenizer(folder: Path):
+    assets.offline()
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(folder: Path, allow_pickle: bool = False):
+    """Load a causal LM in fp32 from a local folder; pickle weights only when explicitly allowed."""
+    assets.offline()
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    fmt = weight_format(folder)
+    if fmt == "pickle" and not allow_pickle:
+        raise ModelError(
+            f"{folder} holds pickle weights, which can run arbitrary code when loaded; convert them "
+            "to safetensors, or pass allow_pickle=True if you trust the source"
+        )
+    if fmt == "none":
+        raise ModelError(f"{folder} has no weight files (*.safetensors)")
+    return AutoModelForCausalLM.from_pretrained(
+        folder,
+        dtype=torch.float32,
+        local_files_only=True,
+        trust_remote_code=False,
+        use_safetensors=fmt == "safetensors",
+    )
+
+
+def load(spec: str, project: Path | None = None):
+    """Return (model, tokenizer, folder) for a model spec."""
+    folder = resolve(spec, project)
+    return load_model(folder), load_tokenizer(folder), folder

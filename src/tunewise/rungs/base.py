@@ -1,0 +1,88 @@
+"""The Predictor protocol every rung follows, and the shared LLM label-scoring predictor.
+
+Conventions (scikit-learn's): the constructor only stores settings; anything learned is set in
+``fit``; ``predict`` never looks at targets. ``cost`` says what the rung spent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from tunewise.config import ProjectConfig
+from tunewise.core import Cost, Prediction, Record
+
+
+class Predictor(Protocol):
+    name: str
+    cost: Cost
+
+    def fit(self, train: list[Record], val: list[Record]) -> Predictor: ...
+
+    def predict(self, records: list[Record]) -> list[Prediction]: ...
+
+
+ProgressFn = Callable[[str, int], Callable[[int], None]]
+"""``progress(description, total)`` returns an ``advance(n)`` callback."""
+
+
+def no_progress(description: str, total: int) -> Callable[[int], None]:
+    return lambda n: None
+
+
+class LabelScorer:
+    """Classify by the log-likelihood of each label's answer under a causal LM and a prompt format."""
+
+    name = "llm"
+
+    def __init__(self, config: ProjectConfig, base: tuple, run_dir: Path, progress: ProgressFn = no_progress):
+        self.config = config
+        self.model, self.tokenizer, self.model_dir = base
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.cost = Cost()
+
+    def builder(self):
+        from tunewise.models.chat import PromptBuilder
+
+        return PromptBuilder(self.config.task, self.tokenizer)
+
+    def prompt_ids(self, records: list[Record]) -> list[list[int]]:
+        b = self.builder()
+        return [b.encode(r.input, None)[0] for r in records]
+
+    def shared_prefix(self):
+        """(length, cache) of a prefix every prompt shares, or None."""
+        return None
+
+    def predict(self, records: list[Record]) -> list[Prediction]:
+        from tunewise.evaluate.decode import label_token_ids, score_labels
+
+        labels = self.config.task.labels
+        b = self.builder()
+        prompts = self.prompt_ids(records)
+        prefix = self.shared_prefix()
+        prefix_len = prefix[0] if prefix else 0
+        advance = self.progress(f"{self.name}: scoring", len(records))
+        start = time.perf_counter()
+        scores = score_labels(
+            self.model, prompts, label_token_ids(self.tokenizer, b, labels), self.tokenizer.pad_token_id,
+            batch_size=self.config.eval.batch_size, prefix_cache=prefix, on_batch=advance,
+        )
+        elapsed = time.perf_counter() - start
+        self.cost.predict_seconds += elapsed
+        self.cost.predict_examples += len(records)
+        self.cost.prompt_tokens += sum(len(p) + prefix_len for p in prompts)
+        per_ms = 1000 * elapsed / max(len(records), 1)
+        return [
+            Prediction(
+                id=rec.id,
+                output=labels[int(row.argmax())],
+                scores={lab: float(v) for lab, v in zip(labels, row, strict=True)},
+                latency_ms=per_ms,
+                prompt_tokens=len(p) + prefix_len,
+            )
+            for rec, row, p in zip(records, scores, prompts, strict=True)
+        ]

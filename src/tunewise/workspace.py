@@ -1,0 +1,140 @@
+"""The project workspace: folder layout, atomic writes, hashes and lineage.
+
+Every stage reads and writes files under ``<project>/.tunewise/`` so each can be re-run and
+inspected alone. Writes go to a temporary file in the same folder and are renamed into place, so an
+interrupted process never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+WORKSPACE = ".tunewise"
+LINEAGE_PACKAGES = ("tunewise", "torch", "transformers", "peft", "trl", "accelerate", "numpy")
+
+
+def timestamp() -> str:
+    """A sortable, filesystem-safe UTC time with microseconds, so two runs never collide."""
+    now = time.time()
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f"-{int(now * 1e6) % 1_000_000:06d}"
+
+
+def workspace(project: Path) -> Path:
+    return Path(project) / WORKSPACE
+
+
+def new_dir(project: Path, kind: str, name: str | None = None) -> Path:
+    """Create ``.tunewise/<kind>/<name or time>/`` and return it."""
+    path = workspace(project) / kind / (name or timestamp())
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def latest_dir(project: Path, kind: str) -> Path | None:
+    root = workspace(project) / kind
+    dirs = sorted(p for p in root.glob("*") if p.is_dir()) if root.exists() else []
+    return dirs[-1] if dirs else None
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; it replaces ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(0o755)
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_text(path: Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, default=_jsonable) + "\n")
+    return Path(path)
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def package_versions(names: Iterable[str] = LINEAGE_PACKAGES) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def lineage(config: Any, data_hash: str | None = None) -> dict:
+    """What produced an output: the resolved config, the data's hash and the environment."""
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": config.model_dump(mode="json") if hasattr(config, "model_dump") else config,
+        "data_hash": data_hash,
+        "packages": package_versions(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+    }
