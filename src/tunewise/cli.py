@@ -171,9 +171,14 @@ def report(
 
 
 def main() -> None:
+    import warnings
+
     from tunewise.assets import offline
 
     offline()
+    # Deprecation chatter from the libraries underneath says nothing a user can act on.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     app()
 
 

@@ -1,0 +1,41 @@
+import json
+
+import pytest
+
+from tunewise import workspace as ws
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    ws.write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError), ws.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_atomic_dir_replaces_only_when_complete(tmp_path):
+    target = tmp_path / "model"
+    with pytest.raises(RuntimeError), ws.atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("partial")
+        raise RuntimeError("killed")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+    with ws.atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("done")
+    assert (target / "weights").read_text() == "done"
+
+
+def test_lineage_names_versions_and_config(tiny_project):
+    from tunewise.config import load_config
+
+    lineage = ws.lineage(load_config(tiny_project), "abc")
+    assert lineage["data_hash"] == "abc"
+    assert lineage["packages"]["torch"].startswith("2.")
+    assert lineage["config"]["task"]["type"] == "classification"
+
+
+def test_timestamps_sort_and_differ():
+    a, b = ws.timestamp(), ws.timestamp()
+    assert a != b and sorted([b, a]) == [a, b]
