@@ -1,7 +1,7 @@
 import torch
 
 from tunewise.config import TaskConfig
-from tunewise.evaluate.decode import label_token_ids, prefix_cache, score_labels
+from tunewise.evaluate.decode import cache_prefix, common_prefix_length, label_token_ids, score_labels
 from tunewise.models.chat import PromptBuilder
 from tunewise.models.load import load
 
@@ -27,7 +27,7 @@ def test_batched_cached_scores_equal_one_by_one_scores(tiny_model_dir):
         for j, lab in enumerate(labels):
             assert abs(scores[i, j].item() - naive(model, p, lab)) < 1e-4
     prefix = tok("<|im_start|>system\nshared examples<|im_end|>\n", add_special_tokens=False)["input_ids"]
-    cached = score_labels(model, prompts, labels, tok.pad_token_id, batch_size=2, prefix_cache=prefix_cache(model, prefix))
+    cached = score_labels(model, prompts, labels, tok.pad_token_id, batch_size=2, prefix_cache=cache_prefix(model, prefix))
     for i, p in enumerate(prompts):
         for j, lab in enumerate(labels):
             assert abs(cached[i, j].item() - naive(model, p, lab, prefix)) < 1e-4
@@ -38,3 +38,9 @@ def test_template_check_and_eos_closing(tiny_model_dir):
     b = PromptBuilder(TaskConfig(type="classification", labels=["a", "b"]), tok)
     b.check_template()
     assert b.answer("sports").endswith("<|im_end|>")
+
+
+def test_common_prefix_leaves_every_prompt_a_token():
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == 2
+    assert common_prefix_length([[1, 2], [1, 2]]) == 1
+    assert common_prefix_length([]) == 0

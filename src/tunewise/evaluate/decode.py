@@ -19,6 +19,21 @@ def label_token_ids(tokenizer, builder, labels: Sequence[str]) -> list[list[int]
     return ids
 
 
+MIN_SHARED_PREFIX = 8
+
+
+def common_prefix_length(prompts: list[list[int]]) -> int:
+    """Length of the longest token prefix all prompts share, leaving each at least one own token."""
+    if not prompts:
+        return 0
+    shortest = min(len(p) for p in prompts) - 1
+    first = prompts[0]
+    n = 0
+    while n < shortest and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return n
+
+
 def _left_pad(batch: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(x) for x in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
@@ -41,10 +56,16 @@ def score_labels(
 ) -> torch.Tensor:
     """Return a (len(prompts), len(labels)) tensor of summed answer log-probabilities.
 
-    ``prefix_cache``: (ids, cache) of a prefix shared by every prompt (few-shot examples), computed
-    once; prompts then hold only the tokens after it.
+    ``prefix_cache``: (length, cache) of a prefix shared by every prompt (few-shot examples),
+    computed once; prompts then hold only the tokens after it. Without one, the longest common
+    token prefix of the prompts (system prompt + instruction) is found and cached the same way.
     """
     model.eval()
+    if prefix_cache is None:
+        shared = common_prefix_length(prompts)
+        if shared >= MIN_SHARED_PREFIX:
+            prefix_cache = cache_prefix(model, prompts[0][:shared])
+            prompts = [p[shared:] for p in prompts]
     n_lab = len(labels)
     lab_width = max(len(x) for x in labels)
     lab_ids = torch.full((n_lab, lab_width), pad_id, dtype=torch.long)
@@ -96,7 +117,7 @@ def _score_chunk(model, chunk, lab_ids, lab_mask, pad_id, prefix_cache):
     return scores
 
 
-def prefix_cache(model, prefix_ids: list[int]):
+def cache_prefix(model, prefix_ids: list[int]):
     """Run a shared prefix once; return (length, cache) for ``score_labels``."""
     from transformers import DynamicCache
 
