@@ -95,6 +95,17 @@ def render_break_even_md(result: dict) -> list[str]:
     return lines
 
 
+def prices_from_plan(plan, gpus_path=None) -> Prices:
+    """Prices from a tunewise.yaml `plan:` section (config.PlanConfig): the GPU's catalogue price unless overridden."""
+    from tunewise.plan.estimate import find_gpu, load_gpus
+
+    hourly = plan.gpu_hourly_usd
+    if hourly is None:
+        hourly = find_gpu(plan.gpu, load_gpus(gpus_path)).hourly_usd
+    return Prices(gpu_hourly_usd=hourly, train_gpu_hourly_usd=hourly,
+                  usd_per_1k_prompt_tokens=plan.usd_per_1k_prompt_tokens, amortise_months=plan.amortise_months)
+
+
 def latest_ladder(project) -> dict:
     """The newest saved ladder.json of a project; PlanError when there is none."""
     import json
@@ -107,3 +118,16 @@ def latest_ladder(project) -> dict:
     if folder is None or not (folder / "ladder.json").exists():
         raise PlanError(f"{project}: no saved ladder to compute a break-even from (run `tunewise ladder {project}` first)")
     return json.loads((folder / "ladder.json").read_text(encoding="utf-8"))
+
+
+def project_break_even(project, gpu: str | None = None) -> dict:
+    """Break-even of a project's latest ladder, priced by its tunewise.yaml `plan:` section (or defaults)."""
+    from pathlib import Path
+
+    from tunewise.config import PlanConfig, config_path, load_config
+
+    ladder = latest_ladder(project)
+    plan = load_config(project).plan if config_path(Path(project)).exists() else PlanConfig()
+    if gpu:
+        plan = plan.model_copy(update={"gpu": gpu, "gpu_hourly_usd": None})
+    return {"project": ladder.get("project"), **break_even(ladder, prices_from_plan(plan))}
