@@ -150,7 +150,7 @@ def _print_summary(report_dir: Path) -> None:
                       f"{100 * m['macro_f1']:.1f}", f"{r['train_seconds']:.0f}", f"{r['ms_per_example']:.1f}")
     out.print(table)
     rec = ladder["recommendation"]
-    out.print(f"[bold]recommendation:[/] {rec['rung']} — {rec['reason']}", highlight=False, soft_wrap=True)
+    out.print(f"[bold]recommendation:[/] {rec['rung']} — {rec['reason']}", highlight=False)
     out.print(f"report: {report_dir / 'report.md'}")
 
 
