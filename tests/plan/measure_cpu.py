@@ -1,15 +1,16 @@
 """Measure the peak memory growth of a few training steps on CPU; run as a subprocess.
 
-usage: python measure_cpu.py MODEL_DIR METHOD BATCH SEQ_LEN  → prints one JSON line.
+usage: python measure_cpu.py MODEL_DIR BATCH SEQ_LEN METHOD [METHOD …]  → one JSON line, by method.
 
 The baseline is the resident set after the model and optimizer are built; the peak is Linux's
 high-water mark (VmHWM), reset just before training by writing 5 to /proc/self/clear_refs, so the
-model load's own peak does not count. The growth is what training adds: gradients, optimizer
+model load's own peak does not count (nor an earlier method's: everything is freed in between). The growth is what training adds: gradients, optimizer
 state, activations and logits.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import sys
@@ -45,9 +46,12 @@ def main(model_dir: str, method: str, batch: int, seq_len: int, steps: int = 2) 
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    return {"baseline": baseline, "peak": _kib("VmHWM"), "growth": _kib("VmHWM") - baseline}
+    peak = _kib("VmHWM")
+    del model, optimizer, loss
+    gc.collect()
+    return {"baseline": baseline, "peak": peak, "growth": peak - baseline}
 
 
 if __name__ == "__main__":
-    model_dir, method, batch, seq = sys.argv[1:5]
-    print(json.dumps(main(model_dir, method, int(batch), int(seq))))
+    model_dir, batch, seq, *methods = sys.argv[1:]
+    print(json.dumps({m: main(model_dir, m, int(batch), int(seq)) for m in methods}))
