@@ -176,36 +176,39 @@ def report(
 @friendly
 def estimate(
     project: Annotated[Path, typer.Argument(help="Project folder (with --break-even).")] = Path("."),
-    model: Annotated[str | None, typer.Option(help="Size (1b, 7b, 8b, 13b, 70b), family, bundled alias or folder.")] = None,
+    model: Annotated[str | None, typer.Option(help="Size (1b … 70b), family, bundled alias or folder.")] = None,
     method: Annotated[str, typer.Option(help="full, lora or qlora.")] = "lora",
     seq_len: Annotated[int, typer.Option(help="Tokens per training sequence.")] = 512,
     batch: Annotated[int, typer.Option(help="Micro-batch per GPU.")] = 8,
-    gpu: Annotated[str, typer.Option(help="A GPU of plan/gpus.yaml.")] = "A100-80GB",
+    gpu: Annotated[str | None, typer.Option(help="A GPU of plan/gpus.yaml (default A100-80GB).")] = None,
     gpus: Annotated[int, typer.Option(help="Data-parallel GPUs.")] = 1,
     precision: Annotated[str, typer.Option(help="bf16, fp16, mixed or fp32.")] = "bf16",
     optimizer: Annotated[str, typer.Option(help="adamw, adamw8bit, paged_adamw8bit or sgd.")] = "adamw",
     lora_r: Annotated[int, typer.Option(help="LoRA rank (all linear layers adapted).")] = 8,
     examples: Annotated[int | None, typer.Option(help="Training examples, for time and cost.")] = None,
     epochs: Annotated[float, typer.Option(help="Epochs, for time and cost.")] = 1.0,
-    break_even: Annotated[bool, typer.Option("--break-even", help="Monthly volume at which the project's fine-tuned rung beats prompting.")] = False,
+    break_even: Annotated[bool, typer.Option(
+        "--break-even", help="Monthly volume at which the project's fine-tuned rung beats prompting.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Estimate peak memory, fit, throughput, time and cost before training (or, with --break-even, when fine-tuning pays off)."""
+    """Estimate peak memory, fit, speed, time and cost before training; --break-even: when fine-tuning pays off."""
     import json
 
     from tunewise.plan import breakeven as be
     from tunewise.plan import estimate as est
 
     if break_even:
-        result = be.project_break_even(project, gpu if gpu != "A100-80GB" else None)
-        out.print(json.dumps(result, indent=2) if json_ else "\n".join(be.render_break_even_md(result)), highlight=False, soft_wrap=True)
+        result = be.project_break_even(project, gpu)
+        text = json.dumps(result, indent=2) if json_ else "\n".join(be.render_break_even_md(result))
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
         return
     if not model:
         raise est.PlanError("--model is required: a size (8b), a family (llama-3.1-8b), a bundled alias or a folder")
     setup = est.Setup(method=method, seq_len=seq_len, batch=batch, precision=precision, optimizer=optimizer,
                       lora_r=lora_r, gpus=gpus)
-    result = est.estimate(model, setup, gpu, examples, epochs)
-    out.print(json.dumps(result.to_dict(), indent=2) if json_ else "\n".join(est.render_text(result)), highlight=False, soft_wrap=True)
+    result = est.estimate(model, setup, gpu or "A100-80GB", examples, epochs)
+    text = json.dumps(result.to_dict(), indent=2) if json_ else "\n".join(est.render_text(result))
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("inspect-model")
@@ -220,7 +223,8 @@ def inspect_model(
     from tunewise.models.inspect import inspect_model as inspect_, render_text
 
     report = inspect_(model)
-    out.print(json.dumps(report.to_dict(), indent=2) if json_ else "\n".join(render_text(report)), highlight=False, soft_wrap=True)
+    text = json.dumps(report.to_dict(), indent=2) if json_ else "\n".join(render_text(report))
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:

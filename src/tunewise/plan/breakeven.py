@@ -116,7 +116,8 @@ def latest_ladder(project) -> dict:
 
     folder = ws.latest_dir(Path(project), "reports")
     if folder is None or not (folder / "ladder.json").exists():
-        raise PlanError(f"{project}: no saved ladder to compute a break-even from (run `tunewise ladder {project}` first)")
+        raise PlanError(f"{project}: no saved ladder to compute a break-even from "
+                        f"(run `tunewise ladder {project}` first)")
     return json.loads((folder / "ladder.json").read_text(encoding="utf-8"))
 
 

@@ -84,8 +84,9 @@ class Setup:
                                     ("optimizer", self.optimizer, OPTIMIZERS)):
             if value not in allowed:
                 raise PlanError(f"--{key} {value!r}: expected one of {', '.join(allowed)}")
-        for key, value in (("seq-len", self.seq_len), ("batch", self.batch), ("gpus", self.gpus),
-                           ("lora-r", self.lora_r), ("loss-chunks", self.loss_chunks), ("target-len", self.target_len or 1)):
+        sizes = (("seq-len", self.seq_len), ("batch", self.batch), ("gpus", self.gpus), ("lora-r", self.lora_r),
+                 ("loss-chunks", self.loss_chunks), ("target-len", self.target_len or 1))
+        for key, value in sizes:
             if value <= 0:
                 raise PlanError(f"--{key} {value}: must be a positive number")
 
@@ -269,7 +270,8 @@ def estimate(model: str, setup: Setup, gpu: str = "A100-80GB", examples: int | N
     result = Estimate(
         model=arch.name, setup={**asdict(setup), "lora_targets": _targets(setup.lora_targets)},
         memory_gib={k: round(v / GIB, 3) for k, v in mem.items() if k not in ("params", "trainable_params")}
-        | {"params_billion": round(mem["params"] / 1e9, 4), "trainable_params_million": round(mem["trainable_params"] / 1e6, 3)},
+        | {"params_billion": round(mem["params"] / 1e9, 4),
+           "trainable_params_million": round(mem["trainable_params"] / 1e6, 3)},
         gpu=chosen.name, gpu_memory_gib=chosen.memory_gib, fits=fits, fits_checkpointed=fits_ckpt,
         smallest_gpu=smallest, smallest_gpu_checkpointed=smallest_ckpt,
         tokens_per_second=round(tps, 1), mfu=MFU, notes=notes,
@@ -311,7 +313,8 @@ def render_text(e: Estimate) -> list[str]:
     lines += [
         "",
         f"fits on {e.gpu} ({e.gpu_memory_gib:g} GiB): {yes[e.fits]} (with checkpointing: {yes[e.fits_checkpointed]})",
-        f"smallest catalogued GPU: {e.smallest_gpu or 'none'} (with checkpointing: {e.smallest_gpu_checkpointed or 'none'})",
+        f"smallest catalogued GPU: {e.smallest_gpu or 'none'} "
+        f"(with checkpointing: {e.smallest_gpu_checkpointed or 'none'})",
         f"throughput: {e.tokens_per_second:,.0f} tokens/s on {s['gpus']} × {e.gpu} at {e.mfu:.0%} of the 16-bit peak",
     ]
     if e.hours is not None:

@@ -63,7 +63,9 @@ class Arch:
         embed = self.vocab * self.hidden
         head = 0 if self.tied_embeddings else embed
         n_layers = self.layers + self.encoder_layers
-        norms = (2 * n_layers + self.layers * (1 if self.encoder_layers else 0) + 2) * self.hidden
+        # Two norms per layer, a third in a decoder layer with cross-attention, and one final norm per stack.
+        stacks = 2 if self.encoder_layers else 1
+        norms = (2 * n_layers + (self.layers if self.encoder_layers else 0) + stacks) * self.hidden
         biases = n_layers * sum(out for _, out in self.linears().values()) if self.bias else 0
         return embed + head + self.layer_linear_params() + norms + biases
 
