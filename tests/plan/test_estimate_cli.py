@@ -14,6 +14,12 @@ from tunewise.plan.estimate import PlanError, Setup, estimate, load_gpus
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def packaged_catalogue(tmp_path, monkeypatch):
+    """A user's own $TUNEWISE_HOME/gpus.yaml must not change what these tests see."""
+    monkeypatch.setenv("TUNEWISE_HOME", str(tmp_path / "home"))
+
+
 def run(*args: str):
     return runner.invoke(app, list(args))
 
@@ -104,3 +110,13 @@ def test_break_even_from_the_cli(tmp_path):
 def test_unknown_lora_target_is_named():
     with pytest.raises(PlanError, match="lora target 'qkv'"):
         estimate("8b", Setup("lora", lora_targets=("qkv",)))
+
+
+def test_an_edited_catalogue_in_tunewise_home_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEWISE_HOME", str(tmp_path))
+    (tmp_path / "gpus.yaml").write_text("gpus:\n  MyGPU: {memory_gib: 10, tflops: 100, bf16: true, hourly_usd: 0.5}\n")
+    e = estimate("1b", Setup("qlora", 256, 1), gpu="MyGPU", examples=100)
+    assert e.gpu == "MyGPU" and e.smallest_gpu_checkpointed == "MyGPU"
+    (tmp_path / "gpus.yaml").write_text("gpus:\n  Bad: {memory: 10}\n")
+    result = run("estimate", "--model", "1b", "--gpu", "Bad")
+    assert result.exit_code != 0 and "not a GPU catalogue" in result.output

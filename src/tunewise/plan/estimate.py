@@ -34,6 +34,7 @@ the GPU's dense 16-bit peak.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -100,11 +101,22 @@ class Gpu:
     hourly_usd: float
 
 
+def catalogue_path() -> Path | None:
+    """Your edited catalogue, $TUNEWISE_HOME/gpus.yaml (default ~/.cache/tunewise), if you made one."""
+    home = Path(os.environ.get("TUNEWISE_HOME") or Path.home() / ".cache" / "tunewise")
+    return home / "gpus.yaml" if (home / "gpus.yaml").is_file() else None
+
+
 def load_gpus(path: Path | None = None) -> dict[str, Gpu]:
-    """The GPU catalogue (plan/gpus.yaml inside the package, or an edited copy)."""
+    """The GPU catalogue: ``path``, else your copy in $TUNEWISE_HOME, else plan/gpus.yaml in the package."""
+    path = path or catalogue_path()
     text = Path(path).read_text(encoding="utf-8") if path else (
         resources.files("tunewise.plan").joinpath("gpus.yaml").read_text(encoding="utf-8"))
-    return {name: Gpu(name, **spec) for name, spec in yaml.safe_load(text)["gpus"].items()}
+    try:
+        return {name: Gpu(name, **spec) for name, spec in yaml.safe_load(text)["gpus"].items()}
+    except (yaml.YAMLError, KeyError, TypeError) as e:
+        raise PlanError(f"{path or 'plan/gpus.yaml'}: not a GPU catalogue ({type(e).__name__}: {e}); "
+                        "expected gpus: {NAME: {memory_gib, tflops, bf16, hourly_usd}}") from None
 
 
 def find_gpu(name: str, gpus: dict[str, Gpu]) -> Gpu:
