@@ -120,3 +120,13 @@ def test_an_edited_catalogue_in_tunewise_home_wins(tmp_path, monkeypatch):
     (tmp_path / "gpus.yaml").write_text("gpus:\n  Bad: {memory: 10}\n")
     result = run("estimate", "--model", "1b", "--gpu", "Bad")
     assert result.exit_code != 0 and "not a GPU catalogue" in result.output
+
+
+def test_gpu_names_forgive_case_dashes_and_unique_prefixes():
+    from tunewise.plan.estimate import find_gpu
+
+    gpus = load_gpus()
+    assert find_gpu("h100", gpus).name == "H100-80GB" and find_gpu("4090", gpus).name == "RTX-4090"
+    assert find_gpu("L4", gpus).name == "L4"  # exact beats the L40S prefix
+    with pytest.raises(PlanError, match="it could be A100-40GB or A100-80GB"):
+        find_gpu("a100", gpus)

@@ -120,11 +120,18 @@ def load_gpus(path: Path | None = None) -> dict[str, Gpu]:
 
 
 def find_gpu(name: str, gpus: dict[str, Gpu]) -> Gpu:
-    wanted = name.lower().replace(" ", "-").replace("_", "-")
-    for key, gpu in gpus.items():
-        if key.lower() == wanted or key.lower().replace("-", "") == wanted.replace("-", ""):
-            return gpu
-    raise PlanError(f"--gpu {name!r}: not in the catalogue ({', '.join(gpus)}); add it to plan/gpus.yaml")
+    """A catalogue GPU by name, ignoring case and dashes; a unique prefix will do (`h100`, `4090`)."""
+    def norm(s: str) -> str:
+        return "".join(c for c in s.lower() if c.isalnum())
+
+    wanted = norm(name)
+    exact = [g for key, g in gpus.items() if norm(key) == wanted]
+    partial = [g for key, g in gpus.items() if wanted and (norm(key).startswith(wanted) or
+                                                           norm(key).removeprefix("rtx").startswith(wanted))]
+    if exact or len(partial) == 1:
+        return (exact or partial)[0]
+    hint = f"it could be {' or '.join(g.name for g in partial)}" if partial else "add it to plan/gpus.yaml"
+    raise PlanError(f"--gpu {name!r}: not in the catalogue ({', '.join(gpus)}); {hint}")
 
 
 def resolve_arch(model: str) -> Arch:
