@@ -125,6 +125,21 @@ def _token_checks(tok, config, warnings: list[str]) -> None:
         warnings.append(f"the tokenizer has {len(tok)} tokens but the model only {vocab} embeddings")
 
 
+def _count_params(folder: Path, fmt: str, warnings: list[str]) -> int:
+    """From the safetensors headers; never by opening pickle weights (config.json's shapes instead)."""
+    if fmt == "safetensors":
+        return safetensors_params(folder)
+    if fmt == "pickle":
+        warnings.append("pickle weights (*.bin/*.pt) can run arbitrary code when loaded: convert them to "
+                        "safetensors; tunewise refuses to load them unless told to")
+    else:
+        warnings.append("no weight files found")
+    from tunewise.plan.families import from_folder
+
+    warnings.append("parameter count computed from config.json (the weights were not opened)")
+    return from_folder(folder).params()
+
+
 def inspect_model(spec: str, project: Path | None = None) -> Readiness:
     """Readiness report of a bundled alias, a local Hugging Face folder or a .gguf file."""
     assets.offline()
@@ -137,22 +152,11 @@ def inspect_model(spec: str, project: Path | None = None) -> Readiness:
     folder = resolve(spec, project)
     fmt = weight_format(folder)
     warnings: list[str] = []
-    if fmt == "pickle":
-        warnings.append("pickle weights (*.bin/*.pt) can run arbitrary code when loaded: convert them to "
-                        "safetensors; tunewise refuses to load them unless told to")
-    elif fmt == "none":
-        warnings.append("no weight files found")
     try:
         config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except (ValueError, OSError) as e:
         raise ModelError(f"inspect-model: {folder}: config.json cannot be read without remote code ({e})") from None
-    if fmt == "safetensors":
-        params = safetensors_params(folder)
-    else:
-        from tunewise.plan.families import from_folder
-
-        params = from_folder(folder).params()
-        warnings.append("parameter count computed from config.json (the weights were not opened)")
+    params = _count_params(folder, fmt, warnings)
     try:
         targets = meta_linear_names(config)
     except (ValueError, KeyError) as e:
