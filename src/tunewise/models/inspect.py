@@ -136,8 +136,13 @@ def _count_params(folder: Path, fmt: str, warnings: list[str]) -> int:
         warnings.append("no weight files found")
     from tunewise.plan.families import from_folder
 
+    try:
+        params = from_folder(folder).params()
+    except KeyError as e:
+        warnings.append(f"parameter count unknown: config.json has no {e.args[0]!r} and the weights were not opened")
+        return 0
     warnings.append("parameter count computed from config.json (the weights were not opened)")
-    return from_folder(folder).params()
+    return params
 
 
 def inspect_model(spec: str, project: Path | None = None) -> Readiness:
