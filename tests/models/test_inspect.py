@@ -80,3 +80,11 @@ def test_errors_are_one_line(tmp_path, make, message):
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     with pytest.raises(ModelError):
         inspect_model(str(make(tmp_path)))
+
+
+def test_a_folder_without_tokenizer_is_one_clear_error(tiny_model_dir, tmp_path):
+    folder = copy_of(tiny_model_dir, tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    result = runner.invoke(app, ["inspect-model", str(folder)])
+    assert result.exit_code != 0 and "no usable tokenizer" in result.output and "Traceback" not in result.output

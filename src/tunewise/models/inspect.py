@@ -164,10 +164,13 @@ def inspect_model(spec: str, project: Path | None = None) -> Readiness:
     params = _count_params(folder, fmt, warnings)
     try:
         targets = meta_linear_names(config)
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, ImportError, TypeError) as e:
         targets = []
         warnings.append(f"transformers cannot build this architecture as a causal LM: {e}")
-    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    except (ValueError, OSError, TypeError) as e:
+        raise ModelError(f"inspect-model: {folder}: no usable tokenizer ({str(e).splitlines()[0]})") from None
     _token_checks(tok, config, warnings)
     round_trip = _round_trip(tok)
     if not round_trip:
