@@ -35,9 +35,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from tunewise.examples import ExampleError
     from tunewise.models.chat import TemplateError
     from tunewise.models.load import ModelError
+    from tunewise.plan.estimate import PlanError
     from tunewise.train.sft import TrainingGuardError
 
-    return ConfigError, DataError, ExampleError, TemplateError, ModelError, AssetMissing, TrainingGuardError
+    return (ConfigError, DataError, ExampleError, TemplateError, ModelError, AssetMissing, TrainingGuardError,
+            PlanError)
 
 
 def friendly(fn):
@@ -168,6 +170,61 @@ def report(
         raise ConfigError(f"{project}: no saved ladder to report on (run `tunewise ladder {project}` first)")
     rebuild(folder)
     out.print(f"report: {folder / 'report.md'}")
+
+
+@app.command()
+@friendly
+def estimate(
+    project: Annotated[Path, typer.Argument(help="Project folder (with --break-even).")] = Path("."),
+    model: Annotated[str | None, typer.Option(help="Size (1b … 70b), family, bundled alias or folder.")] = None,
+    method: Annotated[str, typer.Option(help="full, lora or qlora.")] = "lora",
+    seq_len: Annotated[int, typer.Option(help="Tokens per training sequence.")] = 512,
+    batch: Annotated[int, typer.Option(help="Micro-batch per GPU.")] = 8,
+    gpu: Annotated[str | None, typer.Option(help="A GPU of plan/gpus.yaml (default A100-80GB).")] = None,
+    gpus: Annotated[int, typer.Option(help="Data-parallel GPUs.")] = 1,
+    precision: Annotated[str, typer.Option(help="bf16, fp16, mixed or fp32.")] = "bf16",
+    optimizer: Annotated[str, typer.Option(help="adamw, adamw8bit, paged_adamw8bit or sgd.")] = "adamw",
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (all linear layers adapted).")] = 8,
+    examples: Annotated[int | None, typer.Option(help="Training examples, for time and cost.")] = None,
+    epochs: Annotated[float, typer.Option(help="Epochs, for time and cost.")] = 1.0,
+    break_even: Annotated[bool, typer.Option(
+        "--break-even", help="Monthly volume at which the project's fine-tuned rung beats prompting.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Estimate peak memory, fit, speed, time and cost before training; --break-even: when fine-tuning pays off."""
+    import json
+
+    from tunewise.plan import breakeven as be
+    from tunewise.plan import estimate as est
+
+    if break_even:
+        result = be.project_break_even(project, gpu)
+        text = json.dumps(result, indent=2) if json_ else "\n".join(be.render_break_even_md(result))
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
+        return
+    if not model:
+        raise est.PlanError("--model is required: a size (8b), a family (llama-3.1-8b), a bundled alias or a folder")
+    setup = est.Setup(method=method, seq_len=seq_len, batch=batch, precision=precision, optimizer=optimizer,
+                      lora_r=lora_r, gpus=gpus)
+    result = est.estimate(model, setup, gpu or "A100-80GB", examples, epochs)
+    text = json.dumps(result.to_dict(), indent=2) if json_ else "\n".join(est.render_text(result))
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("inspect-model")
+@friendly
+def inspect_model(
+    model: Annotated[str, typer.Argument(help="A local model folder, a .gguf file or a bundled alias.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Readiness report: architecture, size, context, chat template, tokens, PEFT targets, weight format, licence."""
+    import json
+
+    from tunewise.models.inspect import inspect_model as inspect_, render_text
+
+    report = inspect_(model)
+    text = json.dumps(report.to_dict(), indent=2) if json_ else "\n".join(render_text(report))
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -115,6 +115,19 @@ class EvalConfig(_Strict):
     """Score every rung on a seeded, stratified subset of the test split (None: all of it)."""
 
 
+class PlanConfig(_Strict):
+    """Prices behind `tunewise estimate --break-even` and the report's break-even section."""
+
+    gpu: str = "A10G"
+    """A GPU of the catalogue (plan/gpus.yaml) whose hourly price pays for training and serving."""
+    gpu_hourly_usd: float | None = Field(default=None, ge=0)
+    """Your own price for that GPU, $ per hour (None: the catalogue's)."""
+    usd_per_1k_prompt_tokens: float = Field(0.0001, ge=0)
+    """Price of 1,000 prompt tokens, if you pay per token (0 when you self-host)."""
+    amortise_months: float = Field(1.0, gt=0)
+    """Months over which the one-off fine-tuning cost is recovered."""
+
+
 RUNGS = ("zero-shot", "lora")
 
 
@@ -126,6 +139,7 @@ class ProjectConfig(_Strict):
     rungs: list[Literal["zero-shot", "lora"]] = Field(default_factory=lambda: list(RUNGS))
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    plan: PlanConfig = Field(default_factory=PlanConfig)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
