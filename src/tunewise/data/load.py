@@ -228,7 +228,9 @@ def _target(row: dict, name: str) -> str | None:
 
 def _chat(row: dict) -> tuple[str, str | None, list[dict]]:
     """Check the OpenAI fine-tuning rules; input is the transcript, target the last assistant turn."""
-    messages = row["messages"]
+    messages = row.get("messages")
+    if messages is None:
+        raise _RowError("missing field 'messages'")
     if not isinstance(messages, list) or not messages:
         raise _RowError("field 'messages' must be a non-empty list")
     clean = []
