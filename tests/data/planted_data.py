@@ -7,11 +7,11 @@ import random
 from pathlib import Path
 
 TOPICS = {
-    "business": "market shares profit bank economy stocks investor trade revenue merger".split(),
-    "sports": "match team goal cup player coach league score stadium referee".split(),
-    "tech": "phone software internet computer games chip browser laptop robot network".split(),
+    "business": ["market", "shares", "profit", "bank", "economy", "stocks", "investor", "trade", "revenue", "merger"],
+    "sports": ["match", "team", "goal", "cup", "player", "coach", "league", "score", "stadium", "referee"],
+    "tech": ["phone", "software", "internet", "computer", "games", "chip", "browser", "laptop", "robot", "network"],
 }
-RARE = ("weather", "rain storm sunny forecast cloud wind snow".split())
+RARE = ("weather", ["rain", "storm", "sunny", "forecast", "cloud", "wind", "snow"])
 PII_ROWS = {  # one row per type; the 16-digit order number fails Luhn and is not a card
     "email": "write to jane.doe@example.org please",
     "phone": "call +1 415-555-0123 tonight",

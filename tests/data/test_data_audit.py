@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from planted_data import EXPECTED, build
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from planted_data import EXPECTED, build  # noqa: E402
-
-from tunewise.cli import app  # noqa: E402
-from tunewise.core import Record  # noqa: E402
-from tunewise.data import audit as au  # noqa: E402
-from tunewise.data.load import Loaded  # noqa: E402
-from tunewise.data.mislabels import suspected_mislabels, tfidf_embedder  # noqa: E402
-from tunewise.data.review import annotator_agreement, fleiss_kappa  # noqa: E402
+from tunewise.cli import app
+from tunewise.core import Record
+from tunewise.data import audit as au
+from tunewise.data.load import Loaded
+from tunewise.data.mislabels import suspected_mislabels, tfidf_embedder
+from tunewise.data.review import annotator_agreement, fleiss_kappa
 
 
 @pytest.fixture(scope="module")

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from planted_data import build
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from planted_data import build  # noqa: E402
-
-from tunewise.cli import app  # noqa: E402
-from tunewise.config import load_config  # noqa: E402
-from tunewise.data.dedup import near_pairs, normalise  # noqa: E402
-from tunewise.data.prepare import load_prepared, prepare_project  # noqa: E402
+from tunewise.cli import app
+from tunewise.config import load_config
+from tunewise.data.dedup import near_pairs, normalise
+from tunewise.data.prepare import load_prepared, prepare_project
 
 
 @pytest.fixture
@@ -107,7 +104,7 @@ def test_review_loop_and_ladder_uses_prepared(project):
     assert load_prepared(config, project) is None
     prepared = runner.invoke(app, ["prepare", str(project)])
     assert prepared.exit_code == 0, prepared.output
-    train, val, test, rejects, digest, folder = load_prepared(config, project)
+    train, val, _, rejects, _, folder = load_prepared(config, project)
     manifest = json.loads((folder / "manifest.json").read_text())
     steps = {s["step"]: s["dropped"] for s in manifest["steps"]}
     assert steps["reviews"] == 1 and steps["conflicting_targets"] == 0 and manifest["reviews_applied"] == 3

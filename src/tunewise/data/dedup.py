@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import string
 from collections import defaultdict
-from itertools import combinations
-
+from itertools import combinations, pairwise
 from zlib import crc32
 
 import numpy as np
@@ -107,7 +106,7 @@ def candidate_pairs(sig: np.ndarray, threshold: float) -> set[tuple[int, int]]:
         for members in buckets.values():
             if len(members) > 200:  # a giant bucket is one cluster; a chain of neighbours covers it
                 members.sort()
-                pairs.update(zip(members, members[1:], strict=False))
+                pairs.update(pairwise(members))
             else:
                 pairs.update(combinations(sorted(members), 2))
     return pairs

@@ -305,8 +305,8 @@ def datacard(m: dict) -> str:
     split = ("the given test file is the test split; the rest is split into train/val"
              if m["test_file"] else f"train/val/test fractions {m['split']}")
     lines += ["", "## Split", "",
-              f"Stratified by label, grouped so that rows with identical or near-identical inputs (Jaccard >= "
-              f"{m['near_duplicate_threshold']}) never straddle splits; {split}.", ""]
+              (f"Stratified by label, grouped so that rows with identical or near-identical inputs (Jaccard >= "
+               f"{m['near_duplicate_threshold']}) never straddle splits; {split}."), ""]
     lines += [f"- {n}: {c} rows" for n, c in m["counts"].items() if n != "rejected"]
     lines += ["", f"Every removed or malformed row ({m['counts']['rejected']}) is listed with its reason in rejects.jsonl.", ""]
     lines += ["## Labels per split", ""] + [f"- {n}: {json.dumps(v, ensure_ascii=False)}" for n, v in m["labels"].items()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -43,7 +44,7 @@ def annotator_agreement(records: list[Record], field: str) -> dict:
     else:
         kappa, method = fleiss_kappa([list(v.values()) for v in rated.values()]), "Fleiss"
     return {"count": disagree, "annotators": len(annotators), "items": len(rated), "method": method,
-            "kappa": None if kappa != kappa else round(float(kappa), 4)}
+            "kappa": None if math.isnan(kappa) else round(float(kappa), 4)}
 
 
 def fleiss_kappa(ratings: list[list[str]]) -> float:

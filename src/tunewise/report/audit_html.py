@@ -79,8 +79,8 @@ def render_audit(audit: dict, recs: dict[str, Record]) -> str:
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>tunewise audit</title><style>{CSS}</style></head><body>",
         f"<h1>Data audit: {audit['rows']} rows, {len(audit['rejected'])} rejected</h1>",
-        f"<p class='muted'>schemas: {escape(json.dumps(audit['schemas']))}; task: {escape(audit['task'])}; "
-        f"test rows: {audit['test_rows']}</p>",
+        (f"<p class='muted'>schemas: {escape(json.dumps(audit['schemas']))}; task: {escape(audit['task'])}; "
+         f"test rows: {audit['test_rows']}</p>"),
         "<h2>Summary</h2>",
         "<table><tr><th>check</th><th>count</th><th>note</th></tr>" + "".join(
             f"<tr><td><a href='#{escape(n)}'>{escape(n)}</a></td>"
