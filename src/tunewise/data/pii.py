@@ -84,14 +84,18 @@ def find_pii(text: str) -> list[Span]:
     found: list[Span] = []
     taken: list[tuple[int, int]] = []
     for name, pattern, valid in PATTERNS:
-        for m in pattern.finditer(text):
+        pos = 0
+        while m := pattern.search(text, pos):
             if valid is not None and not valid(m.group()):
+                # A failed candidate (a card number run into a phone number) must not hide a valid
+                # match that starts inside it, so search again from the next character.
+                pos = m.start() + 1
                 continue
+            pos = m.end()
             s, e = m.span()
-            if any(s < te and ts < e for ts, te in taken):
-                continue
-            taken.append((s, e))
-            found.append(Span(name, s, e))
+            if not any(s < te and ts < e for ts, te in taken):
+                taken.append((s, e))
+                found.append(Span(name, s, e))
     return sorted(found, key=lambda sp: sp.start)
 
 
