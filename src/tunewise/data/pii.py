@@ -48,6 +48,10 @@ def _card(match: str) -> bool:
 
 
 def _phone(match: str) -> bool:
+    groups = match.split()
+    # Space-separated groups of four digits are account or card fragments, not phone numbers.
+    if len(groups) > 2 and all(len(g) == 4 and g.isdigit() for g in groups):
+        return False
     return 9 <= sum(ch.isdigit() for ch in match) <= 15
 
 
