@@ -198,6 +198,8 @@ def audit(
     for row in summary_rows(result):
         table.add_row(*row)
     out.print(table)
+    for warning in result.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     out.print(f"audit: {json_file}\nhtml: {html_file}")
     gate(result, [c.strip() for c in fail_on.split(",") if c.strip()] if fail_on else [])
 

@@ -144,3 +144,12 @@ def test_gate_counts_rejected():
     au.gate(audit, ["exact_duplicates", "rejected"])
     with pytest.raises(au.AuditGateFailed, match="review_sample=1"):
         au.gate(audit, ["review_sample"])
+
+
+def test_audit_runs_without_a_loadable_base_model(tmp_path):
+    project = build(tmp_path / "p", tmp_path / "no-such-model")
+    result = CliRunner().invoke(app, ["audit", str(project), "--set", "audit.mislabels=false"])
+    assert result.exit_code == 0, result.output
+    assert "base model tokenizer unavailable" in result.output
+    audit = json.loads(next((project / ".tunewise" / "audits").glob("*/audit.json")).read_text())
+    assert audit["checks"]["too_long"]["tokenizer"].startswith("estimate")

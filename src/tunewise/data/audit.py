@@ -324,8 +324,10 @@ def audit_project(project: Path, data: list[str] | None = None, test_file: str |
     test_base = Path(".") if test_flag else project
     loaded = load_files(list(files), base, input_field, target_field, schema, id_field)
     test = load_files([test_file], test_base, input_field, target_field, schema, id_field).records if test_file else None
-    tokenizer = _tokenizer(config, project) if config else None
+    tokenizer, warning = _tokenizer(config, project) if config else (None, None)
     audit = run_audit(loaded, settings, test, tokenizer, embed)
+    if warning:
+        audit["warnings"] = [warning]
     audit["files"] = {str(f): ws.sha256_file(base / f) for f in files}
     out_dir = ws.new_dir(project, "audits")
     json_path = Path(json_path or out_dir / "audit.json")
@@ -337,9 +339,15 @@ def audit_project(project: Path, data: list[str] | None = None, test_file: str |
 
 
 def _tokenizer(config, project: Path):
-    from tunewise.models.load import load_tokenizer, resolve
+    """(the base model's tokenizer, None), or (None, why) when the model cannot be loaded: the audit
+    must still run before a model is set up; token lengths then are estimates and say so."""
+    from tunewise.assets import AssetMissing
+    from tunewise.models.load import ModelError, load_tokenizer, resolve
 
-    return load_tokenizer(resolve(config.model.base, project))
+    try:
+        return load_tokenizer(resolve(config.model.base, project)), None
+    except (ModelError, AssetMissing, OSError, ValueError) as e:
+        return None, f"base model tokenizer unavailable ({str(e).splitlines()[0]}); token lengths are estimates"
 
 
 def summary_rows(audit: dict) -> list[tuple[str, str, str]]:

@@ -255,7 +255,9 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None) -> tup
     if config.audit.max_tokens and config.prepare.too_long != "keep" and tokenizer is None:
         from tunewise.data.audit import _tokenizer
 
-        tokenizer = _tokenizer(config, project)
+        tokenizer, warning = _tokenizer(config, project)
+        if warning:
+            raise DataError(f"prepare: audit.max_tokens is set but {warning.split(';')[0]}")
     corrections = load_corrections(project)
     recs, steps, dropped = clean(loaded.records, config, corrections, tokenizer, test)
     if not recs:
