@@ -55,7 +55,7 @@ def bench_audit(rows: int, tokenizer_spec: str | None) -> dict:
     return {
         "rows": rows, "mean_chars": round(sum(len(r["input"]) for r in data) / rows),
         "load_seconds": round(loaded_s, 2), "audit_seconds_total": round(total_s, 2),
-        "tokenizer": checks["too_long"]["tokenizer"],
+        "seconds_per_check": audit["seconds"], "tokenizer": checks["too_long"]["tokenizer"],
         "exact_duplicates": {"planted": planted["exact_duplicates"], "found": checks["exact_duplicates"]["count"]},
         "near_duplicates": {"planted": planted["near_duplicates_planted"], "planted_found": len(near_found),
                             "pairs_reported": checks["near_duplicates"]["count"]},

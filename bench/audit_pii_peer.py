@@ -21,7 +21,7 @@ import tldextract
 # use the snapshot bundled with tldextract instead, so the peer runs offline like tunewise.
 tldextract.extract = tldextract.TLDExtract(suffix_list_urls=())
 
-from presidio_analyzer.predefined_recognizers import (  # noqa: E402
+from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
     EmailRecognizer,
     IbanRecognizer,

@@ -8,7 +8,9 @@ is one function returning ``{"count": int, …}`` where count is defined in its 
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,33 +235,37 @@ def looks_like_labels(records: list[Record]) -> bool:
 
 def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None = None, tokenizer=None,
               embed=None) -> dict:
-    """Run every check; return the audit as audit.json holds it."""
+    """Run every check; return the audit as audit.json holds it (with seconds per check)."""
     recs = loaded.records
     schemas = sorted(set(loaded.schemas.values()))
     is_class = settings.task_type == "classification" or (settings.task_type is None and looks_like_labels(recs))
-    checks: dict[str, Any] = {
-        "exact_duplicates": exact_duplicates(recs),
-        "near_duplicates": near_duplicates(recs, settings.near_threshold),
-        "conflicting_targets": conflicting_targets(recs),
-        "empty_inputs": empty_inputs(recs),
-        "missing_targets": missing_targets(recs),
-        "too_long": too_long(recs, settings.max_tokens, tokenizer),
-        "pii": pii(recs),
-        "leakage": leakage(recs, test, settings.near_threshold),
-    }
-    if is_class:
-        checks["class_balance"] = class_balance(recs, settings.labels, settings.min_label_count)
-        checks["suspected_mislabels"] = _mislabels(recs, settings, embed)
-    else:
-        checks["class_balance"] = {"count": 0, "skipped": "not classification data"}
-        checks["suspected_mislabels"] = {"count": 0, "items": [], "skipped": "not classification data"}
+    not_class = {"count": 0, "items": [], "skipped": "not classification data"}
+    plan: list[tuple[str, Callable[[], dict]]] = [
+        ("exact_duplicates", lambda: exact_duplicates(recs)),
+        ("near_duplicates", lambda: near_duplicates(recs, settings.near_threshold)),
+        ("conflicting_targets", lambda: conflicting_targets(recs)),
+        ("empty_inputs", lambda: empty_inputs(recs)),
+        ("missing_targets", lambda: missing_targets(recs)),
+        ("too_long", lambda: too_long(recs, settings.max_tokens, tokenizer)),
+        ("pii", lambda: pii(recs)),
+        ("leakage", lambda: leakage(recs, test, settings.near_threshold)),
+        ("class_balance", lambda: class_balance(recs, settings.labels, settings.min_label_count) if is_class else not_class),
+        ("suspected_mislabels", lambda: _mislabels(recs, settings, embed) if is_class else not_class),
+    ]
     if not is_class or set(schemas) & set(GENERATIVE_SCHEMAS):
-        checks.update(chat_checks(recs, loaded.rejects, tokenizer))
+        plan.append(("chat", lambda: chat_checks(recs, loaded.rejects, tokenizer)))
     if settings.annotator_field:
         from tunewise.data.review import annotator_agreement
 
-        checks["annotator_agreement"] = annotator_agreement(recs, settings.annotator_field)
-    checks["review_sample"] = review_sample(recs, settings.review_sample, settings.seed, is_class)
+        plan.append(("annotator_agreement", lambda: annotator_agreement(recs, settings.annotator_field)))
+    plan.append(("review_sample", lambda: review_sample(recs, settings.review_sample, settings.seed, is_class)))
+    checks: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    for name, run in plan:
+        start = time.perf_counter()
+        result = run()
+        seconds[name] = round(time.perf_counter() - start, 3)
+        checks.update(result if name == "chat" else {name: result})
     return {
         "rows": len(recs),
         "schemas": loaded.schemas,
@@ -267,6 +273,7 @@ def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None
         "rejected": [{"file": r.file, "line": r.line, "reason": r.reason} for r in loaded.rejects],
         "test_rows": len(test) if test else 0,
         "checks": checks,
+        "seconds": seconds,
     }
 
 
