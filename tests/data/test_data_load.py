@@ -144,3 +144,18 @@ def test_fuzz_random_json_rows_load_or_reject(tmp_path, rows, schema):
     assert len(loaded.records) + len(loaded.rejects) == sum(1 for r in rows if json.dumps(r).strip())
     for rec in loaded.records:
         assert isinstance(rec.input, str) and (rec.target is None or isinstance(rec.target, str))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=300), suffix=st.sampled_from([".jsonl", ".json", ".csv", ".parquet"]))
+def test_fuzz_cli_audit_never_tracebacks(tmp_path, data, suffix):
+    from typer.testing import CliRunner
+
+    from tunewise.cli import app
+
+    path = _write(tmp_path, f"f{suffix}", data)
+    result = CliRunner().invoke(app, ["audit", str(tmp_path), "--data", str(path), "--json", str(tmp_path / "a.json"),
+                                      "--html", str(tmp_path / "a.html")])
+    assert result.exit_code in (0, 1), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output

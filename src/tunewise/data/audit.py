@@ -336,7 +336,7 @@ def audit_project(project: Path, data: list[str] | None = None, test_file: str |
     if warning:
         audit["warnings"] = [warning]
     audit["files"] = {str(f): ws.sha256_file(base / f) for f in files}
-    out_dir = ws.new_dir(project, "audits")
+    out_dir = ws.new_dir(project, "audits") if not (json_path and html_path) else None
     json_path = Path(json_path or out_dir / "audit.json")
     html_path = Path(html_path or out_dir / "audit.html")
     ws.write_json(json_path, audit)
