@@ -39,7 +39,7 @@ def main() -> None:
     recognizers = [EmailRecognizer(), PhoneRecognizer(), CreditCardRecognizer(), IbanRecognizer(), UsSsnRecognizer(),
                    IpRecognizer()]
     found = []
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for row in rows:
         spans = []
         for rec in recognizers:
@@ -47,10 +47,10 @@ def main() -> None:
                 if r.entity_type in NAMES and r.score > 0:
                     spans.append([NAMES[r.entity_type], r.start, r.end])
         found.append(spans)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     from importlib.metadata import version
 
-    json.dump({"found": found, "seconds": seconds, "version": version("presidio-analyzer")}, sys.stdout)
+    json.dump({"found": found, "seconds": seconds, "cpu_seconds": cpu_seconds, "version": version("presidio-analyzer")}, sys.stdout)
 
 
 if __name__ == "__main__":
