@@ -24,9 +24,12 @@ def minilm_embedder() -> EmbedFn:
     assets.offline()
     path = assets.asset_path(assets.MINILM)
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # the audit's own summary is the output, not loading bars
     model = SentenceTransformer(str(path), device="cpu")
-    return lambda texts: np.asarray(model.encode(texts, batch_size=64, normalize_embeddings=True))
+    return lambda texts: np.asarray(model.encode(texts, batch_size=64, normalize_embeddings=True,
+                                                 show_progress_bar=False))
 
 
 def tfidf_embedder(texts: list[str]) -> np.ndarray:
