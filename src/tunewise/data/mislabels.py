@@ -28,6 +28,7 @@ def minilm_embedder() -> EmbedFn:
 
     hf_logging.disable_progress_bar()  # the audit's own summary is the output, not loading bars
     model = SentenceTransformer(str(path), device="cpu")
+    model.max_seq_length = 128  # a cheap classifier's view of each row: its first 128 tokens
     return lambda texts: np.asarray(model.encode(texts, batch_size=64, normalize_embeddings=True,
                                                  show_progress_bar=False))
 
