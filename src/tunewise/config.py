@@ -93,7 +93,9 @@ class AuditConfig(_Strict):
     review_sample: int = Field(50, ge=0)
     """Rows, spread across labels, in the review sample for a person to read."""
     mislabels: bool = True
-    """Run `suspected_mislabels` (embeds every row with MiniLM; the slowest check)."""
+    """Run `suspected_mislabels` (embeds rows with MiniLM on CPU; the slowest check)."""
+    mislabel_max_rows: int | None = Field(default=5000, gt=0)
+    """Check a seeded, stratified subset of this many rows for mislabels (None: every row)."""
     seed: int = 0
 
 

@@ -36,6 +36,7 @@ class AuditSettings:
     min_label_count: int = 10
     review_sample: int = 50
     mislabels: bool = True
+    mislabel_max_rows: int | None = 5000
     seed: int = 0
     task_type: str | None = None  # None: guessed from the targets
     labels: list[str] = field(default_factory=list)
@@ -282,9 +283,14 @@ def _mislabels(recs: list[Record], settings: AuditSettings, embed) -> dict:
         return {"count": 0, "items": [], "skipped": "turned off (audit.mislabels: false)"}
     from tunewise.data.mislabels import suspected_mislabels
 
+    from tunewise.data.split import subsample
+
     rows = [r for r in recs if r.target is not None and r.input.strip()]
-    return suspected_mislabels([r.id for r in rows], [r.input for r in rows], [r.target for r in rows],
-                               embed, seed=settings.seed)
+    # Embedding is the audit's one expensive step on CPU; a stratified subset bounds it.
+    rows = subsample(rows, settings.mislabel_max_rows, settings.seed)
+    result = suspected_mislabels([r.id for r in rows], [r.input for r in rows], [r.target for r in rows],
+                                 embed, seed=settings.seed)
+    return {**result, "rows_checked": len(rows)}
 
 
 def gate(audit: dict, fail_on: list[str]) -> None:
@@ -318,8 +324,8 @@ def audit_project(project: Path, data: list[str] | None = None, test_file: str |
     if config:
         a = config.audit
         settings = AuditSettings(a.near_duplicate_threshold, a.max_tokens, a.min_label_count, a.review_sample,
-                                 a.mislabels, a.seed, config.task.type, list(config.task.labels),
-                                 config.data.annotator_field)
+                                 a.mislabels, a.mislabel_max_rows, a.seed, config.task.type,
+                                 list(config.task.labels), config.data.annotator_field)
         schema, id_field = config.data.schema_, config.data.id_field
         input_field = input_field or config.task.input_field
         target_field = target_field or config.task.target_field
