@@ -94,7 +94,7 @@ class AuditConfig(_Strict):
     """Rows, spread across labels, in the review sample for a person to read."""
     mislabels: bool = True
     """Run `suspected_mislabels` (embeds rows with MiniLM on CPU; the slowest check)."""
-    mislabel_max_rows: int | None = Field(default=5000, gt=0)
+    mislabel_max_rows: int | None = Field(default=2000, gt=0)
     """Check a seeded, stratified subset of this many rows for mislabels (None: every row)."""
     seed: int = 0
 

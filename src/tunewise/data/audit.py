@@ -36,7 +36,7 @@ class AuditSettings:
     min_label_count: int = 10
     review_sample: int = 50
     mislabels: bool = True
-    mislabel_max_rows: int | None = 5000
+    mislabel_max_rows: int | None = 2000
     seed: int = 0
     task_type: str | None = None  # None: guessed from the targets
     labels: list[str] = field(default_factory=list)
