@@ -282,7 +282,6 @@ def _mislabels(recs: list[Record], settings: AuditSettings, embed) -> dict:
     if not settings.mislabels:
         return {"count": 0, "items": [], "skipped": "turned off (audit.mislabels: false)"}
     from tunewise.data.mislabels import suspected_mislabels
-
     from tunewise.data.split import subsample
 
     rows = [r for r in recs if r.target is not None and r.input.strip()]
