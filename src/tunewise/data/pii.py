@@ -79,7 +79,17 @@ PATTERNS: list[tuple[str, re.Pattern, Callable[[str], bool] | None]] = [
 ]
 
 _DIGIT_OR_AT = re.compile(r"[\d@]")
-_SECRET_HINTS = ("-----BEGIN", "AKIA", "ASIA", "gh", "xox", "sk-", "k_live_", "AIza", "eyJ")
+_SECRET_HINTS = ("-----BEGIN", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox",
+                 "sk-", "k_live_", "AIza", "eyJ")
+
+
+def _worth_trying(name: str, text: str) -> bool:
+    """Cheap substring tests that rule a pattern out before its (slower) regex runs."""
+    if name == "secret":
+        return any(h in text for h in _SECRET_HINTS)
+    if name == "email":
+        return "@" in text
+    return True
 
 
 def find_pii(text: str) -> list[Span]:
@@ -90,6 +100,8 @@ def find_pii(text: str) -> list[Span]:
     found: list[Span] = []
     taken: list[tuple[int, int]] = []
     for name, pattern, valid in PATTERNS:
+        if not _worth_trying(name, text):
+            continue
         pos = 0
         while m := pattern.search(text, pos):
             if valid is not None and not valid(m.group()):
