@@ -115,3 +115,9 @@ def test_review_loop_and_ladder_uses_prepared(project):
     splits = load_splits(config, project)
     assert splits.dataset_dir == folder and len(splits.test) == 5 and splits.train == train
     assert load_prepared(load_config(project, ["data.seed=9"]), project) is None  # another config
+
+
+def test_prepared_dataset_survives_unrelated_config_changes(project):
+    prepare_project(load_config(project), project)
+    assert load_prepared(load_config(project, ["audit.review_sample=5", "train.epochs=3"]), project) is not None
+    assert load_prepared(load_config(project, ["prepare.pii=keep"]), project) is None

@@ -178,7 +178,8 @@ def fingerprint(config: ProjectConfig, project: Path, corrections: dict[str, str
     parts = {
         "files": {f: ws.sha256_file(Path(project) / f) for f in files if (Path(project) / f).is_file()},
         "task": config.task.model_dump(mode="json"), "data": config.data.model_dump(mode="json"),
-        "prepare": config.prepare.model_dump(mode="json"), "audit": config.audit.model_dump(mode="json"),
+        "prepare": config.prepare.model_dump(mode="json"),
+        "audit": {"near": config.audit.near_duplicate_threshold, "max_tokens": config.audit.max_tokens},
         "model": config.model.base if config.audit.max_tokens else None, "corrections": corrections,
     }
     return ws.sha256_bytes(json.dumps(parts, sort_keys=True).encode())
