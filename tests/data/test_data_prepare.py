@@ -121,3 +121,28 @@ def test_prepared_dataset_survives_unrelated_config_changes(project):
     prepare_project(load_config(project), project)
     assert load_prepared(load_config(project, ["audit.review_sample=5", "train.epochs=3"]), project) is not None
     assert load_prepared(load_config(project, ["prepare.pii=keep"]), project) is None
+
+
+def test_chat_project_audit_and_prepare(tmp_path, tiny_model_dir):
+    from tunewise.data.audit import audit_project
+
+    def chat(i: int, reply: str) -> str:
+        return json.dumps({"messages": [{"role": "system", "content": "be brief"},
+                                        {"role": "user", "content": f"question number {i} from a@b.io"},
+                                        {"role": "assistant", "content": reply}]})
+
+    rows = [chat(i, f"answer {i}") for i in range(12)] + [chat(12, " "),
+                                                          json.dumps({"messages": [{"role": "user", "content": "hi"}]})]
+    (tmp_path / "chat.jsonl").write_text("\n".join(rows) + "\n")
+    (tmp_path / "tunewise.yaml").write_text(
+        f"task: {{type: generation}}\ndata: {{files: [chat.jsonl], split: {{train: 0.5, val: 0.25, test: 0.25}}}}\n"
+        f"model: {{base: {tiny_model_dir}}}\n")
+    audit, _, _ = audit_project(tmp_path)
+    checks = audit["checks"]
+    assert audit["schemas"] == {str(tmp_path / "chat.jsonl"): "chat"} and audit["rows"] == 13
+    assert [checks[c]["count"] for c in ("template_round_trip", "eos_coverage", "empty_assistant_replies",
+                                         "assistant_coverage", "missing_targets", "pii")] == [0, 1, 1, 1, 1, 13]
+    folder, manifest = prepare_project(load_config(tmp_path), tmp_path)
+    kept = _rows(folder, "train") + _rows(folder, "val") + _rows(folder, "test")
+    assert len(kept) == 12 and manifest["schema"] == {"chat.jsonl": "chat"}
+    assert all("[EMAIL]" in r["meta"]["messages"][1]["content"] for r in kept)
