@@ -42,7 +42,7 @@ def bench_audit(rows: int, tokenizer_spec: str | None) -> dict:
         loaded = load_file(path)
         loaded_s = time.perf_counter() - start
         settings = AuditSettings(mislabels=False, task_type="classification", labels=[f"label{i}" for i in range(5)],
-                                 max_tokens=160)
+                                 max_tokens=512)
         audit = run_audit(loaded, settings, tokenizer=tokenizer)
         total_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu
     checks = audit["checks"]

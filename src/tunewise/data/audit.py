@@ -93,25 +93,48 @@ def missing_targets(records: list[Record]) -> dict:
     return {"count": len(ids), "ids": ids}
 
 
-def token_lengths(records: list[Record], tokenizer=None) -> tuple[np.ndarray, str]:
-    """Tokens of input + target per row, in the base model's tokenizer when one is given."""
+LENGTH_SAMPLE = 5000  # rows tokenized for the length distribution of a large dataset
+
+
+def token_lengths(records: list[Record], tokenizer=None, max_tokens: int | None = None,
+                  seed: int = 0) -> tuple[dict[int, int], str, int]:
+    """Tokens of input + target for the rows that matter: {row index: tokens}, source, rows sampled.
+
+    Tokenizing every row of a large dataset costs more than every other check together, so the
+    base model's tokenizer sees (a) a seeded sample for the distribution and (b) every row that
+    could exceed ``max_tokens`` — a token covers at least one UTF-8 byte, so a row of at most
+    max_tokens bytes cannot. The too_long count stays exact.
+    """
     texts = [r.input + "\n" + (r.target or "") for r in records]
     if tokenizer is None:
         # Without a base model there is no tokenizer to ask; ~4 characters per token is the
         # usual rule for English BPE vocabularies, and the audit says it is an estimate.
-        return np.array([len(t) // 4 + 1 for t in texts]), "estimate: characters / 4 (no base model given)"
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    return np.array([len(x) for x in ids]), getattr(tokenizer, "name_or_path", "base model tokenizer")
+        return {i: len(t) // 4 + 1 for i, t in enumerate(texts)}, "estimate: characters / 4 (no base model given)", len(texts)
+    sample = list(range(len(texts)))
+    if len(sample) > LENGTH_SAMPLE:
+        sample = sorted(random.Random(f"{seed}:lengths").sample(sample, LENGTH_SAMPLE))
+    wanted = set(sample)
+    if max_tokens:
+        wanted.update(i for i, t in enumerate(texts) if len(t) > max_tokens // 4 and len(t.encode()) > max_tokens)
+    order = sorted(wanted)
+    ids = tokenizer([texts[i] for i in order], add_special_tokens=False)["input_ids"] if order else []
+    lengths = dict(zip(order, (len(x) for x in ids), strict=True))
+    return lengths, getattr(tokenizer, "name_or_path", "base model tokenizer"), len(sample)
 
 
-def too_long(records: list[Record], max_tokens: int | None, tokenizer=None) -> dict:
+def too_long(records: list[Record], max_tokens: int | None, tokenizer=None, seed: int = 0) -> dict:
     """count: rows whose input + target exceed max_tokens (0 when no limit is set)."""
-    lengths, source = token_lengths(records, tokenizer)
-    ids = [r.id for r, n in zip(records, lengths, strict=True) if max_tokens and n > max_tokens]
+    measured, source, sampled = token_lengths(records, tokenizer, max_tokens, seed)
+    ids = [records[i].id for i, n in sorted(measured.items()) if max_tokens and n > max_tokens]
+    lengths = np.array([measured[i] for i in sorted(measured)])
+    if tokenizer is not None and sampled < len(records):  # the distribution comes from the sample only
+        sample = sorted(random.Random(f"{seed}:lengths").sample(range(len(records)), LENGTH_SAMPLE))
+        lengths = np.array([measured[i] for i in sample])
     dist = {}
     if len(lengths):
         dist = {"min": int(lengths.min()), "mean": round(float(lengths.mean()), 1),
-                **{f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 99)}, "max": int(lengths.max())}
+                **{f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 99)}, "max": int(lengths.max()),
+                "rows_measured": len(lengths)}
         edges = sorted({0, *(int(e) for e in np.percentile(lengths, [25, 50, 75, 90, 99])), int(lengths.max()) + 1})
         hist, _ = np.histogram(lengths, bins=edges)
         dist["histogram"] = [{"from": int(a), "to": int(b), "rows": int(h)}
@@ -247,7 +270,7 @@ def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None
         ("conflicting_targets", lambda: conflicting_targets(recs)),
         ("empty_inputs", lambda: empty_inputs(recs)),
         ("missing_targets", lambda: missing_targets(recs)),
-        ("too_long", lambda: too_long(recs, settings.max_tokens, tokenizer)),
+        ("too_long", lambda: too_long(recs, settings.max_tokens, tokenizer, settings.seed)),
         ("pii", lambda: pii(recs)),
         ("leakage", lambda: leakage(recs, test, settings.near_threshold)),
         ("class_balance", lambda: class_balance(recs, settings.labels, settings.min_label_count) if is_class else not_class),

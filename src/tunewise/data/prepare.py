@@ -141,6 +141,9 @@ def handle_too_long(recs: list[Record], max_tokens: int | None, policy: str, tok
 
     kept, dropped, cut = [], [], 0
     for rec in recs:
+        if len((rec.input + "\n" + rec.target).encode()) <= max_tokens:  # a token is at least one byte
+            kept.append(rec)
+            continue
         total = count(rec.input + "\n" + rec.target)
         if total <= max_tokens:
             kept.append(rec)
