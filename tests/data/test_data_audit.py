@@ -84,10 +84,14 @@ def test_cli_audit_gate_and_paths(planted, tmp_path):
 def test_cli_audit_without_project(tmp_path, monkeypatch):
     (tmp_path / "d.csv").write_text("q,a\nhello there,x\nhello there,x\n,y\n")
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["audit", "--data", "d.csv", "--input-field", "q", "--target-field", "a"])
+    (tmp_path / "t.csv").write_text("q,a\nHELLO  there,x\nsomething else,y\n")
+    result = CliRunner().invoke(app, ["audit", "--data", "d.csv", "--input-field", "q", "--target-field", "a",
+                                      "--test", "t.csv", "--max-tokens", "3"])
     assert result.exit_code == 0, result.output
     audit = json.loads(next((tmp_path / ".tunewise" / "audits").glob("*/audit.json")).read_text())
     assert audit["checks"]["exact_duplicates"]["count"] == 1 and audit["checks"]["empty_inputs"]["count"] == 1
+    assert audit["checks"]["too_long"]["count"] == 2  # "hello there\nx": 13 characters, ~4 tokens > 3
+    assert (audit["checks"]["leakage"]["count"], audit["checks"]["leakage"]["exact"]) == (1, 1)
     missing = CliRunner().invoke(app, ["audit", "--data", "nope.jsonl"])
     assert missing.exit_code == 1 and "nope.jsonl: no such data file" in missing.output
 
