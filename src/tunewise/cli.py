@@ -31,7 +31,7 @@ QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No progress bars;
 def _user_errors() -> tuple[type[BaseException], ...]:
     from tunewise.assets import AssetMissing
     from tunewise.config import ConfigError
-    from tunewise.data.load import DataError
+    from tunewise.data.load import DataError  # also AuditGateFailed
     from tunewise.examples import ExampleError
     from tunewise.models.chat import TemplateError
     from tunewise.models.load import ModelError
@@ -225,6 +225,85 @@ def inspect_model(
     report = inspect_(model)
     text = json.dumps(report.to_dict(), indent=2) if json_ else "\n".join(render_text(report))
     out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@friendly
+def audit(
+    project: ProjectArg = Path("."),
+    data: Annotated[list[Path] | None, typer.Option("--data", help="Data file(s) to audit instead of the config's.")] = None,
+    test: Annotated[Path | None, typer.Option(help="A test file to check for leakage from the training data.")] = None,
+    input_field: Annotated[str | None, typer.Option(help="Field holding the input.")] = None,
+    target_field: Annotated[str | None, typer.Option(help="Field holding the target.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Flag rows longer than this many tokens.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Where to write audit.json.")] = None,
+    html_path: Annotated[Path | None, typer.Option("--html", help="Where to write audit.html.")] = None,
+    fail_on: Annotated[str | None, typer.Option(help="Comma-separated checks that fail the run when their count > 0.")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Audit the data before any training: duplicates, conflicts, PII, leakage, mislabels, and more."""
+    from rich.table import Table
+
+    from tunewise.data.audit import audit_project, gate, summary_rows
+
+    result, json_file, html_file = audit_project(
+        project, [str(d) for d in data] if data else None, str(test) if test else None, input_field, target_field,
+        max_tokens, json_path, html_path, set_)
+    table = Table(title=f"audit: {result['rows']} rows")
+    for col in ("check", "count", "detail"):
+        table.add_column(col)
+    for row in summary_rows(result):
+        table.add_row(*row)
+    out.print(table)
+    for warning in result.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    out.print(f"audit: {json_file}\nhtml: {html_file}")
+    gate(result, [c.strip() for c in fail_on.split(",") if c.strip()] if fail_on else [])
+
+
+@app.command()
+@friendly
+def prepare(project: ProjectArg = Path("."), set_: SetOpt = None) -> None:
+    """Clean, redact and split the data by the config's policy into a versioned dataset folder."""
+    from tunewise.config import load_config
+    from tunewise.data.prepare import prepare_project
+
+    folder, manifest = prepare_project(load_config(project, set_), project)
+    counts = manifest["counts"]
+    out.print(f"dataset {manifest['hash'][:16]}: train {counts['train']}, val {counts['val']}, test {counts['test']}, "
+              f"rejected {counts['rejected']}\n{folder}")
+
+
+review_app = typer.Typer(help="The expert review loop: export flagged rows, import corrections.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("export")
+@friendly
+def review_export(
+    project: ProjectArg = Path("."),
+    output: Annotated[Path | None, typer.Option("--out", help="CSV to write (default: .tunewise/reviews/review.csv).")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Write a CSV of flagged rows plus the review sample, with an empty corrected_target column."""
+    from tunewise.data.prepare import export_project_review
+
+    path, n = export_project_review(project, output, set_)
+    out.print(f"wrote {n} rows to {path}; fill in corrected_target (or DROP), then: tunewise review import {path}")
+
+
+@review_app.command("import")
+@friendly
+def review_import(
+    file: Annotated[Path, typer.Argument(help="The filled-in review CSV.")],
+    project: ProjectArg = Path("."),
+    set_: SetOpt = None,
+) -> None:
+    """Record the corrections of a review CSV; `tunewise prepare` applies them."""
+    from tunewise.data.prepare import import_project_review
+
+    n, store = import_project_review(project, file, set_)
+    out.print(f"recorded {n} corrections in {store}; run `tunewise prepare` to apply them")
 
 
 def main() -> None:

@@ -64,11 +64,54 @@ class SplitConfig(_Strict):
 
 
 class DataConfig(_Strict):
+    # `schema` is a BaseModel attribute, so the field is schema_ under the alias the user writes.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, serialize_by_alias=True)
+
     files: list[str]
     """Data files, relative to the project folder."""
     split: SplitConfig = Field(default_factory=SplitConfig)
     seed: int = 0
     """Seed of the split; the same seed and data give the same test split and hash."""
+    test_file: str | None = None
+    """A fixed test file (relative to the project); `prepare` then splits only train/val from `files`."""
+    schema_: Literal["input_target", "prompt_completion", "alpaca", "chat", "preference"] | None = Field(
+        default=None, alias="schema")
+    """The data schema; None detects it per file (and the audit says which was detected)."""
+    id_field: str = "id"
+    """The field holding each row's id (the line number when absent)."""
+    annotator_field: str | None = None
+    """The field naming who labelled a row; the audit then reports annotator agreement (kappa)."""
+
+
+class AuditConfig(_Strict):
+    near_duplicate_threshold: float = Field(0.8, gt=0, le=1)
+    """Word-3-gram Jaccard similarity at or above which two inputs are near-duplicates."""
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Rows longer than this (input + target, base model tokens) are `too_long` (None: no limit)."""
+    min_label_count: int = Field(10, ge=1)
+    """Labels with fewer rows than this are reported by `class_balance`."""
+    review_sample: int = Field(50, ge=0)
+    """Rows, spread across labels, in the review sample for a person to read."""
+    mislabels: bool = True
+    """Run `suspected_mislabels` (embeds rows with MiniLM on CPU; the slowest check)."""
+    mislabel_max_rows: int | None = Field(default=2000, gt=0)
+    """Check a seeded, stratified subset of this many rows for mislabels (None: every row)."""
+    seed: int = 0
+
+
+class PrepareConfig(_Strict):
+    exact_duplicates: Literal["drop", "keep"] = "drop"
+    """Drop rows whose input and target repeat an earlier row."""
+    near_duplicates: Literal["collapse", "keep"] = "collapse"
+    """Keep one row (the first by id) of each near-duplicate cluster with the same target."""
+    conflicts: Literal["majority", "drop", "keep"] = "majority"
+    """Rows with the same input but different targets: keep the majority target, drop all, or keep."""
+    pii: Literal["redact", "drop", "keep"] = "redact"
+    """Replace personal data with typed placeholders ([EMAIL]…), drop the row, or keep with a warning."""
+    too_long: Literal["drop", "truncate", "keep"] = "drop"
+    """Rows over audit.max_tokens: drop them, or truncate the input to fit."""
+    apply_reviews: bool = True
+    """Apply corrections recorded by `tunewise review import`."""
 
 
 class ModelConfig(_Strict):
@@ -140,6 +183,8 @@ class ProjectConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     plan: PlanConfig = Field(default_factory=PlanConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    prepare: PrepareConfig = Field(default_factory=PrepareConfig)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

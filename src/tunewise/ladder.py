@@ -34,7 +34,17 @@ class Splits:
 
 
 def load_splits(config: ProjectConfig, project: Path) -> Splits:
-    """Load the data, reject rows with unknown labels, split, freeze and hash the test split."""
+    """Load the data, reject rows with unknown labels, split, freeze and hash the test split.
+
+    A dataset written by `tunewise prepare` for this very config and data is used when present.
+    """
+    from tunewise.data.prepare import load_prepared
+
+    prepared = load_prepared(config, project)
+    if prepared is not None:
+        train, val, test, rejects, _, folder = prepared
+        test = subsample(test, config.eval.max_test_examples, config.data.seed)
+        return Splits(train, val, test, rejects, records_hash(test), folder)
     task = config.task
     loaded = load_files(config.data.files, project, task.input_field, task.target_field)
     records, rejects = [], list(loaded.rejects)

@@ -1,16 +1,31 @@
 """Read a project's data files into Records.
 
+Formats: JSONL, JSON (an array of objects), CSV/TSV (quoted multi-line fields), Parquet.
+Schemas, detected per file unless given: ``input_target`` (the config's field names),
+``prompt_completion``, ``alpaca`` (instruction/input/output), ``chat`` (OpenAI ``messages``) and
+``preference`` (prompt/chosen/rejected).
+
 A malformed row never stops the load and is never silently dropped: it becomes a ``Reject``
 naming the file, the line and the reason. A file that cannot be read at all raises ``DataError``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tunewise.core import Record
+
+SCHEMAS = ("input_target", "prompt_completion", "alpaca", "chat", "preference")
+CHAT_ROLES = ("system", "user", "assistant", "tool")
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
+           ".parquet": "parquet", ".pq": "parquet"}
 
 
 class DataError(ValueError):
@@ -32,65 +47,293 @@ class Reject:
 class Loaded:
     records: list[Record] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
+    schemas: dict[str, str] = field(default_factory=dict)
+    """The schema used for each file (detected or given)."""
 
 
-def load_jsonl(path: Path, input_field: str, target_field: str, id_field: str = "id") -> Loaded:
-    path = Path(path)
+class _RowError(ValueError):
+    """One row is malformed; the message is the reason written to rejects.jsonl."""
+
+
+# ---------------------------------------------------------------- reading raw rows per format
+
+def _read_bytes(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-    out = Loaded()
+
+
+def _rows_jsonl(raw: bytes) -> Iterator[tuple[int, Any, str]]:
+    """Yield (line, parsed object or _RowError, raw text) for each non-blank line."""
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        text = line[:500].decode("utf-8", "replace")
+        try:
+            decoded = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield lineno, _RowError(f"invalid UTF-8 at byte {e.start}"), text
+            continue
+        try:
+            yield lineno, json.loads(decoded), text
+        except (json.JSONDecodeError, RecursionError) as e:
+            msg = f"bad JSON: {e.msg} (column {e.colno})" if isinstance(e, json.JSONDecodeError) else "bad JSON: nested too deeply"
+            yield lineno, _RowError(msg), text
+
+
+def _rows_json(raw: bytes, path: Path) -> Iterator[tuple[int, Any, str]]:
+    """A JSON array, element by element, so each element keeps the line it starts on."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: invalid UTF-8 at byte {e.start} (a .json file must be valid UTF-8 as a whole)") from None
+    decoder = json.JSONDecoder()
+    pos = _skip_space(text, 0)
+    if pos >= len(text) or text[pos] != "[":
+        raise DataError(f"{path}: expected a JSON array of rows ('[' at the start); use .jsonl for one object per line")
+    pos = _skip_space(text, pos + 1)
+    if pos < len(text) and text[pos] == "]":
+        return
+    while True:
+        line = text.count("\n", 0, pos) + 1
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except (json.JSONDecodeError, RecursionError) as e:
+            where = f"line {e.lineno}" if isinstance(e, json.JSONDecodeError) else f"line {line}"
+            raise DataError(f"{path}: not a valid JSON array ({where}: {getattr(e, 'msg', 'nested too deeply')})") from None
+        yield line, obj, text[pos:end][:500]
+        pos = _skip_space(text, end)
+        if pos < len(text) and text[pos] == ",":
+            pos = _skip_space(text, pos + 1)
+            continue
+        if pos < len(text) and text[pos] == "]":
+            return
+        raise DataError(f"{path}: not a valid JSON array (line {text.count(chr(10), 0, pos) + 1}: expected ',' or ']')")
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _rows_csv(raw: bytes, path: Path, delimiter: str) -> Iterator[tuple[int, Any, str]]:
+    # surrogateescape keeps bad bytes visible per row, so one bad row is rejected, not the file.
+    text = raw.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as e:
+        raise DataError(f"{path}: cannot read the CSV header ({e})") from None
+    if any(_has_surrogates(h) for h in header):
+        raise DataError(f"{path}: invalid UTF-8 in the header line")
+    start = reader.line_num + 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            yield start, _RowError(f"bad CSV: {e}"), ""
+            start = reader.line_num + 1
+            continue
+        line, start = start, reader.line_num + 1
+        if not cells or not any(c.strip() for c in cells):
+            continue
+        shown = delimiter.join(cells)[:500].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        if any(_has_surrogates(c) for c in cells):
+            yield line, _RowError("invalid UTF-8"), shown
+        elif len(cells) != len(header):
+            yield line, _RowError(f"expected {len(header)} columns, got {len(cells)}"), shown
+        else:
+            yield line, dict(zip(header, cells, strict=True)), shown
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _rows_parquet(path: Path) -> Iterator[tuple[int, Any, str]]:
+    try:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+    except Exception as e:  # noqa: BLE001 - pyarrow raises many types for a bad file
+        raise DataError(f"{path}: cannot read as Parquet ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    for i, row in enumerate(rows, start=1):
+        yield i, row, json.dumps(row, default=str, ensure_ascii=False)[:500]
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, Any, str]]:
+    """Yield (line or row number, parsed row or _RowError, raw text) for any supported format."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(FORMATS))
+        raise DataError(f"{path}: unknown data format '{path.suffix}' (known: {known})")
+    if fmt == "parquet":
+        if not path.is_file():
+            raise DataError(f"{path}: cannot read (not a file)")
+        return _rows_parquet(path)
+    raw = _read_bytes(path)
+    if fmt == "jsonl":
+        return _rows_jsonl(raw)
+    if fmt == "json":
+        return _rows_json(raw, path)
+    return _rows_csv(raw, path, "," if fmt == "csv" else "\t")
+
+
+# ---------------------------------------------------------------- schemas
+
+def detect_schema(rows: list[Any], input_field: str, target_field: str) -> str:
+    """The schema most of the first rows match; ``input_target`` when none does."""
+    votes: Counter[str] = Counter()
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        if "messages" in row:
+            votes["chat"] += 1
+        elif {"prompt", "chosen", "rejected"} <= row.keys():
+            votes["preference"] += 1
+        elif input_field in row and (target_field in row or input_field != "input"):
+            votes["input_target"] += 1
+        elif {"instruction", "output"} <= row.keys():
+            votes["alpaca"] += 1
+        elif {"prompt", "completion"} <= row.keys():
+            votes["prompt_completion"] += 1
+        elif input_field in row:
+            votes["input_target"] += 1
+    return votes.most_common(1)[0][0] if votes else "input_target"
+
+
+def _text(row: dict, name: str, required: bool = True, allow_int: bool = False) -> str | None:
+    if name not in row or row[name] is None:
+        if required:
+            raise _RowError(f"missing field '{name}'")
+        return None
+    value = row[name]
+    # Integer labels (0/1) are common in classification data; everything else must be text.
+    if not isinstance(value, str) and not (allow_int and isinstance(value, int) and not isinstance(value, bool)):
+        raise _RowError(f"field '{name}' must be a string, got {type(value).__name__}")
+    return str(value)
+
+
+def _target(row: dict, name: str) -> str | None:
+    """A missing or null target is kept (the audit counts it), a wrong type is a reject."""
+    value = _text(row, name, required=False, allow_int=True)
+    return None if value is None or not value.strip() else value
+
+
+def _chat(row: dict) -> tuple[str, str | None, list[dict]]:
+    """Check the OpenAI fine-tuning rules; input is the transcript, target the last assistant turn."""
+    messages = row.get("messages")
+    if messages is None:
+        raise _RowError("missing field 'messages'")
+    if not isinstance(messages, list) or not messages:
+        raise _RowError("field 'messages' must be a non-empty list")
+    clean = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise _RowError(f"messages[{i}] must be an object with role and content")
+        role, content = msg.get("role"), msg.get("content")
+        if role not in CHAT_ROLES:
+            raise _RowError(f"messages[{i}].role must be one of {', '.join(CHAT_ROLES)}, got {role!r}")
+        if not isinstance(content, str):
+            raise _RowError(f"messages[{i}].content must be a string, got {type(content).__name__}")
+        if role == "system" and i != 0:
+            raise _RowError(f"messages[{i}]: a system message may only come first")
+        if "weight" in msg and msg["weight"] not in (0, 1):
+            raise _RowError(f"messages[{i}].weight must be 0 or 1")
+        clean.append({"role": role, "content": content})
+    roles = [m["role"] for m in clean]
+    if "assistant" not in roles:
+        raise _RowError("chat has no assistant turn")
+    first = next((r for r in roles if r != "system"), None)
+    if first != "user":
+        raise _RowError("the first non-system message must be from the user")
+    last = max(i for i, r in enumerate(roles) if r == "assistant")
+    transcript = "\n".join(f"{m['role']}: {m['content']}" for m in clean[:last])
+    target = clean[last]["content"]
+    return transcript, (target if target.strip() else None), clean
+
+
+def parse_row(row: Any, schema: str, input_field: str, target_field: str) -> tuple[str, str | None, dict]:
+    """Turn one parsed row into (input, target, extra meta) or raise _RowError."""
+    if isinstance(row, _RowError):
+        raise row
+    if not isinstance(row, dict):
+        raise _RowError(f"expected a JSON object, got {type(row).__name__}")
+    if schema == "chat":
+        transcript, target, messages = _chat(row)
+        return transcript, target, {"messages": messages}
+    if schema == "preference":
+        rejected = _text(row, "rejected")
+        return _text(row, "prompt") or "", _target(row, "chosen"), {"rejected": rejected}
+    if schema == "alpaca":
+        instruction, extra = _text(row, "instruction"), _text(row, "input", required=False) or ""
+        text = f"{instruction}\n\n{extra}" if extra.strip() else instruction or ""
+        return text, _target(row, "output"), {}
+    if schema == "prompt_completion":
+        return _text(row, "prompt") or "", _target(row, "completion"), {}
+    return _text(row, input_field) or "", _target(row, target_field), {}
+
+
+SCHEMA_FIELDS = {"chat": ("messages",), "preference": ("prompt", "chosen", "rejected"),
+                 "alpaca": ("instruction", "input", "output"), "prompt_completion": ("prompt", "completion")}
+
+
+# ---------------------------------------------------------------- files
+
+def load_file(path: Path, input_field: str = "input", target_field: str = "target", id_field: str = "id",
+              schema: str | None = None) -> Loaded:
+    """Load one file of any supported format; ``schema`` None detects it from the first rows."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such data file")
+    rows = list(read_rows(path))
+    if schema is None:
+        schema = detect_schema([r for _, r, _ in rows[:200]], input_field, target_field)
+    elif schema not in SCHEMAS:
+        raise DataError(f"{path}: unknown schema '{schema}' (known: {', '.join(SCHEMAS)})")
+    used = SCHEMA_FIELDS.get(schema, (input_field, target_field))
+    out = Loaded(schemas={str(path): schema})
     seen_ids: set[str] = set()
-    for lineno, line_bytes in enumerate(raw.splitlines(), start=1):
-        if not line_bytes.strip():
+    for lineno, row, raw in rows:
+        try:
+            text, target, extra = parse_row(row, schema, input_field, target_field)
+            rid = row.get(id_field, lineno)
+            if isinstance(rid, bool) or not isinstance(rid, str | int):
+                raise _RowError(f"field '{id_field}' must be a string or integer")
+            if str(rid) in seen_ids:
+                raise _RowError(f"duplicate id '{rid}'")
+        except _RowError as e:
+            out.rejects.append(Reject(str(path), lineno, str(e), raw))
             continue
-        where = f"{path}:{lineno}"
-        record, reason = _parse_row(line_bytes, input_field, target_field, id_field, where)
-        if record is not None and record.id in seen_ids:
-            record, reason = None, f"duplicate id '{record.id}'"
-        if record is None:
-            out.rejects.append(Reject(str(path), lineno, reason, line_bytes[:500].decode("utf-8", "replace")))
-            continue
-        seen_ids.add(record.id)
-        out.records.append(record)
+        seen_ids.add(str(rid))
+        meta = {k: v for k, v in row.items() if k not in (*used, id_field)} | extra
+        out.records.append(Record(id=str(rid), input=text, target=target, meta=meta, source=f"{path}:{lineno}"))
     return out
 
 
-def _parse_row(line: bytes, input_field: str, target_field: str, id_field: str, where: str):
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return None, f"invalid UTF-8 at byte {e.start}"
-    try:
-        row = json.loads(text)
-    except json.JSONDecodeError as e:
-        return None, f"bad JSON: {e.msg} (column {e.colno})"
-    if not isinstance(row, dict):
-        return None, f"expected a JSON object, got {type(row).__name__}"
-    for name in (input_field, target_field):
-        if name not in row:
-            return None, f"missing field '{name}'"
-        if not isinstance(row[name], str):
-            return None, f"field '{name}' must be a string, got {type(row[name]).__name__}"
-    rid = row.get(id_field, where.rsplit(":", 1)[-1])
-    if not isinstance(rid, str | int):
-        return None, f"field '{id_field}' must be a string or integer"
-    meta = {k: v for k, v in row.items() if k not in (input_field, target_field, id_field)}
-    return Record(id=str(rid), input=row[input_field], target=row[target_field], meta=meta, source=where), ""
+def load_jsonl(path: Path, input_field: str, target_field: str, id_field: str = "id") -> Loaded:
+    return load_file(path, input_field, target_field, id_field, schema="input_target")
 
 
-def load_files(files: list[str], project: Path, input_field: str, target_field: str) -> Loaded:
+def load_files(files: list[str], project: Path, input_field: str, target_field: str,
+               schema: str | None = None, id_field: str = "id") -> Loaded:
     """Load every data file of a project; ids are made unique across files."""
     out = Loaded()
     for name in files:
         path = Path(project) / name
         if not path.exists():
             raise DataError(f"{path}: no such data file (data.files in tunewise.yaml)")
-        part = load_jsonl(path, input_field, target_field)
+        part = load_file(path, input_field, target_field, id_field, schema)
         if len(files) > 1:
             for rec in part.records:
                 rec.id = f"{Path(name).stem}:{rec.id}"
         out.records += part.records
         out.rejects += part.rejects
+        out.schemas.update(part.schemas)
     return out

@@ -69,3 +69,34 @@ def records_hash(records: list[Record]) -> str:
         h.update(json.dumps([rec.id, rec.input, rec.target], ensure_ascii=False).encode("utf-8"))
         h.update(b"\n")
     return h.hexdigest()
+
+
+def group_stratified_split(
+    records: list[Record], groups: list[int], fractions: dict[str, float], seed: int, key=lambda r: r.target
+) -> dict[str, list[Record]]:
+    """Like ``stratified_split``, but rows of one group (a near-duplicate cluster) stay together.
+
+    Each group is stratified by its first row's key; within a stratum the groups are shuffled with
+    the seed and each goes to the part furthest below its quota, so counts stay close to exact.
+    """
+    names = list(fractions)
+    units: dict[int, list[Record]] = defaultdict(list)
+    for rec, g in zip(records, groups, strict=True):
+        units[g].append(rec)
+    strata: dict[str, list[list[Record]]] = defaultdict(list)
+    for unit in units.values():
+        unit.sort(key=lambda r: r.id)
+        strata[str(key(unit[0]))].append(unit)
+    parts: dict[str, list[Record]] = {n: [] for n in names}
+    for label in sorted(strata):
+        stratum = sorted(strata[label], key=lambda u: u[0].id)
+        random.Random(f"{seed}:{label}").shuffle(stratum)
+        quotas = dict(zip(names, _allocate(sum(len(u) for u in stratum), [fractions[n] for n in names]), strict=True))
+        filled = dict.fromkeys(names, 0)
+        for unit in stratum:
+            name = max(names, key=lambda n: (quotas[n] - filled[n], -names.index(n)))
+            parts[name].extend(unit)
+            filled[name] += len(unit)
+    for name in names:
+        parts[name].sort(key=lambda r: r.id)
+    return parts

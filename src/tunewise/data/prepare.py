@@ -1,0 +1,364 @@
+"""prepare: apply the config's cleaning policy, split without leakage, and write a versioned dataset.
+
+The output folder is named by a hash of its content, so the same input and config always give the
+same folder: ``.tunewise/datasets/<hash>/`` with train/val/test.jsonl, rejects.jsonl, manifest.json
+(sources and their hashes, every step with counts, seed, schema) and DATACARD.md. Each step is one
+function ``(records, …) -> (kept, dropped, note)``; every dropped row goes to rejects.jsonl with
+the reason, so nothing disappears silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from tunewise import workspace as ws
+from tunewise.config import ProjectConfig
+from tunewise.core import Record
+from tunewise.data.dedup import clusters, near_pairs, normalise
+from tunewise.data.load import DataError, Reject, load_files
+from tunewise.data.pii import find_pii, redact
+from tunewise.data.review import DROP, export_review, import_review, load_corrections
+from tunewise.data.split import group_stratified_split
+
+Dropped = list[tuple[Record, str]]
+
+
+# ---------------------------------------------------------------- the steps
+
+def apply_reviews(recs: list[Record], corrections: dict[str, str]) -> tuple[list[Record], Dropped, str]:
+    kept, dropped, changed = [], [], 0
+    for rec in recs:
+        fix = corrections.get(rec.id)
+        if fix == DROP:
+            dropped.append((rec, "dropped by a reviewer"))
+            continue
+        if fix is not None and fix != rec.target:
+            rec.meta["original_target"], rec.target = rec.target, fix
+            changed += 1
+        kept.append(rec)
+    return kept, dropped, f"applied {changed} reviewer corrections of the target and {len(dropped)} removals"
+
+
+def drop_unusable(recs: list[Record], labels: list[str]) -> tuple[list[Record], Dropped, str]:
+    kept, dropped = [], []
+    for rec in recs:
+        if not rec.input.strip():
+            dropped.append((rec, "empty input"))
+        elif rec.target is None:
+            dropped.append((rec, "missing target"))
+        elif labels and rec.target not in labels:
+            dropped.append((rec, f"label {rec.target!r} is not in task.labels"))
+        else:
+            kept.append(rec)
+    return kept, dropped, "removed rows with an empty input, no target, or a label outside task.labels"
+
+
+def drop_exact_duplicates(recs: list[Record]) -> tuple[list[Record], Dropped, str]:
+    first: dict[tuple, str] = {}
+    kept, dropped = [], []
+    for rec in recs:
+        key = (rec.input, rec.target)
+        if key in first:
+            dropped.append((rec, f"exact duplicate of row {first[key]}"))
+        else:
+            first[key] = rec.id
+            kept.append(rec)
+    return kept, dropped, "kept the first of rows with the same input and target"
+
+
+def resolve_conflicts(recs: list[Record], policy: str) -> tuple[list[Record], Dropped, str]:
+    groups: dict[str, list[Record]] = defaultdict(list)
+    for rec in recs:
+        groups[normalise(rec.input)].append(rec)
+    bad: dict[str, str] = {}
+    for group in groups.values():
+        votes = Counter(r.target for r in group).most_common()
+        if len(votes) < 2 or policy == "keep":
+            continue
+        tie = votes[0][1] == votes[1][1]
+        for r in group:
+            if policy == "drop" or tie:
+                bad[r.id] = f"conflicting targets for the same input ({dict(votes)})"
+            elif r.target != votes[0][0]:
+                bad[r.id] = f"conflicting target; the majority label is {votes[0][0]!r}"
+    kept = [r for r in recs if r.id not in bad]
+    notes = {"keep": "kept rows with the same input and different targets",
+             "drop": "dropped every row of an input with more than one target",
+             "majority": "for inputs with several targets, kept the majority target's rows (all dropped on a tie)"}
+    return kept, [(r, bad[r.id]) for r in recs if r.id in bad], notes[policy]
+
+
+def collapse_near_duplicates(recs: list[Record], threshold: float) -> tuple[list[Record], Dropped, str]:
+    pairs = near_pairs([r.input for r in recs], threshold)
+    root = clusters(len(recs), [(i, j) for i, j, _ in pairs])
+    first: dict[tuple[int, str | None], str] = {}
+    kept, dropped = [], []
+    for rec, c in zip(recs, root, strict=True):
+        key = (c, rec.target)
+        if key in first:
+            dropped.append((rec, f"near-duplicate of row {first[key]} (Jaccard >= {threshold})"))
+        else:
+            first[key] = rec.id
+            kept.append(rec)
+    return kept, dropped, f"kept one row per near-duplicate cluster (word 3-gram Jaccard >= {threshold}) and target"
+
+
+def handle_pii(recs: list[Record], policy: str) -> tuple[list[Record], Dropped, str]:
+    kept, dropped, touched = [], [], Counter()
+    for rec in recs:
+        spans = {"input": find_pii(rec.input), "target": find_pii(rec.target or "")}
+        types = sorted({s.type for v in spans.values() for s in v})
+        if not types:
+            kept.append(rec)
+            continue
+        touched.update(types)
+        if policy == "drop":
+            dropped.append((rec, f"contains personal data ({', '.join(types)})"))
+            continue
+        if policy == "redact":
+            rec.input, rec.target = redact(rec.input, spans["input"]), redact(rec.target or "", spans["target"])
+            for msg in rec.meta.get("messages", []):
+                msg["content"] = redact(msg["content"])
+            if "rejected" in rec.meta and isinstance(rec.meta["rejected"], str):
+                rec.meta["rejected"] = redact(rec.meta["rejected"])
+        else:
+            rec.meta["pii_warning"] = types
+        kept.append(rec)
+    verb = {"redact": "replaced with typed placeholders such as [EMAIL]", "drop": "dropped",
+            "keep": "kept unchanged with a pii_warning in the row's meta"}[policy]
+    return kept, dropped, f"personal data and secrets ({dict(touched) or 'none found'}): rows {verb}"
+
+
+def handle_too_long(recs: list[Record], max_tokens: int | None, policy: str, tokenizer) -> tuple[list[Record], Dropped, str]:
+    if not max_tokens or policy == "keep":
+        return recs, [], "no length limit applied"
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer else len(text) // 4 + 1
+
+    kept, dropped, cut = [], [], 0
+    for rec in recs:
+        if len((rec.input + "\n" + rec.target).encode()) <= max_tokens:  # a token is at least one byte
+            kept.append(rec)
+            continue
+        total = count(rec.input + "\n" + rec.target)
+        if total <= max_tokens:
+            kept.append(rec)
+            continue
+        room = max_tokens - count("\n" + rec.target)
+        if policy == "truncate" and room > 0:
+            if tokenizer:
+                ids = tokenizer(rec.input, add_special_tokens=False)["input_ids"][:room]
+                rec.input = tokenizer.decode(ids)
+            else:
+                rec.input = rec.input[: (room - 1) * 4]
+            cut += 1
+            kept.append(rec)
+        else:
+            dropped.append((rec, f"too long: {total} tokens > {max_tokens}"))
+    return kept, dropped, f"rows over {max_tokens} tokens: {cut} truncated, {len(dropped)} dropped"
+
+
+def drop_leaks(recs: list[Record], test: list[Record], threshold: float) -> tuple[list[Record], Dropped, str]:
+    seen = {normalise(t.input): t.id for t in test}
+    bad = {r.id: f"leaks into test row {seen[normalise(r.input)]} (same input)" for r in recs if normalise(r.input) in seen}
+    n = len(recs)
+    for i, j, sim in near_pairs([r.input for r in recs] + [t.input for t in test], threshold):
+        if i < n <= j and recs[i].id not in bad:
+            bad[recs[i].id] = f"leaks into test row {test[j - n].id} (Jaccard {sim})"
+    kept = [r for r in recs if r.id not in bad]
+    return kept, [(r, bad[r.id]) for r in recs if r.id in bad], "removed training rows identical or near-identical to a test row"
+
+
+# ---------------------------------------------------------------- the whole stage
+
+def fingerprint(config: ProjectConfig, project: Path, corrections: dict[str, str]) -> str:
+    """What a prepared dataset depends on: the data files, the relevant config and the reviews."""
+    files = config.data.files + ([config.data.test_file] if config.data.test_file else [])
+    parts = {
+        "files": {f: ws.sha256_file(Path(project) / f) for f in files if (Path(project) / f).is_file()},
+        "task": config.task.model_dump(mode="json"), "data": config.data.model_dump(mode="json"),
+        "prepare": config.prepare.model_dump(mode="json"),
+        "audit": {"near": config.audit.near_duplicate_threshold, "max_tokens": config.audit.max_tokens},
+        "model": config.model.base if config.audit.max_tokens else None, "corrections": corrections,
+    }
+    return ws.sha256_bytes(json.dumps(parts, sort_keys=True).encode())
+
+
+def clean(recs: list[Record], config: ProjectConfig, corrections: dict[str, str], tokenizer=None,
+          test: list[Record] | None = None) -> tuple[list[Record], list[dict], Dropped]:
+    """Run every cleaning step in order; return the kept rows, the step log and the dropped rows."""
+    pol, task = config.prepare, config.task
+    labels = task.labels if task.type == "classification" else []
+    threshold = config.audit.near_duplicate_threshold
+    steps: list[tuple[str, str, object]] = [
+        ("reviews", "on" if pol.apply_reviews else "off", lambda r: apply_reviews(r, corrections if pol.apply_reviews else {})),
+        ("unusable_rows", "drop", lambda r: drop_unusable(r, labels)),
+        ("exact_duplicates", pol.exact_duplicates,
+         lambda r: drop_exact_duplicates(r) if pol.exact_duplicates == "drop" else (r, [], "kept exact duplicates")),
+        ("conflicting_targets", pol.conflicts, lambda r: resolve_conflicts(r, pol.conflicts)),
+        ("near_duplicates", pol.near_duplicates, lambda r: collapse_near_duplicates(r, threshold)
+         if pol.near_duplicates == "collapse" else (r, [], "kept near-duplicates (they still never straddle splits)")),
+        ("pii", pol.pii, lambda r: handle_pii(r, pol.pii)),
+        ("too_long", pol.too_long, lambda r: handle_too_long(r, config.audit.max_tokens, pol.too_long, tokenizer)),
+    ]
+    if test:
+        steps.append(("leakage", "drop", lambda r: drop_leaks(r, test, threshold)))
+    log, dropped = [], []
+    for name, policy, step in steps:
+        before = len(recs)
+        recs, lost, note = step(recs)  # type: ignore[operator]
+        dropped += lost
+        log.append({"step": name, "policy": policy, "rows_in": before, "rows_out": len(recs), "dropped": len(lost), "note": note})
+    return recs, log, dropped
+
+
+def split(recs: list[Record], config: ProjectConfig, has_test: bool) -> dict[str, list[Record]]:
+    """Stratified by label (classification), grouped so near-duplicate clusters stay in one part."""
+    fr = config.data.split.model_dump()
+    if has_test:  # the test split is the given file: share its fraction between train and val
+        fr = {"train": fr["train"] / (fr["train"] + fr["val"]), "val": fr["val"] / (fr["train"] + fr["val"])}
+    pairs = near_pairs([r.input for r in recs], config.audit.near_duplicate_threshold)
+    norm_first: dict[str, int] = {}
+    links = [(i, j) for i, j, _ in pairs]
+    for i, rec in enumerate(recs):  # identical inputs are one cluster even when too short to shingle
+        links.append((norm_first.setdefault(normalise(rec.input), i), i))
+    groups = clusters(len(recs), links)
+    key = (lambda r: r.target) if config.task.type == "classification" else (lambda r: "")
+    return group_stratified_split(recs, groups, fr, config.data.seed, key)
+
+
+def content_hash(parts: dict[str, list[Record]]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(parts):
+        for rec in parts[name]:
+            h.update(json.dumps([name, rec.to_json()], sort_keys=True, ensure_ascii=False).encode())
+            h.update(b"\n")
+    return h.hexdigest()
+
+
+def _reject(rec: Record, reason: str) -> Reject:
+    file, _, line = rec.source.rpartition(":")
+    return Reject(file, int(line) if line.isdigit() else 0, f"row {rec.id}: {reason}", rec.input[:500])
+
+
+def prepare_project(config: ProjectConfig, project: Path, tokenizer=None) -> tuple[Path, dict]:
+    """Load, clean, split and write the dataset; return its folder and manifest."""
+    project = Path(project)
+    task, data = config.task, config.data
+    loaded = load_files(data.files, project, task.input_field, task.target_field, data.schema_, data.id_field)
+    test = None
+    if data.test_file:
+        test_loaded = load_files([data.test_file], project, task.input_field, task.target_field, data.schema_, data.id_field)
+        test, _, test_dropped = clean(test_loaded.records, config.model_copy(
+            update={"prepare": config.prepare.model_copy(update={"near_duplicates": "keep"})}), {}, tokenizer)
+        loaded.rejects += test_loaded.rejects + [_reject(r, f"test file: {why}") for r, why in test_dropped]
+    if config.audit.max_tokens and config.prepare.too_long != "keep" and tokenizer is None:
+        from tunewise.data.audit import _tokenizer
+
+        tokenizer, warning = _tokenizer(config, project)
+        if warning:
+            raise DataError(f"prepare: audit.max_tokens is set but {warning.split(';')[0]}")
+    corrections = load_corrections(project)
+    recs, steps, dropped = clean(loaded.records, config, corrections, tokenizer, test)
+    if not recs:
+        raise DataError(f"no usable rows left in {', '.join(data.files)} after cleaning ({len(dropped)} dropped)")
+    parts = split(recs, config, test is not None)
+    if test is not None:
+        parts["test"] = sorted(test, key=lambda r: r.id)
+    digest = content_hash(parts)
+    rejects = loaded.rejects + [_reject(r, why) for r, why in dropped]
+    manifest = _manifest(config, project, loaded.schemas, steps, parts, rejects, digest, corrections)
+    folder = ws.workspace(project) / "datasets" / digest[:16]
+    with ws.atomic_dir(folder) as tmp:
+        for name, rows in parts.items():
+            ws.write_jsonl(tmp / f"{name}.jsonl", (r.to_json() for r in rows))
+        ws.write_jsonl(tmp / "rejects.jsonl", (r.to_json() for r in rejects))
+        ws.write_json(tmp / "manifest.json", manifest)
+        ws.write_text(tmp / "DATACARD.md", datacard(manifest))
+    return folder, manifest
+
+
+def _manifest(config, project, schemas, steps, parts, rejects, digest, corrections) -> dict:
+    files = config.data.files + ([config.data.test_file] if config.data.test_file else [])
+    labels = {n: dict(sorted(Counter(r.target for r in rows).items())) for n, rows in parts.items()}
+    return {
+        "hash": digest,
+        "fingerprint": fingerprint(config, project, corrections),
+        "sources": {f: ws.sha256_file(Path(project) / f) for f in files},
+        "schema": {f: schemas.get(str(Path(project) / f)) for f in config.data.files},
+        "task": config.task.type, "seed": config.data.seed, "split": config.data.split.model_dump(),
+        "test_file": config.data.test_file, "policy": config.prepare.model_dump(mode="json"),
+        "near_duplicate_threshold": config.audit.near_duplicate_threshold, "max_tokens": config.audit.max_tokens,
+        "steps": steps, "reviews_applied": len(corrections) if config.prepare.apply_reviews else 0,
+        "counts": {**{n: len(rows) for n, rows in parts.items()}, "rejected": len(rejects)},
+        "labels": labels,
+    }
+
+
+def datacard(m: dict) -> str:
+    """DATACARD.md: each preprocessing step in words, with its counts."""
+    lines = [f"# Data card: dataset {m['hash'][:16]}", "",
+             f"Task: {m['task']}. Seed {m['seed']}. Content hash (sha256): `{m['hash']}`.", "", "## Sources", ""]
+    lines += [f"- `{f}` (sha256 `{h[:16]}…`, schema {m['schema'].get(f, 'see manifest')})" for f, h in m["sources"].items()]
+    lines += ["", "## Preprocessing, in order", ""]
+    for i, s in enumerate(m["steps"], start=1):
+        lines.append(f"{i}. **{s['step']}** (policy `{s['policy']}`): {s['note']}. "
+                     f"{s['rows_in']} rows in, {s['rows_out']} out, {s['dropped']} dropped.")
+    split = ("the given test file is the test split; the rest is split into train/val"
+             if m["test_file"] else f"train/val/test fractions {m['split']}")
+    lines += ["", "## Split", "",
+              (f"Stratified by label, grouped so that rows with identical or near-identical inputs (Jaccard >= "
+               f"{m['near_duplicate_threshold']}) never straddle splits; {split}."), ""]
+    lines += [f"- {n}: {c} rows" for n, c in m["counts"].items() if n != "rejected"]
+    lines += ["", f"Every removed or malformed row ({m['counts']['rejected']}) is listed with its reason in rejects.jsonl.", ""]
+    lines += ["## Labels per split", ""] + [f"- {n}: {json.dumps(v, ensure_ascii=False)}" for n, v in m["labels"].items()]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- for the ladder and the CLI
+
+def load_prepared(config: ProjectConfig, project: Path):
+    """(train, val, test, rejects, hash, folder) of the dataset prepared for this config and data, or None."""
+    root = ws.workspace(project) / "datasets"
+    if not root.exists():
+        return None
+    want = fingerprint(config, project, load_corrections(project))
+    for manifest_path in sorted(root.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if manifest.get("fingerprint") != want:
+            continue
+        folder = manifest_path.parent
+        parts = [[Record.from_json(json.loads(line)) for line in (folder / f"{n}.jsonl").read_text().splitlines() if line]
+                 for n in ("train", "val", "test")]
+        rejects = [Reject(**json.loads(line)) for line in (folder / "rejects.jsonl").read_text().splitlines() if line]
+        return (*parts, rejects, manifest["hash"], folder)
+    return None
+
+
+def _project_records(config: ProjectConfig, project: Path) -> list[Record]:
+    task, data = config.task, config.data
+    return load_files(data.files, project, task.input_field, task.target_field, data.schema_, data.id_field).records
+
+
+def export_project_review(project: Path, output: Path | None, overrides: list[str] | None) -> tuple[Path, int]:
+    from tunewise.config import load_config
+    from tunewise.data.audit import audit_project
+
+    config = load_config(project, overrides)
+    audit, _, _ = audit_project(project, overrides=overrides)
+    path = Path(output or ws.workspace(project) / "reviews" / "review.csv")
+    return path, export_review(audit, _project_records(config, project), path)
+
+
+def import_project_review(project: Path, file: Path, overrides: list[str] | None) -> tuple[int, Path]:
+    from tunewise.config import load_config
+
+    config = load_config(project, overrides)
+    return import_review(project, file, {r.id for r in _project_records(config, project)})
