@@ -115,7 +115,49 @@ class EvalConfig(_Strict):
     """Score every rung on a seeded, stratified subset of the test split (None: all of it)."""
 
 
+class FewShotConfig(_Strict):
+    k: int = Field(5, gt=0)
+    """How many solved examples go into every prompt (fewer if the model's context cannot hold them)."""
+    selection: Literal["random", "similar"] = "random"
+    """`random`: one fixed, seeded set for every prompt, balanced over labels, so the examples are
+    computed once as a shared KV-cache prefix (cheap on CPU). `similar`: the k train examples
+    nearest to each input by MiniLM embedding; every prompt differs, so no shared cache (use on a
+    GPU or for small test sets)."""
+    max_example_tokens: int = Field(48, gt=0)
+    """Truncate each example's input to this many tokens; short examples keep every call cheap."""
+    seed: int = 0
+
+
+class EncoderConfig(_Strict):
+    """The small encoder behind `embedding-classifier`, `encoder-finetune` and similarity few-shot."""
+
+    model: str = "all-minilm-l6-v2"
+    """A bundled alias (all-minilm-l6-v2) or a local sentence-transformers / BERT folder."""
+    max_seq_length: int = Field(128, gt=8)
+    """Truncate inputs to this many encoder tokens."""
+    batch_size: int = Field(32, gt=0)
+    C: float = Field(1.0, gt=0)
+    """Inverse L2 strength of the embedding-classifier's logistic regression."""
+    epochs: float = Field(1.0, gt=0)
+    """Epochs of `encoder-finetune`."""
+    learning_rate: float = Field(1e-4, gt=0)
+    """Learning rate of `encoder-finetune` (AdamW, linear decay)."""
+    seed: int = 0
+
+
+class CostConfig(_Strict):
+    """Prices that turn measured seconds and tokens into money. Set them to what you pay."""
+
+    usd_per_hour: float = Field(1.0, ge=0)
+    """Price of the machine that trains and serves, per hour (e.g. a cloud GPU or CPU instance)."""
+    usd_per_1m_prompt_tokens: float = Field(0.0, ge=0)
+    """Extra price per million prompt tokens, for a hosted model billed by the token (0: self-hosted)."""
+    requests_per_month: int = Field(100_000, gt=0)
+    """Expected traffic; ranks rungs by training cost + one month of serving cost in the recommendation."""
+
+
 RUNGS = ("zero-shot", "lora")
+RungName = Literal["zero-shot", "few-shot", "embedding-classifier", "encoder-finetune", "lora"]
 
 
 class ProjectConfig(_Strict):
@@ -123,9 +165,12 @@ class ProjectConfig(_Strict):
     task: TaskConfig
     data: DataConfig
     model: ModelConfig
-    rungs: list[Literal["zero-shot", "lora"]] = Field(default_factory=lambda: list(RUNGS))
+    rungs: list[RungName] = Field(default_factory=lambda: list(RUNGS))
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    few_shot: FewShotConfig = Field(default_factory=FewShotConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

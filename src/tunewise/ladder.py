@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tunewise import workspace as ws
-from tunewise.config import ProjectConfig, dump_config
+from tunewise.config import ConfigError, ProjectConfig, config_path, dump_config
 from tunewise.core import Record
 from tunewise.data.load import Reject, load_files
 from tunewise.data.split import records_hash, stratified_split, subsample
@@ -64,16 +64,24 @@ def load_splits(config: ProjectConfig, project: Path) -> Splits:
     return Splits(parts["train"], parts["val"], test, rejects, test_hash, dataset_dir)
 
 
+LLM_RUNGS = ("zero-shot", "few-shot", "lora")
+ENCODER_RUNGS = ("embedding-classifier", "encoder-finetune")
+
+
 def make_rung(name: str, config: ProjectConfig, project: Path, run_dir: Path, progress: ProgressFn):
     from tunewise.models.load import load
+    from tunewise.rungs.encoder import EmbeddingClassifier, EncoderFinetune
     from tunewise.rungs.finetuned import LoraRung
-    from tunewise.rungs.prompting import ZeroShot
+    from tunewise.rungs.prompting import FewShot, ZeroShot
 
-    classes = {"zero-shot": ZeroShot, "lora": LoraRung}
-    if name not in classes:
-        raise ValueError(f"unknown rung '{name}' (known: {', '.join(classes)})")
+    llm = {"zero-shot": ZeroShot, "few-shot": FewShot, "lora": LoraRung}
+    encoders = {"embedding-classifier": EmbeddingClassifier, "encoder-finetune": EncoderFinetune}
+    if name in encoders:
+        return encoders[name](config, project, run_dir, progress)
+    if name not in llm:
+        raise ConfigError(f"{config_path(project)}: unknown rung '{name}' (known: {', '.join([*llm, *encoders])})")
     # A fresh copy of the base model per rung: PEFT injects adapters into the model it wraps.
-    return classes[name](config, load(config.model.base, project), run_dir, progress)
+    return llm[name](config, load(config.model.base, project), run_dir, progress, project=project)
 
 
 def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, progress: ProgressFn) -> dict:

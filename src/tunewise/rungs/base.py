@@ -37,8 +37,10 @@ class LabelScorer:
 
     name = "llm"
 
-    def __init__(self, config: ProjectConfig, base: tuple, run_dir: Path, progress: ProgressFn = no_progress):
+    def __init__(self, config: ProjectConfig, base: tuple, run_dir: Path, progress: ProgressFn = no_progress,
+                 project: Path | None = None):
         self.config = config
+        self.project = Path(project) if project is not None else Path(".")
         self.model, self.tokenizer, self.model_dir = base
         self.run_dir = Path(run_dir)
         self.progress = progress
