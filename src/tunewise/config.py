@@ -69,6 +69,8 @@ class DataConfig(_Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     seed: int = 0
     """Seed of the split; the same seed and data give the same test split and hash."""
+    ood_test: str | None = None
+    """An out-of-distribution test file (same fields), scored by every rung and reported separately."""
 
 
 class ModelConfig(_Strict):
