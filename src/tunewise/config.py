@@ -36,6 +36,8 @@ class TaskConfig(_Strict):
     """The instruction every prompt starts with; the same text in prompting, training and serving."""
     max_input_tokens: int | None = Field(default=None, gt=0)
     """Truncate each input to this many tokens of the base model's tokenizer (None: keep whole)."""
+    json_schema: str | None = None
+    """Extraction: a JSON Schema file (relative to the project) every answer is validated against."""
 
     @model_validator(mode="after")
     def _labels_for_classification(self) -> TaskConfig:
@@ -109,8 +111,23 @@ class TrainConfig(_Strict):
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
 
+class FormatConfig(_Strict):
+    """What a well-formed generated answer looks like (format compliance); every check is optional."""
+
+    min_words: int | None = Field(default=None, ge=0)
+    max_words: int | None = Field(default=None, gt=0)
+    required_phrases: list[str] = Field(default_factory=list)
+    """Phrases every answer must contain (case-insensitive)."""
+    regex: str | None = None
+    """A regular expression every answer must match (re.search)."""
+
+
 class EvalConfig(_Strict):
     batch_size: int = Field(8, gt=0)
+    max_new_tokens: int = Field(64, gt=0)
+    """Longest generated answer (extraction and generation tasks)."""
+    format: FormatConfig = Field(default_factory=FormatConfig)
+    """Format compliance checks for generation tasks."""
     bootstrap: int = Field(1000, ge=100)
     """Bootstrap resamples behind every confidence interval."""
     max_test_examples: int | None = Field(default=None, gt=0)

@@ -106,6 +106,13 @@ def check_rungs(names: list[str], config: ProjectConfig, project: Path) -> None:
             raise ConfigError(f"{where}: rung '{name}' needs task.type: classification (got {config.task.type})")
 
 
+def task_schema(config: ProjectConfig, project: Path) -> dict | None:
+    """The extraction task's JSON schema (an error naming the key when missing), else None."""
+    from tunewise.evaluate.text_metrics import load_schema
+
+    return load_schema(config, project) if config.task.type == "extraction" else None
+
+
 def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, progress: ProgressFn) -> dict:
     """Fit one rung, predict the frozen test split, score it and price it; write the run folder."""
     from tunewise.evaluate.cost import rung_cost
@@ -120,7 +127,8 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
     ws.write_jsonl(run_dir / "predictions.jsonl", (
         {**p.to_json(), "target": r.target} for p, r in zip(preds, splits.test, strict=True)
     ))
-    scored = score_predictions(config, splits.test, preds, getattr(rung, "passages", None))
+    schema = task_schema(config, project)
+    scored = score_predictions(config, splits.test, preds, getattr(rung, "passages", None), schema)
     cost = rung.cost
     prompt_tokens = cost.prompt_tokens / max(cost.predict_examples, 1)
     result = {
@@ -145,7 +153,7 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
         result["train_history"] = rung.history
     if splits.ood:
         ood_preds = rung.predict(splits.ood)
-        result["ood_metrics"] = score_predictions(config, splits.ood, ood_preds).metrics
+        result["ood_metrics"] = score_predictions(config, splits.ood, ood_preds, getattr(rung, "passages", None), schema).metrics
     ws.write_json(run_dir / "metrics.json", {k: v for k, v in result.items() if k != "item_scores"})
     return result
 
@@ -200,6 +208,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
     project = Path(project)
     names = rungs or list(config.rungs)
     check_rungs(names, config, project)
+    task_schema(config, project)  # fail before any work when an extraction task has no usable schema
     started = time.perf_counter()
     splits = load_splits(config, project)
     log.info("test split: %d rows, sha256 %s", len(splits.test), splits.test_hash)

@@ -22,7 +22,7 @@ class Scored:
 
 
 def score_predictions(config: ProjectConfig, records: list[Record], preds: list[Prediction],
-                      passages: list[list[str]] | None = None) -> Scored:
+                      passages: list[list[str]] | None = None, schema: dict | None = None) -> Scored:
     task, ev = config.task, config.eval
     if task.type == "classification":
         from tunewise.evaluate.metrics import evaluate_classification
@@ -35,7 +35,7 @@ def score_predictions(config: ProjectConfig, records: list[Record], preds: list[
     if task.type == "extraction":
         from tunewise.evaluate.text_metrics import evaluate_extraction
 
-        metrics, items = evaluate_extraction(config, records, preds)
+        metrics, items = evaluate_extraction(config, records, preds, schema)
         return Scored(metrics, "field_f1", items, False)
     from tunewise.evaluate.text_metrics import evaluate_generation
 

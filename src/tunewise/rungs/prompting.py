@@ -72,7 +72,11 @@ class FewShot(LabelScorer):
 
     def context_budget(self) -> int:
         limit = getattr(self.model.config, "max_position_embeddings", None) or 2048
-        label_room = 8 + max(len(self.tokenizer(lab)["input_ids"]) for lab in self.config.task.labels)
+        labels = self.config.task.labels
+        if self.config.task.type == "classification" and labels:
+            label_room = 8 + max(len(self.tokenizer(lab)["input_ids"]) for lab in labels)
+        else:
+            label_room = self.config.eval.max_new_tokens
         return limit - label_room
 
     def shared_prefix(self):
