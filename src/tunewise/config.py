@@ -71,6 +71,8 @@ class DataConfig(_Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     seed: int = 0
     """Seed of the split; the same seed and data give the same test split and hash."""
+    documents: str | None = None
+    """A folder of .txt/.md documents (relative to the project) the `rag` rung retrieves from."""
     ood_test: str | None = None
     """An out-of-distribution test file (same fields), scored by every rung and reported separately."""
 
@@ -164,6 +166,16 @@ class EncoderConfig(_Strict):
     seed: int = 0
 
 
+class RetrievalConfig(_Strict):
+    """How the `rag` rung cuts `data.documents` into passages and how many it puts in a prompt."""
+
+    chunk_words: int = Field(120, gt=10)
+    overlap_words: int = Field(30, ge=0)
+    top_k: int = Field(3, gt=0)
+    max_passage_tokens: int = Field(128, gt=0)
+    """Truncate each passage in the prompt to this many tokens: RAG pays for its context on every call."""
+
+
 class CostConfig(_Strict):
     """Prices that turn measured seconds and tokens into money. Set them to what you pay."""
 
@@ -176,7 +188,7 @@ class CostConfig(_Strict):
 
 
 RUNGS = ("zero-shot", "lora")
-RungName = Literal["zero-shot", "few-shot", "embedding-classifier", "encoder-finetune", "lora"]
+RungName = Literal["zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune", "lora"]
 
 
 class ProjectConfig(_Strict):
@@ -189,6 +201,7 @@ class ProjectConfig(_Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     few_shot: FewShotConfig = Field(default_factory=FewShotConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
 
 

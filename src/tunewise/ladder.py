@@ -75,7 +75,7 @@ def load_ood(config: ProjectConfig, project: Path) -> list[Record]:
     return subsample(keep, config.eval.max_test_examples, config.data.seed)
 
 
-LLM_RUNGS = ("zero-shot", "few-shot", "lora")
+LLM_RUNGS = ("zero-shot", "few-shot", "rag", "lora")
 ENCODER_RUNGS = ("embedding-classifier", "encoder-finetune")
 
 
@@ -84,8 +84,9 @@ def make_rung(name: str, config: ProjectConfig, project: Path, run_dir: Path, pr
     from tunewise.rungs.encoder import EmbeddingClassifier, EncoderFinetune
     from tunewise.rungs.finetuned import LoraRung
     from tunewise.rungs.prompting import FewShot, ZeroShot
+    from tunewise.rungs.rag import Rag
 
-    llm = {"zero-shot": ZeroShot, "few-shot": FewShot, "lora": LoraRung}
+    llm = {"zero-shot": ZeroShot, "few-shot": FewShot, "rag": Rag, "lora": LoraRung}
     encoders = {"embedding-classifier": EmbeddingClassifier, "encoder-finetune": EncoderFinetune}
     if name in encoders:
         return encoders[name](config, project, run_dir, progress)
@@ -102,6 +103,10 @@ def check_rungs(names: list[str], config: ProjectConfig, project: Path) -> None:
     for name in names:
         if name not in known:
             raise ConfigError(f"{where}: unknown rung '{name}' in 'rungs' / --rungs (known: {', '.join(known)})")
+        if name == "rag":
+            from tunewise.rungs.rag import documents_dir
+
+            documents_dir(config, project)
         if name in ENCODER_RUNGS and config.task.type != "classification":
             raise ConfigError(f"{where}: rung '{name}' needs task.type: classification (got {config.task.type})")
 
@@ -125,7 +130,8 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
     rung.fit(splits.train, splits.val)
     preds = rung.predict(splits.test)
     ws.write_jsonl(run_dir / "predictions.jsonl", (
-        {**p.to_json(), "target": r.target} for p, r in zip(preds, splits.test, strict=True)
+        {**p.to_json(), "target": r.target, **({"citations": p.citations} if hasattr(p, "citations") else {})}
+        for p, r in zip(preds, splits.test, strict=True)
     ))
     schema = task_schema(config, project)
     scored = score_predictions(config, splits.test, preds, getattr(rung, "passages", None), schema)
