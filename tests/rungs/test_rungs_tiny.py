@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import write_tiny_project
 
 from tunewise.config import load_config
 from tunewise.ladder import load_splits, make_rung
 from tunewise.rungs.prompting import _balanced_sample, _common_prefix
-from conftest import write_tiny_project
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_few_shot_drops_examples_to_fit_the_context(project, tmp_path):
 
 
 def test_encoder_finetune_changes_the_encoder_and_learns(project, tmp_path):
-    rung, preds, splits = _run("encoder-finetune", project, tmp_path)
+    rung, _, _ = _run("encoder-finetune", project, tmp_path)
     from transformers import AutoModel
 
     losses = [h["loss"] for h in rung.history]
@@ -78,7 +78,7 @@ def test_encoder_finetune_changes_the_encoder_and_learns(project, tmp_path):
 
 
 def test_embedding_classifier_fits_the_train_split(project, tmp_path):
-    rung, preds, splits = _run("embedding-classifier", project, tmp_path)
+    rung, _, _ = _run("embedding-classifier", project, tmp_path)
     assert rung.history[0]["train_accuracy"] > 0.5
 
 

@@ -32,7 +32,7 @@ def _summarise(items: dict[str, np.ndarray], resamples: int, seed: int) -> dict:
         kept = values[~np.isnan(values)]
         out[name] = float(kept.mean()) if len(kept) else None
         out[f"{name}_ci"] = mean_ci(values, resamples, seed) if len(kept) else None
-        out[f"{name}_n"] = int(len(kept))
+        out[f"{name}_n"] = len(kept)
     return out
 
 

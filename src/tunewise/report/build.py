@@ -94,9 +94,9 @@ def render_markdown(ladder: dict) -> str:
     out = [
         f"# tunewise ladder report: {ladder['project']}",
         "",
-        f"Test split: **{ladder['n_test']}** examples, sha256 `{ladder['test_hash']}` "
-        f"(train {ladder['n_train']}, val {ladder['n_val']}, rejected rows {ladder['n_rejected']}). "
-        "Every rung was scored on exactly these examples.",
+        (f"Test split: **{ladder['n_test']}** examples, sha256 `{ladder['test_hash']}` "
+         f"(train {ladder['n_train']}, val {ladder['n_val']}, rejected rows {ladder['n_rejected']}). "
+         "Every rung was scored on exactly these examples."),
         "",
         "## Recommendation",
         "",
@@ -106,9 +106,9 @@ def render_markdown(ladder: dict) -> str:
         "",
         *rung_table(ladder),
         "",
-        "Confidence intervals are 95% bootstrap percentiles over test examples. 'vs best' is the paired "
-        "difference to the best rung on the same examples: exact McNemar p for right/wrong items, "
-        "paired-bootstrap p otherwise. Money uses the prices in the config's `cost:` section.",
+        ("Confidence intervals are 95% bootstrap percentiles over test examples. 'vs best' is the paired "
+         "difference to the best rung on the same examples: exact McNemar p for right/wrong items, "
+         "paired-bootstrap p otherwise. Money uses the prices in the config's `cost:` section."),
     ]
     if ladder.get("n_ood"):
         out += ["", f"## Out-of-distribution test ({ladder['n_ood']} examples)", ""]

@@ -48,7 +48,7 @@ def recommend(rungs: list[dict]) -> dict:
     best = max(rungs, key=_value)
     tied = [r for r in rungs if r is best or r["paired_vs_best"]["p_value"] >= ALPHA]
     choice = min(tied, key=cost_key)
-    pts = lambda r: 100 * _value(r)  # noqa: E731
+    pts = lambda r: 100 * _value(r)
     others = [r for r in rungs if r is not best]
     base = {"rung": choice["name"], "best": best["name"], "metric": metric, "alpha": ALPHA,
             "within_noise_of_best": [r["name"] for r in tied]}

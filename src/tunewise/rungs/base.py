@@ -57,7 +57,7 @@ class LabelScorer:
 
     def shared_prefix(self):
         """(length, cache) of a prefix every prompt shares, or None."""
-        return None
+        return
 
     def predict(self, records: list[Record]) -> list[Prediction]:
         if self.config.task.type != "classification":
