@@ -44,8 +44,9 @@ def test_few_shot_prompts_are_longer_and_share_a_cached_prefix(project, tmp_path
     from tunewise.evaluate.decode import label_token_ids, score_labels
 
     b = few.builder()
-    shots = [(few.pool_inputs[i], few.pool[i].target) for i in few.fixed]
-    full = [few.tokenizer(b.prompt(r.input, shots), add_special_tokens=False)["input_ids"] for r in splits.test[:3]]
+    full = [few.tokenizer(few.render(b, r.input, few.fixed), add_special_tokens=False)["input_ids"]
+            for r in splits.test[:3]]
+    assert few.tokenizer.decode(full[0]).count("<|im_start|>assistant") == len(few.fixed) + 1
     plain = score_labels(few.model, full, label_token_ids(few.tokenizer, b, ["business", "sports", "tech"]),
                          few.tokenizer.pad_token_id, batch_size=2)
     for row, p in zip(plain, preds[:3], strict=True):
