@@ -1,6 +1,10 @@
 import json
+import subprocess
+import sys
 
-from tunewise.config import load_config
+import pytest
+
+from tunewise.config import ConfigError, load_config
 from tunewise.ladder import run_ladder
 
 
@@ -15,3 +19,65 @@ def test_ladder_on_tiny_model_writes_report(tiny_project):
         assert lo <= r["metrics"]["accuracy"] <= hi
     assert (report_dir / "report.md").read_text().count(ladder["test_hash"]) == 1
     assert ladder["recommendation"]["rung"] in {"zero-shot", "lora"}
+    lora = ladder["rungs"][1]
+    assert lora["break_even"]["vs"] == "zero-shot" and lora["train_history"]
+
+
+def test_full_cheap_ladder_with_ood_writes_every_metric(tmp_path, tiny_model_dir, tiny_encoder_dir):
+    from conftest import write_tiny_project
+
+    extra = (f"few_shot: {{k: 3, max_example_tokens: 8}}\nencoder: {{model: {tiny_encoder_dir}, epochs: 2}}\n"
+             "cost: {usd_per_hour: 2.0, usd_per_1m_prompt_tokens: 0.5}\n")
+    project = write_tiny_project(tmp_path / "p", tiny_model_dir, extra=extra)
+    rows = (project / "data" / "rows.jsonl").read_text().splitlines()[::6]
+    (project / "data" / "ood.jsonl").write_text("\n".join(rows) + "\n")
+    names = ["zero-shot", "few-shot", "embedding-classifier", "encoder-finetune"]
+    config = load_config(project, ["data.ood_test=data/ood.jsonl"])
+    report_dir = run_ladder(config, project, names)
+    ladder = json.loads((report_dir / "ladder.json").read_text())
+    assert [r["name"] for r in ladder["rungs"]] == names
+    assert ladder["n_ood"] == 10
+    for r in ladder["rungs"]:
+        m = r["metrics"]
+        assert {"accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "per_class", "confusion_matrix"} <= set(m)
+        assert r["paired_vs_best"]["p_value"] <= 1.0 and "ood_metrics" in r
+        assert r["cost"]["usd_per_1k_requests"] > 0 and r["prompt_tokens_per_request"] > 0
+    by = {r["name"]: r for r in ladder["rungs"]}
+    assert by["few-shot"]["prompt_tokens_per_request"] > by["zero-shot"]["prompt_tokens_per_request"]
+    assert by["encoder-finetune"]["train_seconds"] > 0 and "break_even" in by["encoder-finetune"]
+    rec = ladder["recommendation"]
+    assert rec["rung"] in rec["within_noise_of_best"]
+    html = (report_dir / "report.html").read_text()
+    assert all(f">{n}</td>" in html for n in names)
+
+
+def test_unknown_rung_is_a_one_line_error_naming_the_file(tiny_project):
+    config = load_config(tiny_project)
+    with pytest.raises(ConfigError, match=r"tunewise.yaml: unknown rung 'few_shot'.*known: zero-shot"):
+        run_ladder(config, tiny_project, ["few_shot"])
+
+
+def test_unknown_rung_in_yaml_names_the_key(tiny_project):
+    path = tiny_project / "tunewise.yaml"
+    path.write_text(path.read_text().replace("rungs: [zero-shot, lora]", "rungs: [zero-shot, magic]"))
+    with pytest.raises(ConfigError, match=r"tunewise.yaml: bad value for 'rungs.1'"):
+        load_config(tiny_project)
+
+
+def test_cli_unknown_rung_exits_non_zero_with_one_line(tiny_project):
+    cmd = [sys.executable, "-c", "from tunewise.cli import main; main()", "ladder", str(tiny_project), "--rungs", "nope", "-q"]
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "unknown rung 'nope'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_encoder_rung_on_a_generation_task_is_refused(tiny_project):
+    config = load_config(tiny_project, ["task.type=generation"])
+    with pytest.raises(ConfigError, match="rung 'embedding-classifier' needs task.type: classification"):
+        run_ladder(config, tiny_project, ["embedding-classifier"])
+
+
+def test_missing_encoder_folder_names_the_key(tiny_project):
+    config = load_config(tiny_project, ["encoder.model=no/such/dir"])
+    with pytest.raises(ConfigError, match=r"bad value for 'encoder.model'"):
+        run_ladder(config, tiny_project, ["embedding-classifier"])

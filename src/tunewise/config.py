@@ -36,6 +36,8 @@ class TaskConfig(_Strict):
     """The instruction every prompt starts with; the same text in prompting, training and serving."""
     max_input_tokens: int | None = Field(default=None, gt=0)
     """Truncate each input to this many tokens of the base model's tokenizer (None: keep whole)."""
+    json_schema: str | None = None
+    """Extraction: a JSON Schema file (relative to the project) every answer is validated against."""
 
     @model_validator(mode="after")
     def _labels_for_classification(self) -> TaskConfig:
@@ -81,6 +83,10 @@ class DataConfig(_Strict):
     """The field holding each row's id (the line number when absent)."""
     annotator_field: str | None = None
     """The field naming who labelled a row; the audit then reports annotator agreement (kappa)."""
+    documents: str | None = None
+    """A folder of .txt/.md documents (relative to the project) the `rag` rung retrieves from."""
+    ood_test: str | None = None
+    """An out-of-distribution test file (same fields), scored by every rung and reported separately."""
 
 
 class AuditConfig(_Strict):
@@ -150,8 +156,23 @@ class TrainConfig(_Strict):
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
 
+class FormatConfig(_Strict):
+    """What a well-formed generated answer looks like (format compliance); every check is optional."""
+
+    min_words: int | None = Field(default=None, ge=0)
+    max_words: int | None = Field(default=None, gt=0)
+    required_phrases: list[str] = Field(default_factory=list)
+    """Phrases every answer must contain (case-insensitive)."""
+    regex: str | None = None
+    """A regular expression every answer must match (re.search)."""
+
+
 class EvalConfig(_Strict):
     batch_size: int = Field(8, gt=0)
+    max_new_tokens: int = Field(64, gt=0)
+    """Longest generated answer (extraction and generation tasks)."""
+    format: FormatConfig = Field(default_factory=FormatConfig)
+    """Format compliance checks for generation tasks."""
     bootstrap: int = Field(1000, ge=100)
     """Bootstrap resamples behind every confidence interval."""
     max_test_examples: int | None = Field(default=None, gt=0)
@@ -171,7 +192,59 @@ class PlanConfig(_Strict):
     """Months over which the one-off fine-tuning cost is recovered."""
 
 
+class FewShotConfig(_Strict):
+    k: int = Field(5, gt=0)
+    """How many solved examples go into every prompt (fewer if the model's context cannot hold them)."""
+    selection: Literal["random", "similar"] = "random"
+    """`random`: one fixed, seeded set for every prompt, balanced over labels, so the examples are
+    computed once as a shared KV-cache prefix (cheap on CPU). `similar`: the k train examples
+    nearest to each input by MiniLM embedding; every prompt differs, so no shared cache (use on a
+    GPU or for small test sets)."""
+    max_example_tokens: int = Field(48, gt=0)
+    """Truncate each example's input to this many tokens; short examples keep every call cheap."""
+    seed: int = 0
+
+
+class EncoderConfig(_Strict):
+    """The small encoder behind `embedding-classifier`, `encoder-finetune` and similarity few-shot."""
+
+    model: str = "all-minilm-l6-v2"
+    """A bundled alias (all-minilm-l6-v2) or a local sentence-transformers / BERT folder."""
+    max_seq_length: int = Field(128, gt=8)
+    """Truncate inputs to this many encoder tokens."""
+    batch_size: int = Field(32, gt=0)
+    C: float = Field(1.0, gt=0)
+    """Inverse L2 strength of the embedding-classifier's logistic regression."""
+    epochs: float = Field(1.0, gt=0)
+    """Epochs of `encoder-finetune`."""
+    learning_rate: float = Field(1e-4, gt=0)
+    """Learning rate of `encoder-finetune` (AdamW, linear decay)."""
+    seed: int = 0
+
+
+class RetrievalConfig(_Strict):
+    """How the `rag` rung cuts `data.documents` into passages and how many it puts in a prompt."""
+
+    chunk_words: int = Field(120, gt=10)
+    overlap_words: int = Field(30, ge=0)
+    top_k: int = Field(3, gt=0)
+    max_passage_tokens: int = Field(128, gt=0)
+    """Truncate each passage in the prompt to this many tokens: RAG pays for its context on every call."""
+
+
+class CostConfig(_Strict):
+    """Prices that turn measured seconds and tokens into money. Set them to what you pay."""
+
+    usd_per_hour: float = Field(1.0, ge=0)
+    """Price of the machine that trains and serves, per hour (e.g. a cloud GPU or CPU instance)."""
+    usd_per_1m_prompt_tokens: float = Field(0.0, ge=0)
+    """Extra price per million prompt tokens, for a hosted model billed by the token (0: self-hosted)."""
+    requests_per_month: int = Field(100_000, gt=0)
+    """Expected traffic; ranks rungs by training cost + one month of serving cost in the recommendation."""
+
+
 RUNGS = ("zero-shot", "lora")
+RungName = Literal["zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune", "lora"]
 
 
 class ProjectConfig(_Strict):
@@ -179,12 +252,16 @@ class ProjectConfig(_Strict):
     task: TaskConfig
     data: DataConfig
     model: ModelConfig
-    rungs: list[Literal["zero-shot", "lora"]] = Field(default_factory=lambda: list(RUNGS))
+    rungs: list[RungName] = Field(default_factory=lambda: list(RUNGS))
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     plan: PlanConfig = Field(default_factory=PlanConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
+    few_shot: FewShotConfig = Field(default_factory=FewShotConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from tunewise import workspace as ws
-from tunewise.config import ProjectConfig, dump_config
+from tunewise.config import ConfigError, ProjectConfig, config_path, dump_config
 from tunewise.core import Record
 from tunewise.data.load import Reject, load_files
 from tunewise.data.split import records_hash, stratified_split, subsample
-from tunewise.evaluate.metrics import evaluate_classification
 from tunewise.evaluate.stats import mcnemar, paired_bootstrap_diff
 from tunewise.report.build import write_report
 from tunewise.report.decide import recommend
@@ -31,6 +30,7 @@ class Splits:
     rejects: list[Reject]
     test_hash: str
     dataset_dir: Path
+    ood: list[Record] = field(default_factory=list)
 
 
 def load_splits(config: ProjectConfig, project: Path) -> Splits:
@@ -71,22 +71,68 @@ def load_splits(config: ProjectConfig, project: Path) -> Splits:
             "split": config.data.split.model_dump(), "seed": config.data.seed,
             "files": {f: ws.sha256_file(Path(project) / f) for f in config.data.files},
         })
-    return Splits(parts["train"], parts["val"], test, rejects, test_hash, dataset_dir)
+    ood = load_ood(config, project)
+    return Splits(parts["train"], parts["val"], test, rejects, test_hash, dataset_dir, ood)
+
+
+def load_ood(config: ProjectConfig, project: Path) -> list[Record]:
+    """The optional out-of-distribution test file; rows with unknown labels are skipped, as in the data."""
+    if not config.data.ood_test:
+        return []
+    task = config.task
+    loaded = load_files([config.data.ood_test], project, task.input_field, task.target_field)
+    keep = [r for r in loaded.records if task.type != "classification" or r.target in set(task.labels)]
+    return subsample(keep, config.eval.max_test_examples, config.data.seed)
+
+
+LLM_RUNGS = ("zero-shot", "few-shot", "rag", "lora")
+ENCODER_RUNGS = ("embedding-classifier", "encoder-finetune")
 
 
 def make_rung(name: str, config: ProjectConfig, project: Path, run_dir: Path, progress: ProgressFn):
     from tunewise.models.load import load
+    from tunewise.rungs.encoder import EmbeddingClassifier, EncoderFinetune
     from tunewise.rungs.finetuned import LoraRung
-    from tunewise.rungs.prompting import ZeroShot
+    from tunewise.rungs.prompting import FewShot, ZeroShot
+    from tunewise.rungs.rag import Rag
 
-    classes = {"zero-shot": ZeroShot, "lora": LoraRung}
-    if name not in classes:
-        raise ValueError(f"unknown rung '{name}' (known: {', '.join(classes)})")
+    llm = {"zero-shot": ZeroShot, "few-shot": FewShot, "rag": Rag, "lora": LoraRung}
+    encoders = {"embedding-classifier": EmbeddingClassifier, "encoder-finetune": EncoderFinetune}
+    if name in encoders:
+        return encoders[name](config, project, run_dir, progress)
+    if name not in llm:
+        raise ConfigError(f"{config_path(project)}: unknown rung '{name}' (known: {', '.join([*llm, *encoders])})")
     # A fresh copy of the base model per rung: PEFT injects adapters into the model it wraps.
-    return classes[name](config, load(config.model.base, project), run_dir, progress)
+    return llm[name](config, load(config.model.base, project), run_dir, progress, project=project)
+
+
+def check_rungs(names: list[str], config: ProjectConfig, project: Path) -> None:
+    """Fail before any work on a rung name or rung/task pairing the user can fix."""
+    where = config_path(project)
+    known = [*LLM_RUNGS, *ENCODER_RUNGS]
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"{where}: unknown rung '{name}' in 'rungs' / --rungs (known: {', '.join(known)})")
+        if name == "rag":
+            from tunewise.rungs.rag import documents_dir
+
+            documents_dir(config, project)
+        if name in ENCODER_RUNGS and config.task.type != "classification":
+            raise ConfigError(f"{where}: rung '{name}' needs task.type: classification (got {config.task.type})")
+
+
+def task_schema(config: ProjectConfig, project: Path) -> dict | None:
+    """The extraction task's JSON schema (an error naming the key when missing), else None."""
+    from tunewise.evaluate.text_metrics import load_schema
+
+    return load_schema(config, project) if config.task.type == "extraction" else None
 
 
 def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, progress: ProgressFn) -> dict:
+    """Fit one rung, predict the frozen test split, score it and price it; write the run folder."""
+    from tunewise.evaluate.cost import rung_cost
+    from tunewise.evaluate.score import score_predictions, worst_errors
+
     run_dir = ws.new_dir(project, "runs", f"{name}-{ws.timestamp()}")
     ws.write_text(run_dir / "config.yaml", dump_config(config))
     ws.write_json(run_dir / "lineage.json", ws.lineage(config, splits.test_hash))
@@ -94,67 +140,116 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
     rung.fit(splits.train, splits.val)
     preds = rung.predict(splits.test)
     ws.write_jsonl(run_dir / "predictions.jsonl", (
-        {**p.to_json(), "target": r.target} for p, r in zip(preds, splits.test, strict=True)
+        {**p.to_json(), "target": r.target, **({"citations": p.citations} if hasattr(p, "citations") else {})}
+        for p, r in zip(preds, splits.test, strict=True)
     ))
-    metrics = evaluate_classification(
-        [r.target for r in splits.test], [p.output for p in preds], config.task.labels,
-        config.eval.bootstrap, config.data.seed,
-    )
+    schema = task_schema(config, project)
+    scored = score_predictions(config, splits.test, preds, getattr(rung, "passages", None), schema)
     cost = rung.cost
+    prompt_tokens = cost.prompt_tokens / max(cost.predict_examples, 1)
     result = {
         "name": name,
         "run_dir": str(run_dir),
-        "metrics": metrics,
+        "primary": scored.primary,
+        "metrics": scored.metrics,
         "train_seconds": round(cost.train_seconds, 2),
         "train_tokens": cost.train_tokens,
         "train_tokens_per_second": round(cost.train_tokens_per_second, 1),
         "ms_per_example": round(cost.ms_per_example, 2),
-        "prompt_tokens_per_request": round(cost.prompt_tokens / max(cost.predict_examples, 1), 1),
-        "correct": [p.output == r.target for p, r in zip(preds, splits.test, strict=True)],
+        "prompt_tokens_per_request": round(prompt_tokens, 1),
+        "cost": rung_cost(cost.train_seconds, cost.ms_per_example, prompt_tokens, config.cost),
+        "worst_errors": worst_errors(splits.test, preds, scored.item_scores),
+        "item_scores": scored.item_scores.tolist(),
+        "binary_items": scored.binary,
     }
     if hasattr(rung, "train_result"):
         result["train_history"] = rung.train_result.history
         result["train_steps"] = rung.train_result.steps
-    ws.write_json(run_dir / "metrics.json", {k: v for k, v in result.items() if k != "correct"})
+    elif getattr(rung, "history", None):
+        result["train_history"] = rung.history
+    if splits.ood:
+        ood_preds = rung.predict(splits.ood)
+        result["ood_metrics"] = score_predictions(config, splits.ood, ood_preds, getattr(rung, "passages", None), schema).metrics
+    ws.write_json(run_dir / "metrics.json", {k: v for k, v in result.items() if k != "item_scores"})
     return result
 
 
-def compare(results: list[dict], resamples: int, seed: int) -> None:
-    """Add paired tests (McNemar, paired bootstrap of the accuracy gap) against the best rung."""
-    correct = {r["name"]: np.array(r.pop("correct"), dtype=bool) for r in results}
-    best = max(results, key=lambda r: r["metrics"]["accuracy"])
+def _value(r: dict) -> float:
+    return r["metrics"][r["primary"]]
 
-    def paired(a: str, b: str) -> dict:
-        ca, cb = correct[a], correct[b]
-        boot = paired_bootstrap_diff(lambda idx, s: (ca if s == "a" else cb)[idx].mean(), len(ca), resamples, seed)
-        return {"vs": b, **mcnemar(ca, cb), "diff_ci": boot["diff_ci"]}
+
+def paired_test(a: np.ndarray, b: np.ndarray, binary: bool, resamples: int, seed: int) -> dict:
+    """A vs B on the same items: McNemar when items are right/wrong, paired bootstrap otherwise.
+
+    The paired bootstrap's CI of the difference is reported either way, so every gap has an interval.
+    """
+    boot = paired_bootstrap_diff(lambda idx, s: (a if s == "a" else b)[idx].mean(), len(a), resamples, seed)
+    diff = float(a.mean() - b.mean())
+    if binary:
+        return {"test": "mcnemar", **mcnemar(a.astype(bool), b.astype(bool)), "diff": diff, "diff_ci": boot["diff_ci"]}
+    return {"test": "paired-bootstrap", "p_value": boot["p_value"], "diff": diff, "diff_ci": boot["diff_ci"]}
+
+
+def compare(results: list[dict], resamples: int, seed: int) -> None:
+    """Add paired tests against the best rung (and best vs the runner-up), on the same test items."""
+    items = {r["name"]: np.array(r.pop("item_scores"), dtype=float) for r in results}
+    best = max(results, key=_value)
+
+    def paired(x: dict, y: dict) -> dict:
+        return {"vs": y["name"], **paired_test(items[x["name"]], items[y["name"]], x["binary_items"], resamples, seed)}
 
     for r in results:
-        r["paired_vs_best"] = paired(r["name"], best["name"]) if r is not best else {"vs": best["name"], "p_value": 1.0}
+        r["paired_vs_best"] = paired(r, best) if r is not best else {"vs": best["name"], "p_value": 1.0, "diff": 0.0}
     rest = [r for r in results if r is not best]
     if rest:
-        runner = max(rest, key=lambda r: r["metrics"]["accuracy"])
-        best["paired_vs_best_of_rest"] = paired(best["name"], runner["name"])
+        best["paired_vs_best_of_rest"] = paired(best, max(rest, key=_value))
+
+
+def add_break_even(results: list[dict]) -> None:
+    """For each trained rung: requests until it is cheaper than the best rung that needs no training."""
+    from tunewise.evaluate.cost import break_even_requests
+
+    untrained = [r for r in results if r["train_seconds"] == 0]
+    if not untrained:
+        return
+    ref = max(untrained, key=_value)
+    for r in results:
+        if r["train_seconds"] > 0:
+            r["break_even"] = {"vs": ref["name"], "requests": break_even_requests(r["cost"], ref["cost"])}
 
 
 def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = None,
                progress: ProgressFn = no_progress) -> Path:
     """Run the ladder and write ladder.json, report.md and report.html; return the report folder."""
     project = Path(project)
+    names = rungs or list(config.rungs)
+    check_rungs(names, config, project)
+    task_schema(config, project)  # fail before any work when an extraction task has no usable schema
     started = time.perf_counter()
     splits = load_splits(config, project)
     log.info("test split: %d rows, sha256 %s", len(splits.test), splits.test_hash)
-    results = [run_rung(name, config, project, splits, progress) for name in (rungs or config.rungs)]
+    results = []
+    for name in names:
+        t0 = time.perf_counter()
+        results.append(run_rung(name, config, project, splits, progress))
+        results[-1]["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        log.info("%s: %s %.3f in %.0f s", name, results[-1]["primary"], _value(results[-1]), results[-1]["wall_seconds"])
     compare(results, config.eval.bootstrap, config.data.seed)
+    add_break_even(results)
     ladder = {
         "project": config.name,
+        "task": config.task.type,
+        "primary": results[0]["primary"],
         "test_hash": splits.test_hash,
         "n_test": len(splits.test),
         "n_train": len(splits.train),
         "n_val": len(splits.val),
+        "n_ood": len(splits.ood),
         "n_rejected": len(splits.rejects),
         "dataset_dir": str(splits.dataset_dir),
         "labels": config.task.labels,
+        "prices": config.cost.model_dump(),
+        "bootstrap": config.eval.bootstrap,
         "rungs": results,
         "recommendation": recommend(results),
         "wall_seconds": round(time.perf_counter() - started, 1),

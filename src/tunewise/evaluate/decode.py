@@ -134,3 +134,23 @@ def _copy_cache(shared, batch: int, config):
     for i, layer in enumerate(shared.layers):
         cache.update(layer.keys.expand(batch, -1, -1, -1).clone(), layer.values.expand(batch, -1, -1, -1).clone(), i)
     return cache
+
+
+@torch.inference_mode()
+def generate(model, prompts: list[list[int]], pad_id: int, eos_id: int, max_new_tokens: int = 64,
+             batch_size: int = 8, on_batch: Callable[[int], None] | None = None) -> list[list[int]]:
+    """Greedy continuations of left-padded prompts, cut at the first EOS (the template's end of turn)."""
+    model.eval()
+    out: list[list[int]] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        ids, mask = _left_pad(chunk, pad_id)
+        gen = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+            pad_token_id=pad_id, eos_token_id=eos_id,
+        )[:, ids.shape[1]:]
+        for row in gen.tolist():
+            out.append(row[: row.index(eos_id)] if eos_id in row else row)
+        if on_batch:
+            on_batch(len(chunk))
+    return out

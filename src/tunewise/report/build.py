@@ -1,4 +1,4 @@
-"""Write report.md from a ladder result (the dict saved as ladder.json)."""
+"""Write report.md and report.html (one self-contained file) from a ladder result (ladder.json)."""
 
 from __future__ import annotations
 
@@ -7,28 +7,62 @@ from pathlib import Path
 
 from tunewise import workspace as ws
 
+# Metrics shown as table columns per task type, primary first.
+METRIC_COLUMNS = {
+    "classification": ["accuracy", "macro_f1"],
+    "extraction": ["field_f1", "field_precision", "field_recall", "json_valid_rate", "hallucination_rate"],
+    "generation": ["rouge_l", "chrf", "exact_match", "format_compliance", "unsupported_rate"],
+}
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}"
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
 
 
 def _ci(pair) -> str:
     return f"{_pct(pair[0])}–{_pct(pair[1])}"
 
 
+def _money(x: float) -> str:
+    return f"{x:.4f}" if x < 1 else f"{x:,.2f}"
+
+
+def _paired(r: dict) -> str:
+    p = r.get("paired_vs_best", {})
+    if "diff_ci" not in p:
+        return "best"
+    lo, hi = p["diff_ci"]
+    return f"{100 * p['diff']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}), p={p['p_value']:.2g}"
+
+
+def _breakeven(r: dict) -> str:
+    be = r.get("break_even")
+    if not be:
+        return "–"
+    if be["requests"] is None:
+        return f"never (vs {be['vs']})"
+    return f"{be['requests']:,} (vs {be['vs']})"
+
+
+def metric_columns(ladder: dict) -> list[str]:
+    cols = METRIC_COLUMNS.get(ladder.get("task", "classification"), ["accuracy"])
+    present = set().union(*(r["metrics"] for r in ladder["rungs"])) if ladder["rungs"] else set()
+    return [c for c in cols if c in present]
+
+
 def rung_table(ladder: dict) -> list[str]:
-    lines = [
-        "| rung | accuracy % (95% CI) | macro-F1 % (95% CI) | vs best: McNemar p | train s | train tok/s | ms / example | prompt tokens |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    cols = metric_columns(ladder)
+    head = ["rung", *(f"{c} % (95% CI)" for c in cols), "vs best: Δ pts (95% CI), p", "train s", "ms / example",
+            "prompt tokens", "train $", "$ / 1k requests", "$ first month", "break-even requests"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in ladder["rungs"]:
         m = r["metrics"]
-        p = r.get("paired_vs_best", {}).get("p_value")
-        lines.append(
-            f"| {r['name']} | {_pct(m['accuracy'])} ({_ci(m['accuracy_ci'])}) | {_pct(m['macro_f1'])} "
-            f"({_ci(m['macro_f1_ci'])}) | {'best' if p == 1.0 else f'{p:.2g}'} | {r['train_seconds']:.0f} | "
-            f"{r.get('train_tokens_per_second', 0):.0f} | {r['ms_per_example']:.1f} | {r['prompt_tokens_per_request']:.0f} |"
-        )
+        cells = [r["name"]]
+        cells += [f"{_pct(m.get(c))}" + (f" ({_ci(m[c + '_ci'])})" if m.get(c + "_ci") else "") for c in cols]
+        cells += [_paired(r), f"{r['train_seconds']:.0f}", f"{r['ms_per_example']:.1f}",
+                  f"{r['prompt_tokens_per_request']:.0f}", _money(r["cost"]["train_usd"]),
+                  _money(r["cost"]["usd_per_1k_requests"]), _money(r["cost"]["usd_first_month"]), _breakeven(r)]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -47,56 +81,71 @@ def confusion_table(r: dict, labels: list[str]) -> list[str]:
     return lines
 
 
-def verdict(ladder: dict) -> str:
-    """One paragraph in plain words: who won, by how much, and whether the CIs overlap."""
-    rungs = ladder["rungs"]
-    rec = ladder["recommendation"]
-    if len(rungs) < 2:
-        return rec["reason"]
-    by_acc = sorted(rungs, key=lambda r: r["metrics"]["accuracy"], reverse=True)
-    best, runner = by_acc[0], by_acc[1]
-    lo_b, _ = best["metrics"]["accuracy_ci"]
-    _, hi_r = runner["metrics"]["accuracy_ci"]
-    overlap = (
-        "The two 95% confidence intervals do not overlap."
-        if lo_b > hi_r
-        else "The two 95% confidence intervals overlap, so the gap may be noise."
-    )
-    return (
-        f"On {ladder['n_test']} frozen test examples, {best['name']} scored {_pct(best['metrics']['accuracy'])}% "
-        f"accuracy and {runner['name']} {_pct(runner['metrics']['accuracy'])}%. {overlap} "
-        f"Recommendation: **{rec['rung']}**. {rec['reason']}"
-    )
+def errors_table(r: dict) -> list[str]:
+    lines = ["| id | input | expected | got |", "|---|---|---|---|"]
+    for e in r.get("worst_errors", []):
+        text = e["input"].replace("\n", " ").replace("|", "\\|")[:200]
+        lines.append(f"| {e['id']} | {text} | {e['target']} | {str(e['output']).replace(chr(10), ' ')[:120]} |")
+    return lines
 
 
 def render_markdown(ladder: dict) -> str:
-    labels = ladder["labels"]
+    rec = ladder["recommendation"]
     out = [
         f"# tunewise ladder report: {ladder['project']}",
         "",
-        f"Test split: **{ladder['n_test']}** examples, sha256 `{ladder['test_hash']}` "
-        f"(train {ladder['n_train']}, val {ladder['n_val']}, rejected rows {ladder['n_rejected']}). "
-        "Every rung was scored on exactly these examples.",
+        (f"Test split: **{ladder['n_test']}** examples, sha256 `{ladder['test_hash']}` "
+         f"(train {ladder['n_train']}, val {ladder['n_val']}, rejected rows {ladder['n_rejected']}). "
+         "Every rung was scored on exactly these examples."),
         "",
-        "## Verdict",
+        "## Recommendation",
         "",
-        verdict(ladder),
+        f"**{rec['rung']}**: {rec['reason']}",
         "",
         "## Rungs",
         "",
         *rung_table(ladder),
         "",
-        "Confidence intervals are 95% bootstrap percentiles over test examples; p is the exact McNemar "
-        "test against the best rung on the same examples.",
+        ("Confidence intervals are 95% bootstrap percentiles over test examples. 'vs best' is the paired "
+         "difference to the best rung on the same examples: exact McNemar p for right/wrong items, "
+         "paired-bootstrap p otherwise. Money uses the prices in the config's `cost:` section."),
     ]
+    if ladder.get("n_ood"):
+        out += ["", f"## Out-of-distribution test ({ladder['n_ood']} examples)", ""]
+        out += [f"- {r['name']}: {ladder['primary']} {_pct(r['ood_metrics'][ladder['primary']])}%"
+                for r in ladder["rungs"] if r.get("ood_metrics")]
     for r in ladder["rungs"]:
-        out += ["", f"## {r['name']}", "", "Per-class scores (%):", "", *per_class_table(r, labels), "",
-                "Confusion matrix:", "", *confusion_table(r, labels)]
+        out += ["", f"## {r['name']}", ""]
+        if "confusion_matrix" in r["metrics"]:
+            out += ["Per-class scores (%):", "", *per_class_table(r, ladder["labels"]), "",
+                    "Confusion matrix:", "", *confusion_table(r, ladder["labels"]), ""]
+        if r.get("worst_errors"):
+            out += ["Worst errors:", "", *errors_table(r)]
     return "\n".join(out) + "\n"
+
+
+def render_html(ladder: dict) -> str:
+    """One self-contained page: inline CSS and SVG charts, no scripts, no external URLs."""
+    import jinja2
+
+    from tunewise.report import plots
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("tunewise.report", "templates"), autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    curves = [c for c in (plots.training_curve(r) for r in ladder["rungs"]) if c]
+    return env.get_template("report.html").render(
+        ladder=ladder, metric_cols=metric_columns(ladder), bootstrap=ladder.get("bootstrap", 1000),
+        charts={"ladder": plots.ladder_chart(ladder), "cost": plots.quality_vs_cost(ladder)}, curves=curves,
+        ood=any(r.get("ood_metrics") for r in ladder["rungs"]),
+        pct=_pct, ci=_ci, money=_money, paired=_paired, breakeven=_breakeven,
+    )
 
 
 def write_report(ladder: dict, report_dir: Path) -> None:
     ws.write_text(Path(report_dir) / "report.md", render_markdown(ladder))
+    ws.write_text(Path(report_dir) / "report.html", render_html(ladder))
 
 
 def rebuild(report_dir: Path) -> None:

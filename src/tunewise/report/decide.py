@@ -1,10 +1,17 @@
-"""The recommendation: the cheapest rung whose quality is not significantly below the best."""
+"""The recommendation: the cheapest rung whose quality is not significantly below the best.
+
+"Cheapest" is measured, not assumed: each rung's cost for its first month, training plus
+``cost.requests_per_month`` requests at the measured latency and prompt length and the configured
+prices (``tunewise.evaluate.cost``). On a CPU an embedding classifier is far cheaper per request
+than prompting a 135M LLM, and the fixed ordering below would hide that. The fixed order only
+breaks ties (equal measured cost, e.g. all prices 0).
+"""
 
 from __future__ import annotations
 
-# Cheap → expensive. A rung's place here is its cost rank when two rungs tie on quality.
 COST_ORDER = ["zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune", "lora", "full"]
 FINE_TUNED = {"lora", "full"}
+PROMPTING = {"zero-shot", "few-shot", "rag"}
 ALPHA = 0.05
 
 
@@ -12,45 +19,67 @@ def _rank(name: str) -> int:
     return COST_ORDER.index(name) if name in COST_ORDER else len(COST_ORDER)
 
 
+def _value(r: dict) -> float:
+    return r["metrics"][r.get("primary", "accuracy")]
+
+
+def cost_key(r: dict) -> tuple[float, int]:
+    return (r.get("cost", {}).get("usd_first_month", 0.0), _rank(r["name"]))
+
+
+def _test(r: dict) -> str:
+    p = r["paired_vs_best"]
+    return f"{'McNemar' if p.get('test', 'mcnemar') == 'mcnemar' else 'paired bootstrap'} p={p['p_value']:.2g}"
+
+
+def _ratio(a: dict, b: dict) -> str:
+    """'at a tenth of the cost' style wording of a's cost relative to b's."""
+    ca, cb = cost_key(a)[0], cost_key(b)[0]
+    if ca <= 0 or cb <= 0:
+        return "at lower cost"
+    return f"at {ca / cb:.0%} of the cost" if ca < cb else "at no saving"
+
+
 def recommend(rungs: list[dict]) -> dict:
-    """``rungs``: dicts with name, metrics.accuracy (+ _ci) and paired_vs_best.p_value."""
+    """``rungs``: dicts with name, primary, metrics, cost.usd_first_month and paired_vs_best."""
     if not rungs:
         return {"rung": None, "reason": "no rung was run"}
-    best = max(rungs, key=lambda r: r["metrics"]["accuracy"])
+    metric = rungs[0].get("primary", "accuracy")
+    best = max(rungs, key=_value)
     tied = [r for r in rungs if r is best or r["paired_vs_best"]["p_value"] >= ALPHA]
-    choice = min(tied, key=lambda r: _rank(r["name"]))
-    acc = lambda r: 100 * r["metrics"]["accuracy"]  # noqa: E731
+    choice = min(tied, key=cost_key)
+    pts = lambda r: 100 * _value(r)
     others = [r for r in rungs if r is not best]
-    if choice is best and not others:
-        return {"rung": best["name"], "reason": f"{best['name']} is the only rung run ({acc(best):.1f}% accuracy)."}
+    base = {"rung": choice["name"], "best": best["name"], "metric": metric, "alpha": ALPHA,
+            "within_noise_of_best": [r["name"] for r in tied]}
+    if not others:
+        return {**base, "reason": f"{best['name']} is the only rung run ({pts(best):.1f}% {metric})."}
     if choice is best and len(tied) == 1:
-        runner = max(others, key=lambda r: r["metrics"]["accuracy"])
         gap = best["paired_vs_best_of_rest"]
+        runner = next(r for r in others if r["name"] == gap["vs"])
         lo, hi = gap["diff_ci"]
-        verb = "fine-tune" if best["name"] in FINE_TUNED else "no fine-tuning needed"
-        return {
-            "rung": best["name"],
-            "reason": (
-                f"{best['name']} beats the next best rung ({runner['name']}) by "
-                f"{acc(best) - acc(runner):+.1f} points (95% CI {100 * lo:+.1f} to {100 * hi:+.1f}, "
-                f"McNemar p={gap['p_value']:.2g}); {verb}."
-            ),
-        }
+        if best["name"] in FINE_TUNED:
+            verb = "fine-tune"
+        elif best["name"] in PROMPTING:
+            verb = "no fine-tuning needed"
+        else:
+            verb = "use it; no LLM fine-tuning needed"
+        test = "McNemar" if gap.get("test", "mcnemar") == "mcnemar" else "paired bootstrap"
+        return {**base, "reason": (
+            f"{best['name']} beats the next best rung ({runner['name']}) by {pts(best) - pts(runner):+.1f} points "
+            f"of {metric} (95% CI {100 * lo:+.1f} to {100 * hi:+.1f}, {test} p={gap['p_value']:.2g}); {verb}."
+        )}
     if choice is best:
-        near = ", ".join(f"{r['name']} (p={r['paired_vs_best']['p_value']:.2g})" for r in tied if r is not best)
-        return {
-            "rung": best["name"],
-            "reason": (
-                f"{best['name']} scores highest ({acc(best):.1f}%) and is the cheapest of the rungs within "
-                f"noise of it: {near}; the costlier rungs buy no significant gain."
-            ),
-        }
-    verdict = "don't fine-tune" if best["name"] in FINE_TUNED and choice["name"] not in FINE_TUNED else "use it"
-    return {
-        "rung": choice["name"],
-        "reason": (
-            f"{choice['name']} ({acc(choice):.1f}%) is within noise of the best rung, {best['name']} "
-            f"({acc(best):.1f}%; McNemar p={choice['paired_vs_best']['p_value']:.2g}), and costs less; "
-            f"{verdict}."
-        ),
-    }
+        near = ", ".join(f"{r['name']} ({_test(r)})" for r in tied if r is not best)
+        return {**base, "reason": (
+            f"{best['name']} scores highest ({pts(best):.1f}% {metric}) and is also the cheapest of the rungs "
+            f"within noise of it: {near}."
+        )}
+    if best["name"] in FINE_TUNED and choice["name"] not in FINE_TUNED:
+        verdict = "don't fine-tune"
+    else:
+        verdict = f"use {choice['name']}"
+    return {**base, "reason": (
+        f"{choice['name']} ({pts(choice):.1f}% {metric}) is within noise of the best rung, {best['name']} "
+        f"({pts(best):.1f}%; {_test(choice)}), {_ratio(choice, best)}; {verdict}."
+    )}

@@ -37,8 +37,10 @@ class LabelScorer:
 
     name = "llm"
 
-    def __init__(self, config: ProjectConfig, base: tuple, run_dir: Path, progress: ProgressFn = no_progress):
+    def __init__(self, config: ProjectConfig, base: tuple, run_dir: Path, progress: ProgressFn = no_progress,
+                 project: Path | None = None):
         self.config = config
+        self.project = Path(project) if project is not None else Path(".")
         self.model, self.tokenizer, self.model_dir = base
         self.run_dir = Path(run_dir)
         self.progress = progress
@@ -55,9 +57,38 @@ class LabelScorer:
 
     def shared_prefix(self):
         """(length, cache) of a prefix every prompt shares, or None."""
-        return None
+        return
 
     def predict(self, records: list[Record]) -> list[Prediction]:
+        if self.config.task.type != "classification":
+            return self.generate(records)
+        return self.score(records)
+
+    def generate(self, records: list[Record]) -> list[Prediction]:
+        """Extraction and generation: greedy decoding of the answer (JSON is parsed when scored)."""
+        from tunewise.evaluate.decode import generate
+
+        prompts = self.prompt_ids(records)
+        prefix = list(getattr(self, "_prefix_ids", []) or [])
+        full = [prefix + p for p in prompts]
+        advance = self.progress(f"{self.name}: generating", len(records))
+        start = time.perf_counter()
+        outs = generate(
+            self.model, full, self.tokenizer.pad_token_id, self.tokenizer.eos_token_id,
+            self.config.eval.max_new_tokens, self.config.eval.batch_size, on_batch=advance,
+        )
+        elapsed = time.perf_counter() - start
+        self.cost.predict_seconds += elapsed
+        self.cost.predict_examples += len(records)
+        self.cost.prompt_tokens += sum(len(p) for p in full)
+        per_ms = 1000 * elapsed / max(len(records), 1)
+        return [
+            Prediction(id=r.id, output=self.tokenizer.decode(o, skip_special_tokens=True).strip(),
+                       latency_ms=per_ms, prompt_tokens=len(p))
+            for r, o, p in zip(records, outs, full, strict=True)
+        ]
+
+    def score(self, records: list[Record]) -> list[Prediction]:
         from tunewise.evaluate.decode import label_token_ids, score_labels
 
         labels = self.config.task.labels

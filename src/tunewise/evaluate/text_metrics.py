@@ -1,0 +1,160 @@
+"""Metrics for extraction (JSON fields) and generation (free text), each with 95% bootstrap CIs.
+
+Every metric is the mean of a per-item score, so one resampling scheme gives every interval and
+the same per-item scores feed the paired tests between rungs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from tunewise.config import ConfigError, ProjectConfig
+from tunewise.core import Prediction, Record
+
+
+def mean_ci(values: np.ndarray, resamples: int, seed: int) -> list[float]:
+    """Percentile CI of the mean of the non-NaN values (NaN: the metric does not apply to the item)."""
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
+    return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
+
+
+def _summarise(items: dict[str, np.ndarray], resamples: int, seed: int) -> dict:
+    out: dict = {}
+    for name, values in items.items():
+        kept = values[~np.isnan(values)]
+        out[name] = float(kept.mean()) if len(kept) else None
+        out[f"{name}_ci"] = mean_ci(values, resamples, seed) if len(kept) else None
+        out[f"{name}_n"] = len(kept)
+    return out
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", str(text)).strip().lower()
+
+
+# ---------------------------------------------------------------- extraction
+
+def parse_json_object(text: str) -> dict | None:
+    """The first JSON object in a model's answer (models often wrap it in prose or code fences)."""
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, _ = json.JSONDecoder().raw_decode(text[start:])
+            return value if isinstance(value, dict) else None
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+    return None
+
+
+def field_pairs(obj: dict) -> set[tuple[str, str]]:
+    """(field, normalised value) pairs; a list contributes one pair per item; empty values none."""
+    pairs = set()
+    for key, value in obj.items():
+        for v in value if isinstance(value, list) else [value]:
+            if v is None or (isinstance(v, str) and not v.strip()):
+                continue
+            pairs.add((key, _norm(json.dumps(v, sort_keys=True) if isinstance(v, dict) else v)))
+    return pairs
+
+
+def load_schema(config: ProjectConfig, project: Path) -> dict:
+    from tunewise.config import config_path
+
+    where = config_path(project)
+    if not config.task.json_schema:
+        raise ConfigError(f"{where}: missing required key 'task.json_schema' (an extraction task validates "
+                          "its JSON answers against a schema file)")
+    path = Path(project) / config.task.json_schema
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{where}: bad value for 'task.json_schema': cannot read {path} as JSON ({e})") from None
+
+
+def evaluate_extraction(config: ProjectConfig, records: list[Record], preds: list[Prediction],
+                        schema: dict | None = None) -> tuple[dict, np.ndarray]:
+    """JSON validity, field-level precision/recall/F1 and hallucination rate (values absent from the input)."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema or {})
+    cols: dict[str, list[float]] = {k: [] for k in ("json_valid_rate", "field_precision", "field_recall",
+                                                     "field_f1", "hallucination_rate")}
+    for rec, pred in zip(records, preds, strict=True):
+        obj = parse_json_object(pred.output)
+        valid = obj is not None and not any(True for _ in validator.iter_errors(obj))
+        gold = field_pairs(parse_json_object(rec.target or "") or {})
+        got = field_pairs(obj) if obj is not None else set()
+        tp = len(gold & got)
+        p = tp / len(got) if got else (1.0 if not gold else 0.0)
+        r = tp / len(gold) if gold else (1.0 if not got else 0.0)
+        source = _norm(rec.input)
+        cols["json_valid_rate"].append(float(valid))
+        cols["field_precision"].append(p)
+        cols["field_recall"].append(r)
+        cols["field_f1"].append(2 * p * r / (p + r) if p + r else 0.0)
+        # A value the model wrote that appears nowhere in the source text was made up.
+        cols["hallucination_rate"].append(
+            float(np.mean([v not in source for _, v in got])) if got else float("nan")
+        )
+    items = {k: np.array(v, dtype=float) for k, v in cols.items()}
+    metrics = _summarise(items, config.eval.bootstrap, config.data.seed)
+    metrics["n"] = len(records)
+    return metrics, items["field_f1"]
+
+
+# ---------------------------------------------------------------- generation
+
+def format_ok(text: str, config: ProjectConfig) -> bool:
+    fmt = config.eval.format
+    words = len(text.split())
+    if fmt.min_words is not None and words < fmt.min_words:
+        return False
+    if fmt.max_words is not None and words > fmt.max_words:
+        return False
+    if any(p.lower() not in text.lower() for p in fmt.required_phrases):
+        return False
+    return not (fmt.regex and not re.search(fmt.regex, text))
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 3}
+
+
+def supported(answer: str, passages: list[str], threshold: float = 0.5) -> bool:
+    """An answer is supported when at least half its content words occur in the retrieved passages."""
+    words = _content_words(answer)
+    if not words:
+        return True
+    context = _content_words(" ".join(passages))
+    return len(words & context) / len(words) >= threshold
+
+
+def evaluate_generation(config: ProjectConfig, records: list[Record], preds: list[Prediction],
+                        passages: list[list[str]] | None = None) -> tuple[dict, np.ndarray]:
+    """ROUGE-L F, chrF, exact match, format compliance and (with retrieval) the unsupported-answer rate."""
+    from rouge_score import rouge_scorer
+    from sacrebleu.metrics import CHRF
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    chrf = CHRF()
+    cols: dict[str, list[float]] = {"rouge_l": [], "chrf": [], "exact_match": [], "format_compliance": []}
+    for rec, pred in zip(records, preds, strict=True):
+        target = rec.target or ""
+        cols["rouge_l"].append(scorer.score(target, pred.output)["rougeL"].fmeasure)
+        cols["chrf"].append(chrf.sentence_score(pred.output, [target]).score / 100)
+        cols["exact_match"].append(float(_norm(pred.output) == _norm(target)))
+        cols["format_compliance"].append(float(format_ok(pred.output, config)))
+    if passages is not None:
+        cols["unsupported_rate"] = [float(not supported(p.output, ps)) for p, ps in zip(preds, passages, strict=True)]
+    items = {k: np.array(v, dtype=float) for k, v in cols.items()}
+    metrics = _summarise(items, config.eval.bootstrap, config.data.seed)
+    metrics["n"] = len(records)
+    return metrics, items["rouge_l"]

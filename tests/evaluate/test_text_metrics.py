@@ -1,0 +1,93 @@
+"""Extraction and generation metrics on hand-checked examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tunewise.config import ProjectConfig
+from tunewise.core import Prediction, Record
+from tunewise.evaluate.cost import break_even_requests, rung_cost
+from tunewise.evaluate.text_metrics import evaluate_extraction, evaluate_generation, parse_json_object, supported
+
+
+def _config(task_type: str, **eval_) -> ProjectConfig:
+    return ProjectConfig.model_validate({
+        "task": {"type": task_type}, "data": {"files": ["x.jsonl"]}, "model": {"base": "m"},
+        "eval": {"bootstrap": 200, **eval_},
+    })
+
+
+SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "city": {"type": "string"}},
+          "required": ["name"]}
+
+
+def test_extraction_validity_fields_and_hallucination():
+    recs = [
+        Record("1", "Anna Berg moved to Oslo last year.", '{"name": "Anna Berg", "city": "Oslo"}'),
+        Record("2", "Tom lives in Rome.", '{"name": "Tom", "city": "Rome"}'),
+        Record("3", "Li is from Xian.", '{"name": "Li", "city": "Xian"}'),
+    ]
+    preds = [
+        Prediction("1", 'Sure! {"name": "Anna Berg", "city": "Oslo"}'),  # prose around the JSON is fine
+        Prediction("2", '{"name": "Tom", "city": "Paris"}'),  # Paris is not in the text: hallucinated
+        Prediction("3", "I cannot"),  # not JSON at all
+    ]
+    m, items = evaluate_extraction(_config("extraction"), recs, preds, SCHEMA)
+    assert m["json_valid_rate"] == pytest.approx(2 / 3)
+    assert items.tolist() == pytest.approx([1.0, 0.5, 0.0])
+    assert m["field_f1"] == pytest.approx(0.5)
+    assert m["hallucination_rate"] == pytest.approx(0.25)  # (0 + 1/2) / 2 items with values
+    lo, hi = m["field_f1_ci"]
+    assert lo <= m["field_f1"] <= hi
+
+
+def test_schema_violation_is_invalid_json():
+    recs = [Record("1", "Anna", '{"name": "Anna"}')]
+    m, _ = evaluate_extraction(_config("extraction"), recs, [Prediction("1", '{"city": "Oslo"}')], SCHEMA)
+    assert m["json_valid_rate"] == 0.0
+
+
+def test_generation_metrics_and_format():
+    config = _config("generation", format={"max_words": 6, "required_phrases": ["days"], "regex": r"\.$"})
+    recs = [Record("1", "q", "Shipping to Spain takes 3 days."), Record("2", "q", "Returns are free.")]
+    preds = [Prediction("1", "Shipping to Spain takes 3 days."), Prediction("2", "We do not know, sorry")]
+    m, items = evaluate_generation(config, recs, preds, passages=[["Spain: 3 days shipping"], ["returns free"]])
+    assert items[0] == pytest.approx(1.0) and items[1] < 0.5
+    assert m["exact_match"] == 0.5 and m["chrf"] > 0.5
+    assert m["format_compliance"] == 0.5
+    assert m["unsupported_rate"] == 0.5
+
+
+def test_parse_json_object_skips_broken_braces():
+    assert parse_json_object('{oops} then {"a": 1}') == {"a": 1}
+    assert parse_json_object("[1, 2]") is None
+
+
+def test_supported_needs_content_words_in_passages():
+    assert supported("Oslo is cold", ["Oslo winters are cold"])
+    assert not supported("Madrid is sunny today", ["Oslo winters are cold"])
+
+
+def test_cost_and_break_even_by_hand():
+    from tunewise.config import CostConfig
+
+    prices = CostConfig(usd_per_hour=3.6, usd_per_1m_prompt_tokens=1.0, requests_per_month=1000)
+    prompt = rung_cost(0, 100, 1000, prices)  # 0.1 s at $0.001/s + 1000 tokens at $1/M = $0.0011 a request
+    assert prompt["usd_per_1k_requests"] == pytest.approx(1.1)
+    tuned = rung_cost(1000, 100, 100, prices)  # $1 of training, $0.0002 a request
+    assert tuned["train_usd"] == pytest.approx(1.0)
+    assert break_even_requests(tuned, prompt) == 1112  # ceil(1 / 0.0009)
+    assert break_even_requests(prompt, tuned) == 0
+    assert break_even_requests(rung_cost(1000, 500, 1000, prices), prompt) is None
+
+
+def test_paired_tests_choose_mcnemar_for_binary_items():
+    from tunewise.ladder import paired_test
+
+    a = np.array([1, 1, 1, 1, 0, 1, 1, 1, 1, 1] * 5, dtype=float)
+    b = np.array([0, 0, 1, 0, 0, 1, 0, 1, 0, 1] * 5, dtype=float)
+    t = paired_test(a, b, True, 500, 0)
+    assert t["test"] == "mcnemar" and t["p_value"] < 0.001 and t["diff_ci"][0] > 0
+    t = paired_test(a * 0.9, a * 0.9, False, 500, 0)
+    assert t["test"] == "paired-bootstrap" and t["p_value"] == 1.0
