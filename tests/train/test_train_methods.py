@@ -13,17 +13,28 @@ from tunewise.train.methods import output_name, prepare_model
 from tunewise.train.merge import load_trained
 from tunewise.train.sft import train_adapter
 
-METHODS = ["full", "lora", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo"]
-EXTRA = {"dpo": ["train.dpo.pairs_from_labels=true"]}
+CASES = {
+    "full": ["train.method=full"],
+    "lora": ["train.method=lora"],
+    "dora": ["train.method=dora"],
+    "qlora-4bit": ["train.method=qlora", "train.quant_bits=4"],
+    "qlora-8bit": ["train.method=qlora", "train.quant_bits=8"],
+    "prefix": ["train.method=prefix"],
+    "prompt-tuning": ["train.method=prompt-tuning"],
+    "ia3": ["train.method=ia3"],
+    "dpo-lora": ["train.method=dpo", "train.dpo.pairs_from_labels=true"],
+    "dpo-full": ["train.method=dpo", "train.dpo.pairs_from_labels=true", "train.dpo.weights=full"],
+}
 
 
 def _snapshot(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_method_trains_saves_reloads_predicts(method, make_config, splits, tiny_model_dir, tmp_path):
-    config = make_config(f"train.method={method}", *EXTRA.get(method, []))
+@pytest.mark.parametrize("case", CASES)
+def test_method_trains_saves_reloads_predicts(case, make_config, splits, tiny_model_dir, tmp_path):
+    config = make_config(*CASES[case])
+    method = config.train.method
     model, tok, _ = load(str(tiny_model_dir))
     set_seed(config.train.seed)
     before = _snapshot(prepare_model(load(str(tiny_model_dir))[0], config))

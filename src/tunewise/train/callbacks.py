@@ -8,7 +8,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from tunewise.workspace import write_json
+from tunewise.workspace import write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,21 @@ class RichProgressCallback(TrainerCallback):
             self.advance(n)
 
 
+class CompleteMarker(TrainerCallback):
+    """Marks a checkpoint folder complete once the Trainer has written all of it.
+
+    Resuming picks the newest marked checkpoint, so a process killed mid-save (``kill -9``) never
+    resumes from a half-written folder.
+    """
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            from tunewise.train.sft import COMPLETE
+
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            write_text(folder / COMPLETE, str(state.global_step))
+
+
 class TensorBoardCallback(TrainerCallback):
     """Every logged scalar to TensorBoard event files in ``folder`` (main process only)."""
 
@@ -170,7 +185,7 @@ def tracking_callbacks(config, run_dir: Path, progress=None) -> tuple[list, Hist
     """The callbacks a training run uses, from its config; returns (callbacks, history)."""
     t = config.train
     history = HistoryCallback(t.overfit_gap)
-    callbacks: list = [history]
+    callbacks: list = [history, CompleteMarker()]
     if progress is not None:
         callbacks.append(RichProgressCallback(progress, f"{t.method}: training"))
     if t.tensorboard:

@@ -163,7 +163,8 @@ class PackedCollator:
         }
 
 
-def training_arguments(config: ProjectConfig, out: Path, **overrides):
+def training_arguments(config: ProjectConfig, out: Path, cls=None, **overrides):
+    """TrainingArguments (or a subclass such as TRL's DPOConfig) from the train config."""
     from transformers import TrainingArguments
 
     t = config.train
@@ -203,7 +204,7 @@ def training_arguments(config: ProjectConfig, out: Path, **overrides):
         disable_tqdm=True,
     )
     kwargs.update(overrides)
-    return TrainingArguments(**kwargs)
+    return (cls or TrainingArguments)(**kwargs)
 
 
 def sparse_causal_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
@@ -243,12 +244,6 @@ def make_trainer(sparse: bool, **kwargs):
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does
             return loss
-
-        def _save_checkpoint(self, model, trial):
-            super()._save_checkpoint(model, trial)
-            if self.args.should_save:
-                folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
-                write_text(folder / COMPLETE, str(self.state.global_step))
 
     return TunewiseTrainer(**kwargs)
 
