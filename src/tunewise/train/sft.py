@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -196,8 +197,9 @@ def training_arguments(config: ProjectConfig, out: Path, cls=None, **overrides):
         bf16=t.precision == "bf16",
         fp16=t.precision == "fp16",
         activation_checkpointing=False,
-        # Padding-free batches have no padding to save; length grouping would only cost shuffle quality.
-        train_sampling_strategy="random" if t.padding_free else "group_by_length",
+        train_sampling_strategy=t.sampling,
+        # torchrun on CPU: gloo is the backend that runs there (only set when there are peers).
+        ddp_backend="gloo" if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         remove_unused_columns=False,
         dataloader_num_workers=0,
         report_to=[],
