@@ -25,12 +25,13 @@ class LaunchError(RuntimeError):
 
 
 def child_args(project: Path, run_dir: Path, method: str | None, overrides: list[str], resume: bool) -> list[str]:
-    args = ["-m", "tunewise.train.launch", str(project), "--run", str(run_dir)]
+    # Prefixed names: the launchers' argparse would otherwise claim --run, --set, … as their own.
+    args = ["-m", "tunewise.train.launch", str(project), "--tw-run", str(run_dir)]
     if method:
-        args += ["--method", method]
+        args += ["--tw-method", method]
     for o in overrides:
-        args += ["--set", o]
-    return args + (["--resume"] if resume else [])
+        args += ["--tw-set", o]
+    return args + (["--tw-resume"] if resume else [])
 
 
 def torchrun_command(nproc: int, nnodes: int = 1, node_rank: int = 0, master: str = "127.0.0.1:29500") -> list[str]:
@@ -106,10 +107,10 @@ def main(argv: list[str] | None = None) -> None:
     offline()
     p = argparse.ArgumentParser(prog="tunewise.train.launch")
     p.add_argument("project", type=Path)
-    p.add_argument("--run", type=Path, required=True)
-    p.add_argument("--method")
-    p.add_argument("--set", dest="overrides", action="append", default=[])
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--tw-run", dest="run", type=Path, required=True)
+    p.add_argument("--tw-method", dest="method")
+    p.add_argument("--tw-set", dest="overrides", action="append", default=[])
+    p.add_argument("--tw-resume", dest="resume", action="store_true")
     a = p.parse_args(argv)
     train_project(a.project, a.method, a.overrides, a.resume, a.run)
 
