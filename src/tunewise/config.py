@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 CONFIG_NAME = "tunewise.yaml"
 
@@ -155,11 +155,13 @@ class TrainConfig(_Strict):
     lora: LoraConfig = Field(default_factory=LoraConfig)
     dpo: DpoConfig = Field(default_factory=DpoConfig)
 
-    @model_validator(mode="after")
-    def _save_on_eval(self) -> TrainConfig:
-        if self.save_steps is not None and self.save_steps % self.eval_steps:
-            raise ValueError("save_steps must be a multiple of eval_steps (the best checkpoint needs an eval)")
-        return self
+    @field_validator("save_steps")
+    @classmethod
+    def _save_on_eval(cls, v: int | None, info: ValidationInfo) -> int | None:
+        eval_steps = info.data.get("eval_steps")
+        if v is not None and eval_steps and v % eval_steps:
+            raise ValueError(f"must be a multiple of eval_steps={eval_steps} (the best checkpoint needs an eval)")
+        return v
 
 
 class EvalConfig(_Strict):

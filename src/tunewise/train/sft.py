@@ -63,16 +63,21 @@ def _encode(builder: PromptBuilder, rec: Record) -> tuple[list[int], list[int]]:
     return prompt_ids, answer_ids
 
 
-def _shorten_input(builder: PromptBuilder, rec: Record, excess: int) -> tuple[list[int], list[int]]:
-    """Re-encode ``rec`` with its input cut by at least ``excess`` tokens (answer and EOS stay whole)."""
-    n_input = len(builder.tokenizer(rec.input, add_special_tokens=False)["input_ids"])
-    limit = n_input - excess - 2  # the truncation marker costs a token or two
-    if limit < 1:
-        raise TrainingGuardError(
-            f"record {rec.id}: prompt without its input is already longer than train.max_length; raise it"
-        )
-    task = TaskConfig.model_validate({**builder.task.model_dump(), "max_input_tokens": limit})
-    return _encode(PromptBuilder(task, builder.tokenizer), rec)
+def _shorten_input(builder: PromptBuilder, rec: Record, max_length: int) -> tuple[list[int], list[int]]:
+    """Re-encode ``rec`` with its input cut until it fits (answer and EOS stay whole)."""
+    limit = len(builder.tokenizer(rec.input, add_special_tokens=False)["input_ids"])
+    while True:
+        prompt_ids, answer_ids = _encode(builder, rec)
+        excess = len(prompt_ids) + len(answer_ids) - max_length
+        if excess <= 0:
+            return prompt_ids, answer_ids
+        limit -= excess  # the truncation marker costs tokens too, so this may take a second round
+        if limit < 1:
+            raise TrainingGuardError(
+                f"record {rec.id}: the prompt without its input is longer than train.max_length; raise it"
+            )
+        task = TaskConfig.model_validate({**builder.task.model_dump(), "max_input_tokens": limit})
+        builder = PromptBuilder(task, builder.tokenizer)
 
 
 def tokenize_examples(records: list[Record], builder: PromptBuilder, max_length: int,
@@ -88,7 +93,7 @@ def tokenize_examples(records: list[Record], builder: PromptBuilder, max_length:
         prompt_ids, answer_ids = _encode(builder, rec)
         n = len(prompt_ids) + len(answer_ids)
         if n > max_length and policy == "truncate-input":
-            prompt_ids, answer_ids = _shorten_input(builder, rec, n - max_length)
+            prompt_ids, answer_ids = _shorten_input(builder, rec, max_length)
             n = len(prompt_ids) + len(answer_ids)
         if n > max_length:
             too_long.append((rec.id, n))
