@@ -65,11 +65,14 @@ def load_splits(config: ProjectConfig, project: Path) -> Splits:
 
 
 def make_rung(name: str, config: ProjectConfig, project: Path, run_dir: Path, progress: ProgressFn):
+    from functools import partial
+
+    from tunewise.config import METHODS
     from tunewise.models.load import load
-    from tunewise.rungs.finetuned import LoraRung
+    from tunewise.rungs.finetuned import FinetunedRung, LoraRung
     from tunewise.rungs.prompting import ZeroShot
 
-    classes = {"zero-shot": ZeroShot, "lora": LoraRung}
+    classes = {"zero-shot": ZeroShot, "lora": LoraRung, **{m: partial(FinetunedRung, method=m) for m in METHODS if m != "lora"}}
     if name not in classes:
         raise ValueError(f"unknown rung '{name}' (known: {', '.join(classes)})")
     # A fresh copy of the base model per rung: PEFT injects adapters into the model it wraps.
