@@ -22,7 +22,7 @@ import torch
 from tunewise.config import ProjectConfig, TaskConfig
 from tunewise.core import Record
 from tunewise.models.chat import PromptBuilder
-from tunewise.workspace import atomic_dir, write_json, write_text
+from tunewise.workspace import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
 
