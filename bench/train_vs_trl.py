@@ -24,8 +24,8 @@ from pathlib import Path
 
 SIDES = ("trl", "tunewise-equal", "tunewise-sorted", "tunewise-packed")
 DESCRIBE = {
-    "trl": "TRL SFTTrainer: shuffled, padded batches, completion-only loss",
-    "tunewise-equal": "tunewise: shuffled, padded batches (same order policy as TRL), sparse LM head",
+    "trl": "TRL SFTTrainer: padded batches in a fixed (pre-shuffled) order, completion-only loss",
+    "tunewise-equal": "tunewise: the same padded batches in the same order as TRL, sparse LM head",
     "tunewise-sorted": "tunewise default: length-grouped batches, sparse LM head",
     "tunewise-packed": "tunewise padding_free: packed rows with per-example positions, sparse LM head",
 }
@@ -38,7 +38,7 @@ TASK = {
 
 
 def records(n: int, seed: int):
-    """``n`` train and 16 val BBC articles, each cut to a seeded 12–160 words (variable length)."""
+    """``n`` train and 16 val BBC articles in a seeded order, each cut to a seeded 8–96 words."""
     from tunewise.core import Record
     from tunewise.examples import bbc_rows
 
@@ -46,7 +46,7 @@ def records(n: int, seed: int):
     rows = rng.sample(bbc_rows(), n + 16)
     out = []
     for i, r in enumerate(rows):
-        words = r["text"].split()[: rng.randint(12, 160)]
+        words = r["text"].split()[: rng.randint(8, 96)]
         out.append(Record(id=f"bbc-{i}", input=" ".join(words), target=r["label"]))
     return out[:n], out[n:]
 
@@ -60,7 +60,8 @@ def project_config(args, side: str):
             "method": "lora", "max_steps": args.steps, "batch_size": args.batch, "learning_rate": 5e-4,
             "lr_scheduler": "linear", "max_length": 512, "eval_steps": args.steps, "seed": args.seed,
             "max_val_examples": 16, "tensorboard": False,
-            "sampling": "group_by_length" if side == "tunewise-sorted" else "random",
+            # equal: the very batches TRL sees (both sequential over the same pre-shuffled rows).
+            "sampling": {"tunewise-sorted": "group_by_length", "tunewise-packed": "random"}.get(side, "sequential"),
             "padding_free": side == "tunewise-packed",
             "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
         },
@@ -119,7 +120,7 @@ def run_trl(args, model, tokenizer, train, timer):
         packing=False, padding_free=False, completion_only_loss=True, bf16=False, fp16=False,
         gradient_checkpointing=False, activation_checkpointing=False, use_cpu=True, report_to=[],
         save_strategy="no", eval_strategy="no", logging_steps=args.steps, disable_tqdm=True,
-        dataloader_num_workers=0,
+        dataloader_num_workers=0, train_sampling_strategy="sequential",
     )
     lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=sft, train_dataset=data, processing_class=tokenizer, peft_config=lora,
@@ -178,8 +179,8 @@ def one_side(args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--examples", type=int, default=64)
-    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--examples", type=int, default=32)
+    p.add_argument("--steps", type=int, default=4, help="steps x batch = examples: every side sees every row once")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
