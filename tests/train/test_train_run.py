@@ -85,3 +85,16 @@ def test_resume_without_an_earlier_run_names_the_fix(tiny_project):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "no earlier 'dora' run" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_train_user_errors_are_one_line_with_the_key(tiny_project):
+    from typer.testing import CliRunner
+
+    from tunewise.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["train", str(tiny_project), "--method", "adapterfusion"])
+    assert bad.exit_code == 2 and "train.method" in bad.output and "Traceback" not in bad.output
+    missing = runner.invoke(app, ["train", str(tiny_project), "--method", "dpo", "-q",
+                                  "--set", "train.dpo.data=prefs.jsonl"])
+    assert missing.exit_code == 1 and "train.dpo.data: no such file" in missing.output and "prefs.jsonl" in missing.output
