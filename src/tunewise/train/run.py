@@ -82,6 +82,10 @@ def train_project(project: Path, method: str | None = None, overrides: list[str]
 
     project = Path(project)
     config = resolve_config(project, method, overrides)
+    if config.train.method == "dpo":
+        from tunewise.train.dpo import preference_splits
+
+        preference_splits(config, [], [], project)  # a bad preference file fails before any model loads
     splits = load_splits(config, project)
     run_dir = run_folder(project, config.train.method, resume, run)
     if resume:
