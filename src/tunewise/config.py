@@ -149,7 +149,8 @@ class TrainConfig(_Strict):
     tensorboard: bool = True
     """Write TensorBoard event files under the run's logs/ folder."""
     mlflow_uri: str | None = None
-    """Log params and metrics to MLflow at this tracking URI (file:… or sqlite:…); None: off."""
+    """Log params and metrics to MLflow at this tracking URI (sqlite:///path/mlflow.db, or an
+    http(s) server; MLflow 3 refuses file stores unless MLFLOW_ALLOW_FILE_STORE=true); None: off."""
     allow_pickle: bool = False
     """Load or export pickle (.bin) weights; off because unpickling can run arbitrary code."""
     lora: LoraConfig = Field(default_factory=LoraConfig)

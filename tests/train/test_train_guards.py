@@ -104,6 +104,14 @@ def test_mixed_precision_without_hardware_is_a_clear_error():
         check_precision("fp16")
 
 
+def test_mlflow_file_store_is_refused_before_training(make_config, monkeypatch):
+    from tunewise.train.methods import check_method
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(MethodError, match="train.mlflow_uri=file:///tmp/mlruns: MLflow 3 refuses file stores"):
+        check_method(make_config("train.mlflow_uri=file:///tmp/mlruns"))
+
+
 def test_save_steps_must_fall_on_an_eval(tiny_project):
     with pytest.raises(ConfigError, match="train.save_steps"):
         load_config(tiny_project, ["train.eval_steps=2", "train.save_steps=3"])

@@ -7,6 +7,7 @@ DoRA, prefix tuning, prompt tuning, IA3) and QLoRA (LoRA over a bitsandbytes-qua
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -151,6 +152,11 @@ def check_method(config: ProjectConfig) -> None:
     check_precision(t.precision)
     if t.padding_free and t.method not in PASS_THROUGH:
         raise MethodError(f"train.padding_free: not supported with method {t.method} (full, lora, dora, qlora only)")
+    uri = t.mlflow_uri or ""
+    if uri and not uri.startswith(("sqlite:", "http:", "https:", "postgresql:", "mysql:")) \
+            and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":
+        raise MethodError(f"train.mlflow_uri={uri}: MLflow 3 refuses file stores; use sqlite:///path/mlflow.db "
+                          "(or set MLFLOW_ALLOW_FILE_STORE=true)")
     if t.method == "qlora" and t.precision == "fp16":
         raise MethodError("train.precision=fp16 with qlora: use bf16 or fp32")
 
