@@ -36,10 +36,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from tunewise.models.chat import TemplateError
     from tunewise.models.load import ModelError
     from tunewise.plan.estimate import PlanError
+    from tunewise.train.dpo import PreferenceDataError
+    from tunewise.train.launch import LaunchError
+    from tunewise.train.methods import MethodError
     from tunewise.train.sft import TrainingGuardError
 
     return (ConfigError, DataError, ExampleError, TemplateError, ModelError, AssetMissing, TrainingGuardError,
-            PlanError)
+            MethodError, PreferenceDataError, LaunchError, PlanError)
 
 
 def friendly(fn):
@@ -227,6 +230,27 @@ def inspect_model(
     out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
+@contextlib.contextmanager
+def training_bar(quiet: bool) -> Iterator:
+    """Like progress_bars, with the real (non-pad) tokens per second the trainer reports."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    if quiet:
+        yield None
+        return
+    bars = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[tps]} tok/s"), console=console,
+    )
+
+    def progress(description: str, total: int):
+        task = bars.add_task(description, total=total, tps="…")
+        return lambda n, **fields: bars.update(task, advance=n, **fields)
+
+    with bars:
+        yield progress
+
+
 @app.command()
 @friendly
 def audit(
@@ -304,6 +328,74 @@ def review_import(
 
     n, store = import_project_review(project, file, set_)
     out.print(f"recorded {n} corrections in {store}; run `tunewise prepare` to apply them")
+
+
+@app.command()
+@friendly
+def train(
+    project: ProjectArg = Path("."),
+    method: Annotated[str | None, typer.Option(help="full, lora, dora, qlora, prefix, prompt-tuning, ia3 or dpo "
+                                               "(default: train.method).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the latest run of this method (or --run) from its "
+                                         "newest complete checkpoint.")] = False,
+    run: Annotated[Path | None, typer.Option(help="The run folder to write or resume.")] = None,
+    nproc: Annotated[int, typer.Option(help="Processes per node; above 1 launches through torchrun.")] = 1,
+    strategy: Annotated[str, typer.Option(help="With --nproc: ddp (torchrun; CPU or GPU), fsdp, zero2 or zero3 "
+                                          "(accelerate; GPUs).")] = "ddp",
+    nnodes: Annotated[int, typer.Option(help="Number of machines (multi-node).")] = 1,
+    node_rank: Annotated[int, typer.Option(help="This machine's rank (multi-node).")] = 0,
+    master: Annotated[str, typer.Option(help="host:port of the rank-0 machine (multi-node).")] = "127.0.0.1:29500",
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fine-tune the base model on the train split; checkpoints, lineage and metrics go to .tunewise/runs/."""
+    from tunewise.config import load_config
+
+    load_config(project, set_)  # fail on a bad config before any model is loaded
+    _setup_logging(quiet)
+    if nproc > 1 or nnodes > 1 or strategy != "ddp":
+        from tunewise.train.launch import launch
+
+        run_dir = launch(project, method, nproc, set_ or [], resume, run, strategy, nnodes, node_rank, master)
+    else:
+        from tunewise.train.run import train_project
+
+        with training_bar(quiet) as progress:
+            run_dir = train_project(project, method, set_, resume, run, progress)
+    out.print(f"run: {run_dir}")
+
+
+@app.command()
+@friendly
+def merge(
+    trained: Annotated[Path, typer.Argument(help="A run's adapter/ (or model/) folder.")],
+    output: Annotated[Path, typer.Argument(help="Folder to write the merged model to.")],
+    allow_pickle: Annotated[bool, typer.Option(help="Accept pickle (.bin) weights; they can run code.")] = False,
+) -> None:
+    """Merge a LoRA adapter into its base and export safetensors with the tokenizer and chat template."""
+    from tunewise.train.merge import merge_adapter
+
+    out.print(f"merged: {merge_adapter(trained, output, allow_pickle)}")
+
+
+@app.command()
+@friendly
+def sweep(
+    project: ProjectArg = Path("."),
+    trials: Annotated[int, typer.Option(help="How many trials Optuna may run.")] = 8,
+    method: Annotated[str | None, typer.Option(help="Method to tune (default: train.method).")] = None,
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Search learning rate, LoRA rank/alpha/dropout, batch size and warm-up with Optuna, on val loss only."""
+    from tunewise.config import load_config
+
+    load_config(project, set_)
+    _setup_logging(quiet)
+    from tunewise.train.sweep import run_sweep
+
+    folder = run_sweep(project, trials, method, set_ or [])
+    out.print(f"sweep: {folder / 'sweep.json'}")
 
 
 def main() -> None:

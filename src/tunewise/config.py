@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 CONFIG_NAME = "tunewise.yaml"
 
@@ -132,9 +132,25 @@ class LoraConfig(_Strict):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
+METHODS = ("full", "lora", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo")
+Method = Literal["full", "lora", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo"]
+
+
+class DpoConfig(_Strict):
+    beta: float = Field(0.1, gt=0)
+    """Strength of the pull towards the reference model (DPO's beta)."""
+    weights: Literal["lora", "full"] = "lora"
+    """Train a LoRA adapter (the frozen base is the reference) or all weights (a frozen copy is)."""
+    data: str | None = None
+    """A JSONL file of {prompt, chosen, rejected} rows, relative to the project folder."""
+    pairs_from_labels: bool = False
+    """Classification only, opt-in: build pairs from the train split (chosen = the label,
+    rejected = another label chosen with the seed) when no preference file is given."""
+
+
 class TrainConfig(_Strict):
-    method: Literal["lora"] = "lora"
-    """The fine-tuning method of the `lora` rung."""
+    method: Method = "lora"
+    """The fine-tuning method: full, lora, dora, qlora, prefix, prompt-tuning, ia3 or dpo."""
     epochs: float = Field(1.0, gt=0)
     max_steps: int = -1
     """Stop after this many optimizer steps (-1: train for `epochs`)."""
@@ -145,15 +161,57 @@ class TrainConfig(_Strict):
     warmup_steps: int = Field(0, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     max_length: int = Field(512, gt=8)
-    """Longest training sequence in tokens (prompt + answer); longer examples fail the guard."""
+    """Longest training sequence in tokens (prompt + answer); see `length_policy` for longer ones."""
+    length_policy: Literal["error", "drop", "truncate-input"] = "error"
+    """What happens to a training example longer than `max_length`: fail before training (error),
+    leave it out with a warning naming how many (drop), or cut the prompt's input from the left
+    end of the prompt so the answer and EOS stay whole (truncate-input)."""
     max_train_examples: int | None = Field(default=None, gt=0)
     """Train on a seeded, stratified subset of this size (None: the whole train split)."""
     max_val_examples: int | None = Field(default=200, gt=0)
     """Score checkpoints on at most this many val rows (a seeded subset) to bound eval time."""
     eval_steps: int = Field(50, gt=0)
     """Evaluate on val and checkpoint every this many steps; the best val loss is kept."""
+    save_steps: int | None = Field(default=None, gt=0)
+    """Checkpoint every this many steps (None: every `eval_steps`); must be a multiple of it."""
+    save_total_limit: int = Field(2, gt=0)
+    """Keep at most this many periodic checkpoints (the best one is always kept too)."""
     seed: int = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Mixed precision: bf16 or fp16 where the hardware has it (checked before training)."""
+    early_stopping_patience: int | None = Field(default=None, gt=0)
+    """Stop when val loss has not improved for this many evaluations (None: never stop early)."""
+    overfit_gap: float = Field(0.5, gt=0)
+    """Warn when val loss exceeds train loss by this much and the gap keeps growing."""
+    quant_bits: Literal[4, 8] = 4
+    """qlora: quantise the frozen base to 4-bit (NF4) or 8-bit with bitsandbytes."""
+    num_virtual_tokens: int = Field(8, gt=0)
+    """prefix and prompt-tuning: how many virtual tokens are learned."""
+    sparse_logits: bool = True
+    """Compute the LM head only where the loss is taken (answer tokens): the same loss, less work.
+    Applies to full, lora, dora and qlora."""
+    padding_free: bool = False
+    sampling: Literal["group_by_length", "random", "sequential"] = "group_by_length"
+    """Order of training examples: shuffled in groups of similar length (less padding), shuffled,
+    or in file order (reproducible across process counts; used to check DDP against one process)."""
+    """Opt-in: pack each batch into one row with per-example position ids (no padding)."""
+    tensorboard: bool = True
+    """Write TensorBoard event files under the run's logs/ folder."""
+    mlflow_uri: str | None = None
+    """Log params and metrics to MLflow at this tracking URI (sqlite:///path/mlflow.db, or an
+    http(s) server; MLflow 3 refuses file stores unless MLFLOW_ALLOW_FILE_STORE=true); None: off."""
+    allow_pickle: bool = False
+    """Load or export pickle (.bin) weights; off because unpickling can run arbitrary code."""
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    dpo: DpoConfig = Field(default_factory=DpoConfig)
+
+    @field_validator("save_steps")
+    @classmethod
+    def _save_on_eval(cls, v: int | None, info: ValidationInfo) -> int | None:
+        eval_steps = info.data.get("eval_steps")
+        if v is not None and eval_steps and v % eval_steps:
+            raise ValueError(f"must be a multiple of eval_steps={eval_steps} (the best checkpoint needs an eval)")
+        return v
 
 
 class FormatConfig(_Strict):
@@ -244,7 +302,10 @@ class CostConfig(_Strict):
 
 
 RUNGS = ("zero-shot", "lora")
-RungName = Literal["zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune", "lora"]
+RungName = Literal[
+    "zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune",
+    "lora", "full", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo",
+]
 
 
 class ProjectConfig(_Strict):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tunewise import workspace as ws
-from tunewise.config import ConfigError, ProjectConfig, config_path, dump_config
+from tunewise.config import METHODS, ConfigError, ProjectConfig, config_path, dump_config
 from tunewise.core import Record
 from tunewise.data.load import Reject, load_files
 from tunewise.data.split import records_hash, stratified_split, subsample
@@ -85,18 +85,21 @@ def load_ood(config: ProjectConfig, project: Path) -> list[Record]:
     return subsample(keep, config.eval.max_test_examples, config.data.seed)
 
 
-LLM_RUNGS = ("zero-shot", "few-shot", "rag", "lora")
+LLM_RUNGS = ("zero-shot", "few-shot", "rag", *METHODS)
 ENCODER_RUNGS = ("embedding-classifier", "encoder-finetune")
 
 
 def make_rung(name: str, config: ProjectConfig, project: Path, run_dir: Path, progress: ProgressFn):
+    from functools import partial
+
     from tunewise.models.load import load
     from tunewise.rungs.encoder import EmbeddingClassifier, EncoderFinetune
-    from tunewise.rungs.finetuned import LoraRung
+    from tunewise.rungs.finetuned import FinetunedRung, LoraRung
     from tunewise.rungs.prompting import FewShot, ZeroShot
     from tunewise.rungs.rag import Rag
 
-    llm = {"zero-shot": ZeroShot, "few-shot": FewShot, "rag": Rag, "lora": LoraRung}
+    llm = {"zero-shot": ZeroShot, "few-shot": FewShot, "rag": Rag, "lora": LoraRung,
+           **{m: partial(FinetunedRung, method=m) for m in METHODS if m != "lora"}}
     encoders = {"embedding-classifier": EmbeddingClassifier, "encoder-finetune": EncoderFinetune}
     if name in encoders:
         return encoders[name](config, project, run_dir, progress)

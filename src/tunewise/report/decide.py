@@ -9,8 +9,11 @@ breaks ties (equal measured cost, e.g. all prices 0).
 
 from __future__ import annotations
 
-COST_ORDER = ["zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune", "lora", "full"]
-FINE_TUNED = {"lora", "full"}
+COST_ORDER = [
+    "zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune",
+    "prompt-tuning", "prefix", "ia3", "lora", "dora", "qlora", "full", "dpo",
+]
+FINE_TUNED = {"prompt-tuning", "prefix", "ia3", "lora", "dora", "qlora", "full", "dpo"}
 PROMPTING = {"zero-shot", "few-shot", "rag"}
 ALPHA = 0.05
 

@@ -1,17 +1,31 @@
-"""Fine-tuned LLM rungs: train an adapter on the train split, then score labels like the prompts do."""
+"""Fine-tuned LLM rungs: train with one method on the train split, then score labels like the prompts do."""
 
 from __future__ import annotations
 
-from tunewise.core import Record
+import time
+
+import torch
+
+from tunewise.core import Prediction, Record
 from tunewise.rungs.base import LabelScorer
 
 
-class LoraRung(LabelScorer):
-    """PEFT LoRA on the train split; the checkpoint with the best val loss is kept."""
+class FinetunedRung(LabelScorer):
+    """Fine-tune with ``method`` (full, lora, dora, qlora, prefix, prompt-tuning, ia3, dpo); the
+    checkpoint with the best val loss is kept."""
 
     name = "lora"
+    method = "lora"
 
-    def fit(self, train: list[Record], val: list[Record]) -> LoraRung:
+    def __init__(self, *args, method: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if method is not None:
+            self.method = self.name = method
+        if self.config.train.method != self.method:
+            train = self.config.train.model_copy(update={"method": self.method})
+            self.config = self.config.model_copy(update={"train": train})
+
+    def fit(self, train: list[Record], val: list[Record]) -> FinetunedRung:
         from tunewise.train.sft import train_adapter
 
         result = train_adapter(
@@ -22,3 +36,60 @@ class LoraRung(LabelScorer):
         self.cost.train_seconds += result.seconds
         self.cost.train_tokens += result.tokens
         return self
+
+    def predict(self, records: list[Record]) -> list[Prediction]:
+        from tunewise.train.methods import PROMPT_LEARNING
+
+        if self.method not in PROMPT_LEARNING:
+            return super().predict(records)
+        return self._predict_without_cache(records)
+
+    def _predict_without_cache(self, records: list[Record]) -> list[Prediction]:
+        """Prefix and prompt tuning own the KV cache and the first positions, so the cached label
+        scorer cannot drive them: score each prompt + label sequence in one plain forward."""
+        labels = self.config.task.labels
+        b = self.builder()
+        label_ids = [b.encode("", lab)[1] for lab in labels]
+        prompts = self.prompt_ids(records)
+        advance = self.progress(f"{self.name}: scoring", len(records))
+        start = time.perf_counter()
+        scores = torch.stack([score_sequences(self.model, p, label_ids, self.tokenizer.pad_token_id) for p in prompts])
+        advance(len(records))
+        elapsed = time.perf_counter() - start
+        self.cost.predict_seconds += elapsed
+        self.cost.predict_examples += len(records)
+        self.cost.prompt_tokens += sum(len(p) for p in prompts)
+        per_ms = 1000 * elapsed / max(len(records), 1)
+        return [
+            Prediction(id=rec.id, output=labels[int(row.argmax())],
+                       scores={lab: float(v) for lab, v in zip(labels, row, strict=True)},
+                       latency_ms=per_ms, prompt_tokens=len(p))
+            for rec, row, p in zip(records, scores, prompts, strict=True)
+        ]
+
+
+@torch.no_grad()
+def score_sequences(model, prompt: list[int], answers: list[list[int]], pad_id: int) -> torch.Tensor:
+    """Summed log-probability of each answer after ``prompt``, one right-padded batch, no cache."""
+    model.eval()
+    width = len(prompt) + max(len(a) for a in answers)
+    ids = torch.full((len(answers), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, a in enumerate(answers):
+        seq = prompt + a
+        ids[i, : len(seq)] = torch.tensor(seq)
+        mask[i, : len(seq)] = 1
+    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    logits = logits[:, -width:]  # prompt tuning prepends its virtual tokens' positions
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    out = torch.zeros(len(answers))
+    for i, a in enumerate(answers):
+        pos = torch.arange(len(prompt) - 1, len(prompt) - 1 + len(a))
+        out[i] = logp[i, pos, torch.tensor(a)].sum()
+    return out
+
+
+class LoraRung(FinetunedRung):
+    """PEFT LoRA on the train split; the checkpoint with the best val loss is kept."""
+
+    name = method = "lora"

@@ -1,0 +1,215 @@
+"""Training throughput: a plain TRL SFTTrainer vs tunewise, same model, data, batch, steps and threads.
+
+Both sides LoRA-train the bundled SmolLM2-135M-Instruct on the same BBC News examples, rendered with
+the same chat-template prompt and the same answer (label + EOS), loss on the answer only. Inputs are
+cut to a seeded, varying number of words so lengths vary (variable-length data). Each side runs in
+its own process (peak RSS is that process's), one after the other, with the same torch threads.
+
+Reported per side: real (non-pad) training tokens per second over the optimizer steps, peak RSS,
+and the val loss after training (answer tokens, the same function for every side).
+
+    PYTHONPATH=src python bench/train_vs_trl.py --examples 64 --steps 8 --batch 8 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SIDES = ("trl", "tunewise-equal", "tunewise-sorted", "tunewise-packed")
+DESCRIBE = {
+    "trl": "TRL SFTTrainer: padded batches in a fixed (pre-shuffled) order, completion-only loss",
+    "tunewise-equal": "tunewise: the same padded batches in the same order as TRL, sparse LM head",
+    "tunewise-sorted": "tunewise default: length-grouped batches, sparse LM head",
+    "tunewise-packed": "tunewise padding_free: packed rows with per-example positions, sparse LM head",
+}
+TASK = {
+    "type": "classification", "input_field": "text", "target_field": "label",
+    "labels": ["business", "entertainment", "politics", "sports", "tech"],
+    "instruction": "Classify this BBC news article by its topic. Answer with one word: business, "
+                   "entertainment, politics, sports or tech.",
+}
+
+
+def records(n: int, seed: int):
+    """``n`` train and 16 val BBC articles in a seeded order, each cut to a seeded 8–96 words."""
+    from tunewise.core import Record
+    from tunewise.examples import bbc_rows
+
+    rng = random.Random(seed)
+    rows = rng.sample(bbc_rows(), n + 16)
+    out = []
+    for i, r in enumerate(rows):
+        words = r["text"].split()[: rng.randint(8, 96)]
+        out.append(Record(id=f"bbc-{i}", input=" ".join(words), target=r["label"]))
+    return out[:n], out[n:]
+
+
+def project_config(args, side: str):
+    from tunewise.config import ProjectConfig
+
+    return ProjectConfig.model_validate({
+        "name": "bench", "task": TASK, "data": {"files": ["-"]}, "model": {"base": "smollm2-135m-instruct"},
+        "train": {
+            "method": "lora", "max_steps": args.steps, "batch_size": args.batch, "learning_rate": 5e-4,
+            "lr_scheduler": "linear", "max_length": 512, "eval_steps": args.steps, "seed": args.seed,
+            "max_val_examples": 16, "tensorboard": False,
+            # equal: the very batches TRL sees (both sequential over the same pre-shuffled rows).
+            "sampling": {"tunewise-sorted": "group_by_length", "tunewise-packed": "random"}.get(side, "sequential"),
+            "padding_free": side == "tunewise-packed",
+            "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
+        },
+    })
+
+
+def step_timer():
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        """Time inside optimizer steps only (forward, backward, update): the same window for every side."""
+
+        seconds = 0.0
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.seconds += time.perf_counter() - self.t0
+
+    return StepTimer()
+
+
+def val_loss(model, tokenizer, config, val) -> float:
+    """Mean answer-token cross-entropy on val, the same function for every side."""
+    import torch
+
+    from tunewise.models.chat import PromptBuilder
+    from tunewise.train.sft import PadCollator, tokenize_examples
+
+    rows = tokenize_examples(val, PromptBuilder(config.task, tokenizer), 512)
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(rows), 8):
+            batch = PadCollator(tokenizer.pad_token_id)(rows[i:i + 8])
+            n = int((batch["labels"][:, 1:] != -100).sum())
+            total += float(model(**batch).loss) * n
+            count += n
+    return total / count
+
+
+def run_trl(args, model, tokenizer, train, timer):
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from tunewise.models.chat import PromptBuilder
+
+    config = project_config(args, "trl")
+    b = PromptBuilder(config.task, tokenizer)
+    data = Dataset.from_list([{"prompt": b.prompt(r.input), "completion": b.answer(r.target)} for r in train])
+    sft = SFTConfig(
+        output_dir=str(Path(args.work) / "trl"), per_device_train_batch_size=args.batch, max_steps=args.steps,
+        learning_rate=5e-4, lr_scheduler_type="linear", warmup_steps=0, seed=args.seed, max_length=512,
+        packing=False, padding_free=False, completion_only_loss=True, bf16=False, fp16=False,
+        gradient_checkpointing=False, activation_checkpointing=False, use_cpu=True, report_to=[],
+        save_strategy="no", eval_strategy="no", logging_steps=args.steps, disable_tqdm=True,
+        dataloader_num_workers=0, train_sampling_strategy="sequential",
+    )
+    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=sft, train_dataset=data, processing_class=tokenizer, peft_config=lora,
+                         callbacks=[timer])
+    seen = {"tokens": 0}
+    collate = trainer.data_collator
+
+    def counting(rows):
+        batch = collate(rows)
+        mask = batch.get("attention_mask")
+        seen["tokens"] += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+        return batch
+
+    trainer.data_collator = counting
+    trainer.train()
+    return trainer.model, seen["tokens"], config
+
+
+def run_tunewise(args, side, model, tokenizer, train, val, timer):
+    import tunewise.train.callbacks as cb
+    from tunewise.train.sft import train_adapter
+
+    config = project_config(args, side)
+    real = cb.tracking_callbacks
+    cb.tracking_callbacks = lambda *a, **k: (lambda cbs, h: ([*cbs, timer], h))(*real(*a, **k))
+    result = train_adapter(model, tokenizer, config, train, val, Path(args.work) / side)
+    cb.tracking_callbacks = real
+    return result.model, result.tokens, config
+
+
+def one_side(args) -> dict:
+    import torch
+
+    from tunewise.assets import offline
+    from tunewise.models.load import load
+
+    offline()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    train, val = records(args.examples, args.seed)
+    model, tokenizer, _ = load("smollm2-135m-instruct")
+    timer = step_timer()
+    start = time.perf_counter()
+    if args.side == "trl":
+        model, tokens, config = run_trl(args, model, tokenizer, train, timer)
+    else:
+        model, tokens, config = run_tunewise(args, args.side, model, tokenizer, train, val, timer)
+    wall = time.perf_counter() - start
+    return {
+        "side": args.side, "what": DESCRIBE[args.side], "tokens": tokens, "step_seconds": round(timer.seconds, 2),
+        "tokens_per_second": round(tokens / timer.seconds, 1), "wall_seconds": round(wall, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "val_loss": round(val_loss(model, tokenizer, config, val), 4),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--examples", type=int, default=32)
+    p.add_argument("--steps", type=int, default=4, help="steps x batch = examples: every side sees every row once")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sides", default=",".join(SIDES))
+    p.add_argument("--side", help=argparse.SUPPRESS)
+    p.add_argument("--work", default="/tmp/tunewise-bench-train")
+    p.add_argument("--out", default="bench/results/train_vs_trl.json")
+    args = p.parse_args()
+    if args.side:
+        print(json.dumps(one_side(args)))
+        return
+    results = []
+    for side in args.sides.split(","):
+        cmd = [sys.executable, __file__, "--side", side, *sys.argv[1:]]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.exit(f"{side} failed:\n{done.stderr[-3000:]}")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), flush=True)
+    trl = next((r for r in results if r["side"] == "trl"), None)
+    print(f"\n{'side':18} {'tokens/s':>9} {'x TRL':>6} {'peak RSS MiB':>13} {'val loss':>9}")
+    for r in results:
+        ratio = r["tokens_per_second"] / trl["tokens_per_second"] if trl else float("nan")
+        print(f"{r['side']:18} {r['tokens_per_second']:9.1f} {ratio:6.2f} {r['peak_rss_mib']:13.0f} {r['val_loss']:9.4f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"settings": {k: v for k, v in vars(args).items() if k != "side"},
+                               "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Direct preference optimisation with TRL's DPOTrainer, on LoRA or full weights.
+
+Preference rows are ``{prompt, chosen, rejected}``: ``prompt`` is the user's input, rendered with the
+same PromptBuilder (task instruction + chat template) as training, evaluation and serving; TRL
+appends the EOS to both answers. A classification project can opt in to pairs built from its
+labels (chosen = the label, rejected = another label drawn with the seed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from pathlib import Path
+
+from tunewise.config import ProjectConfig
+from tunewise.core import Record
+from tunewise.models.chat import PromptBuilder
+
+
+class PreferenceDataError(ValueError):
+    """The preference data is missing or malformed; the message names the file and line."""
+
+
+def read_preferences(path: Path) -> list[dict]:
+    """Rows of a ``{prompt, chosen, rejected}`` JSONL file; each error names the file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise PreferenceDataError(f"train.dpo.data: no such file: {path}")
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise PreferenceDataError(f"{path}:{n}: not valid JSON") from None
+        missing = [k for k in ("prompt", "chosen", "rejected") if not isinstance(row.get(k), str) or not row[k]]
+        if missing:
+            raise PreferenceDataError(f"{path}:{n}: missing or empty field(s) {', '.join(missing)}")
+        if row["chosen"] == row["rejected"]:
+            raise PreferenceDataError(f"{path}:{n}: chosen and rejected are the same text")
+        rows.append({k: row[k] for k in ("prompt", "chosen", "rejected")})
+    if len(rows) < 2:
+        raise PreferenceDataError(f"{path}: needs at least two preference rows, found {len(rows)}")
+    return rows
+
+
+def pairs_from_labels(records: list[Record], labels: list[str], seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    return [
+        {"prompt": r.input, "chosen": r.target, "rejected": rng.choice([x for x in labels if x != r.target])}
+        for r in sorted(records, key=lambda r: r.id)
+    ]
+
+
+def split_preferences(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """A stable 90/10 train/val split by the hash of each prompt (same prompt, same side)."""
+    def bucket(row: dict) -> int:
+        return int(hashlib.sha256(row["prompt"].encode()).hexdigest(), 16) % 10
+
+    val = [r for r in rows if bucket(r) == 0] or rows[-1:]
+    train = [r for r in rows if r not in val]
+    return train, val
+
+
+def preference_splits(config: ProjectConfig, train: list[Record], val: list[Record], project: Path | None):
+    d = config.train.dpo
+    if d.data:
+        path = Path(d.data) if Path(d.data).is_absolute() or project is None else Path(project) / d.data
+        return split_preferences(read_preferences(path))
+    if d.pairs_from_labels and config.task.type == "classification":
+        labels = config.task.labels
+        return pairs_from_labels(train, labels, config.train.seed), pairs_from_labels(val, labels, config.train.seed)
+    raise PreferenceDataError(
+        "train.method=dpo needs preference data: set train.dpo.data to a {prompt, chosen, rejected} JSONL "
+        "file, or (classification) train.dpo.pairs_from_labels: true"
+    )
+
+
+def _render(rows: list[dict], builder: PromptBuilder):
+    from datasets import Dataset
+
+    return Dataset.from_list([{**r, "prompt": builder.prompt(r["prompt"])} for r in rows])
+
+
+def train_dpo(model, tokenizer, config: ProjectConfig, train: list[Record], val: list[Record],
+              run_dir: Path, progress=None, resume: bool = False, project: Path | None = None):
+    """Train with DPO; the best checkpoint by val loss is saved like an SFT run's."""
+    from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
+    from trl import DPOConfig, DPOTrainer
+
+    from tunewise.train.callbacks import tracking_callbacks
+    from tunewise.train.methods import check_method, peft_config
+    from tunewise.train.sft import TrainResult, _save_output, last_checkpoint, training_arguments
+
+    t = config.train
+    check_method(config)
+    builder = PromptBuilder(config.task, tokenizer)
+    builder.check_template()
+    pref_train, pref_val = preference_splits(config, train, val, project)
+    if t.max_val_examples:
+        pref_val = pref_val[: t.max_val_examples]
+    set_seed(t.seed)
+    run_dir = Path(run_dir)
+    args = training_arguments(
+        config, run_dir / "checkpoints", cls=DPOConfig, beta=t.dpo.beta, max_length=t.max_length,
+        train_sampling_strategy="random", gradient_checkpointing=False, precompute_ref_log_probs=False,
+    )
+    callbacks, history = tracking_callbacks(config, run_dir, progress)
+    if t.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+    full = t.dpo.weights == "full"
+    if full:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    trainer = DPOTrainer(
+        model=model, args=args, train_dataset=_render(pref_train, builder), eval_dataset=_render(pref_val, builder),
+        processing_class=tokenizer, callbacks=callbacks, peft_config=None if full else peft_config(config),
+    )
+    trainer.remove_callback(PrinterCallback)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last_checkpoint(run_dir / "checkpoints") if resume else None)
+    seconds = time.perf_counter() - start
+    _save_output(trainer, tokenizer, config, run_dir)
+    if trainer.args.should_save:
+        history.save(run_dir)
+    # DPO runs the prompt with each answer: count both sequences of every pair the steps consumed.
+    per_pair = sum(len(tokenizer(builder.prompt(r["prompt"]) + r["chosen"] + r["rejected"])["input_ids"])
+                   for r in pref_train) / len(pref_train)
+    pairs_seen = trainer.state.global_step * t.batch_size * t.grad_accum * trainer.args.world_size
+    return TrainResult(trainer.model, seconds, int(per_pair * pairs_seen), trainer.state.global_step,
+                       trainer.state.best_model_checkpoint, history.rows, history.warnings)

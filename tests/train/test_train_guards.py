@@ -1,0 +1,140 @@
+"""Correctness guards fail loudly before training, and their messages say what to fix."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tunewise.config import ConfigError, load_config
+from tunewise.core import Record
+from tunewise.models.chat import PromptBuilder, TemplateError
+from tunewise.models.load import load, load_tokenizer
+from tunewise.train.callbacks import HistoryCallback
+from tunewise.train.dpo import PreferenceDataError, preference_splits, read_preferences
+from tunewise.train.methods import MethodError, check_precision
+from tunewise.train.sft import (
+    IGNORE, PackedCollator, PadCollator, TrainingGuardError, check_loss_mask, check_same_template,
+    sparse_causal_loss, tokenize_examples, train_adapter,
+)
+
+
+@pytest.fixture
+def builder(tiny_project, tiny_model_dir):
+    return PromptBuilder(load_config(tiny_project).task, load_tokenizer(tiny_model_dir))
+
+
+def _rec(i: int, text: str = "the market shares profit", target: str = "business") -> Record:
+    return Record(id=f"r{i}", input=text, target=target, source=f"rows.jsonl:{i}")
+
+
+def test_template_that_does_not_close_with_eos_fails_before_training(make_config, splits, tiny_model_dir, tmp_path):
+    model, tok, _ = load(str(tiny_model_dir))
+    tok.chat_template = tok.chat_template.replace("'<|im_end|>'", "'<|endoftext|>'")
+    with pytest.raises(TemplateError, match="never learn to stop"):
+        train_adapter(model, tok, make_config(), splits.train, splits.val, tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_serving_with_another_template_than_training_fails(tmp_path, tiny_model_dir):
+    from tunewise.workspace import write_json
+
+    tok = load_tokenizer(tiny_model_dir)
+    write_json(tmp_path / "tunewise-train.json", {"chat_template_sha256": "0" * 64})
+    with pytest.raises(TrainingGuardError, match="different chat template"):
+        check_same_template(tmp_path, tok)
+
+
+def test_loss_mask_covers_answer_and_eos_even_when_pad_is_eos(builder):
+    rows = tokenize_examples([_rec(1), _rec(2, "the match")], builder, 64)
+    eos = builder.tokenizer.eos_token_id
+    for row in rows:
+        answer = [t for t in row["labels"] if t != IGNORE]
+        assert answer and answer[-1] == eos
+        assert row["input_ids"][-len(answer):] == answer  # labels sit on the answer tokens only
+    check_loss_mask(PadCollator(pad_id=eos)(rows), eos)  # pad == eos still trains the EOS
+
+
+def test_empty_loss_mask_and_masked_eos_are_refused():
+    ids = torch.tensor([[5, 6, 7]])
+    with pytest.raises(TrainingGuardError, match="loss mask is empty"):
+        check_loss_mask({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.full_like(ids, IGNORE)}, 2)
+    with pytest.raises(TrainingGuardError, match="EOS token"):
+        check_loss_mask({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor([[IGNORE, 6, 7]])}, 2)
+    with pytest.raises(TrainingGuardError, match="padding positions"):
+        check_loss_mask({"input_ids": ids, "attention_mask": torch.tensor([[1, 1, 0]]), "labels": torch.tensor([[IGNORE, 2, 2]])}, 2)
+
+
+def test_answer_without_eos_is_refused(builder):
+    class NoEos(PromptBuilder):  # a prompt format that forgets to close the answer
+        end_of_answer = property(lambda self: "")
+
+    with pytest.raises(TrainingGuardError, match="does not end with EOS"):
+        tokenize_examples([_rec(1)], NoEos(builder.task, builder.tokenizer), 64)
+
+
+def test_length_policy_error_drop_and_truncate(builder):
+    long_text = " ".join(["market shares profit"] * 30)
+    recs = [_rec(1), _rec(2, long_text)]
+    with pytest.raises(TrainingGuardError, match=r"1 training examples exceed train.max_length=40 .*length_policy"):
+        tokenize_examples(recs, builder, 40)
+    assert len(tokenize_examples(recs, builder, 40, "drop")) == 1
+    rows = tokenize_examples(recs, builder, 40, "truncate-input")
+    assert len(rows) == 2 and all(len(r["input_ids"]) <= 40 for r in rows)
+    assert rows[1]["labels"][-1] == builder.tokenizer.eos_token_id
+
+
+def test_sparse_logits_and_padding_free_give_the_same_loss(builder, tiny_model_dir):
+    model = load(str(tiny_model_dir))[0]
+    rows = tokenize_examples([_rec(1), _rec(2, "the match team goal cup player", "sports"), _rec(3, "the phone")],
+                             builder, 64)
+    padded = PadCollator(builder.tokenizer.pad_token_id)(rows)
+    full = model(**padded).loss
+    sparse = sparse_causal_loss(model, padded)
+    packed = sparse_causal_loss(model, PackedCollator()(rows))
+    torch.testing.assert_close(sparse, full, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(packed, full, rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_precision_without_hardware_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(MethodError, match="bf16 needs a GPU"):
+        check_precision("bf16")
+    with pytest.raises(MethodError, match="fp16 needs a CUDA GPU"):
+        check_precision("fp16")
+
+
+def test_mlflow_file_store_is_refused_before_training(make_config, monkeypatch):
+    from tunewise.train.methods import check_method
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(MethodError, match="train.mlflow_uri=file:///tmp/mlruns: MLflow 3 refuses file stores"):
+        check_method(make_config("train.mlflow_uri=file:///tmp/mlruns"))
+
+
+def test_save_steps_must_fall_on_an_eval(tiny_project):
+    with pytest.raises(ConfigError, match="train.save_steps"):
+        load_config(tiny_project, ["train.eval_steps=2", "train.save_steps=3"])
+    with pytest.raises(ConfigError, match="train.method"):
+        load_config(tiny_project, ["train.method=adapterfusion"])
+
+
+def test_preference_file_errors_name_file_and_line(tmp_path, make_config):
+    bad = tmp_path / "prefs.jsonl"
+    bad.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "chosen": "a"}\n')
+    with pytest.raises(PreferenceDataError, match=r"prefs.jsonl:2: missing or empty field\(s\) rejected"):
+        read_preferences(bad)
+    with pytest.raises(PreferenceDataError, match="train.dpo.data"):
+        preference_splits(make_config("train.method=dpo"), [], [], tmp_path)
+
+
+def test_overfitting_warning_when_the_gap_grows():
+    from types import SimpleNamespace
+
+    h = HistoryCallback(gap=0.5)
+    for step, (train, val) in enumerate([(1.0, 1.1), (0.5, 1.2), (0.2, 1.5)], 1):
+        state = SimpleNamespace(global_step=step, epoch=step)
+        h.on_log(None, state, None, logs={"loss": train})
+        h.on_log(None, state, None, logs={"eval_loss": val})
+    assert len(h.warnings) == 2 and "overfitting" in h.warnings[0] and "step 2" in h.warnings[0]
+    assert [p["loss"] for p in h.curves()["val"]] == [1.1, 1.2, 1.5]
