@@ -24,7 +24,7 @@ def test_ladder_on_tiny_model_writes_report(tiny_project):
 
 
 def test_full_cheap_ladder_with_ood_writes_every_metric(tmp_path, tiny_model_dir, tiny_encoder_dir):
-    from conftest import write_tiny_project
+    from tiny import write_tiny_project
 
     extra = (f"few_shot: {{k: 3, max_example_tokens: 8}}\nencoder: {{model: {tiny_encoder_dir}, epochs: 2}}\n"
              "cost: {usd_per_hour: 2.0, usd_per_1m_prompt_tokens: 0.5}\n")

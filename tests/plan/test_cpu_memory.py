@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import build_tiny_model
+from tiny import build_tiny_model
 from measure_cpu import TOLERANCE, estimated_growth, measure_growth
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import write_tiny_project
+from tiny import write_tiny_project
 
 from tunewise.config import load_config
 from tunewise.ladder import load_splits, make_rung
