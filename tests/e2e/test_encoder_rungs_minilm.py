@@ -35,7 +35,7 @@ eval: {bootstrap: 200}
     report_dir = run_ladder(config, tmp_path, ["embedding-classifier", "encoder-finetune"])
     ladder = json.loads((report_dir / "ladder.json").read_text())
     by = {r["name"]: r for r in ladder["rungs"]}
-    assert ladder["n_test"] == 24
+    assert 20 <= ladder["n_test"] <= 28
     # Frozen MiniLM features separate BBC topics well even from 30 training articles.
     assert by["embedding-classifier"]["metrics"]["accuracy"] >= 0.7
     assert by["encoder-finetune"]["metrics"]["accuracy"] > 0.2
