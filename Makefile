@@ -26,6 +26,7 @@ $(STAMP): $(LOCK) pyproject.toml
 
 demo: setup
 	$(BIN)/tunewise init $(DEMO_DIR) --example bbc-news --force
+	$(BIN)/tunewise prepare $(DEMO_DIR)
 	time $(BIN)/tunewise ladder $(DEMO_DIR)
 
 # The report test screenshots report.html in headless Chromium (Debian's package).
