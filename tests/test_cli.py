@@ -81,3 +81,19 @@ def test_init_refuses_to_overwrite(tmp_path):
     result = run_cli("init", str(tmp_path))
     assert result.returncode == 1
     assert "already exists" in result.stderr
+
+
+def test_summary_prints_the_primary_metric_of_any_task(tmp_path, capsys):
+    import json
+
+    from tunewise.cli import _print_summary
+
+    rung = {"name": "zero-shot", "metrics": {"rouge_l": 0.42, "rouge_l_ci": [0.3, 0.5]}, "train_seconds": 0,
+            "ms_per_example": 12.0, "prompt_tokens_per_request": 80}
+    ladder = {"project": "chat", "n_test": 10, "test_hash": "ab" * 32, "primary": "rouge_l", "rungs": [rung],
+              "recommendation": {"rung": "zero-shot", "reason": "only rung"}}
+    (tmp_path / "ladder.json").write_text(json.dumps(ladder))
+    (tmp_path / "report.html").write_text("<html></html>")
+    _print_summary(tmp_path)
+    printed = capsys.readouterr().out
+    assert "42.0 (30.0–50.0)" in printed and "report.html" in printed

@@ -143,18 +143,25 @@ def _print_summary(report_dir: Path) -> None:
     from rich.table import Table
 
     ladder = json.loads((report_dir / "ladder.json").read_text())
+    primary = ladder.get("primary", "accuracy")
     table = Table(title=f"{ladder['project']}: {ladder['n_test']} test examples, sha256 {ladder['test_hash'][:12]}…")
-    for col in ("rung", "accuracy % (95% CI)", "macro-F1 %", "train s", "ms/example"):
+    for col in ("rung", f"{primary} % (95% CI)", "train s", "ms/example", "prompt tokens"):
         table.add_column(col)
     for r in ladder["rungs"]:
         m = r["metrics"]
-        lo, hi = m["accuracy_ci"]
-        table.add_row(r["name"], f"{100 * m['accuracy']:.1f} ({100 * lo:.1f}–{100 * hi:.1f})",
-                      f"{100 * m['macro_f1']:.1f}", f"{r['train_seconds']:.0f}", f"{r['ms_per_example']:.1f}")
+        ci = m.get(f"{primary}_ci") or [float("nan")] * 2
+        table.add_row(r["name"], f"{100 * m[primary]:.1f} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})",
+                      f"{r['train_seconds']:.0f}", f"{r['ms_per_example']:.1f}", f"{r['prompt_tokens_per_request']:.0f}")
     out.print(table)
     rec = ladder["recommendation"]
     out.print(f"[bold]recommendation:[/] {rec['rung']} — {rec['reason']}", highlight=False)
-    out.print(f"report: {report_dir / 'report.md'}")
+    _print_report_paths(report_dir)
+
+
+def _print_report_paths(report_dir: Path) -> None:
+    for name in ("report.html", "report.md", "ladder.json"):
+        if (report_dir / name).exists():
+            out.print(f"report: {report_dir / name}")
 
 
 @app.command()
@@ -172,7 +179,7 @@ def report(
     if folder is None or not (folder / "ladder.json").exists():
         raise ConfigError(f"{project}: no saved ladder to report on (run `tunewise ladder {project}` first)")
     rebuild(folder)
-    out.print(f"report: {folder / 'report.md'}")
+    _print_report_paths(folder)
 
 
 @app.command()
