@@ -91,12 +91,13 @@ def progress_bars(quiet: bool) -> Iterator:
         return
     bars = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("ETA"), TimeRemainingColumn(), console=console,
+        TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[rate]}"), console=console,
     )
 
     def progress(description: str, total: int):
-        task = bars.add_task(description, total=total)
-        return lambda n: bars.advance(task, n)
+        task = bars.add_task(description, total=total, rate="")
+        # Fields such as rate="1,234 tok/s" (the trainer's real tokens per second) update the bar.
+        return lambda n, **fields: bars.update(task, advance=n, **fields)
 
     with bars:
         yield progress
@@ -237,27 +238,6 @@ def inspect_model(
     out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-@contextlib.contextmanager
-def training_bar(quiet: bool) -> Iterator:
-    """Like progress_bars, with the real (non-pad) tokens per second the trainer reports."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    if quiet:
-        yield None
-        return
-    bars = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[tps]} tok/s"), console=console,
-    )
-
-    def progress(description: str, total: int):
-        task = bars.add_task(description, total=total, tps="…")
-        return lambda n, **fields: bars.update(task, advance=n, **fields)
-
-    with bars:
-        yield progress
-
-
 @app.command()
 @friendly
 def audit(
@@ -367,7 +347,7 @@ def train(
     else:
         from tunewise.train.run import train_project
 
-        with training_bar(quiet) as progress:
+        with progress_bars(quiet) as progress:
             run_dir = train_project(project, method, set_, resume, run, progress)
     out.print(f"run: {run_dir}")
 

@@ -19,7 +19,7 @@ def project(tmp_path, tiny_model_dir, tiny_encoder_dir):
 def _run(name, project, tmp_path, overrides=()):
     config = load_config(project, list(overrides))
     splits = load_splits(config, project)
-    rung = make_rung(name, config, project, tmp_path / name, lambda d, t: (lambda n: None))
+    rung = make_rung(name, config, project, tmp_path / name, lambda d, t: (lambda n, **fields: None))
     rung.fit(splits.train, splits.val)
     preds = rung.predict(splits.test)
     return rung, preds, splits

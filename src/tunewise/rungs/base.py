@@ -24,12 +24,12 @@ class Predictor(Protocol):
     def predict(self, records: list[Record]) -> list[Prediction]: ...
 
 
-ProgressFn = Callable[[str, int], Callable[[int], None]]
-"""``progress(description, total)`` returns an ``advance(n)`` callback."""
+ProgressFn = Callable[[str, int], Callable[..., None]]
+"""``progress(description, total)`` returns an ``advance(n, **fields)`` callback (fields: e.g. rate)."""
 
 
-def no_progress(description: str, total: int) -> Callable[[int], None]:
-    return lambda n: None
+def no_progress(description: str, total: int) -> Callable[..., None]:
+    return lambda n, **fields: None
 
 
 class LabelScorer:

@@ -60,8 +60,7 @@ class HistoryCallback(TrainerCallback):
 class RichProgressCallback(TrainerCallback):
     """Drives a progress bar from ``progress(description, total)`` (see tunewise.rungs.base).
 
-    When the returned ``advance`` accepts keyword fields (the train command's bar does), it also
-    gets the real (non-pad) tokens per second.
+    ``advance`` also gets the real (non-pad) tokens per second as ``rate``.
     """
 
     def __init__(self, progress, label: str = "training"):
@@ -91,10 +90,7 @@ class RichProgressCallback(TrainerCallback):
         self.done = state.global_step
         tokens = getattr(self.trainer, "trained_tokens", 0) - self.tokens0
         tps = tokens / max(time.perf_counter() - self.started, 1e-9)
-        try:
-            self.advance(n, tps=f"{tps:,.0f}")
-        except TypeError:
-            self.advance(n)
+        self.advance(n, rate=f"{tps:,.0f} tok/s")
 
 
 class CompleteMarker(TrainerCallback):
