@@ -35,7 +35,7 @@ def test_bbc_ladder_small(tmp_path):
     assert "licence" in (project / "data" / "SOURCE.md").read_text() or "research use" in (project / "data" / "SOURCE.md").read_text()
 
     result = cli(
-        "ladder", str(project), "-q",
+        "ladder", str(project), "-q", "--rungs", "zero-shot,lora",
         "--set", "eval.max_test_examples=20", "--set", "train.max_train_examples=24",
         "--set", "train.max_val_examples=8", "--set", "train.max_steps=3", "--set", "train.eval_steps=2",
     )
