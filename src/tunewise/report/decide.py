@@ -30,9 +30,14 @@ def cost_key(r: dict) -> tuple[float, int]:
     return (r.get("cost", {}).get("usd_first_month", 0.0), _rank(r["name"]))
 
 
+def _p(value: float) -> str:
+    # A bootstrap p of 0 only says no resample crossed zero: below the resolution, not zero.
+    return "p<0.001" if value < 0.001 else f"p={value:.2g}"
+
+
 def _test(r: dict) -> str:
     p = r["paired_vs_best"]
-    return f"{'McNemar' if p.get('test', 'mcnemar') == 'mcnemar' else 'paired bootstrap'} p={p['p_value']:.2g}"
+    return f"{'McNemar' if p.get('test', 'mcnemar') == 'mcnemar' else 'paired bootstrap'} {_p(p['p_value'])}"
 
 
 def _ratio(a: dict, b: dict) -> str:
@@ -70,7 +75,7 @@ def recommend(rungs: list[dict]) -> dict:
         test = "McNemar" if gap.get("test", "mcnemar") == "mcnemar" else "paired bootstrap"
         return {**base, "reason": (
             f"{best['name']} beats the next best rung ({runner['name']}) by {pts(best) - pts(runner):+.1f} points "
-            f"of {metric} (95% CI {100 * lo:+.1f} to {100 * hi:+.1f}, {test} p={gap['p_value']:.2g}); {verb}."
+            f"of {metric} (95% CI {100 * lo:+.1f} to {100 * hi:+.1f}, {test} {_p(gap['p_value'])}); {verb}."
         )}
     if choice is best:
         near = ", ".join(f"{r['name']} ({_test(r)})" for r in tied if r is not best)
