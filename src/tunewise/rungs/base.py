@@ -55,6 +55,14 @@ class LabelScorer:
         b = self.builder()
         return [b.encode(r.input, None)[0] for r in records]
 
+    def charge(self, start: float, n_records: int, prompt_tokens: int) -> float:
+        """Book a predict call's time and prompt tokens in ``self.cost``; return ms per record."""
+        elapsed = time.perf_counter() - start
+        self.cost.predict_seconds += elapsed
+        self.cost.predict_examples += n_records
+        self.cost.prompt_tokens += prompt_tokens
+        return 1000 * elapsed / max(n_records, 1)
+
     def shared_prefix(self):
         """(length, cache) of a prefix every prompt shares, or None."""
         return
@@ -77,11 +85,7 @@ class LabelScorer:
             self.model, full, self.tokenizer.pad_token_id, self.tokenizer.eos_token_id,
             self.config.eval.max_new_tokens, self.config.eval.batch_size, on_batch=advance,
         )
-        elapsed = time.perf_counter() - start
-        self.cost.predict_seconds += elapsed
-        self.cost.predict_examples += len(records)
-        self.cost.prompt_tokens += sum(len(p) for p in full)
-        per_ms = 1000 * elapsed / max(len(records), 1)
+        per_ms = self.charge(start, len(records), sum(len(p) for p in full))
         return [
             Prediction(id=r.id, output=self.tokenizer.decode(o, skip_special_tokens=True).strip(),
                        latency_ms=per_ms, prompt_tokens=len(p))
@@ -102,11 +106,7 @@ class LabelScorer:
             self.model, prompts, label_token_ids(self.tokenizer, b, labels), self.tokenizer.pad_token_id,
             batch_size=self.config.eval.batch_size, prefix_cache=prefix, on_batch=advance,
         )
-        elapsed = time.perf_counter() - start
-        self.cost.predict_seconds += elapsed
-        self.cost.predict_examples += len(records)
-        self.cost.prompt_tokens += sum(len(p) + prefix_len for p in prompts)
-        per_ms = 1000 * elapsed / max(len(records), 1)
+        per_ms = self.charge(start, len(records), sum(len(p) + prefix_len for p in prompts))
         return [
             Prediction(
                 id=rec.id,

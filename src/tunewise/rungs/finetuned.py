@@ -55,11 +55,7 @@ class FinetunedRung(LabelScorer):
         start = time.perf_counter()
         scores = torch.stack([score_sequences(self.model, p, label_ids, self.tokenizer.pad_token_id) for p in prompts])
         advance(len(records))
-        elapsed = time.perf_counter() - start
-        self.cost.predict_seconds += elapsed
-        self.cost.predict_examples += len(records)
-        self.cost.prompt_tokens += sum(len(p) for p in prompts)
-        per_ms = 1000 * elapsed / max(len(records), 1)
+        per_ms = self.charge(start, len(records), sum(len(p) for p in prompts))
         return [
             Prediction(id=rec.id, output=labels[int(row.argmax())],
                        scores={lab: float(v) for lab, v in zip(labels, row, strict=True)},
