@@ -97,3 +97,9 @@ def test_summary_prints_the_primary_metric_of_any_task(tmp_path, capsys):
     _print_summary(tmp_path)
     printed = capsys.readouterr().out
     assert "42.0 (30.0–50.0)" in printed and "report.html" in printed
+
+
+def test_no_usable_rows_is_one_line(tiny_project):
+    result = run_cli("ladder", str(tiny_project), "-q", "--set", "task.labels=[x, y]")
+    assert result.returncode == 1
+    assert "no usable rows" in result.stderr and "Traceback" not in result.stderr

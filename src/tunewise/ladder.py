@@ -12,7 +12,7 @@ import numpy as np
 from tunewise import workspace as ws
 from tunewise.config import METHODS, ConfigError, ProjectConfig, config_path, dump_config
 from tunewise.core import Record
-from tunewise.data.load import Reject, load_files
+from tunewise.data.load import DataError, Reject, load_files
 from tunewise.data.split import records_hash, stratified_split, subsample
 from tunewise.evaluate.stats import mcnemar, paired_bootstrap_diff
 from tunewise.report.build import write_report
@@ -56,7 +56,7 @@ def load_splits(config: ProjectConfig, project: Path) -> Splits:
         else:
             records.append(rec)
     if not records:
-        raise ValueError(f"no usable rows in {', '.join(config.data.files)} ({len(rejects)} rejected)")
+        raise DataError(f"no usable rows in {', '.join(config.data.files)} ({len(rejects)} rejected)")
     parts = stratified_split(records, config.data.split.model_dump(), config.data.seed)
     test = subsample(parts["test"], config.eval.max_test_examples, config.data.seed)
     test_hash = records_hash(test)
