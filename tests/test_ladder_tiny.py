@@ -21,6 +21,18 @@ def test_ladder_on_tiny_model_writes_report(tiny_project):
     assert ladder["recommendation"]["rung"] in {"zero-shot", "lora"}
     lora = ladder["rungs"][1]
     assert lora["break_even"]["vs"] == "zero-shot" and lora["train_history"]
+    (pair,) = ladder["break_even"]["comparisons"]
+    assert (pair["trained"], pair["vs"], pair["break_even_requests"]) == ("lora", "zero-shot", lora["break_even"]["requests"])
+    assert "## Break-even" in (report_dir / "report.md").read_text()
+
+
+def test_an_unknown_cost_gpu_fails_before_any_work(tiny_project):
+    from tunewise.plan.estimate import PlanError
+
+    config = load_config(tiny_project, ["cost.gpu=B300"])
+    with pytest.raises(PlanError, match="'B300'"):
+        run_ladder(config, tiny_project)
+    assert not (tiny_project / ".tunewise" / "runs").exists()
 
 
 def test_full_cheap_ladder_with_ood_writes_every_metric(tmp_path, tiny_model_dir, tiny_encoder_dir):

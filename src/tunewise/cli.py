@@ -199,13 +199,14 @@ def estimate(
     examples: Annotated[int | None, typer.Option(help="Training examples, for time and cost.")] = None,
     epochs: Annotated[float, typer.Option(help="Epochs, for time and cost.")] = 1.0,
     break_even: Annotated[bool, typer.Option(
-        "--break-even", help="Monthly volume at which the project's fine-tuned rung beats prompting.")] = False,
+        "--break-even", help="Requests after which the project's trained rungs repay their training, "
+                           "priced by its `cost:` section (--gpu: priced as that GPU).")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Estimate peak memory, fit, speed, time and cost before training; --break-even: when fine-tuning pays off."""
     import json
 
-    from tunewise.plan import breakeven as be
+    from tunewise.evaluate import cost as be
     from tunewise.plan import estimate as est
 
     if break_even:

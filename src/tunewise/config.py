@@ -191,10 +191,10 @@ class TrainConfig(_Strict):
     """Compute the LM head only where the loss is taken (answer tokens): the same loss, less work.
     Applies to full, lora, dora and qlora."""
     padding_free: bool = False
+    """Opt-in: pack each batch into one row with per-example position ids (no padding)."""
     sampling: Literal["group_by_length", "random", "sequential"] = "group_by_length"
     """Order of training examples: shuffled in groups of similar length (less padding), shuffled,
     or in file order (reproducible across process counts; used to check DDP against one process)."""
-    """Opt-in: pack each batch into one row with per-example position ids (no padding)."""
     tensorboard: bool = True
     """Write TensorBoard event files under the run's logs/ folder."""
     mlflow_uri: str | None = None
@@ -235,19 +235,6 @@ class EvalConfig(_Strict):
     """Bootstrap resamples behind every confidence interval."""
     max_test_examples: int | None = Field(default=None, gt=0)
     """Score every rung on a seeded, stratified subset of the test split (None: all of it)."""
-
-
-class PlanConfig(_Strict):
-    """Prices behind `tunewise estimate --break-even` and the report's break-even section."""
-
-    gpu: str = "A10G"
-    """A GPU of the catalogue (plan/gpus.yaml) whose hourly price pays for training and serving."""
-    gpu_hourly_usd: float | None = Field(default=None, ge=0)
-    """Your own price for that GPU, $ per hour (None: the catalogue's)."""
-    usd_per_1k_prompt_tokens: float = Field(0.0001, ge=0)
-    """Price of 1,000 prompt tokens, if you pay per token (0 when you self-host)."""
-    amortise_months: float = Field(1.0, gt=0)
-    """Months over which the one-off fine-tuning cost is recovered."""
 
 
 class FewShotConfig(_Strict):
@@ -291,14 +278,22 @@ class RetrievalConfig(_Strict):
 
 
 class CostConfig(_Strict):
-    """Prices that turn measured seconds and tokens into money. Set them to what you pay."""
+    """Prices that turn measured seconds and tokens into money. The ladder report, its recommendation
+    and `tunewise estimate --break-even` all price with this one section. Set it to what you pay."""
 
     usd_per_hour: float = Field(1.0, ge=0)
-    """Price of the machine that trains and serves, per hour (e.g. a cloud GPU or CPU instance)."""
+    """Price of the machine that serves (and, unless `train_usd_per_hour` says otherwise, trains), per
+    hour: a cloud GPU or CPU instance. Latencies are measured on the machine the ladder ran on."""
+    gpu: str | None = None
+    """Price the machine as this GPU of the catalogue (plan/gpus.yaml, or your copy in $TUNEWISE_HOME):
+    its hourly price replaces `usd_per_hour` unless you also set `usd_per_hour`."""
+    train_usd_per_hour: float | None = Field(default=None, ge=0)
+    """Price of the training machine, per hour, when it differs from the serving one (None: the same)."""
     usd_per_1m_prompt_tokens: float = Field(0.0, ge=0)
     """Extra price per million prompt tokens, for a hosted model billed by the token (0: self-hosted)."""
     requests_per_month: int = Field(100_000, gt=0)
-    """Expected traffic; ranks rungs by training cost + one month of serving cost in the recommendation."""
+    """Expected traffic: ranks rungs by training + one month of serving in the recommendation, and turns a
+    break-even volume into months."""
 
 
 RUNGS = ("zero-shot", "lora")
@@ -316,7 +311,6 @@ class ProjectConfig(_Strict):
     rungs: list[RungName] = Field(default_factory=lambda: list(RUNGS))
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    plan: PlanConfig = Field(default_factory=PlanConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     few_shot: FewShotConfig = Field(default_factory=FewShotConfig)

@@ -14,6 +14,7 @@ from tunewise.config import METHODS, ConfigError, ProjectConfig, config_path, du
 from tunewise.core import Record
 from tunewise.data.load import DataError, Reject, load_files
 from tunewise.data.split import records_hash, stratified_split, subsample
+from tunewise.evaluate.cost import add_break_even, resolve_prices, rung_cost
 from tunewise.evaluate.stats import mcnemar, paired_bootstrap_diff
 from tunewise.report.build import write_report
 from tunewise.report.decide import recommend
@@ -133,7 +134,6 @@ def task_schema(config: ProjectConfig, project: Path) -> dict | None:
 
 def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, progress: ProgressFn) -> dict:
     """Fit one rung, predict the frozen test split, score it and price it; write the run folder."""
-    from tunewise.evaluate.cost import rung_cost
     from tunewise.evaluate.score import score_predictions, worst_errors
 
     run_dir = ws.new_dir(project, "runs", f"{name}-{ws.timestamp()}")
@@ -208,25 +208,14 @@ def compare(results: list[dict], resamples: int, seed: int) -> None:
         best["paired_vs_best_of_rest"] = paired(best, max(rest, key=_value))
 
 
-def add_break_even(results: list[dict]) -> None:
-    """For each trained rung: requests until it is cheaper than the best rung that needs no training."""
-    from tunewise.evaluate.cost import break_even_requests
-
-    untrained = [r for r in results if r["train_seconds"] == 0]
-    if not untrained:
-        return
-    ref = max(untrained, key=_value)
-    for r in results:
-        if r["train_seconds"] > 0:
-            r["break_even"] = {"vs": ref["name"], "requests": break_even_requests(r["cost"], ref["cost"])}
-
-
 def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = None,
                progress: ProgressFn = no_progress) -> Path:
     """Run the ladder and write ladder.json, report.md and report.html; return the report folder."""
     project = Path(project)
     names = rungs or list(config.rungs)
     check_rungs(names, config, project)
+    prices = resolve_prices(config.cost)  # an unknown cost.gpu fails here, before any work
+    config = config.model_copy(update={"cost": prices})
     task_schema(config, project)  # fail before any work when an extraction task has no usable schema
     started = time.perf_counter()
     splits = load_splits(config, project)
@@ -238,7 +227,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         results[-1]["wall_seconds"] = round(time.perf_counter() - t0, 1)
         log.info("%s: %s %.3f in %.0f s", name, results[-1]["primary"], _value(results[-1]), results[-1]["wall_seconds"])
     compare(results, config.eval.bootstrap, config.data.seed)
-    add_break_even(results)
+    break_even = add_break_even(results, prices)
     ladder = {
         "project": config.name,
         "task": config.task.type,
@@ -251,7 +240,8 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         "n_rejected": len(splits.rejects),
         "dataset_dir": str(splits.dataset_dir),
         "labels": config.task.labels,
-        "prices": config.cost.model_dump(),
+        "prices": prices.model_dump(),
+        "break_even": break_even,
         "bootstrap": config.eval.bootstrap,
         "rungs": results,
         "recommendation": recommend(results),

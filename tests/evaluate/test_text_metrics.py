@@ -7,7 +7,6 @@ import pytest
 
 from tunewise.config import ProjectConfig
 from tunewise.core import Prediction, Record
-from tunewise.evaluate.cost import break_even_requests, rung_cost
 from tunewise.evaluate.text_metrics import evaluate_extraction, evaluate_generation, parse_json_object, supported
 
 
@@ -67,19 +66,6 @@ def test_parse_json_object_skips_broken_braces():
 def test_supported_needs_content_words_in_passages():
     assert supported("Oslo is cold", ["Oslo winters are cold"])
     assert not supported("Madrid is sunny today", ["Oslo winters are cold"])
-
-
-def test_cost_and_break_even_by_hand():
-    from tunewise.config import CostConfig
-
-    prices = CostConfig(usd_per_hour=3.6, usd_per_1m_prompt_tokens=1.0, requests_per_month=1000)
-    prompt = rung_cost(0, 100, 1000, prices)  # 0.1 s at $0.001/s + 1000 tokens at $1/M = $0.0011 a request
-    assert prompt["usd_per_1k_requests"] == pytest.approx(1.1)
-    tuned = rung_cost(1000, 100, 100, prices)  # $1 of training, $0.0002 a request
-    assert tuned["train_usd"] == pytest.approx(1.0)
-    assert break_even_requests(tuned, prompt) == 1112  # ceil(1 / 0.0009)
-    assert break_even_requests(prompt, tuned) == 0
-    assert break_even_requests(rung_cost(1000, 500, 1000, prices), prompt) is None
 
 
 def test_paired_tests_choose_mcnemar_for_binary_items():

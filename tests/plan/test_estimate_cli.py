@@ -91,22 +91,6 @@ def test_a_folder_without_config_json_is_named(tmp_path):
     assert result.exit_code != 0 and "config.json" in result.output
 
 
-def test_break_even_from_the_cli(tmp_path):
-    report = tmp_path / ".tunewise" / "reports" / "20260101-000000-000001"
-    report.mkdir(parents=True)
-    rungs = [{"name": "few-shot", "train_seconds": 0, "ms_per_example": 800, "prompt_tokens_per_request": 1800,
-              "metrics": {"accuracy": 0.8}},
-             {"name": "lora", "train_seconds": 600, "ms_per_example": 100, "prompt_tokens_per_request": 200,
-              "metrics": {"accuracy": 0.9}}]
-    (report / "ladder.json").write_text(json.dumps({"project": "p", "rungs": rungs}))
-    text = run("estimate", "--break-even", str(tmp_path))
-    assert text.exit_code == 0 and "break-even requests / month" in text.output
-    data = json.loads(run("estimate", "--break-even", str(tmp_path), "--json").output)
-    assert data["comparisons"][0]["break_even_requests_per_month"] > 0
-    missing = run("estimate", "--break-even", str(tmp_path / "none"))
-    assert missing.exit_code != 0 and "no saved ladder" in missing.output
-
-
 def test_unknown_lora_target_is_named():
     with pytest.raises(PlanError, match="lora target 'qkv'"):
         estimate("8b", Setup("lora", lora_targets=("qkv",)))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from tunewise.config import CostConfig
-from tunewise.evaluate.cost import rung_cost
+from tunewise.evaluate.cost import add_break_even, resolve_prices, rung_cost
 from tunewise.evaluate.metrics import evaluate_classification
-from tunewise.ladder import add_break_even, compare
+from tunewise.ladder import compare
 from tunewise.report.decide import recommend
 
 LABELS = ["business", "sports", "tech"]
+PRICES = resolve_prices(CostConfig(usd_per_hour=1.0))
 
 
 def fake_rung(name: str, accuracy: float, train_s: float, ms: float, tokens: float, n: int = 120, seed: int = 0) -> dict:
@@ -23,7 +24,7 @@ def fake_rung(name: str, accuracy: float, train_s: float, ms: float, tokens: flo
     return {
         "name": name, "primary": "accuracy", "metrics": metrics, "train_seconds": train_s, "train_tokens": 0,
         "ms_per_example": ms, "prompt_tokens_per_request": tokens,
-        "cost": rung_cost(train_s, ms, tokens, CostConfig(usd_per_hour=1.0)),
+        "cost": rung_cost(train_s, ms, tokens, PRICES),
         "worst_errors": [{"id": "7", "input": "the <b>market</b> & shares", "target": "business", "output": "sports"}],
         "item_scores": right.astype(float).tolist(), "binary_items": True, "train_history": history,
     }
@@ -31,11 +32,11 @@ def fake_rung(name: str, accuracy: float, train_s: float, ms: float, tokens: flo
 
 def fake_ladder(rungs: list[dict]) -> dict:
     compare(rungs, 200, 0)
-    add_break_even(rungs)
+    break_even = add_break_even(rungs, PRICES)
     return {
         "project": "tiny", "task": "classification", "primary": "accuracy", "test_hash": "ab" * 32, "n_test": 120,
         "n_train": 300, "n_val": 40, "n_ood": 0, "n_rejected": 1, "dataset_dir": "/x", "labels": LABELS,
-        "prices": CostConfig(usd_per_hour=1.0).model_dump(), "bootstrap": 200, "rungs": rungs,
+        "prices": PRICES.model_dump(), "break_even": break_even, "bootstrap": 200, "rungs": rungs,
         "recommendation": recommend(rungs), "wall_seconds": 12.0,
     }
 

@@ -37,6 +37,31 @@ def test_html_is_self_contained_with_chart_and_table():
     assert "the &lt;b&gt;market&lt;/b&gt; &amp; shares" in html
 
 
+def test_break_even_section_in_both_reports_matches_the_cli(tmp_path):
+    """One cost model: report.md, report.html and `tunewise estimate --break-even` show the same figures."""
+    from typer.testing import CliRunner
+
+    from tunewise.cli import app
+
+    ladder = standard_ladder()
+    (lora,) = [c for c in ladder["break_even"]["comparisons"] if c["trained"] == "lora" and c["vs"] == "few-shot"]
+    assert lora["break_even_requests"] == next(r for r in ladder["rungs"] if r["name"] == "lora")["break_even"]["requests"]
+    md = render_markdown(ladder)
+    html = render_html(ladder)
+    assert "## Break-even" in md and 'id="break-even"' in html
+    report = tmp_path / ".tunewise" / "reports" / "20260101-000000-000001"
+    report.mkdir(parents=True)
+    (report / "ladder.json").write_text(json.dumps(ladder))
+    cli = CliRunner().invoke(app, ["estimate", "--break-even", str(tmp_path)])
+    assert cli.exit_code == 0
+    section = cli.output.strip()
+    assert section in md  # the whole section, character for character
+    assert f"{lora['break_even_requests']:,}" in html
+    # A ladder saved without the stored break-even (older runs) still renders the section.
+    del ladder["break_even"]
+    assert section in render_markdown(ladder)
+
+
 def test_rebuild_from_saved_ladder(tmp_path):
     (tmp_path / "ladder.json").write_text(json.dumps(standard_ladder()))
     rebuild(tmp_path)

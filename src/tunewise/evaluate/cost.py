@@ -1,27 +1,52 @@
-"""Money from measured seconds and tokens: what a rung costs to train, per 1,000 requests, per month.
+"""Money from measured seconds and tokens: the one cost model behind the ladder report, its
+recommendation and `tunewise estimate --break-even`.
 
-The model is deliberately simple, so a reader can check it by hand:
+The model is deliberately simple, so a reader can check it by hand. With the prices of the config's
+``cost:`` section:
 
-- training costs ``train_seconds`` of the machine at ``cost.usd_per_hour``, once;
-- a request costs its measured inference time on the same machine, plus its prompt tokens at
-  ``cost.usd_per_1m_prompt_tokens`` (non-zero only for a hosted model billed per token). Few-shot
-  and RAG pay for their long prompts on every call; a fine-tuned model pays for its training once.
-- the break-even volume is the number of requests after which a trained rung's cheaper requests
-  have paid back its training cost, against a rung that needs no training.
+- a rung's training costs ``train_seconds`` of the training machine, once;
+- a request costs its measured inference time on the serving machine, plus its prompt tokens at
+  ``usd_per_1m_prompt_tokens`` (non-zero only for a hosted model billed per token). Few-shot and RAG
+  pay for their long prompts on every call; a fine-tuned model pays for its training once;
+- the break-even is the number of requests after which a trained rung's cheaper requests have
+  repaid its training, against a rung that needs no training; at ``requests_per_month`` it is
+  reached after break-even / requests_per_month months.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 from tunewise.config import CostConfig
 
 
+def resolve_prices(prices: CostConfig | dict | None, gpus_path: Path | None = None) -> CostConfig:
+    """Prices with every hourly figure explicit: ``gpu`` looked up in the catalogue unless
+    ``usd_per_hour`` was set too, ``train_usd_per_hour`` defaulting to the serving price.
+
+    A PlanError names an unknown GPU. Resolving resolved prices changes nothing."""
+    from tunewise.plan.estimate import find_gpu, load_gpus
+
+    if prices is None:
+        prices = CostConfig()
+    elif isinstance(prices, dict):
+        prices = CostConfig.model_validate(prices)
+    data = prices.model_dump()
+    if prices.gpu and "usd_per_hour" not in prices.model_fields_set:
+        data["usd_per_hour"] = find_gpu(prices.gpu, load_gpus(gpus_path)).hourly_usd
+    if data["train_usd_per_hour"] is None:
+        data["train_usd_per_hour"] = data["usd_per_hour"]
+    return CostConfig.model_validate(data)
+
+
 def rung_cost(train_seconds: float, ms_per_example: float, prompt_tokens_per_request: float,
               prices: CostConfig) -> dict:
-    usd_per_second = prices.usd_per_hour / 3600
-    train_usd = train_seconds * usd_per_second
-    per_1k = 1000 * (ms_per_example / 1000 * usd_per_second
+    """Training, per-1,000-request and first-month cost of one rung; ``prices`` as resolve_prices gives."""
+    train_hourly = prices.usd_per_hour if prices.train_usd_per_hour is None else prices.train_usd_per_hour
+    train_usd = train_seconds * train_hourly / 3600
+    per_1k = 1000 * (ms_per_example / 1000 * prices.usd_per_hour / 3600
                      + prompt_tokens_per_request * prices.usd_per_1m_prompt_tokens / 1e6)
     return {
         "train_usd": round(train_usd, 6),
@@ -44,3 +69,141 @@ def break_even_requests(trained: dict, reference: dict) -> int | None:
     if saving_per_request <= 0:
         return None
     return math.ceil(extra_train / saving_per_request)
+
+
+def _primary(r: dict) -> float | None:
+    return r.get("metrics", {}).get(r.get("primary", "accuracy"))
+
+
+def break_even(ladder: dict, prices: CostConfig | dict | None = None) -> dict:
+    """Every trained rung of ``ladder`` (a ladder.json dict) against every rung that needs no training,
+    priced from the rungs' measured training seconds, latency and prompt tokens.
+
+    ``prices`` None: the prices the ladder ran with (``ladder["prices"]``), so this reproduces the
+    report. ``reference`` is the best untrained rung by the primary metric, the one the report's rung
+    table and its recommendation compare against.
+    """
+    prices = resolve_prices(ladder.get("prices") if prices is None else prices)
+    rungs = ladder.get("rungs", [])
+    costs = {r["name"]: rung_cost(float(r.get("train_seconds") or 0), float(r.get("ms_per_example") or 0),
+                                  float(r.get("prompt_tokens_per_request") or 0), prices) for r in rungs}
+    untrained = [r for r in rungs if not float(r.get("train_seconds") or 0) > 0]
+    trained = [r for r in rungs if float(r.get("train_seconds") or 0) > 0]
+    reference = max(untrained, key=lambda r: _primary(r) or 0.0)["name"] if untrained else None
+    pairs = []
+    for t in trained:
+        for u in untrained:
+            requests = break_even_requests(costs[t["name"]], costs[u["name"]])
+            pairs.append({
+                "trained": t["name"], "vs": u["name"],
+                "one_off_usd": round(costs[t["name"]]["train_usd"] - costs[u["name"]]["train_usd"], 6),
+                "saving_per_1k_requests_usd": round(costs[u["name"]]["usd_per_1k_requests"]
+                                                    - costs[t["name"]]["usd_per_1k_requests"], 6),
+                "break_even_requests": requests,
+                "break_even_months": None if requests is None else round(requests / prices.requests_per_month, 4),
+            })
+    summary = [{"name": r["name"], "primary": r.get("primary", ladder.get("primary", "accuracy")),
+                "value": _primary(r), "train_seconds": float(r.get("train_seconds") or 0),
+                "ms_per_example": float(r.get("ms_per_example") or 0),
+                "prompt_tokens": float(r.get("prompt_tokens_per_request") or 0), **costs[r["name"]]}
+               for r in untrained + trained]
+    return {"prices": prices.model_dump(), "reference": reference, "rungs": summary, "comparisons": pairs}
+
+
+def add_break_even(results: list[dict], prices: CostConfig) -> dict:
+    """Price every rung and set each trained rung's ``break_even`` against the best untrained rung;
+    return the full break-even (every trained × every untrained pair) for ladder.json."""
+    result = break_even({"rungs": results}, prices)
+    costs = {r["name"]: r for r in result["rungs"]}
+    for r in results:
+        c = costs[r["name"]]
+        r["cost"] = {k: c[k] for k in ("train_usd", "usd_per_1k_requests", "usd_first_month", "requests_per_month")}
+        pair = next((p for p in result["comparisons"]
+                     if p["trained"] == r["name"] and p["vs"] == result["reference"]), None)
+        if pair:
+            r["break_even"] = {"vs": pair["vs"], "requests": pair["break_even_requests"]}
+    return result
+
+
+def _money(x: float) -> str:
+    return f"${x:,.2f}" if abs(x) >= 1 else f"${x:.4f}"
+
+
+def _when(c: dict, per_month: int) -> str:
+    if c["break_even_requests"] is None:
+        return "never: its requests are not cheaper"
+    if c["break_even_requests"] == 0:
+        return "at once: it costs nothing more to train"
+    months = c["break_even_months"]
+    span = f"{months * 30.4:.1f} days" if months < 1 else f"{months:.1f} months"
+    return f"after {c['break_even_requests']:,} requests ({span} at {per_month:,} requests a month)"
+
+
+def break_even_sentences(result: dict) -> list[str]:
+    """One plain sentence per trained rung, against the reference (the best untrained rung)."""
+    per_month = result["prices"]["requests_per_month"]
+    out = []
+    for c in result["comparisons"]:
+        if c["vs"] != result["reference"]:
+            continue
+        out.append(f"{c['trained']} repays its {_money(c['one_off_usd'])} of training against {c['vs']} "
+                   f"{_when(c, per_month)}.")
+    return out
+
+
+def prices_line(prices: dict) -> str:
+    p = prices
+    train = "" if p["train_usd_per_hour"] == p["usd_per_hour"] else f", training machine ${p['train_usd_per_hour']:g}/h"
+    gpu = f" ({p['gpu']}, catalogue price)" if p.get("gpu") else ""
+    tokens = f", ${p['usd_per_1m_prompt_tokens']:g} per 1M prompt tokens" if p["usd_per_1m_prompt_tokens"] else ""
+    return (f"Prices (`cost:` section): machine ${p['usd_per_hour']:g}/h{gpu}{train}{tokens}; "
+            f"{p['requests_per_month']:,} requests a month. Latency and training time were measured on the "
+            "machine the ladder ran on; on a faster machine both shrink, and so does the break-even.")
+
+
+def render_break_even_md(result: dict) -> list[str]:
+    """The break-even as a Markdown section (lines), for report.md and `tunewise estimate --break-even`."""
+    lines = ["## Break-even: when does training pay for itself?", ""]
+    if not result["comparisons"]:
+        return lines + ["No trained rung and no untrained rung in the same ladder, so no break-even to show.", ""]
+    lines += [f"- {s}" for s in break_even_sentences(result)] + [""]
+    lines += ["| rung | quality % | prompt tokens | ms / request | train $ | $ per 1,000 requests |",
+              "|---|---|---|---|---|---|"]
+    for r in result["rungs"]:
+        value = "–" if r["value"] is None else f"{100 * r['value']:.1f}"
+        lines.append(f"| {r['name']} | {value} | {r['prompt_tokens']:.0f} | {r['ms_per_example']:.1f} | "
+                     f"{r['train_usd']:.4f} | {r['usd_per_1k_requests']:.4f} |")
+    lines += ["", "| trained | vs | one-off $ | saving per 1,000 requests $ | break-even requests | months |",
+              "|---|---|---|---|---|---|"]
+    for c in result["comparisons"]:
+        volume = "never" if c["break_even_requests"] is None else f"{c['break_even_requests']:,}"
+        months = "–" if c["break_even_months"] is None else f"{c['break_even_months']:.3g}"
+        lines.append(f"| {c['trained']} | {c['vs']} | {c['one_off_usd']:.4f} | "
+                     f"{c['saving_per_1k_requests_usd']:.4f} | {volume} | {months} |")
+    return lines + ["", prices_line(result["prices"]), ""]
+
+
+def latest_ladder(project: Path) -> dict:
+    """The newest saved ladder.json of a project; PlanError when there is none."""
+    from tunewise import workspace as ws
+    from tunewise.plan.estimate import PlanError
+
+    folder = ws.latest_dir(Path(project), "reports")
+    if folder is None or not (folder / "ladder.json").exists():
+        raise PlanError(f"{project}: no saved ladder to compute a break-even from "
+                        f"(run `tunewise ladder {project}` first)")
+    return json.loads((folder / "ladder.json").read_text(encoding="utf-8"))
+
+
+def project_break_even(project: Path, gpu: str | None = None) -> dict:
+    """Break-even of a project's latest ladder, priced by its tunewise.yaml `cost:` section (the
+    ladder's own prices when the project has no config). ``gpu``: price both machines as that
+    catalogue GPU instead."""
+    from tunewise.config import config_path, load_config
+
+    ladder = latest_ladder(project)
+    prices = (load_config(project).cost.model_dump(exclude_unset=True) if config_path(Path(project)).exists()
+              else dict(ladder.get("prices") or {}))
+    if gpu:
+        prices = {k: v for k, v in prices.items() if k not in ("usd_per_hour", "train_usd_per_hour")} | {"gpu": gpu}
+    return {"project": ladder.get("project"), **break_even(ladder, prices)}

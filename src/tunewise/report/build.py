@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from tunewise import workspace as ws
+from tunewise.evaluate.cost import break_even, break_even_sentences, prices_line, render_break_even_md
 
 # Metrics shown as table columns per task type, primary first.
 METRIC_COLUMNS = {
@@ -42,6 +43,11 @@ def _breakeven(r: dict) -> str:
     if be["requests"] is None:
         return f"never (vs {be['vs']})"
     return f"{be['requests']:,} (vs {be['vs']})"
+
+
+def ladder_break_even(ladder: dict) -> dict:
+    """The break-even saved with the ladder, or computed from it (ladders saved before it was stored)."""
+    return ladder.get("break_even") or break_even(ladder)
 
 
 def metric_columns(ladder: dict) -> list[str]:
@@ -109,6 +115,8 @@ def render_markdown(ladder: dict) -> str:
         ("Confidence intervals are 95% bootstrap percentiles over test examples. 'vs best' is the paired "
          "difference to the best rung on the same examples: exact McNemar p for right/wrong items, "
          "paired-bootstrap p otherwise. Money uses the prices in the config's `cost:` section."),
+        "",
+        *render_break_even_md(ladder_break_even(ladder)),
     ]
     if ladder.get("n_ood"):
         out += ["", f"## Out-of-distribution test ({ladder['n_ood']} examples)", ""]
@@ -140,6 +148,8 @@ def render_html(ladder: dict) -> str:
         charts={"ladder": plots.ladder_chart(ladder), "cost": plots.quality_vs_cost(ladder)}, curves=curves,
         ood=any(r.get("ood_metrics") for r in ladder["rungs"]),
         pct=_pct, ci=_ci, money=_money, paired=_paired, breakeven=_breakeven,
+        be=ladder_break_even(ladder), be_sentences=break_even_sentences(ladder_break_even(ladder)),
+        prices_line=prices_line(ladder_break_even(ladder)["prices"]).replace("`", ""),
     )
 
 
