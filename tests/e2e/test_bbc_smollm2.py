@@ -85,6 +85,17 @@ def test_killed_conversion_leaves_no_cache_entry(tmp_path):
     assert complete == []
 
 
+def test_conversion_under_the_cli_draws_no_tqdm_bar(tmp_path):
+    """The CLI turns transformers' progress bars off; the GGUF reader's own bar must obey (-q means quiet)."""
+    env = {**os.environ, "TUNEWISE_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    code = ("from tunewise.cli import _setup_logging; _setup_logging(True); "
+            "from tunewise.models.load import resolve; print(resolve('smollm2-135m-instruct'))")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "de-quantizing" not in done.stderr and "it/s" not in done.stderr
+    assert (Path(done.stdout.strip()) / "model.safetensors").exists()
+
+
 def test_bundled_model_is_converted_once_then_reused(monkeypatch):
     import transformers
 

@@ -7,6 +7,8 @@ from the config and the state dict.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 from pathlib import Path
 
@@ -39,6 +41,21 @@ def resolve(spec: str, project: Path | None = None) -> Path:
     raise ModelError(f"model.base: '{spec}' is not a bundled alias ({known}), a folder or a .gguf file")
 
 
+@contextlib.contextmanager
+def _gguf_bar_obeys_switch():
+    """transformers' GGUF reader draws a tqdm bar of its own that ignores transformers' progress-bar
+    switch (which the CLI turns off); make it obey the switch while we convert."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    real = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(real, disable=not hf_logging.is_progress_bar_enabled())
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = real
+
+
 def gguf_to_hf(gguf: Path) -> Path:
     """De-quantise ``gguf`` to an fp32 safetensors folder in the cache, once; return the folder."""
     key = f"{gguf.stem}-{sha256_file(gguf)[:16]}"
@@ -49,8 +66,9 @@ def gguf_to_hf(gguf: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to fp32 safetensors (once) in %s", gguf.name, target)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    with _gguf_bar_obeys_switch():
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
