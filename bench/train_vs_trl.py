@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 SIDES = ("trl", "tunewise-equal", "tunewise-sorted", "tunewise-packed")
+EXTRA_SIDES = ("tunewise-dense",)  # attribution only: run with --sides
 DESCRIBE = {
     "trl": "TRL SFTTrainer: padded batches in a fixed (pre-shuffled) order, completion-only loss",
     "tunewise-equal": "tunewise: the same padded batches in the same order as TRL, sparse LM head",
+    "tunewise-dense": "tunewise-equal with train.sparse_logits off: every position's logits, as a plain Trainer",
     "tunewise-sorted": "tunewise default: length-grouped batches, sparse LM head",
     "tunewise-packed": "tunewise padding_free: packed rows with per-example positions, sparse LM head",
 }
@@ -37,13 +41,13 @@ TASK = {
 }
 
 
-def records(n: int, seed: int):
-    """``n`` train and 16 val BBC articles in a seeded order, each cut to a seeded 8–96 words."""
+def records(n: int, seed: int, n_val: int = 16):
+    """``n`` train and ``n_val`` val BBC articles in a seeded order, each cut to a seeded 8–96 words."""
     from tunewise.core import Record
     from tunewise.examples import bbc_rows
 
     rng = random.Random(seed)
-    rows = rng.sample(bbc_rows(), n + 16)
+    rows = rng.sample(bbc_rows(), n + n_val)
     out = []
     for i, r in enumerate(rows):
         words = r["text"].split()[: rng.randint(8, 96)]
@@ -59,10 +63,10 @@ def project_config(args, side: str):
         "train": {
             "method": "lora", "max_steps": args.steps, "batch_size": args.batch, "learning_rate": 5e-4,
             "lr_scheduler": "linear", "max_length": 512, "eval_steps": args.steps, "seed": args.seed,
-            "max_val_examples": 16, "tensorboard": False,
+            "max_val_examples": args.val, "tensorboard": False,
             # equal: the very batches TRL sees (both sequential over the same pre-shuffled rows).
             "sampling": {"tunewise-sorted": "group_by_length", "tunewise-packed": "random"}.get(side, "sequential"),
-            "padding_free": side == "tunewise-packed",
+            "padding_free": side == "tunewise-packed", "sparse_logits": side != "tunewise-dense",
             "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
         },
     })
@@ -160,7 +164,7 @@ def one_side(args) -> dict:
     offline()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    train, val = records(args.examples, args.seed)
+    train, val = records(args.examples, args.seed, args.val)
     model, tokenizer, _ = load("smollm2-135m-instruct")
     timer = step_timer()
     start = time.perf_counter()
@@ -177,6 +181,50 @@ def one_side(args) -> dict:
     }
 
 
+def run_side(args, side: str, seed: int) -> dict:
+    """One side in a fresh process, with the thread count pinned for torch and OpenMP alike."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    cmd = [sys.executable, __file__, *sys.argv[1:], "--side", side, "--seed", str(seed)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    if done.returncode != 0:
+        sys.exit(f"{side} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def summarise(results: list[dict], sides: list[str]) -> list[dict]:
+    """Per side: median tokens/s over every run and its range; the median of the per-round ratios to
+    TRL; the val loss per seed and its mean paired difference to TRL's on the same seed.
+
+    Ratios are taken within a round (the sides of one round run back to back on the same data), so
+    slow drift of the machine's speed between rounds cancels out of them."""
+    def same_round(a: dict, b: dict) -> bool:
+        return a["seed"] == b["seed"] and a["repeat"] == b["repeat"]
+
+    rows = []
+    for side in sides:
+        mine = [r for r in results if r["side"] == side]
+        trl = [next((t for t in results if t["side"] == "trl" and same_round(t, r)), None) for r in mine]
+        ratios = [r["tokens_per_second"] / t["tokens_per_second"] for r, t in zip(mine, trl, strict=True) if t]
+        loss = {r["seed"]: r["val_loss"] for r in mine}
+        trl_loss = {r["seed"]: r["val_loss"] for r in results if r["side"] == "trl"}
+        diffs = [loss[k] - trl_loss[k] for k in loss if k in trl_loss]
+        rate = [r["tokens_per_second"] for r in mine]
+        rows.append({
+            "side": side, "runs": len(mine), "tokens": sorted({r["tokens"] for r in mine}),
+            "tokens_per_second_median": round(statistics.median(rate), 1),
+            "tokens_per_second_min": min(rate), "tokens_per_second_max": max(rate),
+            "x_trl_median": round(statistics.median(ratios), 3) if ratios else None,
+            "x_trl_min": round(min(ratios), 3) if ratios else None,
+            "x_trl_max": round(max(ratios), 3) if ratios else None,
+            "peak_rss_mib_median": round(statistics.median(r["peak_rss_mib"] for r in mine)),
+            "val_loss_by_seed": loss,
+            "val_loss_mean": round(statistics.mean(loss.values()), 4),
+            "val_loss_minus_trl_mean": round(statistics.mean(diffs), 4) if diffs else None,
+            "val_loss_minus_trl_sd": round(statistics.stdev(diffs), 4) if len(diffs) > 1 else None,
+        })
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--examples", type=int, default=32)
@@ -184,6 +232,10 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val", type=int, default=16, help="held-out examples for the val loss")
+    p.add_argument("--repeats", type=int, default=1, help="rounds over the sides per seed, interleaved")
+    p.add_argument("--seeds", help="comma-separated seeds (data sample, lengths, order), one round each: "
+                                   "the spread of val loss across them says what a difference between sides means")
     p.add_argument("--sides", default=",".join(SIDES))
     p.add_argument("--side", help=argparse.SUPPRESS)
     p.add_argument("--work", default="/tmp/tunewise-bench-train")
@@ -192,23 +244,32 @@ def main() -> None:
     if args.side:
         print(json.dumps(one_side(args)))
         return
+    sides = args.sides.split(",")
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
     results = []
-    for side in args.sides.split(","):
-        cmd = [sys.executable, __file__, "--side", side, *sys.argv[1:]]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            sys.exit(f"{side} failed:\n{done.stderr[-3000:]}")
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(json.dumps(results[-1]), flush=True)
-    trl = next((r for r in results if r["side"] == "trl"), None)
-    print(f"\n{'side':18} {'tokens/s':>9} {'x TRL':>6} {'peak RSS MiB':>13} {'val loss':>9}")
-    for r in results:
-        ratio = r["tokens_per_second"] / trl["tokens_per_second"] if trl else float("nan")
-        print(f"{r['side']:18} {r['tokens_per_second']:9.1f} {ratio:6.2f} {r['peak_rss_mib']:13.0f} {r['val_loss']:9.4f}")
+    rounds = [(seed, repeat) for seed in seeds for repeat in range(args.repeats)]
+    for n, (seed, repeat) in enumerate(rounds):
+        # Rotate the order each round so no side always runs first (warm page cache) or last.
+        for side in sides[n % len(sides):] + sides[:n % len(sides)]:
+            results.append({"seed": seed, "repeat": repeat, **run_side(args, side, seed)})
+            print(json.dumps(results[-1]), flush=True)
+    summary = summarise(results, sides)
+    print(f"\n{'side':18} {'tokens/s (median, range)':>26} {'x TRL (median, range)':>24} {'RSS MiB':>8} "
+          f"{'val loss (mean)':>15} {'- TRL (mean, sd)':>17}")
+    for r in summary:
+        rate = f"{r['tokens_per_second_median']:.1f} ({r['tokens_per_second_min']:.1f}-{r['tokens_per_second_max']:.1f})"
+        ratio = (f"{r['x_trl_median']:.2f} ({r['x_trl_min']:.2f}-{r['x_trl_max']:.2f})"
+                 if r["x_trl_median"] is not None else "-")
+        diff = "-" if r["val_loss_minus_trl_mean"] is None else (
+            f"{r['val_loss_minus_trl_mean']:+.4f}" + (f" ({r['val_loss_minus_trl_sd']:.4f})"
+                                                       if r["val_loss_minus_trl_sd"] is not None else ""))
+        print(f"{r['side']:18} {rate:>26} {ratio:>24} {r['peak_rss_mib_median']:8d} {r['val_loss_mean']:15.4f} {diff:>17}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"settings": {k: v for k, v in vars(args).items() if k != "side"},
-                               "results": results}, indent=2) + "\n")
+    settings = {k: v for k, v in vars(args).items() if k != "side"}
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"settings": settings, "summary": summary, "results": results}, indent=2) + "\n")
+    tmp.replace(out)
 
 
 if __name__ == "__main__":
