@@ -25,13 +25,14 @@ import time
 from pathlib import Path
 
 SIDES = ("trl", "tunewise-equal", "tunewise-sorted", "tunewise-packed")
-EXTRA_SIDES = ("tunewise-dense",)  # attribution only: run with --sides
+EXTRA_SIDES = ("tunewise-dense", "trl-random")  # attribution and noise floor: run with --sides
 DESCRIBE = {
     "trl": "TRL SFTTrainer: padded batches in a fixed (pre-shuffled) order, completion-only loss",
+    "trl-random": "TRL SFTTrainer with its default shuffled order: how far example order alone moves val loss",
     "tunewise-equal": "tunewise: the same padded batches in the same order as TRL, sparse LM head",
     "tunewise-dense": "tunewise-equal with train.sparse_logits off: every position's logits, as a plain Trainer",
     "tunewise-sorted": "tunewise default: length-grouped batches, sparse LM head",
-    "tunewise-packed": "tunewise padding_free: packed rows with per-example positions, sparse LM head",
+    "tunewise-packed": "tunewise padding_free: TRL's batches in TRL's order, each packed into one row, sparse LM head",
 }
 TASK = {
     "type": "classification", "input_field": "text", "target_field": "label",
@@ -64,8 +65,8 @@ def project_config(args, side: str):
             "method": "lora", "max_steps": args.steps, "batch_size": args.batch, "learning_rate": 5e-4,
             "lr_scheduler": "linear", "max_length": 512, "eval_steps": args.steps, "seed": args.seed,
             "max_val_examples": args.val, "tensorboard": False,
-            # equal: the very batches TRL sees (both sequential over the same pre-shuffled rows).
-            "sampling": {"tunewise-sorted": "group_by_length", "tunewise-packed": "random"}.get(side, "sequential"),
+            # equal and packed: the very batches TRL sees (sequential over the same pre-shuffled rows).
+            "sampling": "group_by_length" if side == "tunewise-sorted" else "sequential",
             "padding_free": side == "tunewise-packed", "sparse_logits": side != "tunewise-dense",
             "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
         },
@@ -108,7 +109,7 @@ def val_loss(model, tokenizer, config, val) -> float:
     return total / count
 
 
-def run_trl(args, model, tokenizer, train, timer):
+def run_trl(args, side, model, tokenizer, train, timer):
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -119,12 +120,12 @@ def run_trl(args, model, tokenizer, train, timer):
     b = PromptBuilder(config.task, tokenizer)
     data = Dataset.from_list([{"prompt": b.prompt(r.input), "completion": b.answer(r.target)} for r in train])
     sft = SFTConfig(
-        output_dir=str(Path(args.work) / "trl"), per_device_train_batch_size=args.batch, max_steps=args.steps,
+        output_dir=str(Path(args.work) / side), per_device_train_batch_size=args.batch, max_steps=args.steps,
         learning_rate=5e-4, lr_scheduler_type="linear", warmup_steps=0, seed=args.seed, max_length=512,
         packing=False, padding_free=False, completion_only_loss=True, bf16=False, fp16=False,
         gradient_checkpointing=False, activation_checkpointing=False, use_cpu=True, report_to=[],
         save_strategy="no", eval_strategy="no", logging_steps=args.steps, disable_tqdm=True,
-        dataloader_num_workers=0, train_sampling_strategy="sequential",
+        dataloader_num_workers=0, train_sampling_strategy="random" if side == "trl-random" else "sequential",
     )
     lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=sft, train_dataset=data, processing_class=tokenizer, peft_config=lora,
@@ -168,8 +169,8 @@ def one_side(args) -> dict:
     model, tokenizer, _ = load("smollm2-135m-instruct")
     timer = step_timer()
     start = time.perf_counter()
-    if args.side == "trl":
-        model, tokens, config = run_trl(args, model, tokenizer, train, timer)
+    if args.side.startswith("trl"):
+        model, tokens, config = run_trl(args, args.side, model, tokenizer, train, timer)
     else:
         model, tokens, config = run_tunewise(args, args.side, model, tokenizer, train, val, timer)
     wall = time.perf_counter() - start
