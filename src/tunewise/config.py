@@ -191,10 +191,12 @@ class TrainConfig(_Strict):
     """Compute the LM head only where the loss is taken (answer tokens): the same loss, less work.
     Applies to full, lora, dora and qlora."""
     padding_free: bool = False
-    """Opt-in: pack each batch into one row with per-example position ids (no padding)."""
+    """Opt-in: pack each batch into one row with per-example position ids (no padding). The same
+    batches and loss as padded training, less compute and memory (see BENCHMARKS.md)."""
     sampling: Literal["group_by_length", "random", "sequential"] = "group_by_length"
-    """Order of training examples: shuffled in groups of similar length (less padding), shuffled,
-    or in file order (reproducible across process counts; used to check DDP against one process)."""
+    """Order of training examples: shuffled in groups of similar length (less padding; different
+    batches from a plain shuffle, so a slightly different run), shuffled, or in file order
+    (reproducible across process counts; used to check DDP against one process)."""
     tensorboard: bool = True
     """Write TensorBoard event files under the run's logs/ folder."""
     mlflow_uri: str | None = None
