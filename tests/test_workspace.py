@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 
 import pytest
 
@@ -39,3 +41,17 @@ def test_lineage_names_versions_and_config(tiny_project):
 def test_timestamps_sort_and_differ():
     a, b = ws.timestamp(), ws.timestamp()
     assert a != b and sorted([b, a]) == [a, b]
+
+
+@pytest.mark.parametrize(("mask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700), (0o002, 0o664, 0o775)])
+def test_outputs_follow_the_umask(tmp_path, mask, file_mode, dir_mode):
+    old = os.umask(mask)
+    try:
+        f = ws.write_json(tmp_path / "a" / "x.json", {"a": 1})
+        with ws.atomic_dir(tmp_path / "d") as d:
+            ws.write_text(d / "y.txt", "y")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(f.stat().st_mode) == file_mode
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == dir_mode
+    assert stat.S_IMODE((tmp_path / "d" / "y.txt").stat().st_mode) == file_mode

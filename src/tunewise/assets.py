@@ -16,6 +16,12 @@ class AssetMissing(RuntimeError):
     """A bundled asset's package is not installed; the message carries the install command."""
 
 
+def require_extra(module: str, extra: str, what: str) -> None:
+    """Fail in one line, naming the pip extra, when an optional part's package is not installed."""
+    if importlib.util.find_spec(module) is None:
+        raise AssetMissing(f"{what} needs the '{module}' package: pip install 'tunewise[{extra}]'")
+
+
 @dataclass(frozen=True)
 class Asset:
     package: str  # import name

@@ -71,7 +71,9 @@ def _setup_logging(quiet: bool) -> None:
         level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False)], force=True,
     )
-    for noisy in ("transformers", "peft", "accelerate", "httpx"):
+    # bitsandbytes warns on import that an optional hub kernel cannot be fetched (never, offline); the
+    # AVX512-BF16 workaround in train/methods.py does not need it.
+    for noisy in ("transformers", "peft", "accelerate", "httpx", "bitsandbytes"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
 

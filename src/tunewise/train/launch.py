@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from tunewise.assets import require_extra
+
 from tunewise.workspace import write_text
 
 STRATEGIES = ("ddp", "fsdp", "zero2", "zero3")
@@ -69,6 +71,8 @@ def launch_command(strategy: str, nproc: int, run_dir: Path, nnodes: int = 1, no
         return torchrun_command(nproc, nnodes, node_rank, master)
     import torch
 
+    if strategy in ("zero2", "zero3"):
+        require_extra("deepspeed", "deepspeed", f"--strategy {strategy}")
     if not torch.cuda.is_available():
         raise LaunchError(f"--strategy {strategy} needs CUDA GPUs (none found); on CPU use --strategy ddp")
     config_file = run_dir / f"accelerate-{strategy}.yaml"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from tunewise.assets import require_extra
 from tunewise.config import ProjectConfig
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def load_quantized(folder: Path, bits: int):
         import bitsandbytes as bnb
         from transformers import AutoModelForCausalLM, BitsAndBytesConfig
     except ImportError as e:  # pragma: no cover - pinned in the lock file
-        raise MethodError(f"qlora needs bitsandbytes ({e}); pip install bitsandbytes") from None
+        raise MethodError(f"qlora needs bitsandbytes ({e}); pip install 'tunewise[qlora]'") from None
     quant = (
         BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
         if bits == 4 else BitsAndBytesConfig(load_in_8bit=True)
@@ -157,6 +158,10 @@ def check_method(config: ProjectConfig) -> None:
             and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":
         raise MethodError(f"train.mlflow_uri={uri}: MLflow 3 refuses file stores; use sqlite:///path/mlflow.db "
                           "(or set MLFLOW_ALLOW_FILE_STORE=true)")
+    if uri:
+        require_extra("mlflow", "mlflow", "train.mlflow_uri")
+    if t.method == "qlora":
+        require_extra("bitsandbytes", "qlora", "train.method=qlora")
     if t.method == "qlora" and t.precision == "fp16":
         raise MethodError("train.precision=fp16 with qlora: use bf16 or fp32")
 
