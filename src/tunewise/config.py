@@ -20,7 +20,7 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
 
 class TaskConfig(_Strict):
@@ -67,7 +67,8 @@ class SplitConfig(_Strict):
 
 class DataConfig(_Strict):
     # `schema` is a BaseModel attribute, so the field is schema_ under the alias the user writes.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, serialize_by_alias=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, serialize_by_alias=True,
+                              use_attribute_docstrings=True)
 
     files: list[str]
     """Data files, relative to the project folder."""
