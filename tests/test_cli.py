@@ -103,3 +103,12 @@ def test_no_usable_rows_is_one_line(tiny_project):
     result = run_cli("ladder", str(tiny_project), "-q", "--set", "task.labels=[x, y]")
     assert result.returncode == 1
     assert "no usable rows" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_set_errors_name_the_option_not_the_file(tiny_project):
+    result = runner.invoke(app, ["ladder", str(tiny_project), "--set", "train.epochs=many"])
+    assert result.exit_code == 2
+    assert "--set train.epochs=many: bad value for 'train.epochs'" in result.output
+    assert "tunewise.yaml" not in result.output
+    result = runner.invoke(app, ["ladder", str(tiny_project), "--set", "train.epoch=2"])
+    assert result.exit_code == 2 and "--set train.epoch=2: unknown key 'train.epoch'" in result.output

@@ -16,6 +16,7 @@ from rich.console import Console
 app = typer.Typer(
     help="tunewise: audit your data, climb the ladder from prompting to fine-tuning, and prove with "
     "numbers whether fine-tuning was worth it.",
+    epilog="Exit codes: 0 done; 1 data, model or machine problem; 2 usage or config error; 130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -28,21 +29,20 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a conf
 QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No progress bars; warnings and errors only.")]
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from tunewise.assets import AssetMissing
-    from tunewise.config import ConfigError
-    from tunewise.data.load import DataError  # also AuditGateFailed
-    from tunewise.examples import ExampleError
-    from tunewise.models.chat import TemplateError
-    from tunewise.models.load import ModelError
-    from tunewise.plan.estimate import PlanError
-    from tunewise.train.dpo import PreferenceDataError
-    from tunewise.train.launch import LaunchError
-    from tunewise.train.methods import MethodError
-    from tunewise.train.sft import TrainingGuardError
+# (module, class) of every error a user can cause. Looked up in sys.modules, never imported: an error can
+# only come from a module that is already loaded, and importing torch-heavy modules inside the handler
+# turned a Ctrl-C during start-up into a second error (or a crash).
+USER_ERRORS = (
+    ("tunewise.assets", "AssetMissing"), ("tunewise.config", "ConfigError"), ("tunewise.data.load", "DataError"),
+    ("tunewise.examples", "ExampleError"), ("tunewise.models.chat", "TemplateError"),
+    ("tunewise.models.load", "ModelError"), ("tunewise.plan.estimate", "PlanError"),
+    ("tunewise.train.dpo", "PreferenceDataError"), ("tunewise.train.launch", "LaunchError"),
+    ("tunewise.train.methods", "MethodError"), ("tunewise.train.sft", "TrainingGuardError"),
+)
 
-    return (ConfigError, DataError, ExampleError, TemplateError, ModelError, AssetMissing, TrainingGuardError,
-            MethodError, PreferenceDataError, LaunchError, PlanError)
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    return tuple(getattr(sys.modules[m], c) for m, c in USER_ERRORS if m in sys.modules)
 
 
 def friendly(fn):
@@ -50,18 +50,28 @@ def friendly(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from tunewise.config import ConfigError
-
         try:
             return fn(*args, **kwargs)
-        except _user_errors() as e:
-            console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2 if isinstance(e, ConfigError) else 1) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
+        except _user_errors() as e:
+            config_error = sys.modules.get("tunewise.config")
+            console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2 if config_error and isinstance(e, config_error.ConfigError) else 1) from None
+        except OSError as e:  # a read-only folder, a full disk, a missing permission: the path and the cause
+            where = f"{e.filename}: " if e.filename else ""
+            console.print(f"[bold red]error:[/] {where}{e.strerror or e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _writable(project: Path) -> None:
+    """Fail before any work when the project's .tunewise/ folder cannot be written."""
+    from tunewise import workspace as ws
+
+    ws.ensure_writable(project)
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -109,14 +119,16 @@ def progress_bars(quiet: bool) -> Iterator:
 @friendly
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder to create the project in.")],
-    example: Annotated[str, typer.Option(help="Bundled example to copy: bbc-news.")] = "bbc-news",
+    example: Annotated[str, typer.Option(help="Bundled example to copy (bbc-news, support-chat, …; an unknown "
+                                         "name lists them).")] = "bbc-news",
     force: Annotated[bool, typer.Option(help="Overwrite an existing tunewise.yaml.")] = False,
 ) -> None:
     """Create a project from a bundled example, with its data written from the installed package."""
     from tunewise.examples import init_example
 
     path = init_example(directory, example, force)
-    out.print(f"created {path}/tunewise.yaml and {path}/data/ — next: tunewise ladder {path}")
+    out.print(f"created {path}/tunewise.yaml and {path}/data/ — next:\n"
+              f"  tunewise audit {path}\n  tunewise prepare {path}\n  tunewise ladder {path}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -131,6 +143,7 @@ def ladder(
     from tunewise.config import load_config
 
     config = load_config(project, set_)
+    _writable(project)
     _setup_logging(quiet)
     from tunewise.ladder import run_ladder
 
@@ -260,6 +273,8 @@ def audit(
 
     from tunewise.data.audit import audit_project, gate, summary_rows
 
+    if json_path is None or html_path is None:
+        _writable(project)
     result, json_file, html_file = audit_project(
         project, [str(d) for d in data] if data else None, str(test) if test else None, input_field, target_field,
         max_tokens, json_path, html_path, set_)
@@ -282,7 +297,9 @@ def prepare(project: ProjectArg = Path("."), set_: SetOpt = None) -> None:
     from tunewise.config import load_config
     from tunewise.data.prepare import prepare_project
 
-    folder, manifest = prepare_project(load_config(project, set_), project)
+    config = load_config(project, set_)
+    _writable(project)
+    folder, manifest = prepare_project(config, project)
     counts = manifest["counts"]
     out.print(f"dataset {manifest['hash'][:16]}: train {counts['train']}, val {counts['val']}, test {counts['test']}, "
               f"rejected {counts['rejected']}\n{folder}")
@@ -303,7 +320,8 @@ def review_export(
     from tunewise.data.prepare import export_project_review
 
     path, n = export_project_review(project, output, set_)
-    out.print(f"wrote {n} rows to {path}; fill in corrected_target (or DROP), then: tunewise review import {path}")
+    out.print(f"wrote {n} rows to {path}; fill in corrected_target (or DROP), then: "
+              f"tunewise review import {path} {project}", highlight=False, soft_wrap=True)
 
 
 @review_app.command("import")
@@ -317,7 +335,8 @@ def review_import(
     from tunewise.data.prepare import import_project_review
 
     n, store = import_project_review(project, file, set_)
-    out.print(f"recorded {n} corrections in {store}; run `tunewise prepare` to apply them")
+    out.print(f"recorded {n} corrections in {store}; run `tunewise prepare {project}` to apply them",
+              highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -342,6 +361,7 @@ def train(
     from tunewise.config import load_config
 
     load_config(project, set_)  # fail on a bad config before any model is loaded
+    _writable(project)
     _setup_logging(quiet)
     if nproc > 1 or nnodes > 1 or strategy != "ddp":
         from tunewise.train.launch import launch
@@ -381,6 +401,7 @@ def sweep(
     from tunewise.config import load_config
 
     load_config(project, set_)
+    _writable(project)
     _setup_logging(quiet)
     from tunewise.train.sweep import run_sweep
 
@@ -389,16 +410,16 @@ def sweep(
 
 
 def main() -> None:
-    import warnings
+    try:
+        import warnings
 
-    from tunewise.assets import offline
+        from tunewise.assets import offline
 
-    offline()
-    # Deprecation chatter from the libraries underneath says nothing a user can act on.
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+        offline()
+        # Deprecation chatter from the libraries underneath says nothing a user can act on.
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        app()
+    except KeyboardInterrupt:  # before a command's own handler is in place (start-up, argument parsing)
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)

@@ -382,7 +382,17 @@ def load_config(project: Path, overrides: list[str] | None = None) -> ProjectCon
     try:
         return ProjectConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_describe(e, str(path))) from None
+        raise ConfigError(_describe(e, _blame(e, path, overrides or []))) from None
+
+
+def _blame(err: ValidationError, path: Path, overrides: list[str]) -> str:
+    """The --set option that wrote the failing key, else the file: an error points where the value came from."""
+    loc = [str(p) for p in err.errors()[0]["loc"]]
+    for text in reversed(overrides):  # the last --set of a key wins, so it is the one to blame
+        keys, _ = parse_override(text)
+        if loc[: len(keys)] == keys or keys[: len(loc)] == loc:
+            return f"--set {text}"
+    return str(path)
 
 
 def dump_config(config: ProjectConfig) -> str:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from tunewise import assets
 from tunewise import workspace as ws
-
-EXAMPLES = ("bbc-news",)
-
 
 class ExampleError(ValueError):
     pass
@@ -23,6 +19,11 @@ def examples_root() -> Path:
         if candidate.is_dir():
             return candidate
     raise ExampleError("the bundled examples folder is missing from this installation")
+
+
+def known_examples() -> list[str]:
+    """Every bundled example: each folder of the examples folder that holds a tunewise.yaml."""
+    return sorted(p.parent.name for p in examples_root().glob("*/tunewise.yaml"))
 
 
 def bbc_rows() -> list[dict]:
@@ -51,15 +52,21 @@ Fields: `id` (label folder and file number), `text` (headline and body), `label`
 
 
 def init_example(target: Path, name: str, force: bool = False) -> Path:
-    if name not in EXAMPLES:
-        raise ExampleError(f"unknown example '{name}' (known: {', '.join(EXAMPLES)})")
+    known = known_examples()
+    if name not in known:
+        raise ExampleError(f"unknown example '{name}' (known: {', '.join(known)})")
     target = Path(target)
     config = target / "tunewise.yaml"
     if config.exists() and not force:
         raise ExampleError(f"{config} already exists (use --force to overwrite)")
+    source = examples_root() / name
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(examples_root() / name / "tunewise.yaml", config)
-    rows = bbc_rows()
-    ws.write_text(target / "data" / "articles.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    ws.write_text(target / "data" / "SOURCE.md", BBC_NOTE.format(n=len(rows)))
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if path.is_file() and ".tunewise" not in rel.parts and "__pycache__" not in rel.parts:
+            ws.write_text(target / rel, path.read_text(encoding="utf-8"))
+    if name == "bbc-news":  # its data comes from the installed corpus package, not from the examples folder
+        rows = bbc_rows()
+        ws.write_text(target / "data" / "articles.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        ws.write_text(target / "data" / "SOURCE.md", BBC_NOTE.format(n=len(rows)))
     return target

@@ -41,6 +41,15 @@ def workspace(project: Path) -> Path:
     return Path(project) / WORKSPACE
 
 
+def ensure_writable(project: Path) -> None:
+    """Raise OSError naming the folder when the project's workspace cannot be written (checked up front)."""
+    root = workspace(project)
+    root.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=root)
+    os.close(fd)
+    os.unlink(probe)
+
+
 def new_dir(project: Path, kind: str, name: str | None = None) -> Path:
     """Create ``.tunewise/<kind>/<name or time>/`` and return it."""
     path = workspace(project) / kind / (name or timestamp())
