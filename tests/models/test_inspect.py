@@ -88,3 +88,36 @@ def test_a_folder_without_tokenizer_is_one_clear_error(tiny_model_dir, tmp_path)
         (folder / name).unlink()
     result = runner.invoke(app, ["inspect-model", str(folder)])
     assert result.exit_code != 0 and "no usable tokenizer" in result.output and "Traceback" not in result.output
+
+
+def test_a_file_that_is_not_gguf_is_one_line(tmp_path):
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"this is not a gguf file at all")
+    result = runner.invoke(app, ["inspect-model", str(bad)])
+    assert result.exit_code == 1 and "not a GGUF file" in result.output and "Traceback" not in result.output
+
+
+def test_a_folder_with_only_config_names_the_missing_tokenizer_files(tiny_model_dir, tmp_path):
+    folder = tmp_path / "only-config"
+    folder.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", folder)
+    result = runner.invoke(app, ["inspect-model", str(folder)])
+    assert result.exit_code == 1 and "tokenizer files present: none" in result.output
+    assert "from one of: )" not in result.output
+
+
+def test_qlora_readiness_is_the_check_training_uses(monkeypatch):
+    import importlib.util
+
+    from tunewise.config import ProjectConfig
+    from tunewise.models import inspect as insp
+    from tunewise.train.methods import MethodError, check_method
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "bitsandbytes" else real(n, *a))
+    answer = insp.qlora_readiness()
+    assert answer.startswith("no:") and "tunewise[qlora]" in answer
+    config = ProjectConfig.model_validate({"task": {"type": "generation"}, "data": {"files": ["x.jsonl"]},
+                                           "model": {"base": "m"}, "train": {"method": "qlora"}})
+    with pytest.raises(MethodError, match=r"tunewise\[qlora\]"):
+        check_method(config)

@@ -170,7 +170,11 @@ def inspect_model(spec: str, project: Path | None = None) -> Readiness:
     try:
         tok = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except (ValueError, OSError, TypeError) as e:
-        raise ModelError(f"inspect-model: {folder}: no usable tokenizer ({str(e).splitlines()[0]})") from None
+        found = sorted(p.name for p in Path(folder).iterdir() if "token" in p.name or p.suffix == ".model")
+        why = str(e).splitlines()[0].rstrip(": ") if str(e).strip() else type(e).__name__
+        raise ModelError(f"inspect-model: {folder}: no usable tokenizer ({why}; tokenizer files present: "
+                         f"{', '.join(found) or 'none — add tokenizer.json or tokenizer.model and tokenizer_config.json'})"
+                         ) from None
     _token_checks(tok, config, warnings)
     round_trip = _round_trip(tok)
     if not round_trip:
@@ -184,7 +188,7 @@ def inspect_model(spec: str, project: Path | None = None) -> Readiness:
     methods = {
         "full": "yes (every parameter trains; see `tunewise estimate` for memory)",
         "lora": f"yes, targets {', '.join(targets)}" if targets else "no linear layers found",
-        "qlora": "yes on a CUDA GPU with bitsandbytes" if targets else "no linear layers found",
+        "qlora": qlora_readiness() if targets else "no linear layers found",
     }
     context = next((getattr(config, k) for k in ("max_position_embeddings", "n_positions", "max_seq_len")
                     if getattr(config, k, None)), None)
@@ -195,6 +199,23 @@ def inspect_model(spec: str, project: Path | None = None) -> Readiness:
         pad_token=tok.pad_token, weight_format=fmt, licence=licence, tokenizer_round_trip=round_trip,
         peft_targets=targets, methods=methods, warnings=warnings,
     )
+
+
+def qlora_support() -> tuple[bool, str]:
+    """Whether QLoRA can run here and on what: the one check `inspect-model` and training both use."""
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return False, "bitsandbytes is not installed: pip install 'tunewise[qlora]'"
+    device = "a CUDA GPU" if torch.cuda.is_available() else "CPU (bitsandbytes' CPU backend; slow)"
+    return True, f"4-bit NF4 or 8-bit on {device}"
+
+
+def qlora_readiness() -> str:
+    ok, detail = qlora_support()
+    return f"yes, {detail}" if ok else f"no: {detail}"
 
 
 def render_text(r: Readiness) -> list[str]:

@@ -62,6 +62,9 @@ def gguf_to_hf(gguf: Path) -> Path:
     target = assets.cache_dir() / "models" / key
     if (target / "config.json").exists() and (target / "model.safetensors").exists():
         return target
+    with open(gguf, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ModelError(f"{gguf}: not a GGUF file (it does not start with the GGUF magic bytes)")
     assets.offline()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

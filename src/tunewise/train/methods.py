@@ -161,7 +161,11 @@ def check_method(config: ProjectConfig) -> None:
     if uri:
         require_extra("mlflow", "mlflow", "train.mlflow_uri")
     if t.method == "qlora":
-        require_extra("bitsandbytes", "qlora", "train.method=qlora")
+        from tunewise.models.inspect import qlora_support
+
+        ok, detail = qlora_support()  # the same answer inspect-model gives
+        if not ok:
+            raise MethodError(f"train.method=qlora: {detail}")
     if t.method == "qlora" and t.precision == "fp16":
         raise MethodError("train.precision=fp16 with qlora: use bf16 or fp32")
 
