@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,17 @@ def test_extraction_without_schema_names_the_key(tmp_path, tiny_model_dir):
     project = _write(tmp_path / "ext", tiny_model_dir, "extraction")
     with pytest.raises(ConfigError, match=r"tunewise.yaml: missing required key 'task.json_schema'"):
         run_ladder(load_config(project), project, ["zero-shot"])
+
+
+@pytest.mark.parametrize("method", ["prefix", "prompt-tuning"])
+def test_prompt_learning_methods_generate_on_generation_tasks(tmp_path, tiny_model_dir, method):
+    # They once trained to the end and then failed scoring an empty label list.
+    project = _write(tmp_path / "gen", tiny_model_dir, "generation")
+    config = load_config(project, ["train.max_steps=2", "train.num_virtual_tokens=2"])
+    report_dir = run_ladder(config, project, [method])
+    rung = json.loads((report_dir / "ladder.json").read_text())["rungs"][0]
+    assert rung["name"] == method and rung["metrics"]["rouge_l_ci"] is not None
+    lines = (Path(rung["run_dir"]) / "predictions.jsonl").read_text().splitlines()
+    preds = [json.loads(line) for line in lines]
+    assert len(preds) == json.loads((report_dir / "ladder.json").read_text())["n_test"]
+    assert all(isinstance(p["output"], str) for p in preds)

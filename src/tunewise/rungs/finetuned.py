@@ -42,7 +42,33 @@ class FinetunedRung(LabelScorer):
 
         if self.method not in PROMPT_LEARNING:
             return super().predict(records)
+        if self.config.task.type != "classification":
+            return self._generate_with_peft(records)
         return self._predict_without_cache(records)
+
+    def _generate_with_peft(self, records: list[Record]) -> list[Prediction]:
+        """Prefix and prompt tuning on extraction and generation: PEFT's own generate, which feeds the
+        learned virtual tokens (our cached decoder would overwrite the prefix's KV cache)."""
+        prompts = self.prompt_ids(records)
+        tok, bs = self.tokenizer, self.config.eval.batch_size
+        advance = self.progress(f"{self.name}: generating", len(records))
+        start = time.perf_counter()
+        outputs: list[str] = []
+        self.model.eval()
+        for i in range(0, len(prompts), bs):
+            chunk = prompts[i : i + bs]
+            width = max(len(p) for p in chunk)
+            ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in chunk])
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
+            with torch.no_grad():
+                out = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
+                                          max_new_tokens=self.config.eval.max_new_tokens,
+                                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+            outputs += [tok.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+            advance(len(chunk))
+        per_ms = self.charge(start, len(records), sum(len(p) for p in prompts))
+        return [Prediction(id=r.id, output=o, latency_ms=per_ms, prompt_tokens=len(p))
+                for r, o, p in zip(records, outputs, prompts, strict=True)]
 
     def _predict_without_cache(self, records: list[Record]) -> list[Prediction]:
         """Prefix and prompt tuning own the KV cache and the first positions, so the cached label
