@@ -123,6 +123,20 @@ def check_rungs(names: list[str], config: ProjectConfig, project: Path) -> None:
             documents_dir(config, project)
         if name in ENCODER_RUNGS and config.task.type != "classification":
             raise ConfigError(f"{where}: rung '{name}' needs task.type: classification (got {config.task.type})")
+        if name in METHODS:
+            check_training_rung(name, config, where)
+
+
+def check_training_rung(name: str, config: ProjectConfig, where: Path) -> None:
+    """The checks training itself runs (precision, packing, extras), and DPO's data, before any rung runs."""
+    from tunewise.train.methods import check_method
+
+    check_method(config.model_copy(update={"train": config.train.model_copy(update={"method": name})}))
+    d = config.train.dpo
+    if name == "dpo" and not d.data and not (d.pairs_from_labels and config.task.type == "classification"):
+        hint = " or train.dpo.pairs_from_labels: true" if config.task.type == "classification" else ""
+        raise ConfigError(f"{where}: rung 'dpo' needs preference data: set train.dpo.data (a JSONL of "
+                          f"prompt/chosen/rejected rows){hint}")
 
 
 def task_schema(config: ProjectConfig, project: Path) -> dict | None:

@@ -1,0 +1,74 @@
+"""Every rung x task type: it runs, or it is refused before any work with one line naming the key."""
+
+from __future__ import annotations
+
+import json
+import typing
+
+import pytest
+
+from tunewise.config import ConfigError, RungName, load_config
+from tunewise.ladder import check_rungs, run_ladder
+from tunewise.train.methods import MethodError
+
+RUNGS = typing.get_args(RungName)
+TASKS = ("classification", "extraction", "generation")
+
+
+def refusal(rung: str, task: str) -> str | None:
+    """What the matrix expects: the words of the refusal, or None when the rung runs."""
+    if rung in ("embedding-classifier", "encoder-finetune") and task != "classification":
+        return "needs task.type: classification"
+    if rung == "rag":
+        return "data.documents"
+    if rung == "dpo":
+        return "needs preference data"
+    return None
+
+
+def write_project(folder, model_dir, task: str):
+    rows = []
+    for i, (topic, words) in enumerate([("business", "market shares"), ("sports", "match goal"), ("tech", "phone games")] * 5):
+        target = {"classification": topic, "generation": f"{topic} news",
+                  "extraction": json.dumps({"topic": topic})}[task]
+        rows.append({"id": str(i), "input": f"the {words} news", "target": target})
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    (folder / "data" / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "schema.json").write_text(json.dumps({"type": "object", "required": ["topic"]}))
+    labels = "labels: [business, sports, tech]" if task == "classification" else ""
+    schema = "json_schema: schema.json" if task == "extraction" else ""
+    (folder / "tunewise.yaml").write_text(f"""name: matrix
+task: {{type: {task}, instruction: answer, {labels}{', ' if labels and schema else ''}{schema}}}
+data: {{files: [data/rows.jsonl], split: {{train: 0.6, val: 0.2, test: 0.2}}, seed: 1}}
+model: {{base: {model_dir}}}
+train: {{max_steps: 1, batch_size: 4, learning_rate: 0.01, max_length: 64, eval_steps: 1, num_virtual_tokens: 2,
+         lora: {{r: 2, alpha: 4, dropout: 0.0}}, tensorboard: false}}
+eval: {{batch_size: 8, bootstrap: 100, max_new_tokens: 4}}
+few_shot: {{k: 1}}
+encoder: {{epochs: 0.2}}
+""")
+    return folder
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("rung", RUNGS)
+def test_every_combination_is_decided_before_any_work(tmp_path, tiny_model_dir, rung, task):
+    project = write_project(tmp_path, tiny_model_dir, task)
+    config = load_config(project)
+    expected = refusal(rung, task)
+    if expected is None:
+        check_rungs([rung], config, project)
+        return
+    with pytest.raises((ConfigError, MethodError)) as err:
+        check_rungs([rung], config, project)
+    message = str(err.value)
+    assert expected in message and "\n" not in message
+
+
+# The combinations the matrix accepts and no other test runs end to end: trained rungs on text tasks.
+@pytest.mark.parametrize(("rung", "task"), [("full", "generation"), ("dora", "extraction"), ("ia3", "generation")])
+def test_accepted_text_task_combinations_run(tmp_path, tiny_model_dir, rung, task):
+    project = write_project(tmp_path, tiny_model_dir, task)
+    report_dir = run_ladder(load_config(project), project, [rung])
+    result = json.loads((report_dir / "ladder.json").read_text())["rungs"][0]
+    assert result["name"] == rung and result["metrics"]
