@@ -186,6 +186,8 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
         result["train_history"] = rung.history
     if splits.ood:
         ood_preds = rung.predict(splits.ood)
+        ws.write_jsonl(run_dir / "ood_predictions.jsonl", (
+            {**p.to_json(), "target": r.target} for p, r in zip(ood_preds, splits.ood, strict=True)))
         result["ood_metrics"] = score_predictions(config, splits.ood, ood_preds, getattr(rung, "passages", None), schema).metrics
     ws.write_json(run_dir / "metrics.json", {k: v for k, v in result.items() if k != "item_scores"})
     return result
