@@ -52,6 +52,8 @@ class Loaded:
     """The schema used for each file (detected or given)."""
     rows_read: dict[str, int] = field(default_factory=dict)
     """Rows (records + rejects) read from each file."""
+    objects: dict[str, int] = field(default_factory=dict)
+    """Rows of each file that are objects (the others are malformed)."""
     fields: dict[str, dict[str, int]] = field(default_factory=dict)
     """For each file, every field its rows have and in how many rows: what a hint can suggest."""
     samples: dict[str, list[dict]] = field(default_factory=dict)
@@ -337,8 +339,8 @@ def load_file(path: Path, input_field: str = "input", target_field: str = "targe
         raise DataError(f"{path}: unknown schema '{schema}' (known: {', '.join(SCHEMAS)})")
     used = SCHEMA_FIELDS.get(schema, (input_field, target_field))
     objects = [r for _, r, _ in rows if isinstance(r, dict)]
-    out = Loaded(schemas={str(path): schema}, rows_read={str(path): len(rows)}, samples={str(path): objects[:200]},
-                 fields={str(path): dict(Counter(k for r in objects for k in r))})
+    out = Loaded(schemas={str(path): schema}, rows_read={str(path): len(rows)}, objects={str(path): len(objects)},
+                 samples={str(path): objects[:200]}, fields={str(path): dict(Counter(k for r in objects for k in r))})
     seen_ids: set[str] = set()
     for lineno, row, raw in rows:
         try:
@@ -378,7 +380,7 @@ def load_files(files: list[str], project: Path, input_field: str, target_field: 
                 rec.id = f"{Path(name).stem}:{rec.id}"
         out.records += part.records
         out.rejects += part.rejects
-        for name_ in ("schemas", "rows_read", "fields", "samples"):
+        for name_ in ("schemas", "rows_read", "objects", "fields", "samples"):
             getattr(out, name_).update(getattr(part, name_))
     return out
 
@@ -406,7 +408,7 @@ def unusable_hints(loaded: Loaded, input_field: str, target_field: str, labels: 
             guessed: set[str] = {f for f in (input_field, target_field) if f in fields}
             for key, name, role in ((keys[0], input_field, "input"), (keys[1], target_field, "target")):
                 have = fields.get(name, 0)
-                if have * 2 < total:
+                if have * 2 < loaded.objects.get(file, total):
                     near = _nearest_field(name, role, fields, loaded.samples.get(file, []), guessed, labels or [])
                     guessed.add(near[0] if near else name)
                     absent.append(f"{'only ' + str(have) + ' rows have' if have else 'no row has'} the field "

@@ -18,7 +18,7 @@ from tunewise import workspace as ws
 from tunewise.config import ProjectConfig
 from tunewise.core import Record
 from tunewise.data.dedup import clusters, near_pairs, normalise
-from tunewise.data.load import DataError, Loaded, Reject, load_files, nearest_label, unusable_hints
+from tunewise.data.load import DataError, Reject, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import find_pii, redact
 from tunewise.data.review import DROP, export_review, import_review, load_corrections
 from tunewise.data.split import group_stratified_split
