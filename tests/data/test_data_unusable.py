@@ -75,9 +75,9 @@ def test_most_rows_unusable_is_a_hint_not_a_failure(tmp_path):
     result, audit = _audit(_project(tmp_path, rows, "{type: classification, input_field: text, labels: [sport, business]}"))
     assert result.exit_code == 0, result.output
     assert audit["usable_rows"] == 10
-    assert audit["hints"] == [f"{tmp_path / 'data' / 'd.jsonl'}: 30 of 40 rows unusable (0 rejected, 30 without a target); "
+    assert audit["hints"] == [(f"{tmp_path / 'data' / 'd.jsonl'}: 30 of 40 rows unusable (0 rejected, 30 without a target); "
                               "only 10 rows have the field 'target' (task.target_field); nearest: 'label' (its values "
-                              "match task.labels); the rows' fields: id, text, label, target"]
+                              "match task.labels); the rows' fields: id, text, label, target")]
     assert "hint:" in result.output
 
 
@@ -150,10 +150,12 @@ def test_prepare_records_a_hint_when_most_rows_are_dropped(tmp_path):
     project = _project(tmp_path, rows, "{type: classification, input_field: text, target_field: label, labels: [sport, business]}")
     result = CliRunner().invoke(app, ["prepare", str(project)])
     assert result.exit_code == 0, result.output
-    manifest = json.loads(next((project / ".tunewise" / "datasets").glob("*/manifest.json")).read_text())
-    assert manifest["hints"] == ["25 of 40 rows dropped as unusable: label 'SPORT' is not in task.labels (nearest: "
-                                 "'sport') (13), label 'BUSINESS' is not in task.labels (nearest: 'business') (12)"]
+    manifest_path = next((project / ".tunewise" / "datasets").glob("*/manifest.json"))
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["hints"] == [("25 of 40 rows dropped as unusable: label 'SPORT' is not in task.labels (nearest: "
+                                 "'sport') (13), label 'BUSINESS' is not in task.labels (nearest: 'business') (12)")]
     assert "hint: 25 of 40 rows dropped" in result.output
+    assert "- 25 of 40 rows dropped as unusable" in (Path(manifest_path).parent / "DATACARD.md").read_text()
 
 
 # ---------------------------------------------------------------- extraction targets as JSON
@@ -225,8 +227,10 @@ def test_unknown_labels_check_counts_examples_and_nearest(tmp_path):
     assert check["labels"]["weather"]["nearest"] is None
     assert check["labels"]["Sport"]["examples"] == [f"{source}:{n}" for n in (2, 6, 10, 14)]
     assert "'Sport' 4 (-> 'sport')" in result.output
-    assert audit["hints"] == ["12 of 16 rows have a label outside task.labels (sport, business): 'Sport' (4 rows, nearest "
-                              "'sport'), 'sprot ' (4 rows, nearest 'sport'), 'weather' (4 rows)"]
+    assert audit["hints"] == [("12 of 16 rows have a label outside task.labels (sport, business): 'Sport' (4 rows, nearest "
+                              "'sport'), 'sprot ' (4 rows, nearest 'sport'), 'weather' (4 rows)")]
+    html = next((project / ".tunewise" / "audits").glob("*/audit.html")).read_text()
+    assert "hint: 12 of 16 rows have a label outside task.labels" in html
     export = CliRunner().invoke(app, ["review", "export", str(project)])
     assert export.exit_code == 0, export.output
     review = (project / ".tunewise" / "reviews" / "review.csv").read_text()

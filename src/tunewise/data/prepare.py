@@ -363,6 +363,8 @@ def datacard(m: dict) -> str:
     lines += [f"- {n}: {c} rows" for n, c in m["counts"].items() if n != "rejected"]
     lines += ["", f"Every removed or malformed row ({m['counts']['rejected']}) is listed with its reason in rejects.jsonl.", ""]
     lines += ["## Labels per split", ""] + [f"- {n}: {json.dumps(v, ensure_ascii=False)}" for n, v in m["labels"].items()]
+    if m.get("hints"):
+        lines += ["", "## Most rows unusable", ""] + [f"- {h}" for h in m["hints"]]
     return "\n".join(lines) + "\n"
 
 

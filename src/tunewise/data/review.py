@@ -83,7 +83,7 @@ def flagged_rows(audit: dict) -> dict[str, dict]:
             flag(rid, name)
     for f in checks["pii"]["findings"]:
         flag(f["id"], "pii")
-    for label, found in checks.get("unknown_labels", {}).get("labels", {}).items():
+    for found in checks.get("unknown_labels", {}).get("labels", {}).values():
         for rid in found["ids"]:
             flag(rid, "unknown_label")
             out[rid]["suggested"] = found["nearest"] or ""
