@@ -91,6 +91,15 @@ def test_audit_without_config_names_the_flags(tmp_path, monkeypatch):
     assert "no row has the field 'target' (--target-field); nearest: 'class'" in text
 
 
+def test_a_semicolon_separated_csv_is_named(tmp_path):
+    project = _project(tmp_path, "text;label\n" + "".join(f"row {i};sport\n" for i in range(6)),
+                       "{type: classification, input_field: text, target_field: label, labels: [sport, business]}", "d.csv")
+    result = CliRunner().invoke(app, ["prepare", str(project)])
+    assert result.exit_code == 1
+    assert ("the header is one column 'text;label': the file looks ';'-separated, but .csv is read as "
+            "comma-separated") in result.output.replace("\n", "")
+
+
 def test_malformed_rows_hint_gives_the_commonest_reason(tmp_path):
     rows = "".join('{"input": "a", "target": "sport"' + "\n" for _ in range(5)) + '{"input": "b", "target": "sport"}\n'
     _, audit = _audit(_project(tmp_path, rows, "{type: generation}"))

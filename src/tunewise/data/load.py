@@ -404,6 +404,13 @@ def unusable_hints(loaded: Loaded, input_field: str, target_field: str, labels: 
         line = f"{file}: {len(rejects) + no_target} of {total} rows unusable ({len(rejects)} rejected, {no_target} without a target)"
         fields = loaded.fields.get(file, {})
         absent = []
+        joined = [f for f in fields if any(sep in f for sep in ";\t|")]
+        if len(fields) == 1 and joined and Path(file).suffix.lower() in (".csv", ".tsv"):
+            sep = next(sep for sep in ";\t|" if sep in joined[0])
+            hints.append(f"{line}; the header is one column {joined[0]!r}: the file looks {sep!r}-separated, but "
+                         f"{Path(file).suffix} is read as {'tab' if file.lower().endswith('.tsv') else 'comma'}-separated"
+                         f"{' (save tab-separated data as .tsv)' if sep == chr(9) else ''}")
+            continue
         if loaded.schemas.get(file) == "input_target" and fields:
             guessed: set[str] = {f for f in (input_field, target_field) if f in fields}
             for key, name, role in ((keys[0], input_field, "input"), (keys[1], target_field, "target")):

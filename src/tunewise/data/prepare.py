@@ -278,7 +278,7 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None) -> tup
     rejects = loaded.rejects + [_reject(r, why) for r, why in dropped]
     if not recs:
         _refuse(project, rejects, ", ".join(data.files), _why_nothing_left(n_rows, n_rejected, steps, dropped, hints))
-    hints += _dropped_hints(n_rows, steps, dropped)
+    hints = hints or _dropped_hints(n_rows, steps, dropped)  # the loading hints already say why rows lack targets
     parts = split(recs, config, test is not None)
     if test is not None:
         parts["test"] = sorted(test, key=lambda r: r.id)
