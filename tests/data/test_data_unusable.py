@@ -106,6 +106,13 @@ def test_malformed_rows_hint_gives_the_commonest_reason(tmp_path):
     assert audit["hints"][0].endswith("commonest reason (5 rows, first at line 1): bad JSON: Expecting ',' delimiter (column 33)")
 
 
+def test_a_latin1_file_groups_its_rejects_and_says_so(tmp_path):
+    rows = b"".join(b'{"input": "caf\xe9 number %d ordered", "target": "sport"}\n' % i for i in range(1, 12))
+    _, audit = _audit(_project(tmp_path, rows, "{type: generation}"))
+    assert audit["hints"][0].endswith("commonest reason (11 rows, first at line 1): invalid UTF-8 at byte 14; the file "
+                                      "may be Latin-1 or Windows-1252: save it as UTF-8")
+
+
 @pytest.mark.parametrize("name,data,says", [
     ("d.jsonl", PNG, "a binary file, not jsonl text (NUL bytes)"),
     ("d.csv", PNG, "a binary file, not csv text (NUL bytes)"),

@@ -15,6 +15,7 @@ import csv
 import difflib
 import io
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -390,8 +391,9 @@ def load_files(files: list[str], project: Path, input_field: str, target_field: 
 def unusable_hints(loaded: Loaded, input_field: str, target_field: str, labels: list[str] | None = None,
                    keys: tuple[str, str] = ("task.input_field", "task.target_field")) -> list[str]:
     """One line per file where more than half the rows were rejected or have no target: how many,
-    and why — a configured field the rows lack (with the fields they have and the nearest one), or
-    the commonest reject reason. A wrong field name is the commonest first mistake."""
+    and why — a CSV read with the wrong separator, a configured field the rows lack (with the fields
+    they have and the nearest one), or the commonest reject reason. A wrong field name is the
+    commonest first mistake."""
     hints = []
     for file, total in loaded.rows_read.items():
         if total == 0:
@@ -402,32 +404,49 @@ def unusable_hints(loaded: Loaded, input_field: str, target_field: str, labels: 
         if (len(rejects) + no_target) * 2 <= total:
             continue
         line = f"{file}: {len(rejects) + no_target} of {total} rows unusable ({len(rejects)} rejected, {no_target} without a target)"
-        fields = loaded.fields.get(file, {})
-        absent = []
-        joined = [f for f in fields if any(sep in f for sep in ";\t|")]
-        if len(fields) == 1 and joined and Path(file).suffix.lower() in (".csv", ".tsv"):
-            sep = next(sep for sep in ";\t|" if sep in joined[0])
-            hints.append(f"{line}; the header is one column {joined[0]!r}: the file looks {sep!r}-separated, but "
-                         f"{Path(file).suffix} is read as {'tab' if file.lower().endswith('.tsv') else 'comma'}-separated"
-                         f"{' (save tab-separated data as .tsv)' if sep == chr(9) else ''}")
-            continue
-        if loaded.schemas.get(file) == "input_target" and fields:
-            guessed: set[str] = {f for f in (input_field, target_field) if f in fields}
-            for key, name, role in ((keys[0], input_field, "input"), (keys[1], target_field, "target")):
-                have = fields.get(name, 0)
-                if have * 2 < loaded.objects.get(file, total):
-                    near = _nearest_field(name, role, fields, loaded.samples.get(file, []), guessed, labels or [])
-                    guessed.add(near[0] if near else name)
-                    absent.append(f"{'only ' + str(have) + ' rows have' if have else 'no row has'} the field "
-                                  f"'{name}' ({key}){f'; nearest: {near[0]!r} ({near[1]})' if near else ''}")
-        if absent:
-            line += "; " + "; ".join(absent) + f"; the rows' fields: {', '.join(fields)}"
-        elif rejects:
-            reason, n = Counter(r.reason for r in rejects).most_common(1)[0]
-            first = next(r.line for r in rejects if r.reason == reason)
-            line += f"; commonest reason ({n} rows, first at line {first}): {reason}"
-        hints.append(line)
+        why = _separator_hint(file, loaded.fields.get(file, {}))
+        if not why and loaded.schemas.get(file) == "input_target":
+            why = _field_hint(loaded, file, (input_field, target_field), keys, labels or [])
+        if not why and rejects:
+            why = _commonest_reason(rejects)
+        hints.append(f"{line}; {why}" if why else line)
     return hints
+
+
+def _separator_hint(file: str, fields: dict[str, int]) -> str:
+    suffix = Path(file).suffix.lower()
+    if len(fields) != 1 or suffix not in (".csv", ".tsv"):
+        return ""
+    header = next(iter(fields))
+    sep = next((c for c in ";\t|," if c in header and not (c == "," and suffix == ".csv")), None)
+    if sep is None:
+        return ""
+    return (f"the header is one column {header!r}: the file looks {sep!r}-separated, but {suffix} is read as "
+            f"{'tab' if suffix == '.tsv' else 'comma'}-separated" + (" (save tab-separated data as .tsv)" if sep == "\t" else ""))
+
+
+def _field_hint(loaded: Loaded, file: str, names: tuple[str, str], keys: tuple[str, str], labels: list[str]) -> str:
+    """The configured fields most rows lack, each with the nearest field the rows do have."""
+    fields, absent = loaded.fields.get(file, {}), []
+    taken: set[str] = {f for f in names if f in fields}
+    for key, name, role in zip(keys, names, ("input", "target"), strict=True):
+        have = fields.get(name, 0)
+        if have * 2 >= loaded.objects.get(file, 0):
+            continue
+        near = _nearest_field(name, role, fields, loaded.samples.get(file, []), taken, labels)
+        taken.add(near[0] if near else name)
+        absent.append(f"{'only ' + str(have) + ' rows have' if have else 'no row has'} the field '{name}' ({key})"
+                      + (f"; nearest: {near[0]!r} ({near[1]})" if near else ""))
+    return "; ".join(absent) + f"; the rows' fields: {', '.join(fields)}" if absent and fields else ""
+
+
+def _commonest_reason(rejects: list[Reject]) -> str:
+    # Reasons differ only by numbers (byte, column) row to row; group on the rest.
+    kinds = Counter(re.sub(r"\d+", "#", r.reason) for r in rejects)
+    kind, n = kinds.most_common(1)[0]
+    first = next(r for r in rejects if re.sub(r"\d+", "#", r.reason) == kind)
+    advice = "; the file may be Latin-1 or Windows-1252: save it as UTF-8" if first.reason.startswith("invalid UTF-8") else ""
+    return f"commonest reason ({n} rows, first at line {first.line}): {first.reason}{advice}"
 
 
 def nearest_label(value: str, labels: list[str]) -> str | None:
