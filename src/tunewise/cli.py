@@ -287,6 +287,12 @@ def audit(
     for warning in result.get("warnings", []):
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     out.print(f"audit: {json_file}\nhtml: {html_file}")
+    if result["usable_rows"] == 0:
+        from tunewise.data.load import DataError
+
+        raise DataError(f"no usable rows: {' | '.join(result['hints'])}; rejects: {json_file.parent / 'rejects.jsonl'}")
+    for hint in result.get("hints", []):
+        console.print(f"[yellow]hint:[/] {hint}", highlight=False, soft_wrap=True)
     gate(result, [c.strip() for c in fail_on.split(",") if c.strip()] if fail_on else [])
 
 
@@ -300,6 +306,8 @@ def prepare(project: ProjectArg = Path("."), set_: SetOpt = None) -> None:
     config = load_config(project, set_)
     _writable(project)
     folder, manifest = prepare_project(config, project)
+    for hint in manifest.get("hints", []):
+        console.print(f"[yellow]hint:[/] {hint}", highlight=False, soft_wrap=True)
     counts = manifest["counts"]
     out.print(f"dataset {manifest['hash'][:16]}: train {counts['train']}, val {counts['val']}, test {counts['test']}, "
               f"rejected {counts['rejected']}\n{folder}")

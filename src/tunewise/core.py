@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+def canonical_json(value: Any) -> str:
+    """The one serialisation of a JSON target (extraction fields) everywhere: loading, few-shot
+    examples, training targets and scoring all see the same text for the same value."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 @dataclass

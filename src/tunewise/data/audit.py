@@ -19,7 +19,7 @@ import numpy as np
 
 from tunewise.core import Record
 from tunewise.data.dedup import near_pairs, normalise
-from tunewise.data.load import DataError, Loaded, Reject, load_files
+from tunewise.data.load import DataError, Loaded, Reject, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import PII_TYPES, find_pii
 
 GENERATIVE_SCHEMAS = ("chat", "preference", "alpaca", "prompt_completion")
@@ -154,6 +154,21 @@ def class_balance(records: list[Record], labels: list[str], min_count: int) -> d
             "below_min": below, "not_in_task_labels": unknown}
 
 
+def unknown_labels(records: list[Record], labels: list[str]) -> dict:
+    """count: rows whose label is not one of task.labels (prepare drops them); per unknown label its
+    rows, where the first ones are (file:line) and the nearest known label."""
+    if not labels:
+        return {"count": 0, "labels": {}, "skipped": "no task.labels given"}
+    known, found = set(labels), defaultdict(list)
+    for rec in records:
+        if rec.target is not None and rec.target not in known:
+            found[rec.target].append(rec)
+    items = {lab: {"rows": len(recs), "nearest": nearest_label(lab, labels), "examples": [r.source for r in recs[:5]],
+                   "ids": [r.id for r in recs]}
+             for lab, recs in sorted(found.items(), key=lambda kv: (-len(kv[1]), kv[0]))}
+    return {"count": sum(len(v) for v in found.values()), "labels": items, "known": list(labels)}
+
+
 def pii(records: list[Record]) -> dict:
     """count: rows containing any personal data or secret; by_type: rows containing each type."""
     by_type: Counter[str] = Counter()
@@ -274,6 +289,7 @@ def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None
         ("pii", lambda: pii(recs)),
         ("leakage", lambda: leakage(recs, test, settings.near_threshold)),
         ("class_balance", lambda: class_balance(recs, settings.labels, settings.min_label_count) if is_class else not_class),
+        ("unknown_labels", lambda: unknown_labels(recs, settings.labels) if is_class else not_class),
         ("suspected_mislabels", lambda: _mislabels(recs, settings, embed) if is_class else not_class),
     ]
     if not is_class or set(schemas) & set(GENERATIVE_SCHEMAS):
@@ -290,8 +306,11 @@ def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None
         result = run()
         seconds[name] = round(time.perf_counter() - start, 3)
         checks.update(result if name == "chat" else {name: result})
+    labels = settings.labels if is_class else []
+    usable = sum(bool(r.input.strip()) and r.target is not None and (not labels or r.target in labels) for r in recs)
     return {
         "rows": len(recs),
+        "usable_rows": usable,
         "schemas": loaded.schemas,
         "task": "classification" if is_class else (settings.task_type or "generation"),
         "rejected": [{"file": r.file, "line": r.line, "reason": r.reason} for r in loaded.rejects],
@@ -299,6 +318,24 @@ def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None
         "checks": checks,
         "seconds": seconds,
     }
+
+
+def audit_hints(audit: dict, loaded: Loaded, input_field: str, target_field: str, labels: list[str],
+                keys: tuple[str, str]) -> list[str]:
+    """One line each for what made most rows unusable: wrong fields or malformed rows per file,
+    labels outside task.labels; and, when nothing at all is usable, what the rows lacked."""
+    hints = unusable_hints(loaded, input_field, target_field, labels, keys)
+    unknown = audit["checks"].get("unknown_labels", {})
+    if unknown.get("count", 0) * 2 > audit["rows"]:
+        shown = [f"'{lab}' ({v['rows']} rows{', nearest ' + repr(v['nearest']) if v['nearest'] else ''})"
+                 for lab, v in list(unknown["labels"].items())[:3]]
+        hints.append(f"{unknown['count']} of {audit['rows']} rows have a label outside task.labels "
+                     f"({', '.join(labels)}): {', '.join(shown)}{', …' if len(unknown['labels']) > 3 else ''}")
+    if audit["usable_rows"] == 0 and not hints:
+        c = audit["checks"]
+        hints.append(f"no usable rows: {len(loaded.rejects)} rejected, {c['empty_inputs']['count']} with an empty input, "
+                     f"{c['missing_targets']['count']} without a target, {unknown.get('count', 0)} with an unknown label")
+    return hints
 
 
 def _mislabels(recs: list[Record], settings: AuditSettings, embed) -> dict:
@@ -340,6 +377,7 @@ def audit_project(project: Path, data: list[str] | None = None, test_file: str |
     project = Path(project)
     config = load_config(project, overrides) if config_path(project).exists() else None
     settings, schema, id_field, test_flag = AuditSettings(), None, "id", test_file
+    input_flag, target_flag = input_field, target_field
     files = data or (config.data.files if config else None)
     if not files:
         raise DataError(f"{project}: no data to audit (no tunewise.yaml there; pass --data FILE)")
@@ -357,10 +395,16 @@ def audit_project(project: Path, data: list[str] | None = None, test_file: str |
     # Files named on the command line are relative to where the user is; the config's to the project.
     base = Path(".") if data else project
     test_base = Path(".") if test_flag else project
-    loaded = load_files(list(files), base, input_field, target_field, schema, id_field)
-    test = load_files([test_file], test_base, input_field, target_field, schema, id_field).records if test_file else None
+    json_targets = settings.task_type == "extraction"
+    loaded = load_files(list(files), base, input_field, target_field, schema, id_field, json_targets)
+    test = (load_files([test_file], test_base, input_field, target_field, schema, id_field, json_targets).records
+            if test_file else None)
     tokenizer, warning = _tokenizer(config, project) if config else (None, None)
     audit = run_audit(loaded, settings, test, tokenizer, embed)
+    keys = tuple(f"--{k.replace('_', '-')}" if flag or not config else f"task.{k}"
+                 for k, flag in (("input_field", input_flag), ("target_field", target_flag)))
+    audit["hints"] = audit_hints(audit, loaded, input_field, target_field,
+                                 settings.labels if audit["task"] == "classification" else [], keys)
     if warning:
         audit["warnings"] = [warning]
     audit["files"] = {str(f): ws.sha256_file(base / f) for f in files}
@@ -399,6 +443,9 @@ def summary_rows(audit: dict) -> list[tuple[str, str, str]]:
             detail = f"exact {check['exact']}, near {check['near']}"
         elif name == "too_long" and check.get("lengths"):
             detail = f"p50 {check['lengths']['p50']}, max {check['lengths']['max']} tokens ({check['tokenizer']})"
+        elif name == "unknown_labels" and check.get("labels"):
+            detail = ", ".join(f"{lab!r} {v['rows']}" + (f" (-> {v['nearest']!r})" if v["nearest"] else "")
+                               for lab, v in list(check["labels"].items())[:4])
         elif name == "annotator_agreement" and "kappa" in check:
             detail = f"{check['method']} kappa {check['kappa']}"
         rows.append((name, str(check["count"]), detail))

@@ -12,15 +12,17 @@ naming the file, the line and the reason. A file that cannot be read at all rais
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunewise.core import Record
+from tunewise.core import Record, canonical_json
 
 SCHEMAS = ("input_target", "prompt_completion", "alpaca", "chat", "preference")
 CHAT_ROLES = ("system", "user", "assistant", "tool")
@@ -49,6 +51,14 @@ class Loaded:
     rejects: list[Reject] = field(default_factory=list)
     schemas: dict[str, str] = field(default_factory=dict)
     """The schema used for each file (detected or given)."""
+    rows_read: dict[str, int] = field(default_factory=dict)
+    """Rows (records + rejects) read from each file."""
+    objects: dict[str, int] = field(default_factory=dict)
+    """Rows of each file that are objects (the others are malformed)."""
+    fields: dict[str, dict[str, int]] = field(default_factory=dict)
+    """For each file, every field its rows have and in how many rows: what a hint can suggest."""
+    samples: dict[str, list[dict]] = field(default_factory=dict)
+    """The first rows of each file that are objects, to guess which field holds what."""
 
 
 class _RowError(ValueError):
@@ -167,6 +177,18 @@ def _rows_parquet(path: Path) -> Iterator[tuple[int, Any, str]]:
         yield i, row, json.dumps(row, default=str, ensure_ascii=False)[:500]
 
 
+def _refuse_binary(raw: bytes, path: Path, fmt: str) -> None:
+    """One line for a file that is not text at all (an image, an archive, UTF-16), instead of a
+    reject for every line of it. A few bad bytes in a text file stay per-row rejects."""
+    head = raw[:65536]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"{path}: UTF-16 text (byte-order mark); save it as UTF-8 to read it as {fmt}")
+    undecodable = len(head) - len(head.decode("utf-8", "ignore").encode("utf-8"))
+    if b"\x00" in head or undecodable > max(8, len(head) // 10):
+        what = "NUL bytes" if b"\x00" in head else f"{undecodable} of its first {len(head)} bytes are not UTF-8"
+        raise DataError(f"{path}: a binary file, not {fmt} text ({what}); check that data.files names the data")
+
+
 def read_rows(path: Path) -> Iterator[tuple[int, Any, str]]:
     """Yield (line or row number, parsed row or _RowError, raw text) for any supported format."""
     fmt = FORMATS.get(path.suffix.lower())
@@ -178,6 +200,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, Any, str]]:
             raise DataError(f"{path}: cannot read (not a file)")
         return _rows_parquet(path)
     raw = _read_bytes(path)
+    _refuse_binary(raw, path, fmt)
     if fmt == "jsonl":
         return _rows_jsonl(raw)
     if fmt == "json":
@@ -221,7 +244,10 @@ def _text(row: dict, name: str, required: bool = True, allow_int: bool = False) 
 
 
 def _target(row: dict, name: str) -> str | None:
-    """A missing or null target is kept (the audit counts it), a wrong type is a reject."""
+    """A missing or null target is kept (the audit counts it), a wrong type is a reject; a JSON
+    object or array (extraction fields) becomes its canonical JSON text."""
+    if isinstance(row.get(name), dict | list):
+        return canonical_json(row[name])
     value = _text(row, name, required=False, allow_int=True)
     return None if value is None or not value.strip() else value
 
@@ -282,13 +308,28 @@ def parse_row(row: Any, schema: str, input_field: str, target_field: str) -> tup
 
 SCHEMA_FIELDS = {"chat": ("messages",), "preference": ("prompt", "chosen", "rejected"),
                  "alpaca": ("instruction", "input", "output"), "prompt_completion": ("prompt", "completion")}
+TARGET_FIELDS = {"preference": "chosen", "alpaca": "output", "prompt_completion": "completion"}
+
+
+def json_target(target: str, name: str) -> str:
+    """An extraction target given as JSON text, in the canonical serialisation; a reject otherwise."""
+    try:
+        value = json.loads(target)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise _RowError(f"field '{name}' must be a JSON object or array (an extraction target): "
+                        f"{getattr(e, 'msg', 'nested too deeply')}") from None
+    if not isinstance(value, dict | list):
+        raise _RowError(f"field '{name}' must be a JSON object or array (an extraction target), "
+                        f"got {type(value).__name__}")
+    return canonical_json(value)
 
 
 # ---------------------------------------------------------------- files
 
 def load_file(path: Path, input_field: str = "input", target_field: str = "target", id_field: str = "id",
-              schema: str | None = None) -> Loaded:
-    """Load one file of any supported format; ``schema`` None detects it from the first rows."""
+              schema: str | None = None, json_targets: bool = False) -> Loaded:
+    """Load one file of any supported format; ``schema`` None detects it from the first rows.
+    ``json_targets`` (extraction): every target must be a JSON object or array, kept canonical."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such data file")
@@ -298,11 +339,16 @@ def load_file(path: Path, input_field: str = "input", target_field: str = "targe
     elif schema not in SCHEMAS:
         raise DataError(f"{path}: unknown schema '{schema}' (known: {', '.join(SCHEMAS)})")
     used = SCHEMA_FIELDS.get(schema, (input_field, target_field))
-    out = Loaded(schemas={str(path): schema})
+    objects = [r for _, r, _ in rows if isinstance(r, dict)]
+    out = Loaded(schemas={str(path): schema}, rows_read={str(path): len(rows)}, objects={str(path): len(objects)},
+                 samples={str(path): objects[:200]}, fields={str(path): dict(Counter(k for r in objects for k in r))})
     seen_ids: set[str] = set()
     for lineno, row, raw in rows:
         try:
             text, target, extra = parse_row(row, schema, input_field, target_field)
+            # Chat targets live in the messages, which are not rewritten here.
+            if json_targets and target is not None and schema != "chat":
+                target = json_target(target, TARGET_FIELDS.get(schema, target_field))
             rid = row.get(id_field, lineno)
             if isinstance(rid, bool) or not isinstance(rid, str | int):
                 raise _RowError(f"field '{id_field}' must be a string or integer")
@@ -322,18 +368,118 @@ def load_jsonl(path: Path, input_field: str, target_field: str, id_field: str = 
 
 
 def load_files(files: list[str], project: Path, input_field: str, target_field: str,
-               schema: str | None = None, id_field: str = "id") -> Loaded:
+               schema: str | None = None, id_field: str = "id", json_targets: bool = False) -> Loaded:
     """Load every data file of a project; ids are made unique across files."""
     out = Loaded()
     for name in files:
         path = Path(project) / name
         if not path.exists():
             raise DataError(f"{path}: no such data file (data.files in tunewise.yaml)")
-        part = load_file(path, input_field, target_field, id_field, schema)
+        part = load_file(path, input_field, target_field, id_field, schema, json_targets)
         if len(files) > 1:
             for rec in part.records:
                 rec.id = f"{Path(name).stem}:{rec.id}"
         out.records += part.records
         out.rejects += part.rejects
-        out.schemas.update(part.schemas)
+        for name_ in ("schemas", "rows_read", "objects", "fields", "samples"):
+            getattr(out, name_).update(getattr(part, name_))
     return out
+
+
+# ---------------------------------------------------------------- when most rows are unusable
+
+def unusable_hints(loaded: Loaded, input_field: str, target_field: str, labels: list[str] | None = None,
+                   keys: tuple[str, str] = ("task.input_field", "task.target_field")) -> list[str]:
+    """One line per file where more than half the rows were rejected or have no target: how many,
+    and why — a CSV read with the wrong separator, a configured field the rows lack (with the fields
+    they have and the nearest one), or the commonest reject reason. A wrong field name is the
+    commonest first mistake."""
+    hints = []
+    for file, total in loaded.rows_read.items():
+        if total == 0:
+            hints.append(f"{file}: no rows (the file is empty)")
+            continue
+        rejects = [r for r in loaded.rejects if r.file == file]
+        no_target = sum(1 for r in loaded.records if r.target is None and r.source.rpartition(":")[0] == file)
+        if (len(rejects) + no_target) * 2 <= total:
+            continue
+        line = f"{file}: {len(rejects) + no_target} of {total} rows unusable ({len(rejects)} rejected, {no_target} without a target)"
+        why = _separator_hint(file, loaded.fields.get(file, {}))
+        if not why and loaded.schemas.get(file) == "input_target":
+            why = _field_hint(loaded, file, (input_field, target_field), keys, labels or [])
+        if not why and rejects:
+            why = _commonest_reason(rejects)
+        hints.append(f"{line}; {why}" if why else line)
+    return hints
+
+
+def _separator_hint(file: str, fields: dict[str, int]) -> str:
+    suffix = Path(file).suffix.lower()
+    if len(fields) != 1 or suffix not in (".csv", ".tsv"):
+        return ""
+    header = next(iter(fields))
+    sep = next((c for c in ";\t|," if c in header and not (c == "," and suffix == ".csv")), None)
+    if sep is None:
+        return ""
+    return (f"the header is one column {header!r}: the file looks {sep!r}-separated, but {suffix} is read as "
+            f"{'tab' if suffix == '.tsv' else 'comma'}-separated" + (" (save tab-separated data as .tsv)" if sep == "\t" else ""))
+
+
+def _field_hint(loaded: Loaded, file: str, names: tuple[str, str], keys: tuple[str, str], labels: list[str]) -> str:
+    """The configured fields most rows lack, each with the nearest field the rows do have."""
+    fields, absent = loaded.fields.get(file, {}), []
+    taken: set[str] = {f for f in names if f in fields}
+    for key, name, role in zip(keys, names, ("input", "target"), strict=True):
+        have = fields.get(name, 0)
+        if have * 2 >= loaded.objects.get(file, 0):
+            continue
+        near = _nearest_field(name, role, fields, loaded.samples.get(file, []), taken, labels)
+        taken.add(near[0] if near else name)
+        absent.append(f"{'only ' + str(have) + ' rows have' if have else 'no row has'} the field '{name}' ({key})"
+                      + (f"; nearest: {near[0]!r} ({near[1]})" if near else ""))
+    return "; ".join(absent) + f"; the rows' fields: {', '.join(fields)}" if absent and fields else ""
+
+
+def _commonest_reason(rejects: list[Reject]) -> str:
+    # Reasons differ only by numbers (byte, column) row to row; group on the rest.
+    kinds = Counter(re.sub(r"\d+", "#", r.reason) for r in rejects)
+    kind, n = kinds.most_common(1)[0]
+    first = next(r for r in rejects if re.sub(r"\d+", "#", r.reason) == kind)
+    advice = "; the file may be Latin-1 or Windows-1252: save it as UTF-8" if first.reason.startswith("invalid UTF-8") else ""
+    return f"commonest reason ({n} rows, first at line {first.line}): {first.reason}{advice}"
+
+
+def nearest_label(value: str, labels: list[str]) -> str | None:
+    """The known label an unknown one most likely meant: the same up to case and spacing, else the
+    closest spelling; None when nothing is close."""
+    folded = {" ".join(lab.split()).lower(): lab for lab in labels}
+    key = " ".join(str(value).split()).lower()
+    if key in folded:
+        return folded[key]
+    close = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.6)
+    return folded[close[0]] if close else None
+
+
+def _nearest_field(name: str, role: str, fields: dict[str, int], sample: list[dict], taken: set[str],
+                   labels: list[str]) -> tuple[str, str] | None:
+    """(field, why) the configured name most likely meant: a similar name, else a guess from the values."""
+    candidates = [f for f in fields if f not in taken]
+    lower = {f.lower(): f for f in candidates}
+    close = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)
+    if close:
+        return lower[close[0]], "a similar name"
+    values = {f: [r[f] for r in sample if r.get(f) is not None] for f in candidates}
+    texts = {f: v for f, v in values.items() if v and all(isinstance(x, str) for x in v)}
+    if role == "input":
+        best = max(texts, key=lambda f: sum(map(len, texts[f])) / len(texts[f]), default=None)
+        return (best, "its longest text values") if best else None
+    wanted = {lab.strip().lower() for lab in labels}
+    overlap = {f: sum(str(x).strip().lower() in wanted for x in v) for f, v in values.items() if wanted}
+    if overlap and max(overlap.values()):
+        return max(overlap, key=overlap.__getitem__), "its values match task.labels"
+    objects = [f for f, v in values.items() if v and all(isinstance(x, dict | list) for x in v)]
+    if objects:
+        return objects[0], "JSON objects, an extraction target"
+    short = {f: len(set(v)) for f, v in texts.items() if all(len(x) <= 50 for x in v) and len(set(v)) < len(v)}
+    best = min(short, key=short.__getitem__, default=None)
+    return (best, f"{short[best]} distinct values, like labels") if best else None

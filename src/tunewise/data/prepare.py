@@ -18,7 +18,7 @@ from tunewise import workspace as ws
 from tunewise.config import ProjectConfig
 from tunewise.core import Record
 from tunewise.data.dedup import clusters, near_pairs, normalise
-from tunewise.data.load import DataError, Reject, load_files
+from tunewise.data.load import DataError, Reject, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import find_pii, redact
 from tunewise.data.review import DROP, export_review, import_review, load_corrections
 from tunewise.data.split import group_stratified_split
@@ -50,7 +50,8 @@ def drop_unusable(recs: list[Record], labels: list[str]) -> tuple[list[Record], 
         elif rec.target is None:
             dropped.append((rec, "missing target"))
         elif labels and rec.target not in labels:
-            dropped.append((rec, f"label {rec.target!r} is not in task.labels"))
+            near = nearest_label(rec.target, labels)
+            dropped.append((rec, f"label {rec.target!r} is not in task.labels" + (f" (nearest: {near!r})" if near else "")))
         else:
             kept.append(rec)
     return kept, dropped, "removed rows with an empty input, no target, or a label outside task.labels"
@@ -249,13 +250,23 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None) -> tup
     """Load, clean, split and write the dataset; return its folder and manifest."""
     project = Path(project)
     task, data = config.task, config.data
-    loaded = load_files(data.files, project, task.input_field, task.target_field, data.schema_, data.id_field)
+    json_targets = task.type == "extraction"
+    loaded = load_files(data.files, project, task.input_field, task.target_field, data.schema_, data.id_field, json_targets)
+    hints = unusable_hints(loaded, task.input_field, task.target_field, task.labels)
+    n_rows, n_rejected = len(loaded.records) + len(loaded.rejects), len(loaded.rejects)
     test = None
     if data.test_file:
-        test_loaded = load_files([data.test_file], project, task.input_field, task.target_field, data.schema_, data.id_field)
-        test, _, test_dropped = clean(test_loaded.records, config.model_copy(
+        test_loaded = load_files([data.test_file], project, task.input_field, task.target_field, data.schema_,
+                                 data.id_field, json_targets)
+        test_hints = unusable_hints(test_loaded, task.input_field, task.target_field, task.labels)
+        test, test_steps, test_dropped = clean(test_loaded.records, config.model_copy(
             update={"prepare": config.prepare.model_copy(update={"near_duplicates": "keep"})}), {}, tokenizer)
         loaded.rejects += test_loaded.rejects + [_reject(r, f"test file: {why}") for r, why in test_dropped]
+        if not test:
+            _refuse(project, loaded.rejects, f"{data.test_file} (data.test_file)", _why_nothing_left(
+                len(test_loaded.records) + len(test_loaded.rejects), len(test_loaded.rejects), test_steps, test_dropped,
+                test_hints))
+        hints += test_hints
     if config.audit.max_tokens and config.prepare.too_long != "keep" and tokenizer is None:
         from tunewise.data.audit import _tokenizer
 
@@ -264,14 +275,16 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None) -> tup
             raise DataError(f"prepare: audit.max_tokens is set but {warning.split(';')[0]}")
     corrections = load_corrections(project)
     recs, steps, dropped = clean(loaded.records, config, corrections, tokenizer, test)
+    rejects = loaded.rejects + [_reject(r, why) for r, why in dropped]
     if not recs:
-        raise DataError(f"no usable rows left in {', '.join(data.files)} after cleaning ({len(dropped)} dropped)")
+        _refuse(project, rejects, ", ".join(data.files), _why_nothing_left(n_rows, n_rejected, steps, dropped, hints))
+    hints = hints or _dropped_hints(n_rows, steps, dropped)  # the loading hints already say why rows lack targets
     parts = split(recs, config, test is not None)
     if test is not None:
         parts["test"] = sorted(test, key=lambda r: r.id)
     digest = content_hash(parts)
-    rejects = loaded.rejects + [_reject(r, why) for r, why in dropped]
     manifest = _manifest(config, project, loaded.schemas, steps, parts, rejects, digest, corrections)
+    manifest["hints"] = hints
     folder = ws.workspace(project) / "datasets" / digest[:16]
     with ws.atomic_dir(folder) as tmp:
         for name, rows in parts.items():
@@ -280,6 +293,40 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None) -> tup
         ws.write_json(tmp / "manifest.json", manifest)
         ws.write_text(tmp / "DATACARD.md", datacard(manifest))
     return folder, manifest
+
+
+def _refuse(project: Path, rejects: list[Reject], what: str, why: str) -> None:
+    """No dataset folder is written, but the rejects always are: they say what went wrong."""
+    where = ws.write_jsonl(ws.new_dir(project, "rejects") / "rejects.jsonl", (r.to_json() for r in rejects))
+    raise DataError(f"no usable rows left in {what}: {why}; rejects: {where}")
+
+
+def _why_nothing_left(n_rows: int, n_rejected: int, steps: list[dict], dropped: Dropped, hints: list[str]) -> str:
+    """What removed every row: the rows rejected while loading, the cleaning steps that dropped rows
+    with their commonest reasons, then the loading hints (wrong fields, malformed rows)."""
+    by_step = ", ".join(f"{s['step']} {s['dropped']}" for s in steps if s["dropped"])
+    line = f"{n_rows} rows read, {n_rejected} rejected while loading, {len(dropped)} dropped by cleaning"
+    line += f" ({by_step})" if by_step else ""
+    reasons = Counter(why for _, why in dropped).most_common(3)
+    line += ("; commonest: " + ", ".join(f"{why} ({n})" for why, n in reasons)) if reasons else ""
+    return " | ".join([line, *hints])
+
+
+def _dropped_hints(n_rows: int, steps: list[dict], dropped: Dropped) -> list[str]:
+    """A hint when the unusable-rows step dropped most rows (a label spelled unlike task.labels, most
+    often). ``dropped`` holds each step's rows in step order."""
+    start = 0
+    for s in steps:
+        if s["step"] == "unusable_rows":
+            unusable = [why for _, why in dropped[start:start + s["dropped"]]]
+            break
+        start += s["dropped"]
+    else:
+        return []
+    if len(unusable) * 2 <= n_rows:
+        return []
+    common = ", ".join(f"{why} ({n})" for why, n in Counter(unusable).most_common(3))
+    return [f"{len(unusable)} of {n_rows} rows dropped as unusable: {common}"]
 
 
 def _manifest(config, project, schemas, steps, parts, rejects, digest, corrections) -> dict:
@@ -316,6 +363,8 @@ def datacard(m: dict) -> str:
     lines += [f"- {n}: {c} rows" for n, c in m["counts"].items() if n != "rejected"]
     lines += ["", f"Every removed or malformed row ({m['counts']['rejected']}) is listed with its reason in rejects.jsonl.", ""]
     lines += ["## Labels per split", ""] + [f"- {n}: {json.dumps(v, ensure_ascii=False)}" for n, v in m["labels"].items()]
+    if m.get("hints"):
+        lines += ["", "## Most rows unusable", ""] + [f"- {h}" for h in m["hints"]]
     return "\n".join(lines) + "\n"
 
 
@@ -344,7 +393,8 @@ def load_prepared(config: ProjectConfig, project: Path):
 
 def _project_records(config: ProjectConfig, project: Path) -> list[Record]:
     task, data = config.task, config.data
-    return load_files(data.files, project, task.input_field, task.target_field, data.schema_, data.id_field).records
+    return load_files(data.files, project, task.input_field, task.target_field, data.schema_, data.id_field,
+                      task.type == "extraction").records
 
 
 def export_project_review(project: Path, output: Path | None, overrides: list[str] | None) -> tuple[Path, int]:
@@ -361,4 +411,5 @@ def import_project_review(project: Path, file: Path, overrides: list[str] | None
     from tunewise.config import load_config
 
     config = load_config(project, overrides)
-    return import_review(project, file, {r.id for r in _project_records(config, project)})
+    labels = config.task.labels if config.task.type == "classification" else None
+    return import_review(project, file, {r.id for r in _project_records(config, project)}, labels)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tunewise.core import Record
 from tunewise.data.dedup import normalise
-from tunewise.data.load import DataError
+from tunewise.data.load import DataError, nearest_label
 
 COLUMNS = ["id", "source", "flags", "input", "target", "suggested_target", "corrected_target"]
 DROP = "DROP"  # a reviewer writes this in corrected_target to remove the row
@@ -83,6 +83,10 @@ def flagged_rows(audit: dict) -> dict[str, dict]:
             flag(rid, name)
     for f in checks["pii"]["findings"]:
         flag(f["id"], "pii")
+    for found in checks.get("unknown_labels", {}).get("labels", {}).values():
+        for rid in found["ids"]:
+            flag(rid, "unknown_label")
+            out[rid]["suggested"] = found["nearest"] or ""
     for it in checks["suspected_mislabels"].get("items", []):
         flag(it["id"], "suspected_mislabel")
         out[it["id"]]["suggested"] = it["suggested"]
@@ -109,33 +113,48 @@ def export_review(audit: dict, records: list[Record], path: Path) -> int:
     return n
 
 
-def read_corrections(path: Path) -> dict[str, str]:
-    """Row id → corrected target from a filled-in review CSV (blank corrections are skipped)."""
+def read_corrections(path: Path, labels: list[str] | None = None) -> dict[str, str]:
+    """Row id → corrected target from a filled-in review CSV (blank corrections are skipped). With
+    ``labels`` (classification) a correction must be one of them or DROP: a typo would otherwise
+    be accepted here and the row silently dropped by prepare."""
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    rows = []  # (the line the row starts on, row): inputs may span lines
     try:
-        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        columns, end = reader.fieldnames or [], reader.line_num
+        for row in reader:
+            rows.append((end + 1, row))
+            end = reader.line_num
     except csv.Error as e:
         raise DataError(f"{path}: not a valid CSV ({e})") from None
-    if not rows or not {"id", "corrected_target"} <= set(rows[0]):
+    if not rows or not {"id", "corrected_target"} <= set(columns):
         raise DataError(f"{path}: a review file needs the columns id and corrected_target (from `tunewise review export`)")
-    out = {}
-    for line, row in enumerate(rows, start=2):
+    out, bad = {}, []
+    for line, row in rows:
         value = (row.get("corrected_target") or "").strip()
         if value:
             if not row.get("id"):
                 raise DataError(f"{path}:{line}: a correction without an id")
             out[row["id"]] = value
+            if labels and value != DROP and value not in labels:
+                bad.append((line, value))
+    if bad:
+        line, value = bad[0]
+        near = nearest_label(value, labels or [])
+        more = f"; {len(bad)} such rows (lines {', '.join(str(n) for n, _ in bad[:10])}{', …' if len(bad) > 10 else ''})"
+        raise DataError(f"{path}:{line}: corrected_target {value!r} is not in task.labels ({', '.join(labels or [])})"
+                        f"{f'; nearest: {near!r}' if near else ''}{more if len(bad) > 1 else ''}; nothing was imported")
     return out
 
 
-def import_review(project: Path, path: Path, known_ids: set[str]) -> tuple[int, Path]:
+def import_review(project: Path, path: Path, known_ids: set[str], labels: list[str] | None = None) -> tuple[int, Path]:
     """Record the corrections of a review CSV; return how many and the corrections file."""
     from tunewise import workspace as ws
 
-    corrections = read_corrections(path)
+    corrections = read_corrections(path, labels)
     unknown = sorted(set(corrections) - known_ids)
     if unknown:
         raise DataError(f"{path}: {len(unknown)} id(s) not in the project's data, e.g. '{unknown[0]}'")

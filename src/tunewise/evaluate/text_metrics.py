@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tunewise.config import ConfigError, ProjectConfig
-from tunewise.core import Prediction, Record
+from tunewise.core import Prediction, Record, canonical_json
 
 
 def mean_ci(values: np.ndarray, resamples: int, seed: int) -> list[float]:
@@ -42,26 +42,31 @@ def _norm(text: str) -> str:
 
 # ---------------------------------------------------------------- extraction
 
-def parse_json_object(text: str) -> dict | None:
-    """The first JSON object in a model's answer (models often wrap it in prose or code fences)."""
-    start = text.find("{")
+def parse_json_object(text: str, kind: type = dict) -> dict | list | None:
+    """The first JSON object (or, with kind=list, array) in a model's answer (models often wrap it
+    in prose or code fences)."""
+    opener = "{" if kind is dict else "["
+    start = text.find(opener)
     while start != -1:
         try:
             value, _ = json.JSONDecoder().raw_decode(text[start:])
-            return value if isinstance(value, dict) else None
+            return value if isinstance(value, kind) else None
         except json.JSONDecodeError:
-            start = text.find("{", start + 1)
+            start = text.find(opener, start + 1)
     return None
 
 
-def field_pairs(obj: dict) -> set[tuple[str, str]]:
-    """(field, normalised value) pairs; a list contributes one pair per item; empty values none."""
+def field_pairs(obj: dict | list) -> set[tuple[str, str]]:
+    """(field, normalised value) pairs; a list contributes one pair per item; empty values none.
+    An array target (a list of records) gives the union of its items' pairs."""
+    if isinstance(obj, list):
+        return set().union(*(field_pairs(v if isinstance(v, dict) else {"": v}) for v in obj))
     pairs = set()
     for key, value in obj.items():
         for v in value if isinstance(value, list) else [value]:
             if v is None or (isinstance(v, str) and not v.strip()):
                 continue
-            pairs.add((key, _norm(json.dumps(v, sort_keys=True) if isinstance(v, dict) else v)))
+            pairs.add((key, _norm(canonical_json(v) if isinstance(v, dict) else v)))
     return pairs
 
 
@@ -88,9 +93,11 @@ def evaluate_extraction(config: ProjectConfig, records: list[Record], preds: lis
     cols: dict[str, list[float]] = {k: [] for k in ("json_valid_rate", "field_precision", "field_recall",
                                                      "field_f1", "hallucination_rate")}
     for rec, pred in zip(records, preds, strict=True):
-        obj = parse_json_object(pred.output)
+        # An array target (canonical JSON, as loaded) asks for an array answer.
+        kind = list if (rec.target or "").lstrip().startswith("[") else dict
+        obj = parse_json_object(pred.output, kind)
         valid = obj is not None and not any(True for _ in validator.iter_errors(obj))
-        gold = field_pairs(parse_json_object(rec.target or "") or {})
+        gold = field_pairs(parse_json_object(rec.target or "", kind) or {})
         got = field_pairs(obj) if obj is not None else set()
         tp = len(gold & got)
         p = tp / len(got) if got else (1.0 if not gold else 0.0)

@@ -81,6 +81,7 @@ def render_audit(audit: dict, recs: dict[str, Record]) -> str:
         f"<h1>Data audit: {audit['rows']} rows, {len(audit['rejected'])} rejected</h1>",
         (f"<p class='muted'>schemas: {escape(json.dumps(audit['schemas']))}; task: {escape(audit['task'])}; "
          f"test rows: {audit['test_rows']}</p>"),
+        *(f"<p class='bad'>hint: {escape(h)}</p>" for h in audit.get("hints", [])),
         "<h2>Summary</h2>",
         "<table><tr><th>check</th><th>count</th><th>note</th></tr>" + "".join(
             f"<tr><td><a href='#{escape(n)}'>{escape(n)}</a></td>"
