@@ -1,7 +1,20 @@
 from collections import Counter
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tunewise.core import Record
-from tunewise.data.split import records_hash, stratified_split, subsample
+from tunewise.data.load import DataError
+from tunewise.data.split import (
+    by_target,
+    group_stratified_split,
+    no_strata,
+    part_sizes,
+    records_hash,
+    stratified_split,
+    subsample,
+)
 
 
 def make(n_per=(50, 30, 20)):
@@ -40,13 +53,6 @@ def test_subsample_is_exact_and_proportional():
 
 
 # ---------------------------------------------------------------- properties (hypothesis)
-
-import pytest  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from tunewise.data.load import DataError  # noqa: E402
-from tunewise.data.split import by_target, group_stratified_split, no_strata, part_sizes  # noqa: E402
 
 FRACTIONS = st.tuples(st.integers(1, 20), st.integers(0, 20), st.integers(1, 20)).map(
     lambda t: {"train": t[0] / sum(t), "val": t[1] / sum(t), "test": t[2] / sum(t)})

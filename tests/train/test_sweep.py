@@ -8,7 +8,7 @@ from tunewise.train.sweep import run_sweep
 
 
 def test_sweep_runs_the_trial_budget_on_val_only(tiny_project, monkeypatch):
-    import tunewise.data.resolve as resolve
+    from tunewise.data import resolve
 
     real = resolve.resolve_splits
 
