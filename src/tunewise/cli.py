@@ -282,7 +282,8 @@ def prepare(project: ProjectArg = Path("."), set_: SetOpt = None) -> None:
 
     folder, manifest = prepare_project(load_config(project, set_), project)
     counts = manifest["counts"]
-    out.print(f"dataset {manifest['hash'][:16]}: train {counts['train']}, val {counts['val']}, test {counts['test']}, "
+    ood = f", ood {counts['ood']}" if "ood" in counts else ""
+    out.print(f"dataset {manifest['hash'][:16]}: train {counts['train']}, val {counts['val']}, test {counts['test']}{ood}, "
               f"rejected {counts['rejected']}\n{folder}")
 
 
