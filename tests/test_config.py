@@ -63,3 +63,25 @@ def test_missing_config_file(tmp_path):
 def test_bad_override_syntax(tiny_project):
     with pytest.raises(ConfigError, match="expected key=value"):
         load_config(tiny_project, ["train.epochs"])
+
+
+@pytest.mark.parametrize("key", ["data.test_file", "data.ood_test", "data.documents", "task.json_schema",
+                                 "train.dpo.data", "data.files"])
+def test_a_path_outside_the_project_names_its_key(tiny_project, key):
+    value = "[data/rows.jsonl, ../../outside/t.jsonl]" if key == "data.files" else "../../outside/t.jsonl"
+    shown = r"data.files\[1\]" if key == "data.files" else key
+    with pytest.raises(ConfigError, match=rf"tunewise.yaml: {shown}: '../../outside/t.jsonl' is outside the project "
+                                          r"folder .*data.allow_outside_paths: true"):
+        load_config(tiny_project, [f"{key}={value}"])
+
+
+def test_absolute_paths_outside_need_the_explicit_key(tiny_project, tmp_path):
+    outside = tmp_path / "elsewhere" / "t.jsonl"
+    with pytest.raises(ConfigError, match=r"data.test_file: '.*elsewhere/t.jsonl' is outside the project"):
+        load_config(tiny_project, [f"data.test_file={outside}"])
+    config = load_config(tiny_project, [f"data.test_file={outside}", "data.allow_outside_paths=true"])
+    assert config.data.test_file == str(outside)
+    with pytest.raises(ConfigError, match=r"data.ood_test: '../x.jsonl' is outside .*give it as an absolute path"):
+        load_config(tiny_project, ["data.ood_test=../x.jsonl", "data.allow_outside_paths=true"])
+    inside = load_config(tiny_project, [f"data.test_file={tiny_project / 'data' / 't.jsonl'}", "data.ood_test=data/../o.jsonl"])
+    assert inside.data.ood_test == "data/../o.jsonl"

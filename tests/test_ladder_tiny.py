@@ -38,6 +38,14 @@ def test_ladder_on_tiny_model_writes_report(tiny_project):
     (pair,) = ladder["break_even"]["comparisons"]
     assert (pair["trained"], pair["vs"], pair["break_even_requests"]) == ("lora", "zero-shot", lora["break_even"]["requests"])
     assert "## Break-even" in (report_dir / "report.md").read_text()
+    # No prepared dataset matched: the ladder prepared one, said so and recorded it; never raw data.
+    assert ladder["dataset"]["auto_prepared"] and "no prepared dataset matches" in ladder["dataset"]["note"]
+    assert "Data: no prepared dataset matches this config" in (report_dir / "report.md").read_text()
+    from tunewise.core import Record
+    from tunewise.data.split import records_hash
+
+    scored = [Record.from_json(json.loads(line)) for line in (report_dir / ladder["test_file"]).read_text().splitlines()]
+    assert records_hash(scored) == ladder["test_hash"] and len(scored) == ladder["n_test"]
 
 
 def test_an_unknown_cost_gpu_fails_before_any_work(tiny_project):

@@ -309,7 +309,8 @@ def prepare(project: ProjectArg = Path("."), set_: SetOpt = None) -> None:
     for hint in manifest.get("hints", []):
         console.print(f"[yellow]hint:[/] {hint}", highlight=False, soft_wrap=True)
     counts = manifest["counts"]
-    out.print(f"dataset {manifest['hash'][:16]}: train {counts['train']}, val {counts['val']}, test {counts['test']}, "
+    ood = f", ood {counts['ood']}" if "ood" in counts else ""
+    out.print(f"dataset {manifest['hash'][:16]}: train {counts['train']}, val {counts['val']}, test {counts['test']}{ood}, "
               f"rejected {counts['rejected']}\n{folder}")
 
 

@@ -6,6 +6,7 @@ Validation happens at load time; every error names the key and the file.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -88,6 +89,10 @@ class DataConfig(_Strict):
     """A folder of .txt/.md documents (relative to the project) the `rag` rung retrieves from."""
     ood_test: str | None = None
     """An out-of-distribution test file (same fields), scored by every rung and reported separately."""
+    allow_outside_paths: bool = False
+    """Allow absolute paths outside the project folder in data.*, task.json_schema and
+    train.dpo.data (off: every such path must lie inside the project, so a project is one folder
+    that can be moved or shared whole). Relative paths that climb out with `..` are always refused."""
 
 
 class AuditConfig(_Strict):
@@ -380,9 +385,39 @@ def load_config(project: Path, overrides: list[str] | None = None) -> ProjectCon
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     raw = apply_overrides(raw, overrides or [])
     try:
-        return ProjectConfig.model_validate(raw)
+        config = ProjectConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_describe(e, _blame(e, path, overrides or []))) from None
+    check_paths(config, path)
+    return config
+
+
+def path_keys(config: ProjectConfig) -> list[tuple[str, str]]:
+    """Every (key, path) of the config that names a file or folder of the project's own data.
+
+    model.base and encoder.model are not here: models are shared between projects and often live
+    in a cache outside any one of them.
+    """
+    d = config.data
+    keys = [(f"data.files[{i}]", f) for i, f in enumerate(d.files)]
+    keys += [("data.test_file", d.test_file), ("data.ood_test", d.ood_test), ("data.documents", d.documents),
+             ("task.json_schema", config.task.json_schema), ("train.dpo.data", config.train.dpo.data)]
+    return [(k, v) for k, v in keys if v]
+
+
+def check_paths(config: ProjectConfig, source: Path) -> None:
+    """Refuse a path that leaves the project folder, naming its key, unless data.allow_outside_paths allows it."""
+    root = os.path.abspath(Path(source).parent)
+    for key, value in path_keys(config):
+        # Lexical, not resolved: a symlink the user placed inside the project is their choice.
+        full = os.path.normpath(os.path.join(root, value))
+        if full == root or full.startswith(root + os.sep):
+            continue
+        if Path(value).is_absolute() and config.data.allow_outside_paths:
+            continue
+        hint = ("give it as an absolute path to allow it" if config.data.allow_outside_paths
+                else "move it into the project, or set data.allow_outside_paths: true and give an absolute path")
+        raise ConfigError(f"{source}: {key}: {value!r} is outside the project folder {root} ({hint})")
 
 
 def _blame(err: ValidationError, path: Path, overrides: list[str]) -> str:

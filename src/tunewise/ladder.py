@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from tunewise import workspace as ws
 from tunewise.config import METHODS, ConfigError, ProjectConfig, config_path, dump_config
-from tunewise.core import Record
-from tunewise.data.load import DataError, Reject, load_files
-from tunewise.data.split import records_hash, stratified_split, subsample
+from tunewise.data.resolve import Splits, resolve_splits
 from tunewise.evaluate.cost import add_break_even, resolve_prices, rung_cost
 from tunewise.evaluate.stats import mcnemar, paired_bootstrap_diff
 from tunewise.report.build import write_report
@@ -23,67 +20,8 @@ from tunewise.rungs.base import ProgressFn, no_progress
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Splits:
-    train: list[Record]
-    val: list[Record]
-    test: list[Record]
-    rejects: list[Reject]
-    test_hash: str
-    dataset_dir: Path
-    ood: list[Record] = field(default_factory=list)
-
-
-def load_splits(config: ProjectConfig, project: Path) -> Splits:
-    """Load the data, reject rows with unknown labels, split, freeze and hash the test split.
-
-    A dataset written by `tunewise prepare` for this very config and data is used when present.
-    """
-    from tunewise.data.prepare import load_prepared
-
-    prepared = load_prepared(config, project)
-    if prepared is not None:
-        train, val, test, rejects, _, folder = prepared
-        test = subsample(test, config.eval.max_test_examples, config.data.seed)
-        return Splits(train, val, test, rejects, records_hash(test), folder)
-    task = config.task
-    loaded = load_files(config.data.files, project, task.input_field, task.target_field)
-    records, rejects = [], list(loaded.rejects)
-    allowed = set(task.labels)
-    for rec in loaded.records:
-        if task.type == "classification" and rec.target not in allowed:
-            file, _, line = rec.source.rpartition(":")
-            rejects.append(Reject(file, int(line), f"field '{task.target_field}': label {rec.target!r} is not in task.labels"))
-        else:
-            records.append(rec)
-    if not records:
-        raise DataError(f"no usable rows in {', '.join(config.data.files)} ({len(rejects)} rejected)")
-    parts = stratified_split(records, config.data.split.model_dump(), config.data.seed)
-    test = subsample(parts["test"], config.eval.max_test_examples, config.data.seed)
-    test_hash = records_hash(test)
-    dataset_dir = ws.workspace(project) / "datasets" / test_hash[:16]
-    if not (dataset_dir / "manifest.json").exists():
-        for name, rows in (("train", parts["train"]), ("val", parts["val"]), ("test", test)):
-            ws.write_jsonl(dataset_dir / f"{name}.jsonl", (r.to_json() for r in rows))
-        ws.write_jsonl(dataset_dir / "rejects.jsonl", (r.to_json() for r in rejects))
-        ws.write_json(dataset_dir / "manifest.json", {
-            "test_hash": test_hash,
-            "counts": {"train": len(parts["train"]), "val": len(parts["val"]), "test": len(test), "rejected": len(rejects)},
-            "split": config.data.split.model_dump(), "seed": config.data.seed,
-            "files": {f: ws.sha256_file(Path(project) / f) for f in config.data.files},
-        })
-    ood = load_ood(config, project)
-    return Splits(parts["train"], parts["val"], test, rejects, test_hash, dataset_dir, ood)
-
-
-def load_ood(config: ProjectConfig, project: Path) -> list[Record]:
-    """The optional out-of-distribution test file; rows with unknown labels are skipped, as in the data."""
-    if not config.data.ood_test:
-        return []
-    task = config.task
-    loaded = load_files([config.data.ood_test], project, task.input_field, task.target_field)
-    keep = [r for r in loaded.records if task.type != "classification" or r.target in set(task.labels)]
-    return subsample(keep, config.eval.max_test_examples, config.data.seed)
+# Older call sites: the one resolver lives in tunewise.data.resolve.
+load_splits = resolve_splits
 
 
 LLM_RUNGS = ("zero-shot", "few-shot", "rag", *METHODS)
@@ -234,7 +172,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
     config = config.model_copy(update={"cost": prices})
     task_schema(config, project)  # fail before any work when an extraction task has no usable schema
     started = time.perf_counter()
-    splits = load_splits(config, project)
+    splits = resolve_splits(config, project, "tunewise ladder")
     log.info("test split: %d rows, sha256 %s", len(splits.test), splits.test_hash)
     results = []
     for name in names:
@@ -255,6 +193,8 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         "n_ood": len(splits.ood),
         "n_rejected": len(splits.rejects),
         "dataset_dir": str(splits.dataset_dir),
+        "dataset": splits.record(),
+        "test_file": "test.jsonl",
         "labels": config.task.labels,
         "prices": prices.model_dump(),
         "break_even": break_even,
@@ -264,6 +204,8 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     report_dir = ws.new_dir(project, "reports")
+    # The exact rows every rung was scored on (a seeded subset when eval.max_test_examples is set).
+    ws.write_jsonl(report_dir / "test.jsonl", (r.to_json() for r in splits.test))
     ws.write_json(report_dir / "ladder.json", ladder)
     write_report(ladder, report_dir)
     return report_dir

@@ -45,8 +45,8 @@ def test_bbc_ladder_small(tmp_path):
     assert ladder["n_test"] == 20
     assert [r["name"] for r in ladder["rungs"]] == ["zero-shot", "lora"]
 
-    # The frozen test split on disk hashes to the printed hash, and every rung scored exactly it.
-    test_file = Path(ladder["dataset_dir"]) / "test.jsonl"
+    # The scored test rows on disk hash to the printed hash, and every rung scored exactly them.
+    test_file = report_dir / ladder["test_file"]
     test = [Record.from_json(json.loads(line)) for line in test_file.read_text().splitlines()]
     assert records_hash(test) == ladder["test_hash"]
     ids = {r.id for r in test}

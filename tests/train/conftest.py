@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tunewise.config import load_config
-from tunewise.ladder import load_splits
+from tunewise.data.resolve import resolve_splits
 
 FAST = ["train.max_steps=2", "train.eval_steps=2", "train.batch_size=4", "train.max_val_examples=4"]
 
@@ -24,4 +24,4 @@ def make_config(tiny_project):
 
 @pytest.fixture
 def splits(tiny_project):
-    return load_splits(load_config(tiny_project), tiny_project)
+    return resolve_splits(load_config(tiny_project), tiny_project)

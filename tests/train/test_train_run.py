@@ -35,6 +35,7 @@ def test_train_writes_run_folder_with_lineage(tiny_project):
         assert (run / name).exists(), name
     lineage = json.loads((run / "lineage.json").read_text())
     assert len(lineage["data_hash"]) == 64 and lineage["packages"]["peft"] and lineage["config"]["train"]["method"] == "lora"
+    assert lineage["dataset"]["auto_prepared"] and "tunewise train" in lineage["dataset"]["prepared_by"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["steps"] == 2 and metrics["train_tokens"] > 0 and metrics["best_val_loss"] is not None
     assert any((run / "logs").glob("events.out.tfevents.*"))

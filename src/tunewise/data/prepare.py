@@ -21,7 +21,7 @@ from tunewise.data.dedup import clusters, near_pairs, normalise
 from tunewise.data.load import DataError, Reject, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import find_pii, redact
 from tunewise.data.review import DROP, export_review, import_review, load_corrections
-from tunewise.data.split import group_stratified_split
+from tunewise.data.split import by_target, group_stratified_split, no_strata
 
 Dropped = list[tuple[Record, str]]
 
@@ -176,12 +176,31 @@ def drop_leaks(recs: list[Record], test: list[Record], threshold: float) -> tupl
 
 # ---------------------------------------------------------------- the whole stage
 
+def source_files(config: ProjectConfig) -> list[str]:
+    """Every data file a prepared dataset is built from: data.files, data.test_file, data.ood_test."""
+    d = config.data
+    return d.files + [f for f in (d.test_file, d.ood_test) if f]
+
+
 def fingerprint(config: ProjectConfig, project: Path, corrections: dict[str, str]) -> str:
-    """What a prepared dataset depends on: the data files, the relevant config and the reviews."""
-    files = config.data.files + ([config.data.test_file] if config.data.test_file else [])
+    """What a prepared dataset depends on, and nothing else.
+
+    In: the bytes of every source file; how rows are read (task type, input/target fields, labels
+    for classification, data.schema, data.id_field); the split (fractions, seed, test_file,
+    ood_test); the cleaning policy (prepare.*, the near-duplicate threshold, audit.max_tokens and,
+    only when that is set, the base model whose tokenizer counts); the reviewers' corrections.
+    Out: anything that changes prompts, models or scoring but not the rows (task.instruction,
+    task.max_input_tokens, task.json_schema, data.documents, data.annotator_field, train.*, eval.*),
+    so editing the instruction keeps the same frozen test split.
+    """
+    task, data = config.task, config.data
     parts = {
-        "files": {f: ws.sha256_file(Path(project) / f) for f in files if (Path(project) / f).is_file()},
-        "task": config.task.model_dump(mode="json"), "data": config.data.model_dump(mode="json"),
+        "files": {f: ws.sha256_file(Path(project) / f) for f in source_files(config) if (Path(project) / f).is_file()},
+        "task": {"type": task.type, "input_field": task.input_field, "target_field": task.target_field,
+                 "labels": task.labels if task.type == "classification" else []},
+        "data": {"files": data.files, "split": data.split.model_dump(mode="json"), "seed": data.seed,
+                 "test_file": data.test_file, "ood_test": data.ood_test, "schema": data.schema_,
+                 "id_field": data.id_field},
         "prepare": config.prepare.model_dump(mode="json"),
         "audit": {"near": config.audit.near_duplicate_threshold, "max_tokens": config.audit.max_tokens},
         "model": config.model.base if config.audit.max_tokens else None, "corrections": corrections,
@@ -218,7 +237,11 @@ def clean(recs: list[Record], config: ProjectConfig, corrections: dict[str, str]
 
 
 def split(recs: list[Record], config: ProjectConfig, has_test: bool) -> dict[str, list[Record]]:
-    """Stratified by label (classification), grouped so near-duplicate clusters stay in one part."""
+    """Stratified by label (classification only), grouped so near-duplicate clusters stay in one part.
+
+    Free-text targets (generation, extraction) are not strata: each would be a stratum of one row.
+    A DataError with the counts is raised when a part whose fraction is above zero would be empty.
+    """
     fr = config.data.split.model_dump()
     if has_test:  # the test split is the given file: share its fraction between train and val
         fr = {"train": fr["train"] / (fr["train"] + fr["val"]), "val": fr["val"] / (fr["train"] + fr["val"])}
@@ -228,8 +251,11 @@ def split(recs: list[Record], config: ProjectConfig, has_test: bool) -> dict[str
     for i, rec in enumerate(recs):  # identical inputs are one cluster even when too short to shingle
         links.append((norm_first.setdefault(normalise(rec.input), i), i))
     groups = clusters(len(recs), links)
-    key = (lambda r: r.target) if config.task.type == "classification" else (lambda r: "")
-    return group_stratified_split(recs, groups, fr, config.data.seed, key)
+    key = by_target if config.task.type == "classification" else no_strata
+    try:
+        return group_stratified_split(recs, groups, fr, config.data.seed, key)
+    except DataError as e:
+        raise DataError(f"prepare: {e} (data.split in tunewise.yaml)") from None
 
 
 def content_hash(parts: dict[str, list[Record]]) -> str:
@@ -246,33 +272,60 @@ def _reject(rec: Record, reason: str) -> Reject:
     return Reject(file, int(line) if line.isdigit() else 0, f"row {rec.id}: {reason}", rec.input[:500])
 
 
-def prepare_project(config: ProjectConfig, project: Path, tokenizer=None) -> tuple[Path, dict]:
-    """Load, clean, split and write the dataset; return its folder and manifest."""
+def check_sources(config: ProjectConfig, project: Path) -> None:
+    """Fail before any work when a data file is missing, naming the key that points at it."""
+    keys = [(f"data.files[{i}]", f) for i, f in enumerate(config.data.files)]
+    keys += [(k, getattr(config.data, k.split(".")[1])) for k in ("data.test_file", "data.ood_test")]
+    for key, name in keys:
+        if name and not (Path(project) / name).is_file():
+            raise DataError(f"{Path(project) / name}: no such data file ({key} in tunewise.yaml)")
+
+
+def held_out(config: ProjectConfig, project: Path, key: str, tokenizer) -> tuple[list[Record], list[Reject], list[str]]:
+    """A given test or OOD file, cleaned like the data (reviews aside): its rejects say why, by key."""
+    name = getattr(config.data, key.split(".")[1])
+    task, data = config.task, config.data
+    loaded = load_files([name], project, task.input_field, task.target_field, data.schema_, data.id_field,
+                        task.type == "extraction")
+    hints = unusable_hints(loaded, task.input_field, task.target_field, task.labels)
+    keep_near = config.model_copy(update={"prepare": config.prepare.model_copy(update={"near_duplicates": "keep"})})
+    recs, steps, dropped = clean(loaded.records, keep_near, {}, tokenizer)
+    rejects = loaded.rejects + [_reject(r, f"{key}: {why}") for r, why in dropped]
+    if not recs:
+        _refuse(project, rejects, f"{name} ({key})", _why_nothing_left(
+            len(loaded.records) + len(loaded.rejects), len(loaded.rejects), steps, dropped, hints))
+    return sorted(recs, key=lambda r: r.id), rejects, hints
+
+
+def prepare_project(config: ProjectConfig, project: Path, tokenizer=None,
+                    origin: str = "tunewise prepare") -> tuple[Path, dict]:
+    """Load, clean, split and write the dataset; return its folder and manifest.
+
+    ``origin`` says what asked for it (the manifest and data card record it): `tunewise prepare`,
+    or a command that found no prepared dataset matching its config.
+    """
     project = Path(project)
     task, data = config.task, config.data
-    json_targets = task.type == "extraction"
-    loaded = load_files(data.files, project, task.input_field, task.target_field, data.schema_, data.id_field, json_targets)
-    hints = unusable_hints(loaded, task.input_field, task.target_field, task.labels)
-    n_rows, n_rejected = len(loaded.records) + len(loaded.rejects), len(loaded.rejects)
-    test = None
-    if data.test_file:
-        test_loaded = load_files([data.test_file], project, task.input_field, task.target_field, data.schema_,
-                                 data.id_field, json_targets)
-        test_hints = unusable_hints(test_loaded, task.input_field, task.target_field, task.labels)
-        test, test_steps, test_dropped = clean(test_loaded.records, config.model_copy(
-            update={"prepare": config.prepare.model_copy(update={"near_duplicates": "keep"})}), {}, tokenizer)
-        loaded.rejects += test_loaded.rejects + [_reject(r, f"test file: {why}") for r, why in test_dropped]
-        if not test:
-            _refuse(project, loaded.rejects, f"{data.test_file} (data.test_file)", _why_nothing_left(
-                len(test_loaded.records) + len(test_loaded.rejects), len(test_loaded.rejects), test_steps, test_dropped,
-                test_hints))
-        hints += test_hints
+    check_sources(config, project)
     if config.audit.max_tokens and config.prepare.too_long != "keep" and tokenizer is None:
         from tunewise.data.audit import _tokenizer
 
         tokenizer, warning = _tokenizer(config, project)
         if warning:
             raise DataError(f"prepare: audit.max_tokens is set but {warning.split(';')[0]}")
+    loaded = load_files(data.files, project, task.input_field, task.target_field, data.schema_, data.id_field,
+                        task.type == "extraction")
+    hints = unusable_hints(loaded, task.input_field, task.target_field, task.labels)
+    n_rows, n_rejected = len(loaded.records) + len(loaded.rejects), len(loaded.rejects)
+    test = ood = None
+    if data.test_file:
+        test, test_rejects, test_hints = held_out(config, project, "data.test_file", tokenizer)
+        loaded.rejects += test_rejects
+        hints += test_hints
+    if data.ood_test:
+        ood, ood_rejects, ood_hints = held_out(config, project, "data.ood_test", tokenizer)
+        loaded.rejects += ood_rejects
+        hints += ood_hints
     corrections = load_corrections(project)
     recs, steps, dropped = clean(loaded.records, config, corrections, tokenizer, test)
     rejects = loaded.rejects + [_reject(r, why) for r, why in dropped]
@@ -281,10 +334,13 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None) -> tup
     hints = hints or _dropped_hints(n_rows, steps, dropped)  # the loading hints already say why rows lack targets
     parts = split(recs, config, test is not None)
     if test is not None:
-        parts["test"] = sorted(test, key=lambda r: r.id)
+        parts["test"] = test
+    if ood is not None:
+        parts["ood"] = ood
     digest = content_hash(parts)
     manifest = _manifest(config, project, loaded.schemas, steps, parts, rejects, digest, corrections)
     manifest["hints"] = hints
+    manifest["prepared_by"] = origin
     folder = ws.workspace(project) / "datasets" / digest[:16]
     with ws.atomic_dir(folder) as tmp:
         for name, rows in parts.items():
@@ -330,15 +386,15 @@ def _dropped_hints(n_rows: int, steps: list[dict], dropped: Dropped) -> list[str
 
 
 def _manifest(config, project, schemas, steps, parts, rejects, digest, corrections) -> dict:
-    files = config.data.files + ([config.data.test_file] if config.data.test_file else [])
     labels = {n: dict(sorted(Counter(r.target for r in rows).items())) for n, rows in parts.items()}
     return {
         "hash": digest,
         "fingerprint": fingerprint(config, project, corrections),
-        "sources": {f: ws.sha256_file(Path(project) / f) for f in files},
+        "sources": {f: ws.sha256_file(Path(project) / f) for f in source_files(config)},
         "schema": {f: schemas.get(str(Path(project) / f)) for f in config.data.files},
         "task": config.task.type, "seed": config.data.seed, "split": config.data.split.model_dump(),
-        "test_file": config.data.test_file, "policy": config.prepare.model_dump(mode="json"),
+        "test_file": config.data.test_file, "ood_test": config.data.ood_test,
+        "policy": config.prepare.model_dump(mode="json"),
         "near_duplicate_threshold": config.audit.near_duplicate_threshold, "max_tokens": config.audit.max_tokens,
         "steps": steps, "reviews_applied": len(corrections) if config.prepare.apply_reviews else 0,
         "counts": {**{n: len(rows) for n, rows in parts.items()}, "rejected": len(rejects)},
@@ -349,7 +405,10 @@ def _manifest(config, project, schemas, steps, parts, rejects, digest, correctio
 def datacard(m: dict) -> str:
     """DATACARD.md: each preprocessing step in words, with its counts."""
     lines = [f"# Data card: dataset {m['hash'][:16]}", "",
-             f"Task: {m['task']}. Seed {m['seed']}. Content hash (sha256): `{m['hash']}`.", "", "## Sources", ""]
+             f"Task: {m['task']}. Seed {m['seed']}. Content hash (sha256): `{m['hash']}`.", ""]
+    if m.get("prepared_by", "tunewise prepare") != "tunewise prepare":
+        lines += [f"Prepared automatically by {m['prepared_by']}.", ""]
+    lines += ["## Sources", ""]
     lines += [f"- `{f}` (sha256 `{h[:16]}…`, schema {m['schema'].get(f, 'see manifest')})" for f, h in m["sources"].items()]
     lines += ["", "## Preprocessing, in order", ""]
     for i, s in enumerate(m["steps"], start=1):
@@ -357,8 +416,11 @@ def datacard(m: dict) -> str:
                      f"{s['rows_in']} rows in, {s['rows_out']} out, {s['dropped']} dropped.")
     split = ("the given test file is the test split; the rest is split into train/val"
              if m["test_file"] else f"train/val/test fractions {m['split']}")
+    if m.get("ood_test"):
+        split += f"; `{m['ood_test']}` is the out-of-distribution test set (ood), cleaned like the test split"
+    strata = "Stratified by label" if m["task"] == "classification" else "Shuffled with the seed (targets are free text)"
     lines += ["", "## Split", "",
-              (f"Stratified by label, grouped so that rows with identical or near-identical inputs (Jaccard >= "
+              (f"{strata}, grouped so that rows with identical or near-identical inputs (Jaccard >= "
                f"{m['near_duplicate_threshold']}) never straddle splits; {split}."), ""]
     lines += [f"- {n}: {c} rows" for n, c in m["counts"].items() if n != "rejected"]
     lines += ["", f"Every removed or malformed row ({m['counts']['rejected']}) is listed with its reason in rejects.jsonl.", ""]
@@ -370,8 +432,8 @@ def datacard(m: dict) -> str:
 
 # ---------------------------------------------------------------- for the ladder and the CLI
 
-def load_prepared(config: ProjectConfig, project: Path):
-    """(train, val, test, rejects, hash, folder) of the dataset prepared for this config and data, or None."""
+def find_prepared(config: ProjectConfig, project: Path) -> Path | None:
+    """The newest dataset folder prepared for this config and data (same fingerprint), or None."""
     root = ws.workspace(project) / "datasets"
     if not root.exists():
         return None
@@ -381,14 +443,32 @@ def load_prepared(config: ProjectConfig, project: Path):
             manifest = json.loads(manifest_path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if manifest.get("fingerprint") != want:
-            continue
-        folder = manifest_path.parent
-        parts = [[Record.from_json(json.loads(line)) for line in (folder / f"{n}.jsonl").read_text().splitlines() if line]
-                 for n in ("train", "val", "test")]
-        rejects = [Reject(**json.loads(line)) for line in (folder / "rejects.jsonl").read_text().splitlines() if line]
-        return (*parts, rejects, manifest["hash"], folder)
+        if manifest.get("fingerprint") == want:
+            return manifest_path.parent
     return None
+
+
+def read_part(folder: Path, name: str) -> list[Record]:
+    """One part of a prepared dataset (train, val, test or ood); an absent part is empty."""
+    path = Path(folder) / f"{name}.jsonl"
+    if not path.exists():
+        return []
+    return [Record.from_json(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def read_rejects(folder: Path) -> list[Reject]:
+    path = Path(folder) / "rejects.jsonl"
+    return [Reject(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def load_prepared(config: ProjectConfig, project: Path):
+    """(train, val, test, rejects, hash, folder) of the dataset prepared for this config and data, or None."""
+    folder = find_prepared(config, project)
+    if folder is None:
+        return None
+    manifest = json.loads((folder / "manifest.json").read_text())
+    parts = [read_part(folder, n) for n in ("train", "val", "test")]
+    return (*parts, read_rejects(folder), manifest["hash"], folder)
 
 
 def _project_records(config: ProjectConfig, project: Path) -> list[Record]:

@@ -1,4 +1,12 @@
-"""Deterministic, stratified train/val/test splits and the frozen test split's hash."""
+"""Seeded train/val/test splits and subsets, and the frozen test split's hash.
+
+One idea serves every split: within each stratum (a label for classification, one stratum
+otherwise) the rows are shuffled with the seed and spread evenly over [0, 1) from a seeded
+offset; every row (or near-duplicate group) is then sorted by that position and the sorted list
+is cut into parts of exact, global sizes. Each part therefore gets every stratum in proportion
+(within one row), the sizes are exact, and a part whose fraction is above zero is never empty:
+when the data is too small for that, a one-line DataError gives the counts.
+"""
 
 from __future__ import annotations
 
@@ -6,34 +14,37 @@ import hashlib
 import json
 import random
 from collections import defaultdict
+from collections.abc import Callable
 
 from tunewise.core import Record
+from tunewise.data.load import DataError
+
+Key = Callable[[Record], object]
 
 
-def stratified_split(
-    records: list[Record], fractions: dict[str, float], seed: int, key=lambda r: r.target
-) -> dict[str, list[Record]]:
-    """Split ``records`` so each stratum keeps the same proportions in every part.
+def by_target(rec: Record) -> object:
+    return rec.target
 
-    Records are ordered by id before shuffling, so the split depends on the data and the seed, not
-    on file order. Rounding is done per stratum with the largest remainders, so counts are exact.
-    """
+
+def no_strata(rec: Record) -> object:
+    return ""
+
+
+def part_sizes(n: int, fractions: dict[str, float]) -> dict[str, int]:
+    """Exact sizes that add up to ``n``: largest remainders, then at least one row per part with fraction > 0."""
     names = list(fractions)
-    strata: dict[str, list[Record]] = defaultdict(list)
-    for rec in sorted(records, key=lambda r: r.id):
-        strata[str(key(rec))].append(rec)
-    parts: dict[str, list[Record]] = {n: [] for n in names}
-    for label in sorted(strata):
-        group = strata[label]
-        random.Random(f"{seed}:{label}").shuffle(group)
-        counts = _allocate(len(group), [fractions[n] for n in names])
-        start = 0
-        for name, count in zip(names, counts, strict=True):
-            parts[name].extend(group[start : start + count])
-            start += count
-    for name in names:
-        parts[name].sort(key=lambda r: r.id)
-    return parts
+    counts = dict(zip(names, _allocate(n, [fractions[k] for k in names]), strict=True))
+    wanted = [k for k in names if fractions[k] > 0]
+    if n < len(wanted):
+        shares = "/".join(f"{fractions[k]:g}" for k in names)
+        raise DataError(f"cannot split {n} rows into {'/'.join(names)} = {shares} without an empty part: "
+                        f"need at least {len(wanted)} rows")
+    for k in wanted:
+        if counts[k] == 0:
+            donor = max(names, key=lambda d: (counts[d], -names.index(d)))
+            counts[donor] -= 1
+            counts[k] = 1
+    return counts
 
 
 def _allocate(n: int, fractions: list[float]) -> list[int]:
@@ -45,20 +56,102 @@ def _allocate(n: int, fractions: list[float]) -> list[int]:
     return counts
 
 
-def subsample(records: list[Record], n: int | None, seed: int, key=lambda r: r.target) -> list[Record]:
-    """A seeded subset of exactly ``n`` records, each stratum in proportion (all when n is None)."""
+def _spread(units: list[list[Record]], seed: int, key: Key) -> list[list[Record]]:
+    """Units ordered so that every prefix holds each stratum in proportion; depends on data and seed only."""
+    strata: dict[str, list[list[Record]]] = defaultdict(list)
+    for unit in sorted(units, key=lambda u: u[0].id):
+        strata[str(key(unit[0]))].append(unit)
+    placed = []
+    for label in sorted(strata):
+        group = strata[label]
+        rng = random.Random(f"{seed}:{label}")
+        rng.shuffle(group)
+        total, offset, done = sum(len(u) for u in group), rng.random(), 0
+        for unit in group:
+            # the unit's middle row sits at (done + offset + (len - 1) / 2) / total in [0, 1)
+            placed.append(((done + offset + (len(unit) - 1) / 2) / total, rng.random(), unit))
+            done += len(unit)
+    placed.sort(key=lambda p: (p[0], p[1]))
+    return [unit for _, _, unit in placed]
+
+
+def _cut(units: list[list[Record]], fractions: dict[str, float]) -> dict[str, list[Record]]:
+    """Cut ordered units into consecutive parts, each unit to the part its middle row falls in."""
+    names = list(fractions)
+    n = sum(len(u) for u in units)
+    sizes = part_sizes(n, fractions)
+    bounds, edge = [], 0
+    for name in names:
+        edge += sizes[name]
+        bounds.append(edge)
+    chosen: dict[str, list[list[Record]]] = {k: [] for k in names}
+    start = 0
+    for unit in units:
+        middle = start + len(unit) / 2
+        chosen[names[min(sum(middle > b for b in bounds), len(names) - 1)]].append(unit)
+        start += len(unit)
+    for name in names:  # groups larger than a part can leave it empty: move the nearest small group in
+        if fractions[name] > 0 and not chosen[name]:
+            donors = [d for d in names if len(chosen[d]) > 1]
+            if not donors:
+                got = ", ".join(f"{k} {sum(len(u) for u in chosen[k])}" for k in names)
+                raise DataError(f"cannot split {n} rows in {len(units)} near-duplicate groups without an empty "
+                                f"{name} split ({got}); add data or lower the near-duplicate threshold")
+            donor = max(donors, key=lambda d: sum(len(u) for u in chosen[d]))
+            unit = min(chosen[donor], key=len)
+            chosen[donor].remove(unit)
+            chosen[name].append(unit)
+    return {k: sorted((r for u in chosen[k] for r in u), key=lambda r: r.id) for k in names}
+
+
+def stratified_split(records: list[Record], fractions: dict[str, float], seed: int,
+                     key: Key = by_target) -> dict[str, list[Record]]:
+    """Split ``records`` into parts of exact sizes, each stratum of ``key`` in proportion.
+
+    Pass ``key=no_strata`` for tasks without labels (generation, extraction): stratifying by a
+    free-text target would make every row its own stratum.
+    """
+    return _cut(_spread([[r] for r in records], seed, key), fractions)
+
+
+def group_stratified_split(records: list[Record], groups: list[int], fractions: dict[str, float], seed: int,
+                           key: Key = by_target) -> dict[str, list[Record]]:
+    """Like ``stratified_split``, but rows of one group (a near-duplicate cluster) stay in one part.
+
+    A group is stratified by its first row's key. Sizes are exact up to the size of a group.
+    """
+    units: dict[int, list[Record]] = defaultdict(list)
+    for rec, g in zip(records, groups, strict=True):
+        units[g].append(rec)
+    for unit in units.values():
+        unit.sort(key=lambda r: r.id)
+    return _cut(_spread(list(units.values()), seed, key), fractions)
+
+
+def subsample(records: list[Record], n: int | None, seed: int, key: Key = by_target) -> list[Record]:
+    """A seeded subset of exactly ``n`` records, each stratum in proportion (all when n is None).
+
+    Quotas are proportional with the largest remainders; strata with equal remainders are ordered
+    by a seeded draw, so small strata (or unique targets) are picked at random, not by name.
+    """
     if n is None or n >= len(records):
         return list(records)
     strata: dict[str, list[Record]] = defaultdict(list)
     for rec in sorted(records, key=lambda r: r.id):
         strata[str(key(rec))].append(rec)
     names = sorted(strata)
-    quotas = _allocate(n, [len(strata[s]) / len(records) for s in names])
+    rng = random.Random(f"{seed}:sub")
+    draw = {name: rng.random() for name in names}
+    total = len(records)
+    quotas = {name: n * len(strata[name]) // total for name in names}
+    rest = sorted(names, key=lambda s: (-(n * len(strata[s]) % total), draw[s]))  # exact integer remainders
+    for name in rest[: n - sum(quotas.values())]:
+        quotas[name] += 1
     picked = []
-    for name, quota in zip(names, quotas, strict=True):
+    for name in names:
         group = list(strata[name])
         random.Random(f"{seed}:sub:{name}").shuffle(group)
-        picked.extend(group[:quota])
+        picked.extend(group[: quotas[name]])
     return sorted(picked, key=lambda r: r.id)
 
 
@@ -69,34 +162,3 @@ def records_hash(records: list[Record]) -> str:
         h.update(json.dumps([rec.id, rec.input, rec.target], ensure_ascii=False).encode("utf-8"))
         h.update(b"\n")
     return h.hexdigest()
-
-
-def group_stratified_split(
-    records: list[Record], groups: list[int], fractions: dict[str, float], seed: int, key=lambda r: r.target
-) -> dict[str, list[Record]]:
-    """Like ``stratified_split``, but rows of one group (a near-duplicate cluster) stay together.
-
-    Each group is stratified by its first row's key; within a stratum the groups are shuffled with
-    the seed and each goes to the part furthest below its quota, so counts stay close to exact.
-    """
-    names = list(fractions)
-    units: dict[int, list[Record]] = defaultdict(list)
-    for rec, g in zip(records, groups, strict=True):
-        units[g].append(rec)
-    strata: dict[str, list[list[Record]]] = defaultdict(list)
-    for unit in units.values():
-        unit.sort(key=lambda r: r.id)
-        strata[str(key(unit[0]))].append(unit)
-    parts: dict[str, list[Record]] = {n: [] for n in names}
-    for label in sorted(strata):
-        stratum = sorted(strata[label], key=lambda u: u[0].id)
-        random.Random(f"{seed}:{label}").shuffle(stratum)
-        quotas = dict(zip(names, _allocate(sum(len(u) for u in stratum), [fractions[n] for n in names]), strict=True))
-        filled = dict.fromkeys(names, 0)
-        for unit in stratum:
-            name = max(names, key=lambda n: (quotas[n] - filled[n], -names.index(n)))
-            parts[name].extend(unit)
-            filled[name] += len(unit)
-    for name in names:
-        parts[name].sort(key=lambda r: r.id)
-    return parts

@@ -103,6 +103,7 @@ def render_markdown(ladder: dict) -> str:
         (f"Test split: **{ladder['n_test']}** examples, sha256 `{ladder['test_hash']}` "
          f"(train {ladder['n_train']}, val {ladder['n_val']}, rejected rows {ladder['n_rejected']}). "
          "Every rung was scored on exactly these examples."),
+        *(["", f"Data: {ladder['dataset']['note']}."] if ladder.get("dataset", {}).get("note") else []),
         "",
         "## Recommendation",
         "",

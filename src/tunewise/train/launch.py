@@ -84,14 +84,14 @@ def launch(project: Path, method: str | None, nproc: int, overrides: list[str] |
            resume: bool = False, run: Path | None = None, strategy: str = "ddp", nnodes: int = 1,
            node_rank: int = 0, master: str = "127.0.0.1:29500") -> Path:
     """Run ``tunewise train`` in ``nproc`` processes per node; return the run folder."""
-    from tunewise.ladder import load_splits
+    from tunewise.data.resolve import resolve_splits
     from tunewise.train.run import check_resume_config, resolve_config, run_folder
 
     if strategy not in STRATEGIES:
         raise LaunchError(f"--strategy {strategy}: expected one of {', '.join(STRATEGIES)}")
     overrides = list(overrides or [])
     config = resolve_config(project, method, overrides)
-    load_splits(config, project)
+    resolve_splits(config, project, "tunewise train")  # prepare once here: the processes must not race to
     run_dir = run_folder(project, config.train.method, resume, run)
     if resume:
         check_resume_config(run_dir, config)

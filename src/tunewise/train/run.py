@@ -68,6 +68,7 @@ def write_lineage(run_dir: Path, config: ProjectConfig, splits) -> None:
     lineage = ws.lineage(config, data_hash)
     lineage["test_hash"] = splits.test_hash
     lineage["dataset_dir"] = str(splits.dataset_dir)
+    lineage["dataset"] = splits.record()
     lineage["packages"].update(ws.package_versions(LINEAGE_EXTRA))
     ws.write_text(run_dir / "config.yaml", dump_config(config))
     ws.write_json(run_dir / "lineage.json", lineage)
@@ -76,7 +77,7 @@ def write_lineage(run_dir: Path, config: ProjectConfig, splits) -> None:
 def train_project(project: Path, method: str | None = None, overrides: list[str] | None = None,
                   resume: bool = False, run: Path | None = None, progress=None) -> Path:
     """Train ``method`` on the project's train split (val for checkpoint choice); return the run folder."""
-    from tunewise.ladder import load_splits
+    from tunewise.data.resolve import resolve_splits
     from tunewise.models.load import load
     from tunewise.train.sft import count_parameters, train_adapter
 
@@ -86,7 +87,7 @@ def train_project(project: Path, method: str | None = None, overrides: list[str]
         from tunewise.train.dpo import preference_splits
 
         preference_splits(config, [], [], project)  # a bad preference file fails before any model loads
-    splits = load_splits(config, project)
+    splits = resolve_splits(config, project, "tunewise train")
     run_dir = run_folder(project, config.train.method, resume, run)
     if resume:
         check_resume_config(run_dir, config)

@@ -38,15 +38,16 @@ def run_sweep(project: Path, trials: int, method: str | None = None, overrides: 
     """Run ``trials`` Optuna trials; write sweep.json (every trial, the best, its --set lines)."""
     import optuna
 
-    from tunewise.ladder import load_splits
+    from tunewise.data.resolve import resolve_splits
     from tunewise.models.load import load
     from tunewise.train.run import resolve_config
     from tunewise.train.sft import train_adapter
 
     project = Path(project)
     base = resolve_config(project, method, overrides)
-    splits = load_splits(base, project)
+    splits = resolve_splits(base, project, "tunewise sweep")
     folder = ws.new_dir(project, "sweeps", f"{base.train.method}-{ws.timestamp()}")
+    dataset = splits.record(with_test=False)
     rows: list[dict] = []
 
     def objective(trial) -> float:
@@ -58,7 +59,7 @@ def run_sweep(project: Path, trials: int, method: str | None = None, overrides: 
         if not losses:
             raise ValueError("a trial logged no val loss; lower train.eval_steps")
         rows.append({"trial": trial.number, "set": extra, "params": trial.params, "val_loss": min(losses)})
-        ws.write_json(folder / "sweep.json", {"trials": rows})
+        ws.write_json(folder / "sweep.json", {"trials": rows, "dataset": dataset})
         return min(losses)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -67,7 +68,7 @@ def run_sweep(project: Path, trials: int, method: str | None = None, overrides: 
     best = min(rows, key=lambda r: r["val_loss"])
     ws.write_json(folder / "sweep.json", {
         "method": base.train.method, "objective": "best val loss (the test split is not used)",
-        "trials": rows, "best": best,
+        "trials": rows, "best": best, "dataset": dataset,
         "command": f"tunewise train {project} " + " ".join(f"--set {s}" for s in best["set"]),
     })
     return folder

@@ -1,0 +1,86 @@
+"""The one way every command gets its data: the prepared dataset that matches the config.
+
+`ladder`, `train`, `sweep` and `launch` all call ``resolve_splits``. It never re-reads the raw
+files on its own: it loads the dataset `tunewise prepare` wrote for this very config and data
+(same fingerprint), and when there is none it prepares one now — cleaned, redacted, split without
+leakage, with its data card — says so in one line and records it in the returned ``Splits``
+(``auto_prepared``, ``note``), which the caller writes into its own output. When preparing fails
+the error says why, in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunewise.config import ProjectConfig
+from tunewise.core import Record
+from tunewise.data.load import DataError, Reject
+from tunewise.data.prepare import find_prepared, prepare_project, read_part, read_rejects
+from tunewise.data.split import by_target, no_strata, records_hash, subsample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Splits:
+    train: list[Record]
+    val: list[Record]
+    test: list[Record]
+    rejects: list[Reject]
+    test_hash: str
+    dataset_dir: Path
+    ood: list[Record] = field(default_factory=list)
+    dataset_hash: str = ""
+    auto_prepared: bool = False
+    """True when no prepared dataset matched the config and this call prepared one."""
+    note: str = ""
+    """The one line said about how the data was resolved ('' when a prepared dataset matched)."""
+    prepared_by: str = ""
+    """What prepared the dataset, from its manifest: `tunewise prepare` or the command that had to."""
+
+    def record(self, with_test: bool = True) -> dict:
+        """What an output (ladder.json, lineage.json, sweep.json) records about the data it used."""
+        out = {"dir": str(self.dataset_dir), "hash": self.dataset_hash, "auto_prepared": self.auto_prepared,
+               "prepared_by": self.prepared_by, "note": self.note,
+               "counts": {"train": len(self.train), "val": len(self.val), "rejected": len(self.rejects)}}
+        if with_test:  # a sweep never looks at the test split, not even its size
+            out["test_hash"] = self.test_hash
+            out["counts"].update(test=len(self.test), ood=len(self.ood))
+        return out
+
+
+def resolve_splits(config: ProjectConfig, project: Path, command: str = "tunewise",
+                   say: Callable[[str], None] | None = None) -> Splits:
+    """The project's train/val/test (and OOD) splits for ``config``, from a prepared dataset.
+
+    ``eval.max_test_examples`` takes a seeded subset of the test and OOD splits (stratified by
+    label for classification). An empty test split is refused here, before any work.
+    """
+    project = Path(project)
+    say = say or log.warning
+    folder, note = find_prepared(config, project), ""
+    if folder is None:
+        try:
+            folder, manifest = prepare_project(config, project, origin=f"`{command}` (no prepared dataset matched its config)")
+        except DataError as e:
+            raise DataError(f"no prepared dataset matches this config and preparing one failed: {e}") from None
+        c = manifest["counts"]
+        note = (f"no prepared dataset matches this config; prepared {manifest['hash'][:16]} (train {c['train']}, "
+                f"val {c['val']}, test {c['test']}, rejected {c['rejected']}) in {folder}")
+        say(note)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    train, val, test, ood = (read_part(folder, n) for n in ("train", "val", "test", "ood"))
+    if not test:
+        raise DataError(f"{folder}: the test split is empty (train {len(train)}, val {len(val)}, test 0); "
+                        "nothing could be scored: add data or raise data.split.test, then run `tunewise prepare`")
+    if not train:
+        raise DataError(f"{folder}: the train split is empty (train 0, val {len(val)}, test {len(test)}); add data")
+    key = by_target if config.task.type == "classification" else no_strata
+    test = subsample(test, config.eval.max_test_examples, config.data.seed, key)
+    ood = subsample(ood, config.eval.max_test_examples, config.data.seed, key)
+    return Splits(train, val, test, read_rejects(folder), records_hash(test), folder, ood,
+                  manifest.get("hash", ""), bool(note), note, manifest.get("prepared_by", "tunewise prepare"))
