@@ -91,7 +91,9 @@ class DataConfig(_Strict):
 
 class AuditConfig(_Strict):
     near_duplicate_threshold: float = Field(0.8, gt=0, le=1)
-    """Word-3-gram Jaccard similarity at or above which two inputs are near-duplicates."""
+    """Jaccard similarity of the two inputs' word and word-pair sets (casefolded, punctuation dropped)
+    at or above which they are near-duplicates; one word inserted into an n-word text scores about
+    (n-1)/(n+1), so 0.8 catches it from ~10 words."""
     max_tokens: int | None = Field(default=None, gt=0)
     """Rows longer than this (input + target, base model tokens) are `too_long` (None: no limit)."""
     min_label_count: int = Field(10, ge=1)

@@ -17,7 +17,7 @@ from pathlib import Path
 from tunewise import workspace as ws
 from tunewise.config import ProjectConfig
 from tunewise.core import Record
-from tunewise.data.dedup import clusters, near_pairs, normalise
+from tunewise.data.dedup import MEASURE, clusters, near_pairs, normalise
 from tunewise.data.load import DataError, Reject, load_files
 from tunewise.data.pii import find_pii, redact
 from tunewise.data.review import DROP, export_review, import_review, load_corrections
@@ -103,7 +103,7 @@ def collapse_near_duplicates(recs: list[Record], threshold: float) -> tuple[list
         else:
             first[key] = rec.id
             kept.append(rec)
-    return kept, dropped, f"kept one row per near-duplicate cluster (word 3-gram Jaccard >= {threshold}) and target"
+    return kept, dropped, f"kept one row per near-duplicate cluster ({MEASURE} >= {threshold}) and target"
 
 
 def handle_pii(recs: list[Record], policy: str) -> tuple[list[Record], Dropped, str]:
@@ -182,7 +182,7 @@ def fingerprint(config: ProjectConfig, project: Path, corrections: dict[str, str
         "files": {f: ws.sha256_file(Path(project) / f) for f in files if (Path(project) / f).is_file()},
         "task": config.task.model_dump(mode="json"), "data": config.data.model_dump(mode="json"),
         "prepare": config.prepare.model_dump(mode="json"),
-        "audit": {"near": config.audit.near_duplicate_threshold, "max_tokens": config.audit.max_tokens},
+        "audit": {"near": config.audit.near_duplicate_threshold, "near_measure": MEASURE, "max_tokens": config.audit.max_tokens},
         "model": config.model.base if config.audit.max_tokens else None, "corrections": corrections,
     }
     return ws.sha256_bytes(json.dumps(parts, sort_keys=True).encode())
@@ -292,7 +292,7 @@ def _manifest(config, project, schemas, steps, parts, rejects, digest, correctio
         "schema": {f: schemas.get(str(Path(project) / f)) for f in config.data.files},
         "task": config.task.type, "seed": config.data.seed, "split": config.data.split.model_dump(),
         "test_file": config.data.test_file, "policy": config.prepare.model_dump(mode="json"),
-        "near_duplicate_threshold": config.audit.near_duplicate_threshold, "max_tokens": config.audit.max_tokens,
+        "near_duplicate_threshold": config.audit.near_duplicate_threshold, "near_duplicate_measure": MEASURE, "max_tokens": config.audit.max_tokens,
         "steps": steps, "reviews_applied": len(corrections) if config.prepare.apply_reviews else 0,
         "counts": {**{n: len(rows) for n, rows in parts.items()}, "rejected": len(rejects)},
         "labels": labels,
@@ -311,8 +311,9 @@ def datacard(m: dict) -> str:
     split = ("the given test file is the test split; the rest is split into train/val"
              if m["test_file"] else f"train/val/test fractions {m['split']}")
     lines += ["", "## Split", "",
-              (f"Stratified by label, grouped so that rows with identical or near-identical inputs (Jaccard >= "
-               f"{m['near_duplicate_threshold']}) never straddle splits; {split}."), ""]
+              (f"Stratified by label, grouped so that rows with identical or near-identical inputs "
+               f"({m.get('near_duplicate_measure', 'Jaccard')} >= {m['near_duplicate_threshold']}) never straddle "
+               f"splits; {split}."), ""]
     lines += [f"- {n}: {c} rows" for n, c in m["counts"].items() if n != "rejected"]
     lines += ["", f"Every removed or malformed row ({m['counts']['rejected']}) is listed with its reason in rejects.jsonl.", ""]
     lines += ["## Labels per split", ""] + [f"- {n}: {json.dumps(v, ensure_ascii=False)}" for n, v in m["labels"].items()]
