@@ -94,7 +94,8 @@ def plant(text: str, kind: str, vocab: list[str], rng: random.Random) -> str:
     return " ".join(words)
 
 
-def char5_near_pairs(texts: list[str], threshold: float = THRESHOLD, num_perm: int = 128) -> list[tuple[int, int, float]]:
+def char5_near_pairs(texts: list[str], threshold: float = THRESHOLD, num_perm: int = 128,
+                     ) -> list[tuple[int, int, float]]:
     """datasketch MinHashLSH on character 5-grams of the normalised text, exact Jaccard to confirm."""
     from datasketch import MinHash, MinHashLSH
 

@@ -29,7 +29,8 @@ def test_one_inserted_word_with_a_recase_and_a_comma_is_a_near_duplicate(n):
 
 
 def test_recasing_punctuation_and_spacing_are_invisible():
-    assert dedup.tokens("Don't  STOP, believing!") == dedup.tokens("dont stop believing") == ["dont", "stop", "believing"]
+    assert dedup.tokens("Don't  STOP, believing!") == dedup.tokens("dont stop believing")
+    assert dedup.tokens("dont stop believing") == ["dont", "stop", "believing"]
     assert dedup.near_pairs(["Where is my order?", "where is my order", "WHERE, is my... order!!"], 0.99) == [
         (0, 1, 1.0), (0, 2, 1.0), (1, 2, 1.0)]
 
@@ -81,9 +82,11 @@ SHORT = {  # (label, text): distinct support questions of 10-14 words
 def short_project(tmp_path, tiny_model_dir):
     rows = [{"id": k, "text": t, "label": lab} for k, (lab, t) in SHORT.items()]
     # A near-duplicate: one word inserted, one word recased, a comma added (12 -> 13 words).
-    rows.append({"id": "b0x", "text": "Why was I charged twice for the very same Order, last month?", "label": "billing"})
+    rows.append({"id": "b0x", "label": "billing",
+                 "text": "Why was I charged twice for the very same Order, last month?"})
     test = [  # t0 leaks s0 (one word inserted, a comma); t1 and t2 are new
-        {"id": "t0", "text": "My parcel says delivered, but nothing ever arrived at my front door yesterday.", "label": "shipping"},
+        {"id": "t0", "label": "shipping",
+         "text": "My parcel says delivered, but nothing ever arrived at my front door yesterday."},
         {"id": "t1", "text": "Why does the tracking page show a different courier than my email?", "label": "shipping"},
         {"id": "t2", "text": "I was billed in dollars although my account is set to euros.", "label": "billing"},
     ]
@@ -113,6 +116,7 @@ def test_short_near_duplicates_and_leaks_through_audit_and_prepare(short_project
     reasons = [json.loads(line)["reason"] for line in (folder / "rejects.jsonl").read_text().splitlines()]
     assert any(r.startswith("row b0x: near-duplicate of row b0") for r in reasons)
     assert any(r.startswith("row s0: leaks into test row t0") for r in reasons)
-    kept = {json.loads(line)["id"] for name in ("train", "val") for line in (folder / f"{name}.jsonl").read_text().splitlines()}
+    kept = {json.loads(line)["id"] for name in ("train", "val")
+            for line in (folder / f"{name}.jsonl").read_text().splitlines()}
     assert kept == set(SHORT) - {"s0"}
     assert "word and word-pair" in (folder / "DATACARD.md").read_text()

@@ -4,9 +4,12 @@ What two inputs are compared on: the set of their words and adjacent word pairs,
 and dropping punctuation (``tokens``). Words alone would pair texts that share a vocabulary; pairs
 alone (or the word 3-grams used before) lose too much to a single edit in a short text: one inserted
 word costs an n-word text 1 word and 1 pair of about 2n, so the Jaccard is about (n-1)/(n+1), 0.82
-at 10 words, where word 3-grams gave (n-4)/(n+1), 0.55. A replaced word costs more, about
-(n-2)/(n+1) in the middle of the text, so distinct short texts built on one template ("refund policy
-for X" / "for Y") stay apart at the default 0.8 up to ~13 words.
+at 10 words, where word 3-grams gave (n-4)/(n+1), 0.55. A replaced word costs more: (n-2)/(n+1) in
+the middle of the text, (2n-3)/(2n+1) at either end. So at the default 0.8, texts built on one
+template that differ in one word ("refund policy for X" / "for Y") stay apart up to 13 words (9 when
+the word is first or last) and are near-duplicates beyond: no set of words can tell one word
+replaced in 15 from one added in 10. A higher threshold keeps more of them apart (0.85: up to 18
+words, 12 at an end) and catches an inserted word from 13 words instead of 9.
 
 The MinHash is computed for all rows at once with numpy (one pass over every shingle hash per
 permutation), which is what keeps a 100,000-row audit within seconds. LSH only proposes candidate

@@ -182,7 +182,8 @@ def fingerprint(config: ProjectConfig, project: Path, corrections: dict[str, str
         "files": {f: ws.sha256_file(Path(project) / f) for f in files if (Path(project) / f).is_file()},
         "task": config.task.model_dump(mode="json"), "data": config.data.model_dump(mode="json"),
         "prepare": config.prepare.model_dump(mode="json"),
-        "audit": {"near": config.audit.near_duplicate_threshold, "near_measure": MEASURE, "max_tokens": config.audit.max_tokens},
+        "audit": {"near": config.audit.near_duplicate_threshold, "near_measure": MEASURE,
+                  "max_tokens": config.audit.max_tokens},
         "model": config.model.base if config.audit.max_tokens else None, "corrections": corrections,
     }
     return ws.sha256_bytes(json.dumps(parts, sort_keys=True).encode())
@@ -292,7 +293,8 @@ def _manifest(config, project, schemas, steps, parts, rejects, digest, correctio
         "schema": {f: schemas.get(str(Path(project) / f)) for f in config.data.files},
         "task": config.task.type, "seed": config.data.seed, "split": config.data.split.model_dump(),
         "test_file": config.data.test_file, "policy": config.prepare.model_dump(mode="json"),
-        "near_duplicate_threshold": config.audit.near_duplicate_threshold, "near_duplicate_measure": MEASURE, "max_tokens": config.audit.max_tokens,
+        "near_duplicate_threshold": config.audit.near_duplicate_threshold, "near_duplicate_measure": MEASURE,
+        "max_tokens": config.audit.max_tokens,
         "steps": steps, "reviews_applied": len(corrections) if config.prepare.apply_reviews else 0,
         "counts": {**{n: len(rows) for n, rows in parts.items()}, "rejected": len(rejects)},
         "labels": labels,
