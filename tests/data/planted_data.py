@@ -48,7 +48,7 @@ def build(folder: Path, model_dir: Path | None = None) -> Path:
     base = list(rows)
     for i in range(3):  # exact duplicates of three distinct rows
         rows.append(dict(base[i], id=f"dup{i}"))
-    for i in range(2):  # near duplicates: last word changed (word-3-gram Jaccard 27/29)
+    for i in range(2):  # near duplicates: last word changed (words and word pairs: 56/60 and 57/61 shared)
         words = base[10 + i]["text"].split()
         rows.append(dict(base[10 + i], id=f"near{i}", text=" ".join(words[:-1] + ["changed"])))
     for i in range(2):  # conflicts: same input up to case and spacing, another label

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tunewise.core import Record
-from tunewise.data.dedup import near_pairs, normalise
+from tunewise.data.dedup import method, near_pairs, normalise
 from tunewise.data.load import DataError, Loaded, Reject, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import PII_TYPES, find_pii
 
@@ -63,7 +63,7 @@ def near_duplicates(records: list[Record], threshold: float) -> dict:
     pairs = near_pairs([r.input for r in records], threshold)
     items = [{"a": records[i].id, "b": records[j].id, "similarity": s} for i, j, s in pairs
              if normalise(records[i].input) != normalise(records[j].input)]
-    return {"count": len(items), "threshold": threshold, "method": "MinHash LSH on word 3-grams, exact Jaccard",
+    return {"count": len(items), "threshold": threshold, "method": method(threshold),
             "pairs": items}
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from tunewise import workspace as ws
 from tunewise.config import ProjectConfig
 from tunewise.core import Record
-from tunewise.data.dedup import clusters, near_pairs, normalise
+from tunewise.data.dedup import MEASURE, clusters, near_pairs, normalise
 from tunewise.data.load import DataError, Reject, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import find_pii, redact
 from tunewise.data.review import DROP, export_review, import_review, load_corrections
@@ -104,7 +104,7 @@ def collapse_near_duplicates(recs: list[Record], threshold: float) -> tuple[list
         else:
             first[key] = rec.id
             kept.append(rec)
-    return kept, dropped, f"kept one row per near-duplicate cluster (word 3-gram Jaccard >= {threshold}) and target"
+    return kept, dropped, f"kept one row per near-duplicate cluster ({MEASURE} >= {threshold}) and target"
 
 
 def handle_pii(recs: list[Record], policy: str) -> tuple[list[Record], Dropped, str]:
@@ -202,7 +202,8 @@ def fingerprint(config: ProjectConfig, project: Path, corrections: dict[str, str
                  "test_file": data.test_file, "ood_test": data.ood_test, "schema": data.schema_,
                  "id_field": data.id_field},
         "prepare": config.prepare.model_dump(mode="json"),
-        "audit": {"near": config.audit.near_duplicate_threshold, "max_tokens": config.audit.max_tokens},
+        "audit": {"near": config.audit.near_duplicate_threshold, "near_measure": MEASURE,
+                  "max_tokens": config.audit.max_tokens},
         "model": config.model.base if config.audit.max_tokens else None, "corrections": corrections,
     }
     return ws.sha256_bytes(json.dumps(parts, sort_keys=True).encode())
@@ -395,7 +396,8 @@ def _manifest(config, project, schemas, steps, parts, rejects, digest, correctio
         "task": config.task.type, "seed": config.data.seed, "split": config.data.split.model_dump(),
         "test_file": config.data.test_file, "ood_test": config.data.ood_test,
         "policy": config.prepare.model_dump(mode="json"),
-        "near_duplicate_threshold": config.audit.near_duplicate_threshold, "max_tokens": config.audit.max_tokens,
+        "near_duplicate_threshold": config.audit.near_duplicate_threshold, "near_duplicate_measure": MEASURE,
+        "max_tokens": config.audit.max_tokens,
         "steps": steps, "reviews_applied": len(corrections) if config.prepare.apply_reviews else 0,
         "counts": {**{n: len(rows) for n, rows in parts.items()}, "rejected": len(rejects)},
         "labels": labels,
@@ -420,8 +422,9 @@ def datacard(m: dict) -> str:
         split += f"; `{m['ood_test']}` is the out-of-distribution test set (ood), cleaned like the test split"
     strata = "Stratified by label" if m["task"] == "classification" else "Shuffled with the seed (targets are free text)"
     lines += ["", "## Split", "",
-              (f"{strata}, grouped so that rows with identical or near-identical inputs (Jaccard >= "
-               f"{m['near_duplicate_threshold']}) never straddle splits; {split}."), ""]
+              (f"{strata}, grouped so that rows with identical or near-identical inputs "
+               f"({m.get('near_duplicate_measure', 'Jaccard')} >= {m['near_duplicate_threshold']}) never straddle "
+               f"splits; {split}."), ""]
     lines += [f"- {n}: {c} rows" for n, c in m["counts"].items() if n != "rejected"]
     lines += ["", f"Every removed or malformed row ({m['counts']['rejected']}) is listed with its reason in rejects.jsonl.", ""]
     lines += ["## Labels per split", ""] + [f"- {n}: {json.dumps(v, ensure_ascii=False)}" for n, v in m["labels"].items()]
