@@ -386,6 +386,37 @@ def sweep(
     out.print(f"sweep: {folder / 'sweep.json'}")
 
 
+@app.command()
+@friendly
+def monitor(
+    project: ProjectArg = Path("."),
+    log: Annotated[Path, typer.Option(help="The request log: the server's SQLite file or a JSONL of inputs.")] = ...,
+    since: Annotated[str | None, typer.Option(help="Only requests at or after this ISO time.")] = None,
+    labeled: Annotated[Path | None, typer.Option(help="Labelled requests (the project's input/target fields): "
+                                                 "accuracy re-measured against the ladder's.")] = None,
+    export_review: Annotated[int | None, typer.Option(help="Write the N requests most worth labelling as a "
+                                                      "review CSV for `tunewise review import`.")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Compare served inputs with the training data per time window; exit 0 stable, 3 retrain, 4 watch."""
+    from tunewise.config import load_config
+
+    config = load_config(project, set_)
+    from tunewise.monitor.run import monitor_project, summary_line
+
+    folder, result = monitor_project(config, project, log, since, labeled, export_review,
+                                     lambda msg: console.print(msg, highlight=False, markup=False))
+    out.print(summary_line(result), highlight=False)
+    for why in result["why"][:8]:
+        out.print(f"  {why}", highlight=False, markup=False)
+    if "review_export" in result:
+        x = result["review_export"]
+        out.print(f"review: {x['rows']} requests in {x['path']}; fill in corrected_target, then: "
+                  f"tunewise review import {x['path']} {project}", highlight=False)
+    out.print(f"monitor: {folder / 'monitor.json'}\nhtml: {folder / 'monitor.html'}")
+    raise typer.Exit(result["exit_code"])
+
+
 def main() -> None:
     import warnings
 
