@@ -146,13 +146,17 @@ def _print_summary(report_dir: Path) -> None:
     ladder = json.loads((report_dir / "ladder.json").read_text())
     primary = ladder.get("primary", "accuracy")
     table = Table(title=f"{ladder['project']}: {ladder['n_test']} test examples, sha256 {ladder['test_hash'][:12]}…")
+    recent = ladder.get("n_recent", 0)
     for col in ("rung", f"{primary} % (95% CI)", "train s", "ms/example", "prompt tokens"):
         table.add_column(col)
+    if recent:
+        table.add_column(f"{primary} % on {recent} recent")
     for r in ladder["rungs"]:
         m = r["metrics"]
         ci = m.get(f"{primary}_ci") or [float("nan")] * 2
         table.add_row(r["name"], f"{100 * m[primary]:.1f} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})",
-                      f"{r['train_seconds']:.0f}", f"{r['ms_per_example']:.1f}", f"{r['prompt_tokens_per_request']:.0f}")
+                      f"{r['train_seconds']:.0f}", f"{r['ms_per_example']:.1f}", f"{r['prompt_tokens_per_request']:.0f}",
+                      *([f"{100 * r['recent_metrics'][primary]:.1f}"] if recent else []))
     out.print(table)
     rec = ladder["recommendation"]
     out.print(f"[bold]recommendation:[/] {rec['rung']} — {rec['reason']}", highlight=False)
@@ -313,7 +317,16 @@ def review_import(
 ) -> None:
     """Record the corrections of a review CSV; `tunewise prepare` applies them."""
     from tunewise.data.prepare import import_project_review
+    from tunewise.monitor.loop import is_served_review
 
+    if is_served_review(file):  # written by `tunewise monitor --export-review`: new labelled rows, not corrections
+        from tunewise.config import load_config
+        from tunewise.monitor.loop import import_served
+
+        added, skipped, store = import_served(load_config(project, set_), project, file)
+        out.print(f"added {added} labelled served requests to {store} ({skipped} blank or DROP skipped); "
+                  f"with data.recent_test: {store.relative_to(project)} `tunewise prepare` keeps them as a recent test split")
+        return
     n, store = import_project_review(project, file, set_)
     out.print(f"recorded {n} corrections in {store}; run `tunewise prepare` to apply them")
 

@@ -87,6 +87,10 @@ class DataConfig(_Strict):
     """A folder of .txt/.md documents (relative to the project) the `rag` rung retrieves from."""
     ood_test: str | None = None
     """An out-of-distribution test file (same fields), scored by every rung and reported separately."""
+    recent_test: str | None = None
+    """Labelled recent production requests (e.g. .tunewise/reviews/recent.jsonl from `tunewise review
+    import` of a `tunewise monitor --export-review` CSV): `prepare` keeps them as a separate "recent" test
+    split beside the frozen one, and the ladder scores every rung on both."""
 
 
 class AuditConfig(_Strict):

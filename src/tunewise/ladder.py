@@ -32,6 +32,8 @@ class Splits:
     test_hash: str
     dataset_dir: Path
     ood: list[Record] = field(default_factory=list)
+    recent: list[Record] = field(default_factory=list)
+    """Labelled recent production requests (data.recent_test), scored beside the frozen test split."""
 
 
 def load_splits(config: ProjectConfig, project: Path) -> Splits:
@@ -45,7 +47,7 @@ def load_splits(config: ProjectConfig, project: Path) -> Splits:
     if prepared is not None:
         train, val, test, rejects, _, folder = prepared
         test = subsample(test, config.eval.max_test_examples, config.data.seed)
-        return Splits(train, val, test, rejects, records_hash(test), folder)
+        return Splits(train, val, test, rejects, records_hash(test), folder, recent=load_recent(folder))
     task = config.task
     loaded = load_files(config.data.files, project, task.input_field, task.target_field)
     records, rejects = [], list(loaded.rejects)
@@ -74,6 +76,16 @@ def load_splits(config: ProjectConfig, project: Path) -> Splits:
         })
     ood = load_ood(config, project)
     return Splits(parts["train"], parts["val"], test, rejects, test_hash, dataset_dir, ood)
+
+
+def load_recent(folder: Path) -> list[Record]:
+    """The prepared dataset's recent_test split (labelled production requests), or none."""
+    import json
+
+    path = Path(folder) / "recent_test.jsonl"
+    if not path.exists():
+        return []
+    return [Record.from_json(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
 
 
 def load_ood(config: ProjectConfig, project: Path) -> list[Record]:
@@ -173,6 +185,10 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
     if splits.ood:
         ood_preds = rung.predict(splits.ood)
         result["ood_metrics"] = score_predictions(config, splits.ood, ood_preds, getattr(rung, "passages", None), schema).metrics
+    if splits.recent:
+        recent_preds = rung.predict(splits.recent)
+        result["recent_metrics"] = score_predictions(config, splits.recent, recent_preds,
+                                                     getattr(rung, "passages", None), schema).metrics
     ws.write_json(run_dir / "metrics.json", {k: v for k, v in result.items() if k != "item_scores"})
     return result
 
@@ -237,6 +253,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         "n_train": len(splits.train),
         "n_val": len(splits.val),
         "n_ood": len(splits.ood),
+        "n_recent": len(splits.recent),
         "n_rejected": len(splits.rejects),
         "dataset_dir": str(splits.dataset_dir),
         "labels": config.task.labels,

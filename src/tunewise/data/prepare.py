@@ -177,15 +177,22 @@ def drop_leaks(recs: list[Record], test: list[Record], threshold: float) -> tupl
 
 def fingerprint(config: ProjectConfig, project: Path, corrections: dict[str, str]) -> str:
     """What a prepared dataset depends on: the data files, the relevant config and the reviews."""
-    files = config.data.files + ([config.data.test_file] if config.data.test_file else [])
+    files = config.data.files + [f for f in (config.data.test_file, config.data.recent_test) if f]
     parts = {
         "files": {f: ws.sha256_file(Path(project) / f) for f in files if (Path(project) / f).is_file()},
-        "task": config.task.model_dump(mode="json"), "data": config.data.model_dump(mode="json"),
+        "task": config.task.model_dump(mode="json"), "data": _data_key(config),
         "prepare": config.prepare.model_dump(mode="json"),
         "audit": {"near": config.audit.near_duplicate_threshold, "max_tokens": config.audit.max_tokens},
         "model": config.model.base if config.audit.max_tokens else None, "corrections": corrections,
     }
     return ws.sha256_bytes(json.dumps(parts, sort_keys=True).encode())
+
+
+def _data_key(config: ProjectConfig) -> dict:
+    data = config.data.model_dump(mode="json")
+    if data.get("recent_test") is None:  # datasets prepared before the key existed keep their fingerprint
+        data.pop("recent_test", None)
+    return data
 
 
 def clean(recs: list[Record], config: ProjectConfig, corrections: dict[str, str], tokenizer=None,
@@ -240,6 +247,27 @@ def content_hash(parts: dict[str, list[Record]]) -> str:
     return h.hexdigest()
 
 
+def _load_recent(config: ProjectConfig, project: Path, tokenizer, rejects: list[Reject],
+                 dataset: list[Record]) -> list[Record]:
+    """Labelled production rows (data.recent_test), cleaned like a given test file, tagged with their origin.
+
+    A recent row repeating a row of the dataset is dropped (it is not fresh evidence); the dataset's own
+    splits are never touched, so the frozen test split stays the same."""
+    if not config.data.recent_test:
+        return []
+    task = config.task
+    loaded = load_files([config.data.recent_test], project, task.input_field, task.target_field, None,
+                        config.data.id_field)
+    keep_near = config.model_copy(update={"prepare": config.prepare.model_copy(update={"near_duplicates": "keep"})})
+    recent, _, lost = clean(loaded.records, keep_near, {}, tokenizer)
+    recent, seen, _ = drop_leaks(recent, dataset, config.audit.near_duplicate_threshold)
+    lost += [(r, why.replace("leaks into test row", "repeats dataset row")) for r, why in seen]
+    rejects += loaded.rejects + [_reject(r, f"recent test file: {why}") for r, why in lost]
+    for rec in recent:
+        rec.meta["split_origin"] = "recent production requests"
+    return recent
+
+
 def _reject(rec: Record, reason: str) -> Reject:
     file, _, line = rec.source.rpartition(":")
     return Reject(file, int(line) if line.isdigit() else 0, f"row {rec.id}: {reason}", rec.input[:500])
@@ -269,6 +297,9 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None) -> tup
     parts = split(recs, config, test is not None)
     if test is not None:
         parts["test"] = sorted(test, key=lambda r: r.id)
+    recent = _load_recent(config, project, tokenizer, loaded.rejects, [r for rows in parts.values() for r in rows])
+    if recent:
+        parts["recent_test"] = sorted(recent, key=lambda r: r.id)
     digest = content_hash(parts)
     rejects = loaded.rejects + [_reject(r, why) for r, why in dropped]
     manifest = _manifest(config, project, loaded.schemas, steps, parts, rejects, digest, corrections)
@@ -283,7 +314,7 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None) -> tup
 
 
 def _manifest(config, project, schemas, steps, parts, rejects, digest, corrections) -> dict:
-    files = config.data.files + ([config.data.test_file] if config.data.test_file else [])
+    files = config.data.files + [f for f in (config.data.test_file, config.data.recent_test) if f]
     labels = {n: dict(sorted(Counter(r.target for r in rows).items())) for n, rows in parts.items()}
     return {
         "hash": digest,
@@ -291,7 +322,8 @@ def _manifest(config, project, schemas, steps, parts, rejects, digest, correctio
         "sources": {f: ws.sha256_file(Path(project) / f) for f in files},
         "schema": {f: schemas.get(str(Path(project) / f)) for f in config.data.files},
         "task": config.task.type, "seed": config.data.seed, "split": config.data.split.model_dump(),
-        "test_file": config.data.test_file, "policy": config.prepare.model_dump(mode="json"),
+        "test_file": config.data.test_file, "recent_test": config.data.recent_test,
+        "policy": config.prepare.model_dump(mode="json"),
         "near_duplicate_threshold": config.audit.near_duplicate_threshold, "max_tokens": config.audit.max_tokens,
         "steps": steps, "reviews_applied": len(corrections) if config.prepare.apply_reviews else 0,
         "counts": {**{n: len(rows) for n, rows in parts.items()}, "rejected": len(rejects)},
@@ -314,6 +346,10 @@ def datacard(m: dict) -> str:
               (f"Stratified by label, grouped so that rows with identical or near-identical inputs (Jaccard >= "
                f"{m['near_duplicate_threshold']}) never straddle splits; {split}."), ""]
     lines += [f"- {n}: {c} rows" for n, c in m["counts"].items() if n != "rejected"]
+    if m.get("recent_test"):
+        lines += ["", f"- recent_test is a separate test split of labelled production requests from "
+                  f"`{m['recent_test']}` (exported by `tunewise monitor --export-review`, labelled by a reviewer); "
+                  "rows repeating a row of the dataset were left out of it. The frozen test split is unchanged."]
     lines += ["", f"Every removed or malformed row ({m['counts']['rejected']}) is listed with its reason in rejects.jsonl.", ""]
     lines += ["## Labels per split", ""] + [f"- {n}: {json.dumps(v, ensure_ascii=False)}" for n, v in m["labels"].items()]
     return "\n".join(lines) + "\n"
