@@ -74,7 +74,8 @@ monitor: {min_window: 30, permutations: 500}
     assert runner.invoke(app, ["prepare", str(project), *recent]).exit_code == 0
     new = runner.invoke(app, ["ladder", str(project), "--rungs", "embedding-classifier", "-q", *recent])
     assert new.exit_code == 0, new.output
-    old_l, new_l = (json.loads(p.read_text()) for p in sorted((project / ".tunewise" / "reports").glob("*/ladder.json")))
+    reports = sorted((project / ".tunewise" / "reports").glob("*/ladder.json"))
+    old_l, new_l = (json.loads(p.read_text()) for p in reports)
     assert old_l["test_hash"] == new_l["test_hash"]  # the frozen test split did not move
     assert old_l["dataset_dir"] != new_l["dataset_dir"] and new_l["n_recent"] >= 1
     rung = new_l["rungs"][0]

@@ -47,7 +47,8 @@ def read_labelled(config: ProjectConfig, path: Path) -> dict[str, str]:
         if rec.target is None:
             raise DataError(f"{rec.source}: field '{config.task.target_field}': missing label")
         if config.task.labels and rec.target not in config.task.labels:
-            raise DataError(f"{rec.source}: field '{config.task.target_field}': label {rec.target!r} is not in task.labels")
+            raise DataError(f"{rec.source}: field '{config.task.target_field}': "
+                            f"label {rec.target!r} is not in task.labels")
         out[normalise(rec.input)] = rec.target
     if not out:
         raise DataError(f"{path}: no labelled rows")

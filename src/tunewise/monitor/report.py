@@ -84,9 +84,11 @@ def render(result: dict) -> str:
     parts.append("<h2>Windows</h2><table><tr><th>window</th><th>requests</th><th>alarms</th></tr>")
     for w in result["windows"]:
         cls = " class='alarm'" if w["alarms"] else ""
-        parts.append(f"<tr><td>{e(w['window'])}</td><td>{w['n']}</td><td{cls}>{e('; '.join(w['reasons']) or 'none')}</td></tr>")
+        reasons = e("; ".join(w["reasons"]) or "none")
+        parts.append(f"<tr><td>{e(w['window'])}</td><td>{w['n']}</td><td{cls}>{reasons}</td></tr>")
+    far = result["reference"]["nn_threshold"]
     parts.append("</table><h2>Most drifted inputs</h2><p>Farthest from any training row (cosine distance; "
-                 f"'far' beyond the training data's own 99th percentile, {result['reference']['nn_threshold']:.3f}).</p>"
+                 f"'far' beyond the training data's own 99th percentile, {far:.3f}).</p>"
                  "<table><tr><th>window</th><th>distance</th><th>predicted</th><th>input (PII redacted)</th></tr>")
     for t in result["top_drifted"]:
         pred = f"{t.get('predicted', '')} ({t['confidence']})" if "predicted" in t else ""

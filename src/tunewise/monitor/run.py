@@ -71,13 +71,15 @@ def alarms(t: dict, mcfg: MonitorConfig, level: float) -> list[tuple[str, str]]:
     found = []
     e = t["embedding"]
     if e["p_value"] < level and e["excess"] >= mcfg.min_mmd:
-        found.append(("embedding", f"inputs moved away from the training data (MMD² excess {e['excess']:.3f}, p={e['p_value']:.2g})"))
+        found.append(("embedding", f"inputs moved away from the training data "
+                                   f"(MMD² excess {e['excess']:.3f}, p={e['p_value']:.2g})"))
     o = t["ood"]
     if o["p_value"] < level and o["rate"] >= mcfg.max_ood_rate:
         found.append(("ood", f"{100 * o['rate']:.0f}% of inputs are unlike any training row (p={o['p_value']:.2g})"))
     length = t["length"]
     if length["p_value"] < level and length["ks"] >= mcfg.max_length_ks:
-        found.append(("length", f"input length changed (KS {length['ks']:.2f}, median {length['median_words']:.0f} words)"))
+        found.append(("length", f"input length changed (KS {length['ks']:.2f}, "
+                                f"median {length['median_words']:.0f} words)"))
     if t["new_vocab"]["excess"] >= mcfg.max_new_vocab:
         found.append(("new_vocab", f"{100 * t['new_vocab']['rate']:.0f}% of words never seen in training"))
     if "labels" in t:
@@ -117,7 +119,8 @@ def assess(ref: Reference, rows: list[Served], timed: bool, mcfg: MonitorConfig)
             found = alarms(w, mcfg, level)
             w["alarms"], w["reasons"] = [a for a, _ in found], [why for _, why in found]
         else:
-            w["alarms"], w["reasons"] = [], [f"too few requests to test ({len(idx)} < monitor.min_window={mcfg.min_window})"]
+            why = f"too few requests to test ({len(idx)} < monitor.min_window={mcfg.min_window})"
+            w["alarms"], w["reasons"] = [], [why]
         windows.append(w)
     features = {"emb": emb, "probs": probs, "dist": dist, "keys": keys}
     return {"unit": unit, "level": level, "resamples": resamples, "predictions": source, "windows": windows,
@@ -150,9 +153,11 @@ def attach_labels(ref: Reference, result: dict, rows: list[Served], labelled: di
     k, n = int(correct.sum()), len(correct)
     # Different items than the ladder's test split: an unpaired test of the two proportions.
     _, p = fisher_exact([[k, n - k], [k_base, n_base - k_base]], alternative="less")
-    return {"n": n, "matched_of": len(labelled), "accuracy": k / n, "accuracy_ci": accuracy_ci(correct, bootstrap, seed),
-            "ladder_accuracy": base["accuracy"], "ladder_n_test": n_base, "diff": k / n - base["accuracy"],
-            "test": "Fisher's exact test, one-sided (fresh accuracy lower), unpaired: different items", "p_value": float(p)}
+    return {"n": n, "matched_of": len(labelled), "accuracy": k / n,
+            "accuracy_ci": accuracy_ci(correct, bootstrap, seed), "ladder_accuracy": base["accuracy"],
+            "ladder_n_test": n_base, "diff": k / n - base["accuracy"],
+            "test": "Fisher's exact test, one-sided (fresh accuracy lower), unpaired: different items",
+            "p_value": float(p)}
 
 
 def verdict(result: dict, mcfg: MonitorConfig) -> tuple[str, list[str]]:
@@ -192,6 +197,8 @@ def monitor_project(config: ProjectConfig, project: Path, log: Path, since: str 
     labelled = read_labelled(config, labeled) if labeled else None
     models = sorted({r.model for r in rows if r.model})
     has_probs = all(r.probs for r in rows)
+    if len(models) > 1:
+        progress(f"note: the log mixes {len(models)} models ({', '.join(models)}); monitored as one stream")
     ref = build_reference(config, project, models[0] if has_probs and len(models) == 1 else None)
     if not timed:
         progress(f"note: {log} has no times; windows of {config.monitor.min_window} requests in arrival order")
