@@ -40,14 +40,21 @@ from tunewise.monitor.requestlog import Served
 from tunewise.monitor.run import assess
 
 WINDOW, N_WINDOWS = 40, 20
-STAT_TESTS = ("embedding", "ood", "length", "labels", "confidence")
+STAT_TESTS = ("embedding", "ood", "length", "labels", "confidence", "cbpe")
 
 
 class CachedEmbed:
     """The project's MiniLM, memoised by text: the streams reuse held-out articles."""
 
-    def __init__(self, embed):
-        self.embed, self.cache = embed, {}
+    def __init__(self, embed, path: Path | None = None):
+        self.embed, self.cache, self.path = embed, {}, path
+        if path is not None and path.exists():
+            with np.load(path, allow_pickle=False) as z:
+                self.cache = dict(zip(z["texts"].tolist(), z["emb"], strict=True))
+
+    def save(self) -> None:
+        if self.path is not None:
+            np.savez(self.path, texts=np.array(list(self.cache)), emb=np.array(list(self.cache.values())))
 
     def __call__(self, texts):
         todo = [t for t in dict.fromkeys(texts) if t not in self.cache]
@@ -127,6 +134,7 @@ def evaluate(ref, config, name: str, windows: list[list[dict]], shift_at: int | 
         "pre_shift_windows": len(ours[pre]), "delay": delay(ours), "peer_delay": delay(peer),
         "first_alarm_reasons": next((w["reasons"] for w in result["windows"] if w["alarms"]), []),
         "alarm_windows": [k for k, f in enumerate(ours) if f],
+        "alarm_signals": [w["alarms"] for w in result["windows"] if w["alarms"]],
         "cbpe_mae": float(np.mean(np.abs(cbpe_err))) if cbpe_err else None,
         "cbpe_max_err": float(np.max(np.abs(cbpe_err))) if cbpe_err else None,
         "raw_conf_mae": float(np.mean(np.abs(raw_err))) if raw_err else None,
@@ -179,8 +187,9 @@ def main() -> None:
         config = load_config(project)
         prepare_project(config, project)
         ref = build_reference(config, project)
-        ref.embed = CachedEmbed(ref.embed)
+        ref.embed = CachedEmbed(ref.embed, args.workdir / "streams.npz" if args.workdir else None)
         results = [evaluate(ref, config, name, wins, at) for name, wins, at in scenarios(held, docs)]
+        ref.embed.save()
     summary = {"n_train": len(ref.train_emb), "n_test": ref.n_test, "test_accuracy": ref.test_accuracy,
                "window": WINDOW, "seconds": round(time.perf_counter() - started, 1), "results": results}
     print("| scenario | windows alarmed (ours) | peer: uncorrected p<0.05 | false alarms before shift (ours / peer) "

@@ -334,7 +334,8 @@ class MonitorConfig(_Strict):
     max_new_vocab: float = Field(0.05, gt=0, le=1)
     """Share of words unseen in training, above the frozen test split's own share, that counts."""
     max_accuracy_drop: float = Field(0.05, gt=0, lt=1)
-    """Estimated (CBPE) or measured accuracy this far below the ladder's figure means retrain."""
+    """Estimated (CBPE) or measured accuracy this far below the ladder's figure (and significantly
+    lower, at the Bonferroni level) means retrain."""
     seed: int = 0
 
 

@@ -113,3 +113,10 @@ def fit_calibrator(conf: np.ndarray, correct: np.ndarray):
 def cbpe_accuracy(calibrator, conf: np.ndarray) -> float:
     """Expected accuracy of a window without labels: the mean calibrated top-label probability."""
     return float(np.mean(calibrator.predict(conf))) if len(conf) else float("nan")
+
+
+def cbpe_drop(calibrator, ref_conf: np.ndarray, win_conf: np.ndarray) -> dict:
+    """The window's expected accuracy, and a one-sided Mann-Whitney U test that its calibrated
+    probabilities sit below the frozen test split's (a window of hard but familiar inputs is noise)."""
+    win, ref = calibrator.predict(win_conf), calibrator.predict(ref_conf)
+    return {"accuracy": float(win.mean()), "p_value": float(sps.mannwhitneyu(win, ref, alternative="less").pvalue)}

@@ -61,8 +61,8 @@ def _tests(ref: Reference, mcfg: MonitorConfig, emb, probs, dist, lengths, texts
     if probs is not None:
         out["labels"] = drift.label_shift(ref.test_counts, np.bincount(probs.argmax(1), minlength=len(ref.labels)))
         out["confidence"] = drift.confidence_drop(ref.test_conf, probs.max(1))
-        est = drift.cbpe_accuracy(ref.calibrator, probs.max(1))
-        out["cbpe"] = {"accuracy": est, "drop": ref.ladder["accuracy"] - est}
+        est = drift.cbpe_drop(ref.calibrator, ref.test_conf, probs.max(1))
+        out["cbpe"] = {**est, "drop": ref.ladder["accuracy"] - est["accuracy"]}
     return out
 
 
@@ -89,9 +89,10 @@ def alarms(t: dict, mcfg: MonitorConfig, level: float) -> list[tuple[str, str]]:
         c = t["confidence"]
         if c["p_value"] < level and c["drop"] >= mcfg.max_confidence_drop:
             found.append(("confidence", f"confidence fell by {c['drop']:.2f} (p={c['p_value']:.2g})"))
-        if t["cbpe"]["drop"] >= mcfg.max_accuracy_drop:
-            found.append(("quality", f"estimated accuracy {100 * t['cbpe']['accuracy']:.1f}% is "
-                                     f"{100 * t['cbpe']['drop']:.1f} points under the ladder's figure"))
+        q = t["cbpe"]
+        if q["p_value"] < level and q["drop"] >= mcfg.max_accuracy_drop:
+            found.append(("quality", f"estimated accuracy {100 * q['accuracy']:.1f}% is {100 * q['drop']:.1f} "
+                                     f"points under the ladder's figure (p={q['p_value']:.2g})"))
     return found
 
 
@@ -106,7 +107,7 @@ def assess(ref: Reference, rows: list[Served], timed: bool, mcfg: MonitorConfig)
     order = list(dict.fromkeys(keys))
     members = {k: [i for i, key in enumerate(keys) if key == k] for k in order}
     tested = [k for k in order if len(members[k]) >= mcfg.min_window]
-    n_tests = 5 if probs is not None else 3
+    n_tests = 6 if probs is not None else 3
     level = mcfg.alpha / max(1, len(tested) * n_tests)  # Bonferroni over every window and test of the run
     resamples = max(mcfg.permutations, math.ceil(2 / level))
     windows = []
