@@ -125,3 +125,25 @@ def test_monitor_needs_a_prepared_dataset(tmp_path, tiny_model_dir):
     log = stream(tmp_path / "log.jsonl", ["the bank"])
     res = runner.invoke(app, ["monitor", str(folder), "--log", str(log)])
     assert res.exit_code == 1 and "tunewise prepare" in res.output
+
+
+def test_sqlite_log_with_the_served_rungs_probabilities(project, tmp_path):
+    import sqlite3
+
+    assert runner.invoke(app, ["ladder", str(project), "--rungs", "embedding-classifier", "-q"]).exit_code == 0
+    db = tmp_path / "requests.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE requests (ts TEXT, model TEXT, input TEXT, output TEXT, latency_ms REAL, probs TEXT)")
+    labels = list(TOPICS)
+    for i, text in enumerate(fresh_rows(60, seed=11)):
+        probs = {lab: 0.8 if k == i % 3 else 0.1 for k, lab in enumerate(labels)}
+        con.execute("INSERT INTO requests VALUES (?,?,?,?,?,?)", (f"2026-01-01T{i // 30:02d}:{i % 30:02d}:00Z",
+                    "embedding-classifier", text, labels[i % 3], 3.0, json.dumps(probs)))
+    con.commit()
+    con.close()
+    res = runner.invoke(app, ["monitor", str(project), "--log", str(db)])
+    _, result = latest(project)
+    assert res.exit_code in (0, 3, 4), res.output
+    assert result["predictions"].startswith("probabilities from the request log")
+    assert result["reference"]["ladder"]["report"] is not None and result["n_requests"] == 60
+    assert result["windows"][0]["confidence"]["mean"] == pytest.approx(0.8)
