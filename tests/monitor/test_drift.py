@@ -71,3 +71,11 @@ def test_length_and_new_vocabulary():
     ref = np.array([10, 12, 11, 9, 10, 13, 12, 11] * 10)
     assert drift.length_shift(ref, np.array([40, 45, 50] * 10))["p_value"] < 1e-6
     assert drift.new_vocab_rate(["the cat sat", "a dog ran"], {"the", "cat", "sat", "a"}) == pytest.approx(2 / 6)
+
+
+def test_chat_rows_and_logged_transcripts_are_compared_by_their_user_turns():
+    messages = [{"role": "system", "content": "You are the shop's assistant."}, {"role": "user", "content": "Hats?"},
+                {"role": "assistant", "content": "Yes."}, {"role": "user", "content": "And socks?"}]
+    assert drift.user_text("ignored", messages) == "Hats?\nAnd socks?"
+    assert drift.user_text("system: You are the shop's assistant.\nuser: Hats?") == "Hats?"
+    assert drift.user_text("note: a plain request") == "note: a plain request"

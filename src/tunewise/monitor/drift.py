@@ -17,6 +17,18 @@ import numpy as np
 from scipy import stats as sps
 
 WORD = re.compile(r"[^\W\d_]+")
+ROLE_LINE = re.compile(r"^(system|user|assistant|tool): ", re.M)
+
+
+def user_text(text: str, messages: list[dict] | None = None) -> str:
+    """What the user wrote. Chat rows are compared by their user turns: the system prompt is the same in
+    every row and would dominate, and a server may log the user's message alone or the whole transcript."""
+    if messages:
+        return "\n".join(m["content"] for m in messages if m.get("role") == "user")
+    if not ROLE_LINE.match(text):
+        return text
+    parts = ROLE_LINE.split(text)  # ["", role, content, role, content, ...]
+    return "\n".join(parts[i + 1].strip() for i in range(1, len(parts) - 1, 2) if parts[i] == "user")
 
 
 def words(text: str) -> list[str]:

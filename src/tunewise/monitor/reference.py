@@ -27,6 +27,10 @@ from tunewise.monitor import drift
 MONITOR_RUNG = "embedding-classifier"
 
 
+def text(rec: Record) -> str:
+    return drift.user_text(rec.input, rec.meta.get("messages"))
+
+
 @dataclass
 class Reference:
     labels: list[str]
@@ -52,13 +56,13 @@ class Reference:
 
 def _embeddings(config: ProjectConfig, project: Path, digest: str, parts: dict[str, list[Record]], embed) -> dict:
     enc = config.encoder
-    key = ws.sha256_bytes(json.dumps([enc.model, enc.max_seq_length, digest]).encode())[:16]
+    key = ws.sha256_bytes(json.dumps([enc.model, enc.max_seq_length, digest, "user-text"]).encode())[:16]
     path = ws.workspace(project) / "monitor" / "cache" / f"embeddings-{key}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
             if all(n in z and len(z[n]) == len(rows) for n, rows in parts.items()):
                 return {n: z[n] for n in parts}
-    out = {n: embed([r.input for r in rows]) for n, rows in parts.items()}
+    out = {n: embed([text(r) for r in rows]) for n, rows in parts.items()}
     with ws.atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **out)
     return out
@@ -143,12 +147,12 @@ def build_reference(config: ProjectConfig, project: Path, served_model: str | No
     sample = emb["train"][rng.choice(len(train), min(mcfg.reference_size, len(train)), replace=False)]
     # Each training row's distance to its nearest other training row: its 99th percentile is "far".
     own = drift.nearest_distance(emb["train"], emb["train"], exclude_self=True)
-    vocab = {w for r in train for w in drift.words(r.input)}
+    vocab = {w for r in train for w in drift.words(text(r))}
     ref = Reference(
         labels=config.task.labels, embed=embed, train_emb=emb["train"], sample=sample,
         bandwidth=drift.rbf_bandwidth(sample), nn_threshold=float(np.quantile(own, 0.99)),
-        train_len=np.array([len(drift.words(r.input)) for r in train]), vocab=vocab,
-        test_new_vocab=drift.new_vocab_rate([r.input for r in test], vocab), dataset=str(folder),
+        train_len=np.array([len(drift.words(text(r))) for r in train]), vocab=vocab,
+        test_new_vocab=drift.new_vocab_rate([text(r) for r in test], vocab), dataset=str(folder),
     )
     if config.task.type != "classification" or not test:
         ref.source = "no label checks: not a classification task" if test else "no label checks: empty test split"

@@ -98,7 +98,7 @@ def alarms(t: dict, mcfg: MonitorConfig, level: float) -> list[tuple[str, str]]:
 
 def assess(ref: Reference, rows: list[Served], timed: bool, mcfg: MonitorConfig) -> dict:
     """Every window's statistics and alarms, plus per-row features (for examples and the review export)."""
-    texts = [r.input for r in rows]
+    texts = [drift.user_text(r.input) for r in rows]
     emb = ref.embed(texts)
     probs, source = served_probs(ref, rows, emb)
     dist = drift.nearest_distance(emb, ref.train_emb)
