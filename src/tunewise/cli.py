@@ -156,11 +156,18 @@ def _print_summary(report_dir: Path) -> None:
         ci = m.get(f"{primary}_ci") or [float("nan")] * 2
         table.add_row(r["name"], f"{100 * m[primary]:.1f} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})",
                       f"{r['train_seconds']:.0f}", f"{r['ms_per_example']:.1f}", f"{r['prompt_tokens_per_request']:.0f}",
-                      *([f"{100 * r['recent_metrics'][primary]:.1f}"] if recent else []))
+                      *([_recent_cell(r, primary)] if recent else []))
     out.print(table)
     rec = ladder["recommendation"]
     out.print(f"[bold]recommendation:[/] {rec['rung']} — {rec['reason']}", highlight=False)
     _print_report_paths(report_dir)
+
+
+def _recent_cell(r: dict, primary: str) -> str:
+    """The rung on the recent split, beside what the deployed model answered when served (McNemar)."""
+    cell = f"{100 * r['recent_metrics'][primary]:.1f}"
+    served = r.get("recent_vs_served")
+    return cell + (f" (served {100 * served['served_accuracy']:.1f}, p={served['p_value']:.2g})" if served else "")
 
 
 def _print_report_paths(report_dir: Path) -> None:

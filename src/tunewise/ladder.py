@@ -88,6 +88,17 @@ def load_recent(folder: Path) -> list[Record]:
     return [Record.from_json(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
 
 
+def vs_served(recent: list[Record], preds: list) -> dict | None:
+    """This rung against the deployed model's served answers on the same recent rows (exact match, McNemar)."""
+    served = [r.meta.get("served_output") for r in recent]
+    if any(s is None for s in served):
+        return None
+    ours = np.array([p.output == r.target for p, r in zip(preds, recent, strict=True)])
+    theirs = np.array([s == r.target for s, r in zip(served, recent, strict=True)])
+    return {"n": len(recent), "rung_accuracy": float(ours.mean()), "served_accuracy": float(theirs.mean()),
+            **mcnemar(ours, theirs)}
+
+
 def load_ood(config: ProjectConfig, project: Path) -> list[Record]:
     """The optional out-of-distribution test file; rows with unknown labels are skipped, as in the data."""
     if not config.data.ood_test:
@@ -189,6 +200,8 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
         recent_preds = rung.predict(splits.recent)
         result["recent_metrics"] = score_predictions(config, splits.recent, recent_preds,
                                                      getattr(rung, "passages", None), schema).metrics
+        if config.task.type == "classification":
+            result["recent_vs_served"] = vs_served(splits.recent, recent_preds)
     ws.write_json(run_dir / "metrics.json", {k: v for k, v in result.items() if k != "item_scores"})
     return result
 

@@ -80,4 +80,6 @@ monitor: {min_window: 30, permutations: 500}
     assert old_l["dataset_dir"] != new_l["dataset_dir"] and new_l["n_recent"] >= 1
     rung = new_l["rungs"][0]
     assert 0 <= rung["recent_metrics"]["accuracy"] <= 1
+    served = rung["recent_vs_served"]  # the deployed model's served answers against the refitted rung, same rows
+    assert served["n"] == new_l["n_recent"] and 0 <= served["served_accuracy"] <= 1 and 0 <= served["p_value"] <= 1
     assert rung["metrics"]["accuracy"] == pytest.approx(old_l["rungs"][0]["metrics"]["accuracy"])

@@ -88,6 +88,7 @@ def test_shifted_stream_alarms_and_exports_rows_to_review(project, tmp_path):
     assert res.exit_code == 0, res.output
     recent = (project / ".tunewise" / "reviews" / "recent.jsonl").read_text().splitlines()
     assert [json.loads(x)["label"] for x in recent] == ["tech", "sports"]
+    assert all(json.loads(x)["served_output"] in TOPICS for x in recent)  # the served answer travels along
     res = runner.invoke(app, ["prepare", str(project), "--set", "data.recent_test=.tunewise/reviews/recent.jsonl"])
     assert res.exit_code == 0, res.output
     folder = project / ".tunewise" / "datasets" / res.output.split()[1].rstrip(":")

@@ -7,7 +7,7 @@ with ``served-``. ``tunewise review import`` recognises such a file and appends 
 (``corrected_target`` filled in; ``DROP`` or blank rows are skipped) to
 ``.tunewise/reviews/recent.jsonl``; point ``data.recent_test`` at that file and ``tunewise prepare``
 keeps them as a separate "recent" test split beside the frozen one, which ``tunewise ladder`` scores
-every rung on.
+every rung on, each compared (McNemar, same items) with what the deployed model answered when served.
 """
 
 from __future__ import annotations
@@ -100,9 +100,10 @@ def export_served_review(ref: Reference, rows: list[Served], features: dict, n: 
     writer.writerow(COLUMNS)
     for i in picked:
         flags = ["out_of_distribution"] if features["dist"][i] > ref.nn_threshold else []
-        suggested = ""
+        # suggested_target: what the served model answered (the log's output, else its top label).
+        suggested = rows[i].output or ""
         if features["probs"] is not None:
-            suggested = ref.labels[int(features["probs"][i].argmax())]
+            suggested = suggested or ref.labels[int(features["probs"][i].argmax())]
             if features["probs"][i].max() < float(np.median(ref.test_conf)):
                 flags.append("low_confidence")
         text = redact(rows[i].input)
@@ -147,7 +148,8 @@ def import_served(config: ProjectConfig, project: Path, path: Path) -> tuple[int
         if not (row.get("input") or "").strip():
             raise DataError(f"{path}:{line}: field 'input': empty")
         merged[row["id"]] = {"id": row["id"], task.input_field: row["input"], task.target_field: label,
-                             "source": row.get("source", ""), "origin": "served"}
+                             "source": row.get("source", ""), "origin": "served",
+                             "served_output": (row.get("suggested_target") or "").strip() or None}
         added += 1
     ws.write_jsonl(store, merged.values())
     return added, skipped, store

@@ -102,7 +102,8 @@ def read_jsonl(path: Path, input_field: str = "input") -> list[Served]:
         try:
             raw = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg}); a request log is JSONL or the "
+                            "server's SQLite file") from None
         if not isinstance(raw, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object")
         rid = str(raw["id"]) if raw.get("id") is not None else f"line-{lineno}"
