@@ -51,8 +51,10 @@ monitor: {min_window: 30, permutations: 500}
     assert res.exit_code == 0, res.output
     shifted = project / "shifted.jsonl"
     texts = [r["text"] for r in held[:30]] + docs
-    shifted.write_text("".join(json.dumps({"ts": f"2026-01-0{1 + i // 30}T09:{i % 30:02d}:00Z", "input": t})
-                               + "\n" for i, t in enumerate(texts)))
+    answers = [r["label"] for r in held[:30]] + ["tech"] * len(docs)  # what the server answered
+    lines = [json.dumps({"ts": f"2026-01-0{1 + i // 30}T09:{i % 30:02d}:00Z", "input": t, "output": a})
+             for i, (t, a) in enumerate(zip(texts, answers, strict=True))]
+    shifted.write_text("\n".join(lines) + "\n")
     res = runner.invoke(app, ["monitor", str(project), "--log", str(shifted), "--export-review", "8"])
     assert res.exit_code in (3, 4), res.output
     result = json.loads(sorted((project / ".tunewise" / "monitor").glob("2*/monitor.json"))[-1].read_text())

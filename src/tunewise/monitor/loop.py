@@ -103,6 +103,8 @@ def export_served_review(ref: Reference, rows: list[Served], features: dict, n: 
         # suggested_target: what the served model answered (the log's output, else its top label).
         suggested = rows[i].output or ""
         if features["probs"] is not None:
+            if not suggested and ref.predict is not None:  # not the served model's answer: say whose it is
+                flags.append("suggested_by_monitor")
             suggested = suggested or ref.labels[int(features["probs"][i].argmax())]
             if features["probs"][i].max() < float(np.median(ref.test_conf)):
                 flags.append("low_confidence")
@@ -149,7 +151,8 @@ def import_served(config: ProjectConfig, project: Path, path: Path) -> tuple[int
             raise DataError(f"{path}:{line}: field 'input': empty")
         merged[row["id"]] = {"id": row["id"], task.input_field: row["input"], task.target_field: label,
                              "source": row.get("source", ""), "origin": "served",
-                             "served_output": (row.get("suggested_target") or "").strip() or None}
+                             "served_output": None if "suggested_by_monitor" in (row.get("flags") or "")
+                             else (row.get("suggested_target") or "").strip() or None}
         added += 1
     ws.write_jsonl(store, merged.values())
     return added, skipped, store
