@@ -150,3 +150,11 @@ def test_sqlite_log_with_the_served_rungs_probabilities(project, tmp_path):
     assert result["predictions"].startswith("probabilities from the request log")
     assert result["reference"]["ladder"]["report"] is not None and result["n_requests"] == 60
     assert result["windows"][0]["confidence"]["mean"] == pytest.approx(0.8)
+
+
+def test_too_few_requests_says_nothing_was_tested(project, tmp_path):
+    log = stream(tmp_path / "log.jsonl", fresh_rows(12, seed=2))
+    res = runner.invoke(app, ["monitor", str(project), "--log", str(log)])
+    _, result = latest(project)
+    assert res.exit_code == 0 and "nothing was tested" in res.output
+    assert not result["windows"][0]["tested"] and "too few requests" in result["windows"][0]["reasons"][0]

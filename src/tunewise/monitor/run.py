@@ -175,6 +175,9 @@ def verdict(result: dict, mcfg: MonitorConfig) -> tuple[str, list[str]]:
         return "retrain", why
     if why:
         return "watch", why
+    if not tested:
+        return "stable", [f"nothing was tested: no window holds monitor.min_window={mcfg.min_window} requests "
+                          "(lower it, or choose a longer monitor.window)"]
     return "stable", [f"no threshold crossed in {len(tested)} tested window(s)"]
 
 
