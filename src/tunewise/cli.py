@@ -155,8 +155,8 @@ def _print_summary(report_dir: Path) -> None:
         m = r["metrics"]
         ci = m.get(f"{primary}_ci") or [float("nan")] * 2
         table.add_row(r["name"], f"{100 * m[primary]:.1f} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})",
-                      f"{r['train_seconds']:.0f}", f"{r['ms_per_example']:.1f}", f"{r['prompt_tokens_per_request']:.0f}",
-                      *([_recent_cell(r, primary)] if recent else []))
+                      f"{r['train_seconds']:.0f}", f"{r['ms_per_example']:.1f}",
+                      f"{r['prompt_tokens_per_request']:.0f}", *([_recent_cell(r, primary)] if recent else []))
     out.print(table)
     rec = ladder["recommendation"]
     out.print(f"[bold]recommendation:[/] {rec['rung']} — {rec['reason']}", highlight=False)
@@ -332,7 +332,8 @@ def review_import(
 
         added, skipped, store = import_served(load_config(project, set_), project, file)
         out.print(f"added {added} labelled served requests to {store} ({skipped} blank or DROP skipped); "
-                  f"with data.recent_test: {store.relative_to(project)} `tunewise prepare` keeps them as a recent test split")
+                  f"with data.recent_test: {store.relative_to(project)} `tunewise prepare` keeps them "
+                  "as a recent test split")
         return
     n, store = import_project_review(project, file, set_)
     out.print(f"recorded {n} corrections in {store}; run `tunewise prepare` to apply them")
@@ -414,7 +415,7 @@ def monitor(
     since: Annotated[str | None, typer.Option(help="Only requests at or after this ISO time.")] = None,
     labeled: Annotated[Path | None, typer.Option(help="Labelled requests (the project's input/target fields): "
                                                  "accuracy re-measured against the ladder's.")] = None,
-    export_review: Annotated[int | None, typer.Option(help="Write the N requests most worth labelling as a "
+    export_review: Annotated[int | None, typer.Option(min=1, help="Write the N requests most worth labelling as a "
                                                       "review CSV for `tunewise review import`.")] = None,
     set_: SetOpt = None,
 ) -> None:
