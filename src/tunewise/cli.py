@@ -161,17 +161,28 @@ def _print_summary(report_dir: Path) -> None:
     ladder = json.loads((report_dir / "ladder.json").read_text())
     primary = ladder.get("primary", "accuracy")
     table = Table(title=f"{ladder['project']}: {ladder['n_test']} test examples, sha256 {ladder['test_hash'][:12]}…")
+    recent = ladder.get("n_recent", 0)
     for col in ("rung", f"{primary} % (95% CI)", "train s", "ms/example", "prompt tokens"):
         table.add_column(col)
+    if recent:
+        table.add_column(f"{primary} % on {recent} recent")
     for r in ladder["rungs"]:
         m = r["metrics"]
         ci = m.get(f"{primary}_ci") or [float("nan")] * 2
         table.add_row(r["name"], f"{100 * m[primary]:.1f} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})",
-                      f"{r['train_seconds']:.0f}", f"{r['ms_per_example']:.1f}", f"{r['prompt_tokens_per_request']:.0f}")
+                      f"{r['train_seconds']:.0f}", f"{r['ms_per_example']:.1f}",
+                      f"{r['prompt_tokens_per_request']:.0f}", *([_recent_cell(r, primary)] if recent else []))
     out.print(table)
     rec = ladder["recommendation"]
     out.print(f"[bold]recommendation:[/] {rec['rung']} — {rec['reason']}", highlight=False)
     _print_report_paths(report_dir)
+
+
+def _recent_cell(r: dict, primary: str) -> str:
+    """The rung on the recent split, beside what the deployed model answered when served (McNemar)."""
+    cell = f"{100 * r['recent_metrics'][primary]:.1f}"
+    served = r.get("recent_vs_served")
+    return cell + (f" (served {100 * served['served_accuracy']:.1f}, p={served['p_value']:.2g})" if served else "")
 
 
 def _print_report_paths(report_dir: Path) -> None:
@@ -342,7 +353,17 @@ def review_import(
 ) -> None:
     """Record the corrections of a review CSV; `tunewise prepare` applies them."""
     from tunewise.data.prepare import import_project_review
+    from tunewise.monitor.loop import is_served_review
 
+    if is_served_review(file):  # written by `tunewise monitor --export-review`: new labelled rows, not corrections
+        from tunewise.config import load_config
+        from tunewise.monitor.loop import import_served
+
+        added, skipped, store = import_served(load_config(project, set_), project, file)
+        out.print(f"added {added} labelled served requests to {store} ({skipped} blank or DROP skipped); "
+                  f"with data.recent_test: {store.relative_to(project)} `tunewise prepare` keeps them "
+                  "as a recent test split")
+        return
     n, store = import_project_review(project, file, set_)
     out.print(f"recorded {n} corrections in {store}; run `tunewise prepare {project}` to apply them",
               highlight=False, soft_wrap=True)
@@ -416,6 +437,37 @@ def sweep(
 
     folder = run_sweep(project, trials, method, set_ or [])
     out.print(f"sweep: {folder / 'sweep.json'}")
+
+
+@app.command()
+@friendly
+def monitor(
+    project: ProjectArg = Path("."),
+    log: Annotated[Path, typer.Option(help="The request log: the server's SQLite file or a JSONL of inputs.")] = ...,
+    since: Annotated[str | None, typer.Option(help="Only requests at or after this ISO time.")] = None,
+    labeled: Annotated[Path | None, typer.Option(help="Labelled requests (the project's input/target fields): "
+                                                 "accuracy re-measured against the ladder's.")] = None,
+    export_review: Annotated[int | None, typer.Option(min=1, help="Write the N requests most worth labelling as a "
+                                                      "review CSV for `tunewise review import`.")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Compare served inputs with the training data per time window; exit 0 stable, 3 retrain, 4 watch."""
+    from tunewise.config import load_config
+
+    config = load_config(project, set_)
+    from tunewise.monitor.run import monitor_project, summary_line
+
+    folder, result = monitor_project(config, project, log, since, labeled, export_review,
+                                     lambda msg: console.print(msg, highlight=False, markup=False))
+    out.print(summary_line(result), highlight=False)
+    for why in result["why"][:8]:
+        out.print(f"  {why}", highlight=False, markup=False)
+    if "review_export" in result:
+        x = result["review_export"]
+        out.print(f"review: {x['rows']} requests in {x['path']}; fill in corrected_target, then: "
+                  f"tunewise review import {x['path']} {project}", highlight=False)
+    out.print(f"monitor: {folder / 'monitor.json'}\nhtml: {folder / 'monitor.html'}")
+    raise typer.Exit(result["exit_code"])
 
 
 def main() -> None:

@@ -93,6 +93,10 @@ class DataConfig(_Strict):
     """Allow absolute paths outside the project folder in data.*, task.json_schema and
     train.dpo.data (off: every such path must lie inside the project, so a project is one folder
     that can be moved or shared whole). Relative paths that climb out with `..` are always refused."""
+    recent_test: str | None = None
+    """Labelled recent production requests (e.g. .tunewise/reviews/recent.jsonl from `tunewise review
+    import` of a `tunewise monitor --export-review` CSV): `prepare` keeps them as a separate "recent" test
+    split beside the frozen one, and the ladder scores every rung on both."""
 
 
 class AuditConfig(_Strict):
@@ -307,6 +311,43 @@ class CostConfig(_Strict):
     break-even volume into months."""
 
 
+class MonitorConfig(_Strict):
+    """Thresholds of `tunewise monitor`. A window alarms when a test is significant after a Bonferroni
+    correction over every window and test of the run (family-wise `alpha`) AND its effect reaches the
+    size below, so a long in-distribution stream does not alarm by chance. Verdict: `retrain` (exit 3)
+    when the estimated or measured accuracy fell by `max_accuracy_drop`, or the latest window has too
+    many out-of-distribution inputs; `watch` (exit 4) on any other alarm; `stable` (exit 0)."""
+
+    window: Literal["auto", "hour", "day", "week"] = "auto"
+    """Time window of the trends; auto: the finest whose typical window holds `min_window` requests."""
+    min_window: int = Field(30, ge=5)
+    """Requests a window needs to be tested (smaller windows are shown, not tested); also the window
+    size, in requests, of a log without times."""
+    alpha: float = Field(0.05, gt=0, lt=1)
+    """Family-wise false-alarm rate of a run, shared (Bonferroni) by every window and test."""
+    reference_size: int = Field(300, ge=20)
+    """Training rows (a seeded sample) the embedding test compares each window with."""
+    permutations: int = Field(2000, ge=100)
+    """Permutations of the embedding test (raised when the Bonferroni level needs more)."""
+    min_mmd: float = Field(0.01, ge=0)
+    """Smallest embedding shift (squared MMD, RBF kernel) that counts."""
+    max_psi: float = Field(0.2, ge=0)
+    """Predicted-label shift (population stability index) above which the label mix changed."""
+    max_confidence_drop: float = Field(0.05, ge=0)
+    """Drop of the mean top-label probability, against the frozen test split, that counts."""
+    max_ood_rate: float = Field(0.1, gt=0, le=1)
+    """Share of a window's inputs farther from the training data than 99% of training rows are
+    from each other, above which the window is out of distribution."""
+    max_length_ks: float = Field(0.25, gt=0, le=1)
+    """Input-length shift (Kolmogorov-Smirnov distance of word counts) that counts."""
+    max_new_vocab: float = Field(0.05, gt=0, le=1)
+    """Share of words unseen in training, above the frozen test split's own share, that counts."""
+    max_accuracy_drop: float = Field(0.05, gt=0, lt=1)
+    """Estimated (CBPE) or measured accuracy this far below the ladder's figure (and significantly
+    lower, at the Bonferroni level) means retrain."""
+    seed: int = 0
+
+
 RUNGS = ("zero-shot", "lora")
 RungName = Literal[
     "zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune",
@@ -328,6 +369,7 @@ class ProjectConfig(_Strict):
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -403,7 +445,8 @@ def path_keys(config: ProjectConfig) -> list[tuple[str, str]]:
     """
     d = config.data
     keys = [(f"data.files[{i}]", f) for i, f in enumerate(d.files)]
-    keys += [("data.test_file", d.test_file), ("data.ood_test", d.ood_test), ("data.documents", d.documents),
+    keys += [("data.test_file", d.test_file), ("data.ood_test", d.ood_test), ("data.recent_test", d.recent_test),
+             ("data.documents", d.documents),
              ("task.json_schema", config.task.json_schema), ("train.dpo.data", config.train.dpo.data)]
     return [(k, v) for k, v in keys if v]
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from tunewise import workspace as ws
 from tunewise.config import METHODS, ConfigError, ProjectConfig, config_path, dump_config
+from tunewise.core import Record
 from tunewise.data.resolve import Splits, resolve_splits
 from tunewise.evaluate.cost import add_break_even, resolve_prices, rung_cost
 from tunewise.evaluate.stats import mcnemar, paired_bootstrap_diff
@@ -22,6 +23,17 @@ log = logging.getLogger(__name__)
 
 # Older call sites: the one resolver lives in tunewise.data.resolve.
 load_splits = resolve_splits
+
+
+def vs_served(recent: list[Record], preds: list) -> dict | None:
+    """This rung against the deployed model's served answers on the same recent rows (exact match, McNemar)."""
+    served = [r.meta.get("served_output") for r in recent]
+    if any(s is None for s in served):
+        return None
+    ours = np.array([p.output == r.target for p, r in zip(preds, recent, strict=True)])
+    theirs = np.array([s == r.target for s, r in zip(served, recent, strict=True)])
+    return {"n": len(recent), "rung_accuracy": float(ours.mean()), "served_accuracy": float(theirs.mean()),
+            **mcnemar(ours, theirs)}
 
 
 LLM_RUNGS = ("zero-shot", "few-shot", "rag", *METHODS)
@@ -127,6 +139,12 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
         ws.write_jsonl(run_dir / "ood_predictions.jsonl", (
             {**p.to_json(), "target": r.target} for p, r in zip(ood_preds, splits.ood, strict=True)))
         result["ood_metrics"] = score_predictions(config, splits.ood, ood_preds, getattr(rung, "passages", None), schema).metrics
+    if splits.recent:
+        recent_preds = rung.predict(splits.recent)
+        result["recent_metrics"] = score_predictions(config, splits.recent, recent_preds,
+                                                     getattr(rung, "passages", None), schema).metrics
+        if config.task.type == "classification":
+            result["recent_vs_served"] = vs_served(splits.recent, recent_preds)
     ws.write_json(run_dir / "metrics.json", {k: v for k, v in result.items() if k != "item_scores"})
     return result
 
@@ -191,6 +209,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         "n_train": len(splits.train),
         "n_val": len(splits.val),
         "n_ood": len(splits.ood),
+        "n_recent": len(splits.recent),
         "n_rejected": len(splits.rejects),
         "dataset_dir": str(splits.dataset_dir),
         "dataset": splits.record(),

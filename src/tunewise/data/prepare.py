@@ -177,9 +177,9 @@ def drop_leaks(recs: list[Record], test: list[Record], threshold: float) -> tupl
 # ---------------------------------------------------------------- the whole stage
 
 def source_files(config: ProjectConfig) -> list[str]:
-    """Every data file a prepared dataset is built from: data.files, data.test_file, data.ood_test."""
+    """Every data file a prepared dataset is built from: data.files, test_file, ood_test, recent_test."""
     d = config.data
-    return d.files + [f for f in (d.test_file, d.ood_test) if f]
+    return d.files + [f for f in (d.test_file, d.ood_test, d.recent_test) if f]
 
 
 def fingerprint(config: ProjectConfig, project: Path, corrections: dict[str, str]) -> str:
@@ -187,7 +187,7 @@ def fingerprint(config: ProjectConfig, project: Path, corrections: dict[str, str
 
     In: the bytes of every source file; how rows are read (task type, input/target fields, labels
     for classification, data.schema, data.id_field); the split (fractions, seed, test_file,
-    ood_test); the cleaning policy (prepare.*, the near-duplicate threshold, audit.max_tokens and,
+    ood_test, recent_test); the cleaning policy (prepare.*, the near-duplicate threshold, audit.max_tokens and,
     only when that is set, the base model whose tokenizer counts); the reviewers' corrections.
     Out: anything that changes prompts, models or scoring but not the rows (task.instruction,
     task.max_input_tokens, task.json_schema, data.documents, data.annotator_field, train.*, eval.*),
@@ -200,7 +200,7 @@ def fingerprint(config: ProjectConfig, project: Path, corrections: dict[str, str
                  "labels": task.labels if task.type == "classification" else []},
         "data": {"files": data.files, "split": data.split.model_dump(mode="json"), "seed": data.seed,
                  "test_file": data.test_file, "ood_test": data.ood_test, "schema": data.schema_,
-                 "id_field": data.id_field},
+                 "id_field": data.id_field, **({"recent_test": data.recent_test} if data.recent_test else {})},
         "prepare": config.prepare.model_dump(mode="json"),
         "audit": {"near": config.audit.near_duplicate_threshold, "near_measure": MEASURE,
                   "max_tokens": config.audit.max_tokens},
@@ -266,6 +266,27 @@ def content_hash(parts: dict[str, list[Record]]) -> str:
             h.update(json.dumps([name, rec.to_json()], sort_keys=True, ensure_ascii=False).encode())
             h.update(b"\n")
     return h.hexdigest()
+
+
+def _load_recent(config: ProjectConfig, project: Path, tokenizer, rejects: list[Reject],
+                 dataset: list[Record]) -> list[Record]:
+    """Labelled production rows (data.recent_test), cleaned like a given test file, tagged with their origin.
+
+    A recent row repeating a row of the dataset is dropped (it is not fresh evidence); the dataset's own
+    splits are never touched, so the frozen test split stays the same."""
+    if not config.data.recent_test:
+        return []
+    task = config.task
+    loaded = load_files([config.data.recent_test], project, task.input_field, task.target_field, None,
+                        config.data.id_field)
+    keep_near = config.model_copy(update={"prepare": config.prepare.model_copy(update={"near_duplicates": "keep"})})
+    recent, _, lost = clean(loaded.records, keep_near, {}, tokenizer)
+    recent, seen, _ = drop_leaks(recent, dataset, config.audit.near_duplicate_threshold)
+    lost += [(r, why.replace("leaks into test row", "repeats dataset row")) for r, why in seen]
+    rejects += loaded.rejects + [_reject(r, f"recent test file: {why}") for r, why in lost]
+    for rec in recent:
+        rec.meta["split_origin"] = "recent production requests"
+    return recent
 
 
 def _reject(rec: Record, reason: str) -> Reject:
@@ -338,6 +359,9 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None,
         parts["test"] = test
     if ood is not None:
         parts["ood"] = ood
+    recent = _load_recent(config, project, tokenizer, rejects, [r for rows in parts.values() for r in rows])
+    if recent:
+        parts["recent_test"] = sorted(recent, key=lambda r: r.id)
     digest = content_hash(parts)
     manifest = _manifest(config, project, loaded.schemas, steps, parts, rejects, digest, corrections)
     manifest["hints"] = hints
@@ -394,7 +418,7 @@ def _manifest(config, project, schemas, steps, parts, rejects, digest, correctio
         "sources": {f: ws.sha256_file(Path(project) / f) for f in source_files(config)},
         "schema": {f: schemas.get(str(Path(project) / f)) for f in config.data.files},
         "task": config.task.type, "seed": config.data.seed, "split": config.data.split.model_dump(),
-        "test_file": config.data.test_file, "ood_test": config.data.ood_test,
+        "test_file": config.data.test_file, "ood_test": config.data.ood_test, "recent_test": config.data.recent_test,
         "policy": config.prepare.model_dump(mode="json"),
         "near_duplicate_threshold": config.audit.near_duplicate_threshold, "near_duplicate_measure": MEASURE,
         "max_tokens": config.audit.max_tokens,
@@ -426,6 +450,10 @@ def datacard(m: dict) -> str:
                f"({m.get('near_duplicate_measure', 'Jaccard')} >= {m['near_duplicate_threshold']}) never straddle "
                f"splits; {split}."), ""]
     lines += [f"- {n}: {c} rows" for n, c in m["counts"].items() if n != "rejected"]
+    if m.get("recent_test"):
+        lines += ["", f"- recent_test is a separate test split of labelled production requests from "
+                  f"`{m['recent_test']}` (exported by `tunewise monitor --export-review`, labelled by a reviewer); "
+                  "rows repeating a row of the dataset were left out of it. The frozen test split is unchanged."]
     lines += ["", f"Every removed or malformed row ({m['counts']['rejected']}) is listed with its reason in rejects.jsonl.", ""]
     lines += ["## Labels per split", ""] + [f"- {n}: {json.dumps(v, ensure_ascii=False)}" for n, v in m["labels"].items()]
     if m.get("hints"):

@@ -41,6 +41,8 @@ class Splits:
     """The one line said about how the data was resolved ('' when a prepared dataset matched)."""
     prepared_by: str = ""
     """What prepared the dataset, from its manifest: `tunewise prepare` or the command that had to."""
+    recent: list[Record] = field(default_factory=list)
+    """Labelled recent production requests (data.recent_test), scored beside the frozen test split."""
 
     def record(self, with_test: bool = True) -> dict:
         """What an output (ladder.json, lineage.json, sweep.json) records about the data it used."""
@@ -49,7 +51,7 @@ class Splits:
                "counts": {"train": len(self.train), "val": len(self.val), "rejected": len(self.rejects)}}
         if with_test:  # a sweep never looks at the test split, not even its size
             out["test_hash"] = self.test_hash
-            out["counts"].update(test=len(self.test), ood=len(self.ood))
+            out["counts"].update(test=len(self.test), ood=len(self.ood), recent=len(self.recent))
         return out
 
 
@@ -83,4 +85,5 @@ def resolve_splits(config: ProjectConfig, project: Path, command: str = "tunewis
     test = subsample(test, config.eval.max_test_examples, config.data.seed, key)
     ood = subsample(ood, config.eval.max_test_examples, config.data.seed, key)
     return Splits(train, val, test, read_rejects(folder), records_hash(test), folder, ood,
-                  manifest.get("hash", ""), bool(note), note, manifest.get("prepared_by", "tunewise prepare"))
+                  manifest.get("hash", ""), bool(note), note, manifest.get("prepared_by", "tunewise prepare"),
+                  read_part(folder, "recent_test"))

@@ -1,0 +1,134 @@
+"""The drift statistics of one window against the reference, on plain arrays (no model here).
+
+Every test comes from scipy or scikit-learn: the embedding test is a permutation test
+(``scipy.stats.permutation_test``) of the squared MMD with an RBF kernel; the label mix is a
+chi-square goodness-of-fit test plus the population stability index; confidence is a one-sided
+Mann-Whitney U test; the out-of-distribution rate is a one-sided binomial test against the 1% the
+training data's own 99th percentile allows; input length is a two-sample Kolmogorov-Smirnov test.
+Label-free accuracy is NannyML's CBPE idea: the top-label probability calibrated on the frozen test
+split (isotonic regression), averaged over the window.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from scipy import stats as sps
+
+WORD = re.compile(r"[^\W\d_]+")
+ROLE_LINE = re.compile(r"^(system|user|assistant|tool): ", re.M)
+
+
+def user_text(text: str, messages: list[dict] | None = None) -> str:
+    """What the user wrote. Chat rows are compared by their user turns: the system prompt is the same in
+    every row and would dominate, and a server may log the user's message alone or the whole transcript."""
+    if messages:
+        return "\n".join(m["content"] for m in messages if m.get("role") == "user")
+    if not ROLE_LINE.match(text):
+        return text
+    parts = ROLE_LINE.split(text)  # ["", role, content, role, content, ...]
+    return "\n".join(parts[i + 1].strip() for i in range(1, len(parts) - 1, 2) if parts[i] == "user")
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text.lower())
+
+
+def rbf_bandwidth(x: np.ndarray) -> float:
+    """The median pairwise distance of the reference (the usual median heuristic)."""
+    d = np.sqrt(np.maximum(2 - 2 * x @ x.T, 0)) if np.allclose(np.linalg.norm(x, axis=1), 1) else \
+        np.linalg.norm(x[:, None] - x[None], axis=-1)
+    return float(np.median(d[np.triu_indices(len(x), 1)])) or 1.0
+
+
+def mmd_test(ref: np.ndarray, win: np.ndarray, bandwidth: float, resamples: int, seed: int) -> dict:
+    """Squared MMD (biased estimate, RBF kernel) of reference vs window, with a permutation p-value."""
+    pooled = np.vstack([ref, win])
+    sq = np.maximum((pooled ** 2).sum(1)[:, None] + (pooled ** 2).sum(1)[None] - 2 * pooled @ pooled.T, 0)
+    k = np.exp(-sq / (2 * bandwidth ** 2))
+
+    n_all, row_sum, total = len(pooled), k.sum(1), k.sum()
+
+    def mmd2(x, y, axis=-1):
+        # x: (batch, n) indices of the "reference" side; y is its complement. With z the indicator of
+        # x, the three kernel means are quadratic forms in z: one matrix product per batch.
+        x = np.atleast_2d(x).astype(int)
+        z = np.zeros((len(x), n_all))
+        np.put_along_axis(z, x, 1.0, axis=1)
+        m, n = x.shape[1], n_all - x.shape[1]
+        zkz = np.einsum("bi,bi->b", z @ k, z)
+        cross = z @ row_sum - zkz
+        return zkz / m ** 2 + (total - 2 * (z @ row_sum) + zkz) / n ** 2 - 2 * cross / (m * n)
+
+    idx_ref, idx_win = np.arange(len(ref)), np.arange(len(ref), len(pooled))
+    res = sps.permutation_test((idx_ref, idx_win), mmd2, permutation_type="independent", vectorized=True,
+                               n_resamples=resamples, alternative="greater", batch=500,
+                               rng=np.random.default_rng(seed))
+    stat = float(np.squeeze(res.statistic))
+    # The biased estimate is positive even with no shift; the effect is its excess over the null's mean.
+    return {"mmd2": stat, "excess": stat - float(np.mean(res.null_distribution)), "p_value": float(res.pvalue)}
+
+
+def label_shift(ref_counts: np.ndarray, win_counts: np.ndarray) -> dict:
+    """Chi-square goodness of fit of the window's predicted labels to the reference mix, and PSI."""
+    # Half a count of smoothing keeps labels the reference never predicted from dividing by zero.
+    ref_p = (ref_counts + 0.5) / (ref_counts + 0.5).sum()
+    win_p = (win_counts + 0.5) / (win_counts + 0.5).sum()
+    n = win_counts.sum()
+    chi = sps.chisquare(win_counts, ref_p * n)
+    psi = float(np.sum((win_p - ref_p) * np.log(win_p / ref_p)))
+    return {"chi2": float(chi.statistic), "p_value": float(chi.pvalue), "psi": psi,
+            "window_share": (win_counts / max(n, 1)).round(4).tolist()}
+
+
+def confidence_drop(ref_conf: np.ndarray, win_conf: np.ndarray) -> dict:
+    test = sps.mannwhitneyu(win_conf, ref_conf, alternative="less")
+    return {"mean": float(win_conf.mean()), "drop": float(ref_conf.mean() - win_conf.mean()),
+            "p_value": float(test.pvalue)}
+
+
+def nearest_distance(x: np.ndarray, ref: np.ndarray, exclude_self: bool = False, chunk: int = 512) -> np.ndarray:
+    """Cosine distance of each row of x to its nearest row of ref (unit-length embeddings)."""
+    out = []
+    for i in range(0, len(x), chunk):
+        sim = x[i : i + chunk] @ ref.T
+        if exclude_self:
+            sim[np.arange(len(sim)), np.arange(i, i + len(sim))] = -np.inf
+        out.append(1 - sim.max(1))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def ood_rate(win_dist: np.ndarray, threshold: float, expected: float = 0.01) -> dict:
+    k = int((win_dist > threshold).sum())
+    test = sps.binomtest(k, len(win_dist), expected, alternative="greater")
+    return {"rate": k / max(len(win_dist), 1), "count": k, "p_value": float(test.pvalue)}
+
+
+def length_shift(ref_len: np.ndarray, win_len: np.ndarray) -> dict:
+    test = sps.ks_2samp(win_len, ref_len)
+    return {"ks": float(test.statistic), "p_value": float(test.pvalue), "median_words": float(np.median(win_len))}
+
+
+def new_vocab_rate(texts: list[str], vocab: set[str]) -> float:
+    tokens = [w for t in texts for w in words(t)]
+    return sum(w not in vocab for w in tokens) / max(len(tokens), 1)
+
+
+def fit_calibrator(conf: np.ndarray, correct: np.ndarray):
+    """Isotonic map from the top-label probability to the chance the top label is right."""
+    from sklearn.isotonic import IsotonicRegression
+
+    return IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(conf, correct.astype(float))
+
+
+def cbpe_accuracy(calibrator, conf: np.ndarray) -> float:
+    """Expected accuracy of a window without labels: the mean calibrated top-label probability."""
+    return float(np.mean(calibrator.predict(conf))) if len(conf) else float("nan")
+
+
+def cbpe_drop(calibrator, ref_conf: np.ndarray, win_conf: np.ndarray) -> dict:
+    """The window's expected accuracy, and a one-sided Mann-Whitney U test that its calibrated
+    probabilities sit below the frozen test split's (a window of hard but familiar inputs is noise)."""
+    win, ref = calibrator.predict(win_conf), calibrator.predict(ref_conf)
+    return {"accuracy": float(win.mean()), "p_value": float(sps.mannwhitneyu(win, ref, alternative="less").pvalue)}

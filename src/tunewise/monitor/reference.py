@@ -1,0 +1,172 @@
+"""What served traffic is compared with: the prepared dataset's train and frozen test splits, embedded
+once with the project's encoder (MiniLM by default), and the monitored rung's behaviour on the test split.
+
+Which probabilities are monitored: when every logged request carries ``probs`` and a ladder run of
+the logged ``model`` left its test predictions, those are used (calibrated on that run's test
+predictions). Otherwise the monitor runs the embedding-classifier rung itself (fitted exactly as
+the ladder fits it: same encoder, train subset, C and seed) and says so. Embeddings are cached under
+``.tunewise/monitor/cache/`` by dataset hash and encoder settings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tunewise import workspace as ws
+from tunewise.config import ProjectConfig
+from tunewise.core import Record
+from tunewise.data.load import DataError
+from tunewise.monitor import drift
+
+MONITOR_RUNG = "embedding-classifier"
+
+
+def text(rec: Record) -> str:
+    return drift.user_text(rec.input, rec.meta.get("messages"))
+
+
+@dataclass
+class Reference:
+    labels: list[str]
+    embed: Callable[[list[str]], np.ndarray]
+    train_emb: np.ndarray
+    sample: np.ndarray
+    bandwidth: float
+    nn_threshold: float
+    train_len: np.ndarray
+    vocab: set[str]
+    test_new_vocab: float
+    dataset: str
+    rung: str | None = None
+    source: str = ""
+    predict: Callable[[np.ndarray], np.ndarray] | None = None
+    test_conf: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    test_counts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    test_accuracy: float | None = None
+    n_test: int = 0
+    calibrator: object = None
+    ladder: dict | None = None
+
+
+def _embeddings(config: ProjectConfig, project: Path, digest: str, parts: dict[str, list[Record]], embed) -> dict:
+    enc = config.encoder
+    key = ws.sha256_bytes(json.dumps([enc.model, enc.max_seq_length, digest, "user-text"]).encode())[:16]
+    path = ws.workspace(project) / "monitor" / "cache" / f"embeddings-{key}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            if all(n in z and len(z[n]) == len(rows) for n, rows in parts.items()):
+                return {n: z[n] for n in parts}
+    out = {n: embed([text(r) for r in rows]) for n, rows in parts.items()}
+    with ws.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **out)
+    return out
+
+
+def softmax_rows(scores: list[dict], labels: list[str]) -> np.ndarray:
+    """Probabilities from per-label log-scores (a rung's predictions.jsonl) or probabilities."""
+    x = np.array([[s.get(lab, -np.inf) for lab in labels] for s in scores], dtype=float)
+    x = x - x.max(1, keepdims=True)
+    p = np.exp(x)
+    return p / p.sum(1, keepdims=True)
+
+
+def ladder_rung(project: Path, rung: str) -> dict | None:
+    """The newest ladder result of this rung (its accuracy, n_test, run folder), or None."""
+    root = ws.workspace(project) / "reports"
+    for path in sorted(root.glob("*/ladder.json"), reverse=True) if root.exists() else []:
+        try:
+            ladder = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        for r in ladder.get("rungs", []):
+            if r.get("name") == rung and "accuracy" in r.get("metrics", {}):
+                return {"report": str(path.parent), "accuracy": r["metrics"]["accuracy"], "n_test": ladder["n_test"],
+                        "run_dir": r.get("run_dir"), "test_hash": ladder.get("test_hash")}
+    return None
+
+
+def _fit_classifier(config: ProjectConfig, train: list[Record], train_emb: np.ndarray):
+    """The embedding-classifier rung's model, fitted as the ladder fits it, on cached embeddings."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tunewise.rungs.encoder import train_subset
+
+    labels, enc = config.task.labels, config.encoder
+    keep = {r.id for r in train_subset(config, train)}
+    idx = [i for i, r in enumerate(train) if r.id in keep]
+    clf = LogisticRegression(C=enc.C, max_iter=2000, random_state=enc.seed)
+    clf.fit(train_emb[idx], np.array([labels.index(train[i].target) for i in idx]))
+
+    def predict(emb: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(emb), len(labels)))
+        out[:, clf.classes_] = clf.predict_proba(emb)
+        return out
+
+    return predict
+
+
+def _rung_probs(config, project, served_model, test, test_emb, train, train_emb) -> tuple:
+    """(rung, source note, predict or None, test probabilities, test targets)."""
+    labels = config.task.labels
+    found = ladder_rung(project, served_model) if served_model else None
+    preds_file = Path(found["run_dir"]) / "predictions.jsonl" if found and found.get("run_dir") else None
+    if preds_file is not None and preds_file.exists():
+        rows = [json.loads(line) for line in preds_file.read_text().splitlines() if line.strip()]
+        if rows and all(r.get("scores") for r in rows):
+            probs = softmax_rows([r["scores"] for r in rows], labels)
+            note = f"probabilities from the request log; calibrated on {served_model}'s test predictions ({preds_file})"
+            return served_model, note, None, probs, [r.get("target") for r in rows]
+    why = (f"no ladder run of '{served_model}' with test predictions to calibrate the log's probabilities on"
+           if served_model else "the request log carries no probabilities")
+    predict = _fit_classifier(config, train, train_emb)
+    note = f"the monitor ran the {MONITOR_RUNG} rung itself ({why})"
+    return MONITOR_RUNG, note, predict, predict(test_emb), [r.target for r in test]
+
+
+def build_reference(config: ProjectConfig, project: Path, served_model: str | None = None,
+                    embed: Callable | None = None) -> Reference:
+    from tunewise.data.prepare import load_prepared
+
+    prepared = load_prepared(config, project)
+    if prepared is None:
+        raise DataError(f"{project}: no prepared dataset for this config and data (run `tunewise prepare {project}`)")
+    train, _, test, _, digest, folder = prepared
+    if embed is None:
+        from tunewise.rungs.encoder import Embedder, encoder_dir
+
+        embed = Embedder(encoder_dir(config, project), config.encoder.max_seq_length, config.encoder.batch_size)
+    emb = _embeddings(config, project, digest, {"train": train, "test": test}, embed)
+    mcfg = config.monitor
+    rng = np.random.default_rng(mcfg.seed)
+    sample = emb["train"][rng.choice(len(train), min(mcfg.reference_size, len(train)), replace=False)]
+    # Each training row's distance to its nearest other training row: its 99th percentile is "far".
+    own = drift.nearest_distance(emb["train"], emb["train"], exclude_self=True)
+    vocab = {w for r in train for w in drift.words(text(r))}
+    ref = Reference(
+        labels=config.task.labels, embed=embed, train_emb=emb["train"], sample=sample,
+        bandwidth=drift.rbf_bandwidth(sample), nn_threshold=float(np.quantile(own, 0.99)),
+        train_len=np.array([len(drift.words(text(r))) for r in train]), vocab=vocab,
+        test_new_vocab=drift.new_vocab_rate([text(r) for r in test], vocab), dataset=str(folder),
+    )
+    if config.task.type != "classification" or not test:
+        ref.source = "no label checks: not a classification task" if test else "no label checks: empty test split"
+        return ref
+    rung, ref.source, ref.predict, probs, targets = _rung_probs(config, project, served_model, test, emb["test"],
+                                                                train, emb["train"])
+    pred = probs.argmax(1)
+    correct = np.array([ref.labels[p] == t for p, t in zip(pred, targets, strict=True)])
+    ref.rung, ref.test_conf, ref.n_test = rung, probs.max(1), len(targets)
+    ref.test_counts = np.bincount(pred, minlength=len(ref.labels))
+    ref.test_accuracy = float(correct.mean())
+    ref.calibrator = drift.fit_calibrator(ref.test_conf, correct)
+    ref.ladder = ladder_rung(project, rung)
+    if ref.ladder is None or math.isnan(ref.ladder["accuracy"]):
+        ref.ladder = {"report": None, "accuracy": ref.test_accuracy, "n_test": len(targets),
+                      "note": f"no ladder run of {rung}: its accuracy measured by the monitor on the frozen test split"}
+    return ref
