@@ -60,7 +60,7 @@ class FewShot(LabelScorer):
         for rec, shots in zip(records, self.shots_for(records), strict=True):
             # Fit to the context: drop the farthest examples until prompt + answer fits.
             while True:
-                ids = self.tokenizer(self.render(b, rec, shots), add_special_tokens=False)["input_ids"]
+                ids = self.tokenizer(self.render_record(b, rec, shots), add_special_tokens=False)["input_ids"]
                 if len(ids) <= budget or not shots:
                     break
                 shots = shots[1:]
@@ -69,19 +69,22 @@ class FewShot(LabelScorer):
         cut = len(self._prefix_ids)
         return [ids[cut:] for ids in full]
 
-    def render(self, b, rec: Record, shots: list[int]) -> str:
+    def render_record(self, b, rec: Record, shots: list[int]) -> str:
+        """A chat row keeps its own turns: the system turn (with the instruction), then each
+        example's conversation, then the row's turns up to its answer; other rows see ``render``."""
+        if rec.meta.get("messages") and getattr(self.tokenizer, "chat_template", None):
+            return self._render_chat(b, rec, shots)
+        return self.render(b, rec.input, shots)
+
+    def render(self, b, text: str, shots: list[int]) -> str:
         """The examples as earlier chat turns (user: input, assistant: answer), then the input.
 
         Turns, not one long message: the model then sees each answer exactly where, and in the form,
         its own answer is scored (label + end of turn). On BBC with SmolLM2-135M this took 20
-        test articles from 4 to 12 right. Without a chat template the examples go inline. A chat
-        row keeps its own turns: the system turn (with the instruction), then each example's
-        conversation, then the row's turns up to its answer.
+        test articles from 4 to 12 right. Without a chat template the examples go inline.
         """
         if not getattr(self.tokenizer, "chat_template", None):
-            return b.prompt(rec.input, [(self.pool_inputs[i], self.pool[i].target) for i in shots])
-        if rec.meta.get("messages"):
-            return self._render_chat(b, rec, shots)
+            return b.prompt(text, [(self.pool_inputs[i], self.pool[i].target) for i in shots])
         instruction = self.config.task.instruction.strip()
         messages: list[dict] = []
         for i in shots:
@@ -89,7 +92,7 @@ class FewShot(LabelScorer):
             messages += [{"role": "user", "content": lead + self.pool_inputs[i]},
                          {"role": "assistant", "content": self.pool[i].target or ""}]
         lead = f"{instruction}\n\n" if instruction and not messages else ""
-        messages.append({"role": "user", "content": lead + b.truncate(rec.input)})
+        messages.append({"role": "user", "content": lead + b.truncate(text)})
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def _render_chat(self, b, rec: Record, shots: list[int]) -> str:
