@@ -168,3 +168,28 @@ def test_tool_calls_go_to_a_template_that_supports_them(tmp_path, tiny_project, 
 def test_malformed_chat_rows_name_the_field(tmp_path, messages, reason):
     loaded = _load(tmp_path, messages)
     assert [r.reason for r in loaded.rejects] == [reason]
+
+
+def test_a_request_to_serve_renders_like_the_evaluation_prompt(tmp_path, builder):
+    from tunewise.core import Record
+    from tunewise.data.load import check_messages
+
+    (rec,) = _load(tmp_path, MULTI).records
+    request = check_messages(MULTI[:-1])  # what a client sends: the chat up to its question
+    served = Record(id="req", input="", target=None, meta={"messages": request})
+    assert builder.prompt_ids(served) == builder.prompt_ids(rec)
+    with pytest.raises(ValueError, match=r"messages\[1\]\.content\[0\]\.type must be 'text'"):
+        check_messages([SYSTEM, {"role": "user", "content": [{"type": "input_audio"}]}])
+
+
+def test_redaction_reaches_tool_call_arguments(tmp_path):
+    from tunewise.data.prepare import handle_pii
+
+    chat = [dict(m) for m in TOOL_CHAT]
+    chat[1] = {**chat[1], "tool_calls": [{"id": "c1", "type": "function", "function": {
+        "name": "lookup", "arguments": "{\"email\": \"ann.lee@example.com\"}"}}]}
+    chat[2] = {**chat[2], "content": "mail ann.lee@example.com"}
+    (rec,) = _load(tmp_path, chat).records
+    (kept,), _, _ = handle_pii([rec], "redact")
+    rendered = json.dumps(kept.meta["messages"])
+    assert "ann.lee" not in rendered and "[EMAIL]" in rendered

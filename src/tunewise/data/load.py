@@ -280,6 +280,18 @@ def _message(msg: Any, i: int) -> dict:
     return clean
 
 
+def check_messages(messages: Any) -> list[dict]:
+    """Check and normalise OpenAI messages that need not end with an answer (a request to serve):
+    the same rules and the same normal form as a chat row's; a ValueError names the field."""
+    if not isinstance(messages, list) or not messages:
+        raise _RowError("field 'messages' must be a non-empty list")
+    clean = [_message(msg, i) for i, msg in enumerate(messages)]
+    for i, m in enumerate(clean):
+        if m["role"] == "system" and i != 0:
+            raise _RowError(f"messages[{i}]: a system message may only come first")
+    return clean
+
+
 def _chat(row: dict) -> tuple[str, str | None, list[dict]]:
     """Check the OpenAI fine-tuning rules; input is the transcript, target the last assistant turn.
 
@@ -291,11 +303,8 @@ def _chat(row: dict) -> tuple[str, str | None, list[dict]]:
         raise _RowError("missing field 'messages'")
     if not isinstance(messages, list) or not messages:
         raise _RowError("field 'messages' must be a non-empty list")
-    clean = [_message(msg, i) for i, msg in enumerate(messages)]
+    clean = check_messages(messages)
     roles = [m["role"] for m in clean]
-    for i, role in enumerate(roles):
-        if role == "system" and i != 0:
-            raise _RowError(f"messages[{i}]: a system message may only come first")
     if "assistant" not in roles:
         raise _RowError("chat has no assistant turn")
     first = next((r for r in roles if r != "system"), None)
