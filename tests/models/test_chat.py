@@ -193,3 +193,12 @@ def test_redaction_reaches_tool_call_arguments(tmp_path):
     (kept,), _, _ = handle_pii([rec], "redact")
     rendered = json.dumps(kept.meta["messages"])
     assert "ann.lee" not in rendered and "[EMAIL]" in rendered
+
+
+def test_a_template_that_refuses_a_turn_is_one_clear_error(tmp_path, tiny_project, tok):
+    tok.chat_template = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+                         "{% endif %}" + tok.chat_template)
+    builder = PromptBuilder(load_config(tiny_project).task, tok)
+    (rec,) = _load(tmp_path, MULTI).records
+    with pytest.raises(TemplateError, match=r"refuses these turns \(system, user, assistant, user\): System role not supported"):
+        builder.prompt_ids(rec)

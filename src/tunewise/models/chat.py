@@ -97,7 +97,13 @@ class PromptBuilder:
 
     def render(self, messages: list[dict], generation: bool) -> str:
         if self.has_template:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+            from jinja2 import TemplateError as JinjaError
+
+            try:
+                return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+            except JinjaError as e:  # e.g. a template that refuses a system turn or a tool role
+                roles = ", ".join(m["role"] for m in messages)
+                raise TemplateError(f"the model's chat template refuses these turns ({roles}): {e}") from None
         # No template: "role: text" lines; an assistant turn ends with the EOS.
         eos = self.tokenizer.eos_token or ""
         lines = [f"{m['role']}: {m['content']}{eos if m['role'] == 'assistant' else ''}\n" for m in messages]
