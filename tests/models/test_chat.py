@@ -202,3 +202,14 @@ def test_a_template_that_refuses_a_turn_is_one_clear_error(tmp_path, tiny_projec
     (rec,) = _load(tmp_path, MULTI).records
     with pytest.raises(TemplateError, match=r"refuses these turns \(system, user, assistant, user\): System role not supported"):
         builder.prompt_ids(rec)
+
+
+def test_multi_turn_rows_keep_sparse_logits_and_padding_free_exact(tmp_path, builder, tiny_model_dir):
+    from tunewise.train.sft import PackedCollator, sparse_causal_loss
+
+    model = load(str(tiny_model_dir))[0]
+    rows = tokenize_examples(_load(tmp_path, MULTI, TOOL_CHAT, MULTI[:3]).records, builder, 256)
+    padded = PadCollator(builder.tokenizer.pad_token_id)(rows)
+    full = model(**padded).loss
+    torch.testing.assert_close(sparse_causal_loss(model, padded), full, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sparse_causal_loss(model, PackedCollator()(rows)), full, rtol=1e-5, atol=1e-6)
