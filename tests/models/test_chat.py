@@ -140,7 +140,8 @@ def test_tool_call_turns_load_and_render_as_json_text_without_tool_support(tmp_p
     assert call_only.target == '{"tool_calls": [{"name": "lookup", "arguments": {"item": "phone"}}]}'
     (row,) = tokenize_examples([rec], builder, 256)
     text = tok.decode(row["input_ids"])
-    assert '<|im_start|>assistant\n{"tool_calls": [{"name": "lookup", "arguments": {"item": "phone"}}]}<|im_end|>' in text
+    call = '{"tool_calls": [{"name": "lookup", "arguments": {"item": "phone"}}]}'
+    assert f"<|im_start|>assistant\n{call}<|im_end|>" in text
     assert "<|im_start|>user\nTool result (lookup): in stock<|im_end|>" in text
     assert _trained_text(tok, row).endswith("<|im_end|>the phone is in stock<|im_end|>")
 
@@ -149,7 +150,8 @@ def test_tool_calls_go_to_a_template_that_supports_them(tmp_path, tiny_project, 
     tok.chat_template = (
         "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] }}"
         "{% for c in m.get('tool_calls', []) %}<call>{{ c.function.name }} {{ c.function.arguments | tojson }}</call>"
-        "{% endfor %}{{ '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+        "{% endfor %}{{ '<|im_end|>\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
     )
     builder = PromptBuilder(load_config(tiny_project).task, tok)
     (rec,) = _load(tmp_path, TOOL_CHAT).records
@@ -159,7 +161,8 @@ def test_tool_calls_go_to_a_template_that_supports_them(tmp_path, tiny_project, 
 
 
 @pytest.mark.parametrize(("messages", "reason"), [
-    ([{"role": "user", "content": "u"}, {"role": "assistant", "content": None}], "messages[1].content must be a string, got null"),
+    ([{"role": "user", "content": "u"}, {"role": "assistant", "content": None}],
+     "messages[1].content must be a string, got null"),
     ([{"role": "user", "content": "u"}, {"role": "assistant", "content": None, "tool_calls": [{"function": {}}]}],
      "messages[1].tool_calls[0].function.name must be a non-empty string"),
     ([{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "v"}],
@@ -200,7 +203,8 @@ def test_a_template_that_refuses_a_turn_is_one_clear_error(tmp_path, tiny_projec
                          "{% endif %}" + tok.chat_template)
     builder = PromptBuilder(load_config(tiny_project).task, tok)
     (rec,) = _load(tmp_path, MULTI).records
-    with pytest.raises(TemplateError, match=r"refuses these turns \(system, user, assistant, user\): System role not supported"):
+    refused = r"refuses these turns \(system, user, assistant, user\): System role not supported"
+    with pytest.raises(TemplateError, match=refused):
         builder.prompt_ids(rec)
 
 

@@ -13,7 +13,8 @@ SYSTEM = {"role": "system", "content": "you are the news desk"}
 
 def _write(folder, model_dir):
     rows = []
-    for i, (topic, words) in enumerate([("business", "market shares"), ("sports", "match goal"), ("tech", "phone games")] * 6):
+    topics = [("business", "market shares"), ("sports", "match goal"), ("tech", "phone games")]
+    for i, (topic, words) in enumerate(topics * 6):
         turns = [SYSTEM, {"role": "user", "content": f"the {words}"}, {"role": "assistant", "content": f"{topic} news"}]
         if i % 3 == 0:  # some multi-turn rows, content as parts
             turns += [{"role": "user", "content": [{"type": "text", "text": "the topic"}]},
@@ -26,7 +27,8 @@ task: {{type: generation, instruction: answer}}
 data: {{files: [data/chats.jsonl], split: {{train: 0.6, val: 0.2, test: 0.2}}, seed: 1}}
 model: {{base: {model_dir}}}
 rungs: [few-shot, lora]
-train: {{epochs: 1, batch_size: 4, learning_rate: 0.01, max_length: 96, eval_steps: 2, max_steps: 2, lora: {{r: 4, alpha: 8, dropout: 0.0}}}}
+train: {{epochs: 1, batch_size: 4, learning_rate: 0.01, max_length: 96, eval_steps: 2, max_steps: 2,
+        lora: {{r: 4, alpha: 8, dropout: 0.0}}}}
 eval: {{batch_size: 8, bootstrap: 100, max_new_tokens: 4}}
 few_shot: {{k: 2}}
 """)
