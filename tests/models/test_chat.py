@@ -217,3 +217,13 @@ def test_multi_turn_rows_keep_sparse_logits_and_padding_free_exact(tmp_path, bui
     full = model(**padded).loss
     torch.testing.assert_close(sparse_causal_loss(model, padded), full, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(sparse_causal_loss(model, PackedCollator()(rows)), full, rtol=1e-5, atol=1e-6)
+
+
+def test_dpo_answers_close_with_the_end_of_turn_not_only_the_eos(tiny_project, tok):
+    from tunewise.train.dpo import _render
+
+    tok = _eot_tokenizer(tok)
+    builder = PromptBuilder(load_config(tiny_project).task, tok)
+    (row,) = _render([{"prompt": "the market", "chosen": "business", "rejected": "sports"}], builder)
+    assert row["chosen"] == "business<|end|>" and row["rejected"] == "sports<|end|>"
+    assert row["prompt"].endswith("<|im_start|>assistant\n")
