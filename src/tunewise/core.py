@@ -62,3 +62,29 @@ class Cost:
     @property
     def train_tokens_per_second(self) -> float:
         return self.train_tokens / self.train_seconds if self.train_seconds else 0.0
+
+
+def chat_text(message: dict) -> str:
+    """An assistant turn as plain text: its content, then its tool calls (if any) as one JSON line
+    ``{"tool_calls": [{"name": ..., "arguments": ...}]}`` (arguments parsed when they are JSON text).
+
+    This is the evaluation target of a tool-call turn and how a template without tool support sees it.
+    """
+    import json
+
+    content = message.get("content") or ""
+    calls = message.get("tool_calls") or []
+    if not calls:
+        return content
+    shown = []
+    for call in calls:
+        fn = call.get("function") or {}
+        args = fn.get("arguments")
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except json.JSONDecodeError:
+                pass
+        shown.append({"name": fn.get("name"), "arguments": args})
+    text = json.dumps({"tool_calls": shown}, ensure_ascii=False)
+    return f"{content}\n{text}" if content else text

@@ -85,7 +85,7 @@ def test_schema_detection(tmp_path, row, schema, expected):
      "messages[1]: a system message may only come first"),
     ([{"role": "bot", "content": "u"}], "messages[0].role must be one of system, user, assistant, tool, got 'bot'"),
     ([{"role": "assistant", "content": "a"}], "the first non-system message must be from the user"),
-    ([{"role": "user", "content": 5}, {"role": "assistant", "content": "a"}], "messages[0].content must be a string, got int"),
+    ([{"role": "user", "content": 5}, {"role": "assistant", "content": "a"}], "messages[0].content must be a string or a list of text parts, got int"),
 ])
 def test_chat_rules(tmp_path, messages, reason):
     path = _write(tmp_path, "d.jsonl", json.dumps({"messages": messages}) + "\n")

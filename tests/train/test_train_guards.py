@@ -27,12 +27,24 @@ def _rec(i: int, text: str = "the market shares profit", target: str = "business
     return Record(id=f"r{i}", input=text, target=target, source=f"rows.jsonl:{i}")
 
 
-def test_template_that_does_not_close_with_eos_fails_before_training(make_config, splits, tiny_model_dir, tmp_path):
+def test_template_without_an_end_of_turn_token_fails_before_training(make_config, splits, tiny_model_dir, tmp_path):
     model, tok, _ = load(str(tiny_model_dir))
-    tok.chat_template = tok.chat_template.replace("'<|im_end|>'", "'<|endoftext|>'")
+    tok.chat_template = tok.chat_template.replace("'<|im_end|>'", "'\\n\\n'")
     with pytest.raises(TemplateError, match="never learn to stop"):
         train_adapter(model, tok, make_config(), splits.train, splits.val, tmp_path)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_template_whose_end_of_turn_is_not_eos_trains_on_it(make_config, splits, tiny_model_dir, tmp_path):
+    model, tok, _ = load(str(tiny_model_dir))
+    tok.chat_template = tok.chat_template.replace("'<|im_end|>'", "'<|endoftext|>'")
+    end = tok.convert_tokens_to_ids("<|endoftext|>")
+    assert end != tok.eos_token_id
+    builder = PromptBuilder(make_config().task, tok)
+    rows = tokenize_examples(splits.train[:2], builder, 64)
+    assert all([t for t in r["labels"] if t != IGNORE][-1] == end for r in rows)
+    result = train_adapter(model, tok, make_config(), splits.train, splits.val, tmp_path)
+    assert result.steps == 2
 
 
 def test_serving_with_another_template_than_training_fails(tmp_path, tiny_model_dir):
@@ -58,7 +70,7 @@ def test_empty_loss_mask_and_masked_eos_are_refused():
     ids = torch.tensor([[5, 6, 7]])
     with pytest.raises(TrainingGuardError, match="loss mask is empty"):
         check_loss_mask({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.full_like(ids, IGNORE)}, 2)
-    with pytest.raises(TrainingGuardError, match="EOS token"):
+    with pytest.raises(TrainingGuardError, match="end-of-turn token"):
         check_loss_mask({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor([[IGNORE, 6, 7]])}, 2)
     with pytest.raises(TrainingGuardError, match="padding positions"):
         check_loss_mask({"input_ids": ids, "attention_mask": torch.tensor([[1, 1, 0]]), "labels": torch.tensor([[IGNORE, 2, 2]])}, 2)
@@ -68,7 +80,7 @@ def test_answer_without_eos_is_refused(builder):
     class NoEos(PromptBuilder):  # a prompt format that forgets to close the answer
         end_of_answer = property(lambda self: "")
 
-    with pytest.raises(TrainingGuardError, match="does not end with EOS"):
+    with pytest.raises(TrainingGuardError, match="does not end with the end-of-turn token"):
         tokenize_examples([_rec(1)], NoEos(builder.task, builder.tokenizer), 64)
 
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunewise.core import Record, canonical_json
+from tunewise.core import Record, canonical_json, chat_text
 
 SCHEMAS = ("input_target", "prompt_completion", "alpaca", "chat", "preference")
 CHAT_ROLES = ("system", "user", "assistant", "tool")
@@ -252,36 +252,95 @@ def _target(row: dict, name: str) -> str | None:
     return None if value is None or not value.strip() else value
 
 
+def _content(value: Any, where: str) -> str:
+    """A message's text: a string, or OpenAI content parts of type text (joined as they are)."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise _RowError(f"{where} must be a string or a list of text parts, got {type(value).__name__}")
+    texts = []
+    for j, part in enumerate(value):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind != "text":
+            shown = repr(kind) if kind is not None else type(part).__name__
+            raise _RowError(f"{where}[{j}].type must be 'text' (only text parts are supported), got {shown}")
+        if not isinstance(part.get("text"), str):
+            raise _RowError(f"{where}[{j}].text must be a string")
+        texts.append(part["text"])
+    return "".join(texts)
+
+
+def _tool_calls(value: Any, where: str) -> list[dict]:
+    """OpenAI tool calls, kept as given: each needs function.name and function.arguments."""
+    if not isinstance(value, list) or not value:
+        raise _RowError(f"{where} must be a non-empty list")
+    for j, call in enumerate(value):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise _RowError(f"{where}[{j}].function.name must be a non-empty string")
+        if not isinstance(fn.get("arguments", {}), str | dict):
+            raise _RowError(f"{where}[{j}].function.arguments must be a JSON string or an object")
+    return value
+
+
+def _message(msg: Any, i: int) -> dict:
+    """One checked message: role, content (text), and tool_calls / tool_call_id / name / weight if given."""
+    if not isinstance(msg, dict):
+        raise _RowError(f"messages[{i}] must be an object with role and content")
+    role, content = msg.get("role"), msg.get("content")
+    if role not in CHAT_ROLES:
+        raise _RowError(f"messages[{i}].role must be one of {', '.join(CHAT_ROLES)}, got {role!r}")
+    clean: dict[str, Any] = {"role": role}
+    if role == "assistant" and msg.get("tool_calls") is not None:
+        clean["tool_calls"] = _tool_calls(msg["tool_calls"], f"messages[{i}].tool_calls")
+        content = "" if content is None else content  # OpenAI writes content: null beside tool calls
+    clean["content"] = _content(content, f"messages[{i}].content") if content is not None else None
+    if clean["content"] is None:
+        raise _RowError(f"messages[{i}].content must be a string, got null")
+    if role == "tool":
+        clean.update({k: msg[k] for k in ("tool_call_id", "name") if isinstance(msg.get(k), str)})
+    if "weight" in msg:
+        if msg["weight"] not in (0, 1) or isinstance(msg["weight"], bool):
+            raise _RowError(f"messages[{i}].weight must be 0 or 1")
+        clean["weight"] = msg["weight"]
+    return clean
+
+
+def check_messages(messages: Any) -> list[dict]:
+    """Check and normalise OpenAI messages that need not end with an answer (a request to serve):
+    the same rules and the same normal form as a chat row's; a ValueError names the field."""
+    if not isinstance(messages, list) or not messages:
+        raise _RowError("field 'messages' must be a non-empty list")
+    clean = [_message(msg, i) for i, msg in enumerate(messages)]
+    for i, m in enumerate(clean):
+        if m["role"] == "system" and i != 0:
+            raise _RowError(f"messages[{i}]: a system message may only come first")
+    return clean
+
+
 def _chat(row: dict) -> tuple[str, str | None, list[dict]]:
-    """Check the OpenAI fine-tuning rules; input is the transcript, target the last assistant turn."""
+    """Check the OpenAI fine-tuning rules; input is the transcript, target the last assistant turn.
+
+    The messages are kept (``meta["messages"]``) and rendered as real turns by the model's chat
+    template; the transcript only serves text-level checks (dedup, leakage, encoders, retrieval).
+    """
     messages = row.get("messages")
     if messages is None:
         raise _RowError("missing field 'messages'")
     if not isinstance(messages, list) or not messages:
         raise _RowError("field 'messages' must be a non-empty list")
-    clean = []
-    for i, msg in enumerate(messages):
-        if not isinstance(msg, dict):
-            raise _RowError(f"messages[{i}] must be an object with role and content")
-        role, content = msg.get("role"), msg.get("content")
-        if role not in CHAT_ROLES:
-            raise _RowError(f"messages[{i}].role must be one of {', '.join(CHAT_ROLES)}, got {role!r}")
-        if not isinstance(content, str):
-            raise _RowError(f"messages[{i}].content must be a string, got {type(content).__name__}")
-        if role == "system" and i != 0:
-            raise _RowError(f"messages[{i}]: a system message may only come first")
-        if "weight" in msg and msg["weight"] not in (0, 1):
-            raise _RowError(f"messages[{i}].weight must be 0 or 1")
-        clean.append({"role": role, "content": content})
+    clean = check_messages(messages)
     roles = [m["role"] for m in clean]
     if "assistant" not in roles:
         raise _RowError("chat has no assistant turn")
     first = next((r for r in roles if r != "system"), None)
     if first != "user":
         raise _RowError("the first non-system message must be from the user")
-    last = max(i for i, r in enumerate(roles) if r == "assistant")
-    transcript = "\n".join(f"{m['role']}: {m['content']}" for m in clean[:last])
-    target = clean[last]["content"]
+    if roles[-1] != "assistant":
+        raise _RowError(f"messages[{len(roles) - 1}]: a chat must end with an assistant turn "
+                        "(the answer to learn and to score)")
+    transcript = "\n".join(f"{m['role']}: {chat_text(m)}" for m in clean[:-1])
+    target = chat_text(clean[-1])
     return transcript, (target if target.strip() else None), clean
 
 

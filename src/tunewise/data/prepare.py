@@ -123,6 +123,11 @@ def handle_pii(recs: list[Record], policy: str) -> tuple[list[Record], Dropped, 
             rec.input, rec.target = redact(rec.input, spans["input"]), redact(rec.target or "", spans["target"])
             for msg in rec.meta.get("messages", []):
                 msg["content"] = redact(msg["content"])
+                for call in msg.get("tool_calls") or []:  # rendered into training text like content
+                    fn = call.get("function") or {}
+                    args = fn.get("arguments")
+                    if args is not None:
+                        fn["arguments"] = redact(args if isinstance(args, str) else json.dumps(args, ensure_ascii=False))
             if "rejected" in rec.meta and isinstance(rec.meta["rejected"], str):
                 rec.meta["rejected"] = redact(rec.meta["rejected"])
         else:

@@ -1,7 +1,7 @@
 """Classification by label log-likelihood, in one batched pass per batch of prompts.
 
 Each prompt runs through the model once with its KV cache kept; the cache is repeated once per
-label and every label's answer tokens (label + EOS) are scored against it. This costs one forward
+label and every label's answer tokens (label + end of turn) are scored against it. This costs one forward
 pass over the prompts plus a few tokens per label, instead of one full pass per label.
 """
 
@@ -137,20 +137,26 @@ def _copy_cache(shared, batch: int, config):
 
 
 @torch.inference_mode()
-def generate(model, prompts: list[list[int]], pad_id: int, eos_id: int, max_new_tokens: int = 64,
+def generate(model, prompts: list[list[int]], pad_id: int, eos_id: int | list[int], max_new_tokens: int = 64,
              batch_size: int = 8, on_batch: Callable[[int], None] | None = None) -> list[list[int]]:
-    """Greedy continuations of left-padded prompts, cut at the first EOS (the template's end of turn)."""
+    """Greedy continuations of left-padded prompts, cut at the first stop token.
+
+    ``eos_id``: the stop token(s): the template's end of turn (``PromptBuilder.stop_ids``), which
+    need not be the tokenizer's EOS.
+    """
     model.eval()
+    stops = [eos_id] if isinstance(eos_id, int) else list(eos_id)
     out: list[list[int]] = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         ids, mask = _left_pad(chunk, pad_id)
         gen = model.generate(
             input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-            pad_token_id=pad_id, eos_token_id=eos_id,
+            pad_token_id=pad_id, eos_token_id=stops,
         )[:, ids.shape[1]:]
         for row in gen.tolist():
-            out.append(row[: row.index(eos_id)] if eos_id in row else row)
+            end = next((i for i, t in enumerate(row) if t in stops), len(row))
+            out.append(row[:end])
         if on_batch:
             on_batch(len(chunk))
     return out

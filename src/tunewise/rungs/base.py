@@ -53,7 +53,7 @@ class LabelScorer:
 
     def prompt_ids(self, records: list[Record]) -> list[list[int]]:
         b = self.builder()
-        return [b.encode(r.input, None)[0] for r in records]
+        return [b.prompt_ids(r) for r in records]
 
     def charge(self, start: float, n_records: int, prompt_tokens: int) -> float:
         """Book a predict call's time and prompt tokens in ``self.cost``; return ms per record."""
@@ -82,7 +82,7 @@ class LabelScorer:
         advance = self.progress(f"{self.name}: generating", len(records))
         start = time.perf_counter()
         outs = generate(
-            self.model, full, self.tokenizer.pad_token_id, self.tokenizer.eos_token_id,
+            self.model, full, self.tokenizer.pad_token_id, self.builder().stop_ids,
             self.config.eval.max_new_tokens, self.config.eval.batch_size, on_batch=advance,
         )
         per_ms = self.charge(start, len(records), sum(len(p) for p in full))

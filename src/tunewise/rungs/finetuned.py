@@ -50,7 +50,7 @@ class FinetunedRung(LabelScorer):
         """Prefix and prompt tuning on extraction and generation: PEFT's own generate, which feeds the
         learned virtual tokens (our cached decoder would overwrite the prefix's KV cache)."""
         prompts = self.prompt_ids(records)
-        tok, bs = self.tokenizer, self.config.eval.batch_size
+        tok, bs, stop = self.tokenizer, self.config.eval.batch_size, self.builder().stop_ids
         advance = self.progress(f"{self.name}: generating", len(records))
         start = time.perf_counter()
         outputs: list[str] = []
@@ -63,8 +63,8 @@ class FinetunedRung(LabelScorer):
             with torch.no_grad():
                 out = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
                                           max_new_tokens=self.config.eval.max_new_tokens,
-                                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-            outputs += [tok.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+                                          eos_token_id=stop, pad_token_id=tok.pad_token_id)
+            outputs += [tok.decode(_until(row[width:].tolist(), stop), skip_special_tokens=True).strip() for row in out]
             advance(len(chunk))
         per_ms = self.charge(start, len(records), sum(len(p) for p in prompts))
         return [Prediction(id=r.id, output=o, latency_ms=per_ms, prompt_tokens=len(p))
@@ -88,6 +88,11 @@ class FinetunedRung(LabelScorer):
                        latency_ms=per_ms, prompt_tokens=len(p))
             for rec, row, p in zip(records, scores, prompts, strict=True)
         ]
+
+
+def _until(ids: list[int], stop: list[int]) -> list[int]:
+    """The answer up to its first end-of-turn (or EOS) token."""
+    return next((ids[:i] for i, t in enumerate(ids) if t in stop), ids)
 
 
 @torch.no_grad()

@@ -60,7 +60,7 @@ class FewShot(LabelScorer):
         for rec, shots in zip(records, self.shots_for(records), strict=True):
             # Fit to the context: drop the farthest examples until prompt + answer fits.
             while True:
-                ids = self.tokenizer(self.render(b, rec.input, shots), add_special_tokens=False)["input_ids"]
+                ids = self.tokenizer(self.render_record(b, rec, shots), add_special_tokens=False)["input_ids"]
                 if len(ids) <= budget or not shots:
                     break
                 shots = shots[1:]
@@ -68,6 +68,13 @@ class FewShot(LabelScorer):
         self._prefix_ids = _common_prefix(full) if self.config.few_shot.selection == "random" else []
         cut = len(self._prefix_ids)
         return [ids[cut:] for ids in full]
+
+    def render_record(self, b, rec: Record, shots: list[int]) -> str:
+        """A chat row keeps its own turns: the system turn (with the instruction), then each
+        example's conversation, then the row's turns up to its answer; other rows see ``render``."""
+        if rec.meta.get("messages") and getattr(self.tokenizer, "chat_template", None):
+            return self._render_chat(b, rec, shots)
+        return self.render(b, rec.input, shots)
 
     def render(self, b, text: str, shots: list[int]) -> str:
         """The examples as earlier chat turns (user: input, assistant: answer), then the input.
@@ -87,6 +94,18 @@ class FewShot(LabelScorer):
         lead = f"{instruction}\n\n" if instruction and not messages else ""
         messages.append({"role": "user", "content": lead + b.truncate(text)})
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _render_chat(self, b, rec: Record, shots: list[int]) -> str:
+        turns = b.prompt_turns(rec.meta["messages"])
+        head = turns[:1] if turns and turns[0]["role"] == "system" else []
+        examples: list[dict] = []
+        clip = self.config.few_shot.max_example_tokens
+        for i in shots:
+            shot = self.pool[i]
+            messages = shot.meta.get("messages") or [
+                {"role": "user", "content": shot.input}, {"role": "assistant", "content": shot.target or ""}]
+            examples += [t for t in b.chat_messages(messages, clip, instruction=False) if t["role"] != "system"]
+        return b.render(head + examples + turns[len(head):], generation=True)
 
     def context_budget(self) -> int:
         limit = getattr(self.model.config, "max_position_embeddings", None) or 2048

@@ -80,9 +80,17 @@ def preference_splits(config: ProjectConfig, train: list[Record], val: list[Reco
 
 
 def _render(rows: list[dict], builder: PromptBuilder):
+    """Prompts through the chat template; answers closed with the template's end of turn, which TRL
+    (appending only the EOS) would miss when the two differ."""
     from datasets import Dataset
 
-    return Dataset.from_list([{**r, "prompt": builder.prompt(r["prompt"])} for r in rows])
+    end = builder.end_of_answer
+
+    def close(answer: str) -> str:
+        return answer if answer.endswith(end) else answer + end
+
+    return Dataset.from_list([{**r, "prompt": builder.prompt(r["prompt"]), "chosen": close(r["chosen"]),
+                               "rejected": close(r["rejected"])} for r in rows])
 
 
 def train_dpo(model, tokenizer, config: ProjectConfig, train: list[Record], val: list[Record],

@@ -1,7 +1,8 @@
 """Supervised fine-tuning (every method but dpo) with the transformers Trainer.
 
 We own the parts that go wrong silently elsewhere: the prompt format (one builder for training,
-evaluation and serving), the loss mask (answer tokens only, EOS included, never empty), the length
+evaluation and serving; chat rows as real turns), the loss mask (answer tokens only, end of turn
+included, never empty), the length
 guard, checkpoint choice on val loss, resumable checkpoints, and two speed-ups that keep the loss
 unchanged (the LM head only where the loss is taken; optional padding-free batches). The training
 loop itself is transformers'.
@@ -21,12 +22,11 @@ import torch
 
 from tunewise.config import ProjectConfig, TaskConfig
 from tunewise.core import Record
-from tunewise.models.chat import PromptBuilder
+from tunewise.models.chat import IGNORE, PromptBuilder
 from tunewise.workspace import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
 
-IGNORE = -100
 COMPLETE = "tunewise-complete"
 """Marker written last into a checkpoint folder: a folder without it was cut off mid-save."""
 
@@ -51,26 +51,28 @@ class TrainResult:
 
 
 def _encode(builder: PromptBuilder, rec: Record) -> tuple[list[int], list[int]]:
-    prompt_ids, answer_ids = builder.encode(rec.input, rec.target)
-    eos_id = builder.tokenizer.eos_token_id
-    if not answer_ids:
+    """Token ids and labels of one example; every trained answer closes with the end of turn."""
+    ids, labels = builder.train_ids(rec)
+    taken = [t for t in labels if t != IGNORE]
+    if not taken:
         raise TrainingGuardError(f"record {rec.id} ({rec.source}): empty answer, nothing to learn")
-    if eos_id is not None and answer_ids[-1] != eos_id:
+    eot = builder.end_of_turn_id
+    if eot is not None and taken[-1] != eot:
         raise TrainingGuardError(
-            f"record {rec.id}: the answer does not end with EOS ({builder.end_of_answer!r}); "
+            f"record {rec.id}: the answer does not end with the end-of-turn token ({builder.end_of_answer!r}); "
             "the model would not learn to stop"
         )
-    return prompt_ids, answer_ids
+    return ids, labels
 
 
 def _shorten_input(builder: PromptBuilder, rec: Record, max_length: int) -> tuple[list[int], list[int]]:
-    """Re-encode ``rec`` with its input cut until it fits (answer and EOS stay whole)."""
+    """Re-encode ``rec`` with its input cut until it fits (answers and end of turn stay whole)."""
     limit = len(builder.tokenizer(rec.input, add_special_tokens=False)["input_ids"])
     while True:
-        prompt_ids, answer_ids = _encode(builder, rec)
-        excess = len(prompt_ids) + len(answer_ids) - max_length
+        ids, labels = _encode(builder, rec)
+        excess = len(ids) - max_length
         if excess <= 0:
-            return prompt_ids, answer_ids
+            return ids, labels
         limit -= excess  # the truncation marker costs tokens too, so this may take a second round
         if limit < 1:
             raise TrainingGuardError(
@@ -86,19 +88,18 @@ def tokenize_examples(records: list[Record], builder: PromptBuilder, max_length:
 
     ``policy`` says what happens to an example longer than ``max_length``: ``error`` (the default)
     fails before training, ``drop`` leaves it out with a warning, ``truncate-input`` shortens the
-    input inside the prompt so the answer and its EOS stay whole.
+    input (each user and tool turn of a chat) so the answers and their end of turn stay whole.
+    Chat rows train on every assistant turn (see ``models/chat.py``).
     """
     rows, too_long = [], []
     for rec in records:
-        prompt_ids, answer_ids = _encode(builder, rec)
-        n = len(prompt_ids) + len(answer_ids)
-        if n > max_length and policy == "truncate-input":
-            prompt_ids, answer_ids = _shorten_input(builder, rec, max_length)
-            n = len(prompt_ids) + len(answer_ids)
-        if n > max_length:
-            too_long.append((rec.id, n))
+        ids, labels = _encode(builder, rec)
+        if len(ids) > max_length and policy == "truncate-input":
+            ids, labels = _shorten_input(builder, rec, max_length)
+        if len(ids) > max_length:
+            too_long.append((rec.id, len(ids)))
             continue
-        rows.append({"input_ids": prompt_ids + answer_ids, "labels": [IGNORE] * len(prompt_ids) + answer_ids})
+        rows.append({"input_ids": ids, "labels": labels})
     if too_long and policy != "drop":
         worst = max(n for _, n in too_long)
         raise TrainingGuardError(
@@ -115,7 +116,8 @@ def tokenize_examples(records: list[Record], builder: PromptBuilder, max_length:
 
 
 def check_loss_mask(batch: dict, eos_id: int | None) -> None:
-    """Every row of a collated batch trains on some tokens, and on the EOS (even when pad == eos)."""
+    """Every row of a collated batch trains on some tokens, and on the end-of-turn token ``eos_id``
+    (the EOS or the template's own end of turn), even when it is also the pad token."""
     labels = batch["labels"]
     for i, row in enumerate(labels):
         taken = row[row != IGNORE]
@@ -123,7 +125,7 @@ def check_loss_mask(batch: dict, eos_id: int | None) -> None:
             raise TrainingGuardError(f"batch row {i}: the loss mask is empty, the model would learn nothing")
         if eos_id is not None and not bool((taken == eos_id).any()):
             raise TrainingGuardError(
-                f"batch row {i}: the EOS token (id {eos_id}) is masked out of the loss; the model would "
+                f"batch row {i}: the end-of-turn token (id {eos_id}) is masked out of the loss; the model would "
                 "never learn to stop (is pad == eos and the collator masking padding by id?)"
             )
     if "position_ids" not in batch:
@@ -350,7 +352,7 @@ def train_adapter(model, tokenizer, config: ProjectConfig, train: list[Record], 
     if t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
     collator = PackedCollator() if t.padding_free else PadCollator(tokenizer.pad_token_id)
-    check_all_batches(train_rows, collator, t.batch_size, tokenizer.eos_token_id)
+    check_all_batches(train_rows, collator, t.batch_size, builder.end_of_turn_id)
     trainer = make_trainer(
         t.sparse_logits and t.method in PASS_THROUGH,
         model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows,
