@@ -227,3 +227,17 @@ def test_dpo_answers_close_with_the_end_of_turn_not_only_the_eos(tiny_project, t
     (row,) = _render([{"prompt": "the market", "chosen": "business", "rejected": "sports"}], builder)
     assert row["chosen"] == "business<|end|>" and row["rejected"] == "sports<|end|>"
     assert row["prompt"].endswith("<|im_start|>assistant\n")
+
+
+def test_audit_checks_the_end_of_turn_not_the_eos_and_reads_tool_call_turns(tmp_path, tok):
+    from tunewise.data.audit import chat_checks
+
+    tool_turn = {"role": "assistant", "content": None,
+                 "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "refund", "arguments": "{}"}}]}
+    loaded = _load(tmp_path, MULTI, [SYSTEM, {"role": "user", "content": "refund me"}, tool_turn,
+                                     {"role": "tool", "tool_call_id": "c1", "content": "done"},
+                                     {"role": "assistant", "content": "refunded"}])
+    checks = chat_checks(loaded.records, loaded.rejects, _eot_tokenizer(tok))
+    assert checks["eos_coverage"]["eos_token"] == "<|end|>"
+    assert checks["eos_coverage"]["count"] == 0 and checks["empty_assistant_replies"]["count"] == 0
+    assert checks["template_round_trip"]["count"] == 0

@@ -207,9 +207,19 @@ def leakage(train: list[Record], test: list[Record] | None, threshold: float) ->
 
 
 def chat_checks(records: list[Record], rejects: list[Reject], tokenizer=None) -> dict[str, dict]:
-    """Template round-trip, assistant-turn and EOS coverage, empty assistant replies."""
+    """Template round-trip, assistant-turn and end-of-turn coverage, empty assistant replies.
+
+    End-of-turn coverage looks for the token the template itself closes an answer with (found the way
+    training finds it), which is not the EOS for every model."""
+    from tunewise.core import chat_text
+
     convs = [(r.id, r.meta.get("messages") or _as_messages(r)) for r in records]
-    empty = [rid for rid, msgs in convs if any(m["role"] == "assistant" and not m["content"].strip() for m in msgs)]
+
+    def text_of(m: dict) -> str:  # a tool-call turn has no content, only its calls
+        return (m.get("content") if isinstance(m.get("content"), str) else chat_text(m) or "").strip()
+
+    empty = [rid for rid, msgs in convs
+             if any(m["role"] == "assistant" and not text_of(m) and not m.get("tool_calls") for m in msgs)]
     no_assistant = sum("no assistant turn" in rj.reason for rj in rejects)
     out = {
         "empty_assistant_replies": {"count": len(empty), "ids": empty},
@@ -222,18 +232,30 @@ def chat_checks(records: list[Record], rejects: list[Reject], tokenizer=None) ->
         out["template_round_trip"] = {"count": 0, "ids": [], "skipped": reason}
         out["eos_coverage"] = {"count": 0, "ids": [], "skipped": reason}
         return out
-    eos = tokenizer.eos_token or ""
+    from tunewise.config import TaskConfig
+    from tunewise.models.chat import PromptBuilder, TemplateError
+
+    builder = PromptBuilder(TaskConfig(type="generation"), tokenizer)
+    try:
+        eos = builder.end_of_answer
+    except TemplateError as e:
+        eos = ""
+        out["template_error"] = {"count": len(convs), "ids": [], "note": str(e)}
     lost, no_eos = [], []
     for rid, msgs in convs:
-        text = tokenizer.apply_chat_template(msgs, tokenize=False)
+        try:
+            text = builder.render(msgs, generation=False)
+        except TemplateError:
+            lost.append(rid)
+            continue
         pos = 0
-        for m in msgs:  # every turn must appear, in order
-            found = text.find(m["content"].strip(), pos)
+        for m in msgs:  # every turn's text must appear, in order
+            found = text.find(text_of(m), pos)
             if found < 0:
                 lost.append(rid)
                 break
-            pos = found + len(m["content"].strip())
-        last = [m for m in msgs if m["role"] == "assistant"][-1]["content"].strip()
+            pos = found + len(text_of(m))
+        last = text_of([m for m in msgs if m["role"] == "assistant"][-1])
         end = text.rfind(last) + len(last) if last else -1
         if not eos or end < 0 or eos not in text[end:]:
             no_eos.append(rid)
