@@ -13,6 +13,7 @@ from typing import Protocol
 
 from tunewise.config import ProjectConfig
 from tunewise.core import Cost, Prediction, Record
+from tunewise.evaluate.cost import FORWARD, forward_params
 
 
 class Predictor(Protocol):
@@ -45,6 +46,8 @@ class LabelScorer:
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.cost = Cost()
+        # Counted before any adapter wraps the model: a merged adapter serves with the base's weights.
+        self.forward_params = forward_params(self.model)
 
     def builder(self):
         from tunewise.models.chat import PromptBuilder
@@ -55,13 +58,23 @@ class LabelScorer:
         b = self.builder()
         return [b.encode(r.input, None)[0] for r in records]
 
-    def charge(self, start: float, n_records: int, prompt_tokens: int) -> float:
-        """Book a predict call's time and prompt tokens in ``self.cost``; return ms per record."""
+    def charge(self, start: float, n_records: int, prompt_tokens: int, answer_tokens: int) -> float:
+        """Book a predict call's time, prompt tokens and forward FLOPs in ``self.cost``; return ms per record.
+
+        ``answer_tokens``: tokens run after the prompts (scored label answers or generated tokens). The
+        FLOPs count every prompt token even where a shared prefix was cached: the price of a stateless
+        request, the same for every rung, whatever batching and caching this process happened to do."""
         elapsed = time.perf_counter() - start
         self.cost.predict_seconds += elapsed
         self.cost.predict_examples += n_records
         self.cost.prompt_tokens += prompt_tokens
+        self.cost.predict_flops += FORWARD * self.forward_params * (prompt_tokens + answer_tokens)
         return 1000 * elapsed / max(n_records, 1)
+
+    def label_answer_tokens(self, label_ids: list[list[int]]) -> int:
+        """Tokens one classification request runs after its prompt: each label's answer but its first
+        token (scored from the prompt's last position)."""
+        return sum(len(x) - 1 for x in label_ids)
 
     def shared_prefix(self):
         """(length, cache) of a prefix every prompt shares, or None."""
@@ -85,7 +98,7 @@ class LabelScorer:
             self.model, full, self.tokenizer.pad_token_id, self.tokenizer.eos_token_id,
             self.config.eval.max_new_tokens, self.config.eval.batch_size, on_batch=advance,
         )
-        per_ms = self.charge(start, len(records), sum(len(p) for p in full))
+        per_ms = self.charge(start, len(records), sum(len(p) for p in full), sum(len(o) for o in outs))
         return [
             Prediction(id=r.id, output=self.tokenizer.decode(o, skip_special_tokens=True).strip(),
                        latency_ms=per_ms, prompt_tokens=len(p))
@@ -102,11 +115,13 @@ class LabelScorer:
         prefix_len = prefix[0] if prefix else 0
         advance = self.progress(f"{self.name}: scoring", len(records))
         start = time.perf_counter()
+        label_ids = label_token_ids(self.tokenizer, b, labels)
         scores = score_labels(
-            self.model, prompts, label_token_ids(self.tokenizer, b, labels), self.tokenizer.pad_token_id,
+            self.model, prompts, label_ids, self.tokenizer.pad_token_id,
             batch_size=self.config.eval.batch_size, prefix_cache=prefix, on_batch=advance,
         )
-        per_ms = self.charge(start, len(records), sum(len(p) + prefix_len for p in prompts))
+        per_ms = self.charge(start, len(records), sum(len(p) + prefix_len for p in prompts),
+                             len(records) * self.label_answer_tokens(label_ids))
         return [
             Prediction(
                 id=rec.id,
@@ -117,3 +132,31 @@ class LabelScorer:
             )
             for rec, row, p in zip(records, scores, prompts, strict=True)
         ]
+
+
+def time_predict(rung, records: list[Record], repeats: int) -> dict | None:
+    """Latency measured apart from scoring: ``records`` (a fixed sample) predicted ``repeats`` times;
+    the median and interquartile range of ms per example. What it spends is not booked in the rung's
+    cost, and it shows no progress bar. None when there is nothing to time."""
+    import copy
+
+    import numpy as np
+
+    if not records or repeats < 1:
+        return None
+    cost, progress = copy.copy(rung.cost), getattr(rung, "progress", None)
+    if progress is not None:
+        rung.progress = no_progress
+    try:
+        ms = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            rung.predict(records)
+            ms.append(1000 * (time.perf_counter() - start) / len(records))
+    finally:
+        rung.cost = cost
+        if progress is not None:
+            rung.progress = progress
+    q1, median, q3 = np.percentile(ms, [25, 50, 75])
+    return {"median_ms": round(float(median), 3), "q1_ms": round(float(q1), 3), "q3_ms": round(float(q3), 3),
+            "examples": len(records), "repeats": repeats}
