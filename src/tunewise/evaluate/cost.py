@@ -5,10 +5,14 @@ The model is deliberately simple, so a reader can check it by hand. With the pri
 ``cost:`` section:
 
 - a request costs its forward FLOPs on the serving machine, plus its prompt tokens at
-  ``usd_per_1m_prompt_tokens`` (non-zero only for a hosted model billed per token). Forward FLOPs are
-  2 × the model's weights × the tokens it runs (prompt, plus answer tokens scored or generated), the
-  standard approximation for a transformer (attention over the context is left out). Few-shot and RAG
-  pay for their long prompts on every call; a fine-tuned model pays for its training once;
+  ``usd_per_1m_prompt_tokens`` (non-zero only for a hosted model billed per token). Forward FLOPs per
+  token are 2 × the model's weights (embedding lookups excluded) + 4 × layers × width × the tokens it
+  attends to (QKᵀ and AV), the standard transformer approximation (Kaplan et al. 2020). A request runs
+  its own prompt tokens and then its answer tokens (each label's answer when scoring labels, the
+  generated tokens otherwise); the prefix every request shares (system prompt, instruction, fixed
+  few-shot examples) is computed once and served from the KV cache, as the ladder's scorer and any
+  prefix-caching server do, so a request pays only for attending to it. Few-shot and RAG pay for
+  their longer context and own prompt on every call; a fine-tuned model pays for its training once;
 - a rung's training costs its training FLOPs once: FORWARD_BACKWARD (6) × weights × tokens trained on
   for full-weight training, FORWARD_BACKWARD_FROZEN (4) when the base is frozen (adapters: the
   backward pass still runs through every layer but computes no weight gradients), FORWARD (2) for a
@@ -89,6 +93,21 @@ def forward_params(model) -> int:
     lookups = {id(m.weight): m.weight.numel() for m in model.modules()
                if isinstance(m, torch.nn.Embedding) and m.weight is not head_weight}
     return total - sum(lookups.values())
+
+
+def model_shape(model) -> tuple[int, int, int]:
+    """(forward params, layers, width) of a transformers model: what ``forward_flops`` needs."""
+    return forward_params(model), int(model.config.num_hidden_layers), int(model.config.hidden_size)
+
+
+def forward_flops(shape: tuple[int, int, int], tokens: int, context: int = 0, causal: bool = True) -> float:
+    """FLOPs of running ``tokens`` new tokens after ``context`` tokens already in the KV cache.
+
+    Each token costs 2 × params, plus 4 × layers × width per position it attends to: the context, and
+    the new tokens up to itself (causal) or all of them (an encoder)."""
+    params, layers, width = shape
+    attended = tokens * context + (tokens * (tokens + 1) / 2 if causal else tokens * tokens)
+    return FORWARD * params * tokens + 4 * layers * width * attended
 
 
 def rung_compute(cost, throughput: dict) -> dict:

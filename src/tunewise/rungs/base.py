@@ -13,7 +13,7 @@ from typing import Protocol
 
 from tunewise.config import ProjectConfig
 from tunewise.core import Cost, Prediction, Record
-from tunewise.evaluate.cost import FORWARD, forward_params
+from tunewise.evaluate.cost import forward_flops, model_shape
 
 
 class Predictor(Protocol):
@@ -47,7 +47,7 @@ class LabelScorer:
         self.progress = progress
         self.cost = Cost()
         # Counted before any adapter wraps the model: a merged adapter serves with the base's weights.
-        self.forward_params = forward_params(self.model)
+        self.shape = model_shape(self.model)
 
     def builder(self):
         from tunewise.models.chat import PromptBuilder
@@ -58,23 +58,32 @@ class LabelScorer:
         b = self.builder()
         return [b.encode(r.input, None)[0] for r in records]
 
-    def charge(self, start: float, n_records: int, prompt_tokens: int, answer_tokens: int) -> float:
+    def charge(self, start: float, prompts: list[list[int]], answers: list[int]) -> float:
         """Book a predict call's time, prompt tokens and forward FLOPs in ``self.cost``; return ms per record.
 
-        ``answer_tokens``: tokens run after the prompts (scored label answers or generated tokens). The
-        FLOPs count every prompt token even where a shared prefix was cached: the price of a stateless
-        request, the same for every rung, whatever batching and caching this process happened to do."""
-        elapsed = time.perf_counter() - start
-        self.cost.predict_seconds += elapsed
-        self.cost.predict_examples += n_records
-        self.cost.prompt_tokens += prompt_tokens
-        self.cost.predict_flops += FORWARD * self.forward_params * (prompt_tokens + answer_tokens)
-        return 1000 * elapsed / max(n_records, 1)
+        ``prompts``: each record's whole prompt (shared prefix included); ``answers``: the lengths of the
+        token runs after every prompt (each label's scored answer, or the generated tokens). The prefix
+        all prompts share is priced as cached, as ``score_labels`` and a prefix-caching server run it
+        (tunewise.evaluate.cost)."""
+        from tunewise.evaluate.decode import MIN_SHARED_PREFIX, common_prefix_length
 
-    def label_answer_tokens(self, label_ids: list[list[int]]) -> int:
-        """Tokens one classification request runs after its prompt: each label's answer but its first
-        token (scored from the prompt's last position)."""
-        return sum(len(x) - 1 for x in label_ids)
+        elapsed = time.perf_counter() - start
+        # One prompt alone shares nothing with other requests: its whole prompt is its own.
+        shared = common_prefix_length(prompts) if len(prompts) > 1 else 0
+        cached = shared if shared >= MIN_SHARED_PREFIX else 0
+        for p, runs in zip(prompts, answers, strict=True):
+            flops = forward_flops(self.shape, len(p) - cached, cached)
+            self.cost.predict_flops += flops + sum(forward_flops(self.shape, n, len(p)) for n in runs)
+        self.cost.predict_seconds += elapsed
+        self.cost.predict_examples += len(prompts)
+        self.cost.prompt_tokens += sum(len(p) for p in prompts)
+        return 1000 * elapsed / max(len(prompts), 1)
+
+    @staticmethod
+    def label_runs(label_ids: list[list[int]]) -> list[int]:
+        """The token runs one classification request scores after its prompt: each label's answer but
+        its first token (scored from the prompt's last position)."""
+        return [len(x) - 1 for x in label_ids]
 
     def shared_prefix(self):
         """(length, cache) of a prefix every prompt shares, or None."""
@@ -98,7 +107,7 @@ class LabelScorer:
             self.model, full, self.tokenizer.pad_token_id, self.tokenizer.eos_token_id,
             self.config.eval.max_new_tokens, self.config.eval.batch_size, on_batch=advance,
         )
-        per_ms = self.charge(start, len(records), sum(len(p) for p in full), sum(len(o) for o in outs))
+        per_ms = self.charge(start, full, [[len(o)] for o in outs])
         return [
             Prediction(id=r.id, output=self.tokenizer.decode(o, skip_special_tokens=True).strip(),
                        latency_ms=per_ms, prompt_tokens=len(p))
@@ -120,8 +129,8 @@ class LabelScorer:
             self.model, prompts, label_ids, self.tokenizer.pad_token_id,
             batch_size=self.config.eval.batch_size, prefix_cache=prefix, on_batch=advance,
         )
-        per_ms = self.charge(start, len(records), sum(len(p) + prefix_len for p in prompts),
-                             len(records) * self.label_answer_tokens(label_ids))
+        prefix_ids = list(getattr(self, "_prefix_ids", None) or []) if prefix else []
+        per_ms = self.charge(start, [prefix_ids + p for p in prompts], [self.label_runs(label_ids)] * len(prompts))
         return [
             Prediction(
                 id=rec.id,

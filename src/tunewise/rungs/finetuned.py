@@ -35,7 +35,7 @@ class FinetunedRung(LabelScorer):
         self.train_result = result
         self.cost.train_seconds += result.seconds
         self.cost.train_tokens += result.tokens
-        self.cost.train_flops += self.train_passes() * self.forward_params * result.tokens
+        self.cost.train_flops += self.train_passes() * self.shape[0] * result.tokens
         return self
 
     def train_passes(self) -> int:
@@ -65,11 +65,9 @@ class FinetunedRung(LabelScorer):
         start = time.perf_counter()
         scores = torch.stack([score_sequences(self.model, p, label_ids, self.tokenizer.pad_token_id) for p in prompts])
         advance(len(records))
-        # Priced as one request would run with a cache (prompt once, then each answer); prompt tuning
-        # also runs its virtual tokens, prefix tuning only attends to its cached ones.
-        virtual = self.config.train.num_virtual_tokens if self.method == "prompt-tuning" else 0
-        per_ms = self.charge(start, len(records), sum(len(p) for p in prompts),
-                             len(records) * (virtual + self.label_answer_tokens(label_ids)))
+        # Priced as the cached scorer would run it (tunewise.evaluate.cost): the virtual tokens belong to
+        # the prefix every request shares.
+        per_ms = self.charge(start, prompts, [self.label_runs(label_ids)] * len(prompts))
         return [
             Prediction(id=rec.id, output=labels[int(row.argmax())],
                        scores={lab: float(v) for lab, v in zip(labels, row, strict=True)},

@@ -1,0 +1,84 @@
+"""FLOPs and the machine's throughput: what a rung is priced by, checked by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tunewise.core import Cost
+from tunewise.evaluate import throughput as tp
+from tunewise.evaluate.cost import forward_flops, forward_params, model_shape, rung_compute
+
+
+def test_forward_params_skip_embedding_lookups_but_keep_a_tied_head(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    total = sum(p.numel() for p in model.parameters())  # a tied head is one tensor, counted once
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    assert forward_params(model) == total  # the tied head's matmul runs on every token
+    model.config.tie_word_embeddings = False
+    untied = AutoModelForCausalLM.from_config(model.config)
+    lookup = untied.get_input_embeddings().weight.numel()
+    assert forward_params(untied) == sum(p.numel() for p in untied.parameters()) - lookup
+    assert model_shape(model)[1:] == (2, 32)
+
+
+def test_encoder_params_leave_out_word_position_and_type_embeddings(tiny_encoder_dir):
+    from transformers import AutoModel
+
+    bert = AutoModel.from_pretrained(tiny_encoder_dir)
+    emb = bert.embeddings
+    lookups = sum(m.weight.numel() for m in (emb.word_embeddings, emb.position_embeddings, emb.token_type_embeddings))
+    assert forward_params(bert) == sum(p.numel() for p in bert.parameters()) - lookups
+
+
+def test_forward_flops_by_hand():
+    shape = (1000, 2, 8)  # 1,000 weights, 2 layers, width 8: 64 FLOPs per attended position
+    assert forward_flops(shape, 1) == 2 * 1000 + 64 * 1
+    # 3 new tokens after 5 cached: 2,000 each, attending to 6, 7 and 8 positions.
+    assert forward_flops(shape, 3, context=5) == 3 * 2000 + 64 * (6 + 7 + 8)
+    assert forward_flops(shape, 3, causal=False) == 3 * 2000 + 64 * 9
+    assert forward_flops(shape, 0, context=50) == 0
+
+
+def test_equal_flops_cost_the_same_whatever_seconds_were_measured():
+    busy = Cost(predict_seconds=85.1, predict_examples=100, predict_flops=3e11, train_flops=6e12, train_seconds=900)
+    idle = Cost(predict_seconds=12.7, predict_examples=100, predict_flops=3e11, train_flops=6e12, train_seconds=300)
+    t = {"gflops": 50.0, "gflops_q1": 40.0, "gflops_q3": 60.0}
+    assert rung_compute(busy, t) == rung_compute(idle, t)
+    c = rung_compute(busy, t)
+    assert c["flops_per_request"] == 3e9 and c["ms_per_request"] == pytest.approx(60.0)  # 3e9 / 50e9 s
+    assert c["train_seconds"] == pytest.approx(120.0)
+
+
+def test_throughput_is_measured_once_per_machine_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEWISE_HOME", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(tp, "calibrate", lambda: calls.append(1) or {"gflops": 30.0, "gflops_q1": 28.0,
+                                                                      "gflops_q3": 33.0, "samples": 18})
+    first = tp.machine_throughput()
+    again = tp.machine_throughput()
+    assert calls == [1] and first == again and first["gflops"] == 30.0
+    (key,) = json.loads((tmp_path / "throughput.json").read_text())
+    assert json.loads(key)["threads"] >= 1 and first["machine"]["cpu"]
+    # Another thread count is another machine: measured again.
+    monkeypatch.setattr(tp, "machine", lambda: {**json.loads(key), "threads": 97})
+    tp.machine_throughput()
+    assert calls == [1, 1]
+    assert tp.machine_throughput(gflops=7.5) == {"gflops": 7.5, "gflops_q1": 7.5, "gflops_q3": 7.5,
+                                                 "source": "cost.gflops"}
+
+
+def test_a_damaged_cache_is_measured_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEWISE_HOME", str(tmp_path))
+    (tmp_path / "throughput.json").write_text("{not json")
+    monkeypatch.setattr(tp, "calibrate", lambda: {"gflops": 9.0, "gflops_q1": 8.0, "gflops_q3": 10.0, "samples": 18})
+    assert tp.machine_throughput()["gflops"] == 9.0
+    assert json.loads((tmp_path / "throughput.json").read_text())
+
+
+def test_calibration_reports_a_positive_median_inside_its_quartiles():
+    r = tp.calibrate(rounds=2)
+    assert 0 < r["gflops_q1"] <= r["gflops"] <= r["gflops_q3"] and r["samples"] == 2 * len(tp.SHAPES)
