@@ -82,3 +82,24 @@ def test_a_damaged_cache_is_measured_again(tmp_path, monkeypatch):
 def test_calibration_reports_a_positive_median_inside_its_quartiles():
     r = tp.calibrate(rounds=2)
     assert 0 < r["gflops_q1"] <= r["gflops"] <= r["gflops_q3"] and r["samples"] == 2 * len(tp.SHAPES)
+
+
+def _priced_rung(name, flops, train_flops, gflops=50.0, acc=0.9):
+    return {"name": name, "primary": "accuracy", "metrics": {"accuracy": acc}, "prompt_tokens_per_request": 0,
+            "train_seconds": 999.0 if train_flops else 0.0, "ms_per_example": 999.0,  # measured: not priced
+            "compute": {"flops_per_request": flops, "train_flops": train_flops,
+                        "ms_per_request": 1000 * flops / (gflops * 1e9), "train_seconds": train_flops / (gflops * 1e9)}}
+
+
+def test_break_even_prices_flops_not_measured_seconds_and_cost_gflops_reprices_them():
+    from tunewise.evaluate.cost import break_even
+
+    ladder = {"rungs": [_priced_rung("zero-shot", 2e9, 0), _priced_rung("lora", 1e9, 3.6e13)]}
+    prices = {"usd_per_hour": 3.6, "requests_per_month": 1000}  # $0.001 a second
+    (pair,) = break_even(ladder, prices)["comparisons"]
+    # Training 3.6e13 / 5e10 = 720 s = $0.72; requests 40 ms vs 20 ms: $0.00002 saved each → 36,000.
+    assert pair["one_off_usd"] == pytest.approx(0.72) and pair["break_even_requests"] == 36000
+    faster = break_even(ladder, {**prices, "gflops": 100})
+    (pair,) = faster["comparisons"]
+    assert pair["one_off_usd"] == pytest.approx(0.36) and pair["break_even_requests"] == 36000
+    assert faster["throughput"]["source"] == "cost.gflops"

@@ -151,10 +151,13 @@ def _primary(r: dict) -> float | None:
     return r.get("metrics", {}).get(r.get("primary", "accuracy"))
 
 
-def _priced(r: dict) -> tuple[float, float]:
-    """(training seconds, ms per request) a rung is priced by: its FLOPs at the machine's throughput;
-    ladders saved before FLOPs were counted carry only measured seconds."""
+def _priced(r: dict, gflops: float | None = None) -> tuple[float, float]:
+    """(training seconds, ms per request) a rung is priced by: its FLOPs at the throughput the ladder
+    ran with, or at ``gflops`` (``cost.gflops``) when set; ladders saved before FLOPs were counted
+    carry only measured seconds."""
     c = r.get("compute")
+    if c and gflops:
+        return c["train_flops"] / (gflops * 1e9), 1000 * c["flops_per_request"] / (gflops * 1e9)
     if c:
         return float(c["train_seconds"]), float(c["ms_per_request"])
     return float(r.get("train_seconds") or 0), float(r.get("ms_per_example") or 0)
@@ -170,7 +173,9 @@ def break_even(ladder: dict, prices: CostConfig | dict | None = None) -> dict:
     """
     prices = resolve_prices(ladder.get("prices") if prices is None else prices)
     rungs = ladder.get("rungs", [])
-    costs = {r["name"]: rung_cost(*_priced(r), float(r.get("prompt_tokens_per_request") or 0), prices) for r in rungs}
+    priced = {r["name"]: _priced(r, prices.gflops) for r in rungs}
+    costs = {r["name"]: rung_cost(*priced[r["name"]], float(r.get("prompt_tokens_per_request") or 0), prices)
+             for r in rungs}
     untrained = [r for r in rungs if not float(r.get("train_seconds") or 0) > 0]
     trained = [r for r in rungs if float(r.get("train_seconds") or 0) > 0]
     reference = max(untrained, key=lambda r: _primary(r) or 0.0)["name"] if untrained else None
@@ -187,10 +192,12 @@ def break_even(ladder: dict, prices: CostConfig | dict | None = None) -> dict:
                 "break_even_months": None if requests is None else round(requests / prices.requests_per_month, 4),
             })
     summary = [{"name": r["name"], "primary": r.get("primary", ladder.get("primary", "accuracy")),
-                "value": _primary(r), "train_seconds": _priced(r)[0], "ms_per_example": _priced(r)[1],
+                "value": _primary(r), "train_seconds": priced[r["name"]][0], "ms_per_example": priced[r["name"]][1],
                 "prompt_tokens": float(r.get("prompt_tokens_per_request") or 0), **costs[r["name"]]}
                for r in untrained + trained]
-    return {"prices": prices.model_dump(), "throughput": ladder.get("throughput"), "reference": reference,
+    throughput = ({"gflops": prices.gflops, "gflops_q1": prices.gflops, "gflops_q3": prices.gflops,
+                   "source": "cost.gflops"} if prices.gflops else ladder.get("throughput"))
+    return {"prices": prices.model_dump(), "throughput": throughput, "reference": reference,
             "rungs": summary, "comparisons": pairs}
 
 
