@@ -251,7 +251,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         results[-1]["wall_seconds"] = round(time.perf_counter() - t0, 1)
         log.info("%s: %s %.3f in %.0f s", name, results[-1]["primary"], _value(results[-1]), results[-1]["wall_seconds"])
     compare(results, config.eval.bootstrap, config.data.seed)
-    break_even = add_break_even(results, prices)
+    break_even = add_break_even(results, prices, throughput)
     ladder = {
         "project": config.name,
         "task": config.task.type,
@@ -266,7 +266,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         "labels": config.task.labels,
         "prices": prices.model_dump(),
         "throughput": throughput,
-        "break_even": {**break_even, "throughput": throughput},
+        "break_even": break_even,
         "bootstrap": config.eval.bootstrap,
         "margin": config.eval.margin,
         "timing": {"examples": min(config.eval.timing_examples, len(splits.test)),

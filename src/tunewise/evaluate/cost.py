@@ -201,10 +201,10 @@ def break_even(ladder: dict, prices: CostConfig | dict | None = None) -> dict:
             "rungs": summary, "comparisons": pairs}
 
 
-def add_break_even(results: list[dict], prices: CostConfig) -> dict:
+def add_break_even(results: list[dict], prices: CostConfig, throughput: dict | None = None) -> dict:
     """Price every rung and set each trained rung's ``break_even`` against the best untrained rung;
     return the full break-even (every trained × every untrained pair) for ladder.json."""
-    result = break_even({"rungs": results}, prices)
+    result = break_even({"rungs": results, "throughput": throughput}, prices)
     costs = {r["name"]: r for r in result["rungs"]}
     for r in results:
         c = costs[r["name"]]
