@@ -146,15 +146,14 @@ def _print_summary(report_dir: Path) -> None:
     ladder = json.loads((report_dir / "ladder.json").read_text())
     primary = ladder.get("primary", "accuracy")
     table = Table(title=f"{ladder['project']}: {ladder['n_test']} test examples, sha256 {ladder['test_hash'][:12]}…")
-    for col in ("rung", f"{primary} % (95% CI)", "train s", "latency ms", "prompt tokens", "$ / 1k requests"):
+    for col in ("rung", f"{primary} % (95% CI)", "train s", "latency ms", "prompt tokens"):
         table.add_column(col)
     for r in ladder["rungs"]:
         m = r["metrics"]
         ci = m.get(f"{primary}_ci") or [float("nan")] * 2
         table.add_row(r["name"], f"{100 * m[primary]:.1f} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})",
                       f"{r['train_seconds']:.0f}", f"{(r.get('latency') or {}).get('median_ms', r['ms_per_example']):.1f}",
-                      f"{r['prompt_tokens_per_request']:.0f}",
-                      f"{r['cost']['usd_per_1k_requests']:.4f}" if "cost" in r else "–")
+                      f"{r['prompt_tokens_per_request']:.0f}")
     out.print(table)
     rec = ladder["recommendation"]
     out.print(f"[bold]recommendation:[/] {rec['rung']} — {rec['reason']}", highlight=False)
