@@ -146,9 +146,8 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
 
     The price comes from the rung's FLOPs at ``throughput`` (machine_throughput's dict; measured or
     read from the cache when None), not from the seconds scoring took: see tunewise.evaluate.cost."""
-    from tunewise.rungs.base import time_predict
-
     from tunewise.evaluate.score import score_predictions, worst_errors
+    from tunewise.rungs.base import time_predict
 
     run_dir = ws.new_dir(project, "runs", f"{name}-{ws.timestamp()}")
     ws.write_text(run_dir / "config.yaml", dump_config(config))

@@ -79,9 +79,13 @@ def test_a_damaged_cache_is_measured_again(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "throughput.json").read_text())
 
 
-def test_calibration_reports_a_positive_median_inside_its_quartiles():
+def test_calibration_reports_a_positive_median_inside_its_quartiles_and_restores_threads():
+    import torch
+
+    threads = torch.get_num_threads()
     r = tp.calibrate(rounds=2)
     assert 0 < r["gflops_q1"] <= r["gflops"] <= r["gflops_q3"] and r["samples"] == 2 * len(tp.SHAPES)
+    assert torch.get_num_threads() == threads == r["threads"]
 
 
 def _priced_rung(name, flops, train_flops, gflops=50.0, acc=0.9):

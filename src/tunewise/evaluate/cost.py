@@ -251,9 +251,10 @@ def throughput_line(t: dict | None) -> str:
         return f"FLOPs are priced at {t['gflops']:g} GFLOP/s (`cost.gflops`)."
     m = t.get("machine", {})
     return (f"FLOPs are priced at {t['gflops']:g} GFLOP/s (IQR {t['gflops_q1']:g}–{t['gflops_q3']:g} over "
-            f"{t.get('samples', '?')} interleaved matmul rounds), measured once on this machine "
-            f"({m.get('cpu', '?')}, {m.get('threads', '?')} torch threads) at {t.get('measured_at', '?')} "
-            "and cached; on a faster machine both the requests and the training cost less.")
+            f"{t.get('samples', '?')} interleaved matmul rounds, timed in CPU time so that other processes "
+            f"do not slow it), measured once on this machine ({m.get('cpu', '?')}, {m.get('threads', '?')} torch "
+            f"threads) at {t.get('measured_at', '?')} and cached; on a faster machine both the requests and the "
+            "training cost less.")
 
 
 def prices_line(prices: dict, throughput: dict | None = None) -> str:

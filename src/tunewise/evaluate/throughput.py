@@ -6,8 +6,12 @@ rungs running the same model on the same tokens at 851 and 127 ms. Pricing FLOPs
 measured once makes equal work cost the same whatever the machine was doing when each rung ran.
 
 The benchmark is a fixed set of float32 matmuls the size of a small transformer layer (MiniLM's and
-SmolLM2-135M's widths), run in interleaved rounds after a warm-up round; the figure is the median
-over rounds, and the interquartile range travels with it so the report can show the spread. The
+SmolLM2-135M's widths), run in interleaved rounds after a warm-up round on one thread and timed in
+that thread's CPU time, not wall time: time spent waiting while other processes hold the cores is
+not counted, so a calibration on a busy machine still measures what a core can do (a first
+calibration under load would otherwise be cached and under-price every later request). The figure
+is the median over rounds times torch's thread count (matmuls scale about linearly over a few
+cores), and the interquartile range travels with it so the report can show the spread. The
 result is cached in ``$TUNEWISE_HOME/throughput.json`` under a key describing the machine (CPU model,
 core count, torch version, torch threads): a different machine or thread count is measured again.
 Delete the file to measure again; set ``cost.gflops`` to price another machine.
@@ -25,6 +29,7 @@ from pathlib import Path
 SHAPES = ((256, 384, 1536), (256, 576, 1536))
 ROUNDS = 9
 MATMULS_PER_SAMPLE = 3
+BENCHMARK = "matmul-thread-cpu-time-1"  # part of the cache key: a changed benchmark measures again
 
 
 def _cpu_model() -> str:
@@ -42,29 +47,35 @@ def machine() -> dict:
     import torch
 
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "arch": platform.machine(),
-            "torch": torch.__version__.split("+")[0], "threads": torch.get_num_threads()}
+            "torch": torch.__version__.split("+")[0], "threads": torch.get_num_threads(), "benchmark": BENCHMARK}
 
 
 def calibrate(rounds: int = ROUNDS) -> dict:
-    """Median and IQR of GFLOP/s over ``rounds`` interleaved rounds of the fixed matmuls."""
+    """Median and IQR of GFLOP/s over ``rounds`` interleaved rounds of the fixed matmuls, per core in
+    CPU time, scaled to torch's thread count."""
     import numpy as np
     import torch
 
+    threads = torch.get_num_threads()
     gen = torch.Generator().manual_seed(0)
     mats = [(torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen)) for m, k, n in SHAPES]
     samples = []
-    with torch.inference_mode():
-        for i in range(rounds + 1):
-            for a, b in mats:
-                start = time.perf_counter()
-                for _ in range(MATMULS_PER_SAMPLE):
-                    torch.mm(a, b)
-                elapsed = time.perf_counter() - start
-                if i:  # round 0 warms the allocator and the kernels up
-                    samples.append(2 * a.shape[0] * a.shape[1] * b.shape[1] * MATMULS_PER_SAMPLE / elapsed / 1e9)
-    q1, median, q3 = np.percentile(samples, [25, 50, 75])
+    torch.set_num_threads(1)  # the work then runs in this thread, so its CPU clock sees all of it
+    try:
+        with torch.inference_mode():
+            for i in range(rounds + 1):
+                for a, b in mats:
+                    start = time.thread_time()
+                    for _ in range(MATMULS_PER_SAMPLE):
+                        torch.mm(a, b)
+                    cpu = max(time.thread_time() - start, 1e-9)
+                    if i:  # round 0 warms the allocator and the kernels up
+                        samples.append(2 * a.shape[0] * a.shape[1] * b.shape[1] * MATMULS_PER_SAMPLE / cpu / 1e9)
+    finally:
+        torch.set_num_threads(threads)
+    q1, median, q3 = threads * np.percentile(samples, [25, 50, 75])
     return {"gflops": round(float(median), 3), "gflops_q1": round(float(q1), 3), "gflops_q3": round(float(q3), 3),
-            "samples": len(samples)}
+            "samples": len(samples), "threads": threads}
 
 
 def cache_file() -> Path:
