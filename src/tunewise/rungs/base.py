@@ -58,7 +58,7 @@ class LabelScorer:
         b = self.builder()
         return [b.encode(r.input, None)[0] for r in records]
 
-    def charge(self, start: float, prompts: list[list[int]], answers: list[int]) -> float:
+    def charge(self, start: float, prompts: list[list[int]], answers: list[list[int]]) -> float:
         """Book a predict call's time, prompt tokens and forward FLOPs in ``self.cost``; return ms per record.
 
         ``prompts``: each record's whole prompt (shared prefix included); ``answers``: the lengths of the
