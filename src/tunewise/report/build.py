@@ -82,7 +82,8 @@ def method_note(ladder: dict) -> str:
         "the $ / 1k range is the cost at the throughput's interquartile range. Latency is measured separately: "
         f"the same {timing['examples']} seeded test rows predicted {timing['repeats']} times per rung "
         f"(batch size {timing['batch_size']}), median (IQR) ms per example; it moves with the machine's load. "
-        "'train s' is measured wall time.")
+        "'train s' is measured wall time; FLOPs leave out framework overheads and the evaluation and "
+        "checkpointing during training, so train $ is a lower bound, well below it for short runs on a CPU.")
 
 
 def _breakeven(r: dict) -> str:
