@@ -87,7 +87,7 @@ def test_full_cheap_ladder_with_ood_writes_every_metric(tmp_path, tiny_model_dir
     assert by["few-shot"]["prompt_tokens_per_request"] > by["zero-shot"]["prompt_tokens_per_request"]
     assert by["encoder-finetune"]["train_seconds"] > 0 and "break_even" in by["encoder-finetune"]
     rec = ladder["recommendation"]
-    assert rec["rung"] in rec["within_noise_of_best"]
+    assert rec["rung"] in rec["non_inferior"]
     html = (report_dir / "report.html").read_text()
     assert all(f">{n}</td>" in html for n in names)
 

@@ -250,6 +250,14 @@ class EvalConfig(_Strict):
     """Bootstrap resamples behind every confidence interval."""
     max_test_examples: int | None = Field(default=None, gt=0)
     """Score every rung on a seeded, stratified subset of the test split (None: all of it)."""
+    margin: float = Field(0.02, ge=0, lt=1)
+    """Non-inferiority margin of the recommendation, in units of the primary metric (0.02: 2 points
+    of accuracy). A cheaper rung is recommended over the best only when the lower bound of the 95% CI
+    of its paired difference to the best is above -margin."""
+    timing_examples: int = Field(8, ge=0)
+    """Size of the fixed, seeded test sample each rung predicts again to measure its latency (0: skip)."""
+    timing_repeats: int = Field(3, ge=1)
+    """How many times the timing sample is predicted; the report shows the median and the IQR."""
 
 
 class FewShotConfig(_Strict):
@@ -309,6 +317,10 @@ class CostConfig(_Strict):
     requests_per_month: int = Field(100_000, gt=0)
     """Expected traffic: ranks rungs by training + one month of serving in the recommendation, and turns a
     break-even volume into months."""
+    gflops: float | None = Field(default=None, gt=0)
+    """Sustained GFLOP/s of the machine a request's (and a training run's) FLOPs are priced on. None:
+    measured once on this machine by a short matmul benchmark and cached in $TUNEWISE_HOME. Set it to
+    price a machine other than the one the ladder runs on."""
 
 
 class MonitorConfig(_Strict):

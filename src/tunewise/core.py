@@ -47,13 +47,17 @@ class Prediction:
 
 @dataclass
 class Cost:
-    """What a rung spent: training wall time and tokens, inference wall time and prompt tokens."""
+    """What a rung spent: training wall time, tokens and FLOPs; inference wall time, prompt tokens and FLOPs."""
 
     train_seconds: float = 0.0
     train_tokens: int = 0
     predict_seconds: float = 0.0
     predict_examples: int = 0
     prompt_tokens: int = 0
+    train_flops: float = 0.0
+    """FLOPs of training (see tunewise.evaluate.cost); what training is priced by."""
+    predict_flops: float = 0.0
+    """Forward FLOPs of the requests predicted; what a request is priced by."""
 
     @property
     def ms_per_example(self) -> float:

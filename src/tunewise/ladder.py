@@ -12,8 +12,9 @@ from tunewise import workspace as ws
 from tunewise.config import METHODS, ConfigError, ProjectConfig, config_path, dump_config
 from tunewise.core import Record
 from tunewise.data.resolve import Splits, resolve_splits
-from tunewise.evaluate.cost import add_break_even, resolve_prices, rung_cost
+from tunewise.evaluate.cost import add_break_even, cost_spread, resolve_prices, rung_compute, rung_cost
 from tunewise.evaluate.stats import mcnemar, paired_bootstrap_diff
+from tunewise.evaluate.throughput import machine_throughput
 from tunewise.report.build import write_report
 from tunewise.report.decide import recommend
 from tunewise.rungs.base import ProgressFn, no_progress
@@ -96,9 +97,21 @@ def task_schema(config: ProjectConfig, project: Path) -> dict | None:
     return load_schema(config, project) if config.task.type == "extraction" else None
 
 
-def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, progress: ProgressFn) -> dict:
-    """Fit one rung, predict the frozen test split, score it and price it; write the run folder."""
+def timing_sample(test: list[Record], size: int, seed: int) -> list[Record]:
+    """The fixed, seeded test rows every rung's latency is measured on (the same rows for every rung)."""
+    import random
+
+    return random.Random(seed).sample(test, min(size, len(test)))
+
+
+def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, progress: ProgressFn,
+             throughput: dict | None = None) -> dict:
+    """Fit one rung, predict the frozen test split, score it, time it and price it; write the run folder.
+
+    The price comes from the rung's FLOPs at ``throughput`` (machine_throughput's dict; measured or
+    read from the cache when None), not from the seconds scoring took: see tunewise.evaluate.cost."""
     from tunewise.evaluate.score import score_predictions, worst_errors
+    from tunewise.rungs.base import time_predict
 
     run_dir = ws.new_dir(project, "runs", f"{name}-{ws.timestamp()}")
     ws.write_text(run_dir / "config.yaml", dump_config(config))
@@ -114,6 +127,10 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
     scored = score_predictions(config, splits.test, preds, getattr(rung, "passages", None), schema)
     cost = rung.cost
     prompt_tokens = cost.prompt_tokens / max(cost.predict_examples, 1)
+    throughput = throughput or machine_throughput(config.cost.gflops)
+    compute = rung_compute(cost, throughput)
+    latency = time_predict(rung, timing_sample(splits.test, config.eval.timing_examples, config.data.seed),
+                           config.eval.timing_repeats)
     result = {
         "name": name,
         "run_dir": str(run_dir),
@@ -122,9 +139,12 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
         "train_seconds": round(cost.train_seconds, 2),
         "train_tokens": cost.train_tokens,
         "train_tokens_per_second": round(cost.train_tokens_per_second, 1),
-        "ms_per_example": round(cost.ms_per_example, 2),
+        "ms_per_example": round(cost.ms_per_example, 2),  # measured while scoring: load moves it
+        "latency": latency,
         "prompt_tokens_per_request": round(prompt_tokens, 1),
-        "cost": rung_cost(cost.train_seconds, cost.ms_per_example, prompt_tokens, config.cost),
+        "compute": compute,
+        "cost": rung_cost(compute["train_seconds"], compute["ms_per_request"], prompt_tokens, config.cost),
+        "cost_spread_per_1k": cost_spread(compute, prompt_tokens, config.cost, throughput),
         "worst_errors": worst_errors(splits.test, preds, scored.item_scores),
         "item_scores": scored.item_scores.tolist(),
         "binary_items": scored.binary,
@@ -159,10 +179,12 @@ def paired_test(a: np.ndarray, b: np.ndarray, binary: bool, resamples: int, seed
     The paired bootstrap's CI of the difference is reported either way, so every gap has an interval.
     """
     boot = paired_bootstrap_diff(lambda idx, s: (a if s == "a" else b)[idx].mean(), len(a), resamples, seed)
-    diff = float(a.mean() - b.mean())
+    # The per-item SD of the differences sizes the test set a non-inferiority decision would need.
+    spread = {"diff": float(a.mean() - b.mean()), "diff_ci": boot["diff_ci"], "n": len(a),
+              "diff_sd": float(np.std(a - b, ddof=1)) if len(a) > 1 else 0.0}
     if binary:
-        return {"test": "mcnemar", **mcnemar(a.astype(bool), b.astype(bool)), "diff": diff, "diff_ci": boot["diff_ci"]}
-    return {"test": "paired-bootstrap", "p_value": boot["p_value"], "diff": diff, "diff_ci": boot["diff_ci"]}
+        return {"test": "mcnemar", **mcnemar(a.astype(bool), b.astype(bool)), **spread}
+    return {"test": "paired-bootstrap", "p_value": boot["p_value"], **spread}
 
 
 def compare(results: list[dict], resamples: int, seed: int) -> None:
@@ -189,17 +211,18 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
     prices = resolve_prices(config.cost)  # an unknown cost.gpu fails here, before any work
     config = config.model_copy(update={"cost": prices})
     task_schema(config, project)  # fail before any work when an extraction task has no usable schema
+    throughput = machine_throughput(prices.gflops)  # once per machine; cached afterwards
     started = time.perf_counter()
     splits = resolve_splits(config, project, "tunewise ladder")
     log.info("test split: %d rows, sha256 %s", len(splits.test), splits.test_hash)
     results = []
     for name in names:
         t0 = time.perf_counter()
-        results.append(run_rung(name, config, project, splits, progress))
+        results.append(run_rung(name, config, project, splits, progress, throughput))
         results[-1]["wall_seconds"] = round(time.perf_counter() - t0, 1)
         log.info("%s: %s %.3f in %.0f s", name, results[-1]["primary"], _value(results[-1]), results[-1]["wall_seconds"])
     compare(results, config.eval.bootstrap, config.data.seed)
-    break_even = add_break_even(results, prices)
+    break_even = add_break_even(results, prices, throughput)
     ladder = {
         "project": config.name,
         "task": config.task.type,
@@ -216,10 +239,14 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         "test_file": "test.jsonl",
         "labels": config.task.labels,
         "prices": prices.model_dump(),
+        "throughput": throughput,
         "break_even": break_even,
         "bootstrap": config.eval.bootstrap,
+        "margin": config.eval.margin,
+        "timing": {"examples": min(config.eval.timing_examples, len(splits.test)),
+                   "repeats": config.eval.timing_repeats, "batch_size": config.eval.batch_size},
         "rungs": results,
-        "recommendation": recommend(results),
+        "recommendation": recommend(results, config.eval.margin),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     report_dir = ws.new_dir(project, "reports")

@@ -13,7 +13,7 @@ from tunewise.config import load_config
 from tunewise.data.load import load_file
 from tunewise.models.chat import PromptBuilder, TemplateError
 from tunewise.models.load import load, load_tokenizer
-from tunewise.train.sft import IGNORE, PadCollator, check_loss_mask, tokenize_examples, train_adapter
+from tunewise.train.sft import IGNORE, PadCollator, check_loss_mask, tokenize_examples
 
 SYSTEM = {"role": "system", "content": "you are the shop"}
 MULTI = [SYSTEM, {"role": "user", "content": "the market"}, {"role": "assistant", "content": "the bank"},

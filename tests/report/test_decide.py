@@ -1,31 +1,63 @@
-"""The recommendation follows from the paired tests and the measured cost."""
+"""The recommendation follows from a non-inferiority margin on the paired CI and the computed cost."""
 
 from __future__ import annotations
 
 from ladder_fixture import fake_ladder, fake_rung
 
+from tunewise.evaluate.stats import noninferiority_rows
+from tunewise.report.decide import recommend
 
-def test_cheap_rung_within_noise_of_lora_wins_and_says_dont_fine_tune():
+
+def test_a_cheaper_rung_shown_within_the_margin_wins_and_says_dont_fine_tune():
+    # Same seed: few-shot is right on a subset of lora's items, 0.5 points apart on 2,000 rows.
     ladder = fake_ladder([
-        fake_rung("few-shot", 0.86, 0, 40, 300, n=80, seed=1),
+        fake_rung("few-shot", 0.875, 0, 40, 300, n=2000, seed=1),
+        fake_rung("lora", 0.88, 600, 40, 60, n=2000, seed=1),
+    ])
+    rec = ladder["recommendation"]
+    assert ladder["rungs"][0]["paired_vs_best"]["diff_ci"][0] > -0.02
+    assert rec["rung"] == "few-shot" and rec["decided"] and rec["status"]["few-shot"] == "non-inferior"
+    assert "don't fine-tune" in rec["reason"] and "of the cost" in rec["reason"] and "within 2 points" in rec["reason"]
+    assert "too small" not in rec["reason"]
+
+
+def test_a_ci_straddling_the_margin_is_too_small_to_decide_and_names_the_rows_needed():
+    # 80 rows, 4 points apart: the 95% CI runs from well below -2 points to above it.
+    ladder = fake_ladder([
+        fake_rung("few-shot", 0.84, 0, 40, 300, n=80, seed=1),
         fake_rung("lora", 0.88, 600, 40, 60, n=80, seed=1),
     ])
     rec = ladder["recommendation"]
-    assert ladder["rungs"][0]["paired_vs_best"]["p_value"] >= 0.05
-    assert rec["rung"] == "few-shot" and "don't fine-tune" in rec["reason"] and "of the cost" in rec["reason"]
+    few = ladder["rungs"][0]["paired_vs_best"]
+    assert few["diff_ci"][0] <= -0.02 < few["diff_ci"][1]
+    assert few["p_value"] >= 0.05  # the old rule called this a tie and picked few-shot by default
+    assert rec["rung"] == "lora" and not rec["decided"]
+    (open_,) = rec["undecided"]
+    rows = noninferiority_rows(few["diff"], few["diff_sd"], 0.02)
+    assert open_ == {"rung": "few-shot", "rows_needed": rows} and rows > 80
+    assert "too small to decide whether few-shot" in rec["reason"] and f"about {rows:,} test rows" in rec["reason"]
 
 
-def test_significant_lora_win_says_fine_tune_with_ci():
+def test_a_cheaper_rung_clearly_worse_leaves_the_best_recommended():
     ladder = fake_ladder([
         fake_rung("zero-shot", 0.4, 0, 40, 60, n=200, seed=2),
         fake_rung("lora", 0.95, 600, 40, 60, n=200, seed=3),
     ])
     rec = ladder["recommendation"]
-    assert rec["rung"] == "lora"
+    assert rec["rung"] == "lora" and rec["decided"] and rec["status"]["zero-shot"] == "worse"
     assert "fine-tune" in rec["reason"] and "95% CI" in rec["reason"] and "McNemar" in rec["reason"]
+    assert "too small" not in rec["reason"]
 
 
-def test_measured_cost_not_the_fixed_order_ranks_ties():
+def test_a_wider_margin_accepts_what_the_default_leaves_open():
+    rungs = [fake_rung("few-shot", 0.84, 0, 40, 300, n=80, seed=1), fake_rung("lora", 0.88, 600, 40, 60, n=80, seed=1)]
+    ladder = fake_ladder(rungs)
+    lo = ladder["rungs"][0]["paired_vs_best"]["diff_ci"][0]
+    wide = recommend(ladder["rungs"], margin=-lo + 0.01)
+    assert wide["rung"] == "few-shot" and wide["decided"]
+
+
+def test_computed_cost_not_the_fixed_order_ranks_ties():
     # Zero-shot is first in the fixed order, but the embedding classifier is far cheaper to run.
     ladder = fake_ladder([
         fake_rung("zero-shot", 0.9, 0, 400, 120, n=60, seed=4),
@@ -37,3 +69,11 @@ def test_measured_cost_not_the_fixed_order_ranks_ties():
 def test_only_one_rung():
     ladder = fake_ladder([fake_rung("zero-shot", 0.5, 0, 40, 60)])
     assert ladder["recommendation"]["rung"] == "zero-shot"
+
+
+def test_rows_needed_by_hand():
+    # (z_0.975 + z_0.8) = 1.95996 + 0.84162 = 2.80158; (2.80158 × 0.5 / 0.02)² = 4905.5
+    assert noninferiority_rows(0.0, 0.5, 0.02) == 4906
+    assert noninferiority_rows(-0.04, 0.5, 0.02) == 4906  # as far beyond the margin: as many rows to show it
+    assert noninferiority_rows(-0.02, 0.5, 0.02) is None
+    assert noninferiority_rows(0.01, 0.0, 0.02) is None

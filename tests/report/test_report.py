@@ -93,3 +93,36 @@ def test_report_renders_in_headless_chromium(tmp_path):
     colored = (np.abs(rgb[..., 0] - rgb[..., 1]) > 40) | (np.abs(rgb[..., 1] - rgb[..., 2]) > 40)
     assert colored.sum() > 5000, "no chart colours in the screenshot"
 
+
+
+def test_reports_show_the_margin_the_cost_spread_the_latency_and_too_small_to_decide():
+    from ladder_fixture import fake_ladder, fake_rung
+
+    ladder = fake_ladder([
+        fake_rung("few-shot", 0.84, 0, 40, 300, n=80, seed=1),
+        fake_rung("lora", 0.88, 600, 40, 60, n=80, seed=1),
+    ])
+    md, html = render_markdown(ladder), render_html(ladder)
+    rows = ladder["recommendation"]["undecided"][0]["rows_needed"]
+    for text in (md, html):
+        assert "too small to decide whether few-shot" in text and f"about {rows:,} test rows" in text
+        assert "above -2 (" in text and "eval.margin: 0.02" in text
+        assert "60.0 (48.0–76.0)" in text  # latency median (IQR) of the timing pass
+        assert "50 GFLOP/s (IQR 45–55" in text and "Cost is computed, not timed" in text
+    few = ladder["rungs"][0]
+    lo, hi = few["cost_spread_per_1k"]
+    assert lo < few["cost"]["usd_per_1k_requests"] < hi and f"({lo:.4f}–{hi:.4f})" in md
+    assert 'class="verdict undecided"' in html
+
+
+def test_a_ladder_saved_before_flops_and_the_margin_still_renders():
+    ladder = standard_ladder()
+    for key in ("throughput", "margin", "timing"):
+        del ladder[key]
+    for r in ladder["rungs"]:
+        for key in ("compute", "latency", "cost_spread_per_1k"):
+            del r[key]
+    ladder["break_even"].pop("throughput")
+    ladder["recommendation"] = {"rung": "lora", "reason": "old reason", "alpha": 0.05}
+    md, html = render_markdown(ladder), render_html(ladder)
+    assert "p ≥ 0.05" in md and "measured while scoring" in md and "old reason" in html

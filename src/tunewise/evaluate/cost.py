@@ -1,16 +1,38 @@
-"""Money from measured seconds and tokens: the one cost model behind the ladder report, its
-recommendation and `tunewise estimate --break-even`.
+"""Money from FLOPs and tokens: the one cost model behind the ladder report, its recommendation
+and `tunewise estimate --break-even`.
 
 The model is deliberately simple, so a reader can check it by hand. With the prices of the config's
 ``cost:`` section:
 
-- a rung's training costs ``train_seconds`` of the training machine, once;
-- a request costs its measured inference time on the serving machine, plus its prompt tokens at
-  ``usd_per_1m_prompt_tokens`` (non-zero only for a hosted model billed per token). Few-shot and RAG
-  pay for their long prompts on every call; a fine-tuned model pays for its training once;
+- a request costs its forward FLOPs on the serving machine, plus its prompt tokens at
+  ``usd_per_1m_prompt_tokens`` (non-zero only for a hosted model billed per token). Forward FLOPs per
+  token are 2 × the model's weights (embedding lookups excluded) + 4 × layers × width × the tokens it
+  attends to (QKᵀ and AV), the standard transformer approximation (Kaplan et al. 2020). A request runs
+  its own prompt tokens and then its answer tokens (each label's answer when scoring labels, the
+  generated tokens otherwise); the prefix every request shares (system prompt, instruction, fixed
+  few-shot examples) is computed once and served from the KV cache, as the ladder's scorer and any
+  prefix-caching server do, so a request pays only for attending to it. Few-shot and RAG pay for
+  their longer context and own prompt on every call; a fine-tuned model pays for its training once;
+- a rung's training costs its training FLOPs once: FORWARD_BACKWARD (6) × weights × tokens trained on
+  for full-weight training, FORWARD_BACKWARD_FROZEN (4) when the base is frozen (adapters: the
+  backward pass still runs through every layer but computes no weight gradients), FORWARD (2) for a
+  forward-only fit (frozen embeddings + logistic regression);
+- FLOPs become seconds at one throughput per machine (``tunewise.evaluate.throughput``: measured once
+  and cached, or ``cost.gflops``), and seconds become money at ``usd_per_hour``;
 - the break-even is the number of requests after which a trained rung's cheaper requests have
   repaid its training, against a rung that needs no training; at ``requests_per_month`` it is
   reached after break-even / requests_per_month months.
+
+Why FLOPs and not the seconds measured while scoring: measured seconds move with whatever else the
+machine runs, so two rungs running the same model on the same tokens were priced 7x apart, and the
+recommendation flipped between runs. With FLOPs, equal work costs exactly the same. The seconds are
+still measured and reported beside the cost (training wall time; latency from a dedicated timing
+pass, median and IQR), and the throughput's own spread is reported as the cost's spread.
+
+What FLOPs leave out, and so the direction of the error: framework overheads, evaluation and
+checkpointing during training, tokenization. For a request of a 135M model on a CPU the FLOP figure
+is close to an idle machine's latency; for a short training run it is a lower bound, well below
+the measured wall time, which the report shows beside it.
 """
 
 from __future__ import annotations
@@ -56,6 +78,65 @@ def rung_cost(train_seconds: float, ms_per_example: float, prompt_tokens_per_req
     }
 
 
+FORWARD = 2
+FORWARD_BACKWARD_FROZEN = 4
+FORWARD_BACKWARD = 6
+
+
+def forward_params(model) -> int:
+    """Weights a token's forward pass multiplies by: every parameter except embedding lookups (an
+    input embedding costs no FLOPs; a tied output head reusing it does, so that one counts)."""
+    import torch
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    head_weight = getattr(head, "weight", None)
+    seen, total = set(), 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    lookups = {id(m.weight): m.weight.numel() for m in model.modules()
+               if isinstance(m, torch.nn.Embedding) and m.weight is not head_weight}
+    return total - sum(lookups.values())
+
+
+def model_shape(model) -> tuple[int, int, int]:
+    """(forward params, layers, width) of a transformers model: what ``forward_flops`` needs."""
+    return forward_params(model), int(model.config.num_hidden_layers), int(model.config.hidden_size)
+
+
+def forward_flops(shape: tuple[int, int, int], tokens: int, context: int = 0, causal: bool = True) -> float:
+    """FLOPs of running ``tokens`` new tokens after ``context`` tokens already in the KV cache.
+
+    Each token costs 2 × params, plus 4 × layers × width per position it attends to: the context, and
+    the new tokens up to itself (causal) or all of them (an encoder)."""
+    params, layers, width = shape
+    attended = tokens * context + (tokens * (tokens + 1) / 2 if causal else tokens * tokens)
+    return FORWARD * params * tokens + 4 * layers * width * attended
+
+
+def rung_compute(cost, throughput: dict) -> dict:
+    """FLOPs of a rung (a ``core.Cost``) and the seconds they take at ``throughput`` (machine_throughput's
+    dict): what the rung is priced by."""
+    per_request = cost.predict_flops / max(cost.predict_examples, 1)
+    flops_per_second = throughput["gflops"] * 1e9
+    return {
+        "flops_per_request": per_request,
+        "train_flops": cost.train_flops,
+        "ms_per_request": round(1000 * per_request / flops_per_second, 6),
+        "train_seconds": round(cost.train_flops / flops_per_second, 6),
+    }
+
+
+def cost_spread(compute: dict, prompt_tokens: float, prices: CostConfig, throughput: dict) -> list[float]:
+    """$ per 1,000 requests at the throughput's upper and lower quartile: the spread of the priced figure."""
+    def at(gflops: float) -> float:
+        ms = 1000 * compute["flops_per_request"] / (gflops * 1e9)
+        return rung_cost(0, ms, prompt_tokens, prices)["usd_per_1k_requests"]
+
+    return [at(throughput["gflops_q3"]), at(throughput["gflops_q1"])]
+
+
 def break_even_requests(trained: dict, reference: dict) -> int | None:
     """Requests after which ``trained`` (training + cheaper requests) costs less than ``reference``.
 
@@ -75,9 +156,21 @@ def _primary(r: dict) -> float | None:
     return r.get("metrics", {}).get(r.get("primary", "accuracy"))
 
 
+def _priced(r: dict, gflops: float | None = None) -> tuple[float, float]:
+    """(training seconds, ms per request) a rung is priced by: its FLOPs at the throughput the ladder
+    ran with, or at ``gflops`` (``cost.gflops``) when set; ladders saved before FLOPs were counted
+    carry only measured seconds."""
+    c = r.get("compute")
+    if c and gflops:
+        return c["train_flops"] / (gflops * 1e9), 1000 * c["flops_per_request"] / (gflops * 1e9)
+    if c:
+        return float(c["train_seconds"]), float(c["ms_per_request"])
+    return float(r.get("train_seconds") or 0), float(r.get("ms_per_example") or 0)
+
+
 def break_even(ladder: dict, prices: CostConfig | dict | None = None) -> dict:
     """Every trained rung of ``ladder`` (a ladder.json dict) against every rung that needs no training,
-    priced from the rungs' measured training seconds, latency and prompt tokens.
+    priced from the rungs' training and per-request compute and prompt tokens.
 
     ``prices`` None: the prices the ladder ran with (``ladder["prices"]``), so this reproduces the
     report. ``reference`` is the best untrained rung by the primary metric, the one the report's rung
@@ -85,8 +178,9 @@ def break_even(ladder: dict, prices: CostConfig | dict | None = None) -> dict:
     """
     prices = resolve_prices(ladder.get("prices") if prices is None else prices)
     rungs = ladder.get("rungs", [])
-    costs = {r["name"]: rung_cost(float(r.get("train_seconds") or 0), float(r.get("ms_per_example") or 0),
-                                  float(r.get("prompt_tokens_per_request") or 0), prices) for r in rungs}
+    priced = {r["name"]: _priced(r, prices.gflops) for r in rungs}
+    costs = {r["name"]: rung_cost(*priced[r["name"]], float(r.get("prompt_tokens_per_request") or 0), prices)
+             for r in rungs}
     untrained = [r for r in rungs if not float(r.get("train_seconds") or 0) > 0]
     trained = [r for r in rungs if float(r.get("train_seconds") or 0) > 0]
     reference = max(untrained, key=lambda r: _primary(r) or 0.0)["name"] if untrained else None
@@ -103,17 +197,19 @@ def break_even(ladder: dict, prices: CostConfig | dict | None = None) -> dict:
                 "break_even_months": None if requests is None else round(requests / prices.requests_per_month, 4),
             })
     summary = [{"name": r["name"], "primary": r.get("primary", ladder.get("primary", "accuracy")),
-                "value": _primary(r), "train_seconds": float(r.get("train_seconds") or 0),
-                "ms_per_example": float(r.get("ms_per_example") or 0),
+                "value": _primary(r), "train_seconds": priced[r["name"]][0], "ms_per_example": priced[r["name"]][1],
                 "prompt_tokens": float(r.get("prompt_tokens_per_request") or 0), **costs[r["name"]]}
                for r in untrained + trained]
-    return {"prices": prices.model_dump(), "reference": reference, "rungs": summary, "comparisons": pairs}
+    throughput = ({"gflops": prices.gflops, "gflops_q1": prices.gflops, "gflops_q3": prices.gflops,
+                   "source": "cost.gflops"} if prices.gflops else ladder.get("throughput"))
+    return {"prices": prices.model_dump(), "throughput": throughput, "reference": reference,
+            "rungs": summary, "comparisons": pairs}
 
 
-def add_break_even(results: list[dict], prices: CostConfig) -> dict:
+def add_break_even(results: list[dict], prices: CostConfig, throughput: dict | None = None) -> dict:
     """Price every rung and set each trained rung's ``break_even`` against the best untrained rung;
     return the full break-even (every trained × every untrained pair) for ladder.json."""
-    result = break_even({"rungs": results}, prices)
+    result = break_even({"rungs": results, "throughput": throughput}, prices)
     costs = {r["name"]: r for r in result["rungs"]}
     for r in results:
         c = costs[r["name"]]
@@ -151,14 +247,28 @@ def break_even_sentences(result: dict) -> list[str]:
     return out
 
 
-def prices_line(prices: dict) -> str:
+def throughput_line(t: dict | None) -> str:
+    """How FLOPs became seconds, with the measurement's spread; '' for ladders priced by measured seconds."""
+    if not t:
+        return ("Training time and latency were measured on the machine the ladder ran on, while it ran "
+                "(a ladder saved before FLOPs were counted).")
+    if t.get("source") == "cost.gflops":
+        return f"FLOPs are priced at {t['gflops']:g} GFLOP/s (`cost.gflops`)."
+    m = t.get("machine", {})
+    return (f"FLOPs are priced at {t['gflops']:g} GFLOP/s (IQR {t['gflops_q1']:g}–{t['gflops_q3']:g} over "
+            f"{t.get('samples', '?')} interleaved matmul rounds, timed in CPU time so that other processes "
+            f"do not slow it), measured once on this machine ({m.get('cpu', '?')}, {m.get('threads', '?')} torch "
+            f"threads) at {t.get('measured_at', '?')} and cached; on a faster machine both the requests and the "
+            "training cost less.")
+
+
+def prices_line(prices: dict, throughput: dict | None = None) -> str:
     p = prices
     train = "" if p["train_usd_per_hour"] == p["usd_per_hour"] else f", training machine ${p['train_usd_per_hour']:g}/h"
     gpu = f" ({p['gpu']}, catalogue price)" if p.get("gpu") else ""
     tokens = f", ${p['usd_per_1m_prompt_tokens']:g} per 1M prompt tokens" if p["usd_per_1m_prompt_tokens"] else ""
     return (f"Prices (`cost:` section): machine ${p['usd_per_hour']:g}/h{gpu}{train}{tokens}; "
-            f"{p['requests_per_month']:,} requests a month. Latency and training time were measured on the "
-            "machine the ladder ran on; on a faster machine both shrink, and so does the break-even.")
+            f"{p['requests_per_month']:,} requests a month. {throughput_line(throughput)}")
 
 
 def render_break_even_md(result: dict) -> list[str]:
@@ -167,7 +277,7 @@ def render_break_even_md(result: dict) -> list[str]:
     if not result["comparisons"]:
         return lines + ["No trained rung and no untrained rung in the same ladder, so no break-even to show.", ""]
     lines += [f"- {s}" for s in break_even_sentences(result)] + [""]
-    lines += ["| rung | quality % | prompt tokens | ms / request | train $ | $ per 1,000 requests |",
+    lines += ["| rung | quality % | prompt tokens | compute ms / request | train $ | $ per 1,000 requests |",
               "|---|---|---|---|---|---|"]
     for r in result["rungs"]:
         value = "–" if r["value"] is None else f"{100 * r['value']:.1f}"
@@ -180,7 +290,7 @@ def render_break_even_md(result: dict) -> list[str]:
         months = "–" if c["break_even_months"] is None else f"{c['break_even_months']:.3g}"
         lines.append(f"| {c['trained']} | {c['vs']} | {c['one_off_usd']:.4f} | "
                      f"{c['saving_per_1k_requests_usd']:.4f} | {volume} | {months} |")
-    return lines + ["", prices_line(result["prices"]), ""]
+    return lines + ["", prices_line(result["prices"], result.get("throughput")), ""]
 
 
 def latest_ladder(project: Path) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -50,3 +51,17 @@ def paired_bootstrap_diff(
         "diff_ci": [float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))],
         "p_value": float(min(1.0, p)),
     }
+
+
+def noninferiority_rows(diff: float, sd: float, margin: float, level: float = 0.95, power: float = 0.8) -> int | None:
+    """Test items needed for a paired difference's CI at ``level`` to settle against ``-margin`` with
+    ``power``, if the true difference and per-item SD are those observed (normal approximation):
+    n = ((z_(1-a/2) + z_power) · sd / |diff + margin|)². None when it cannot be settled: the observed
+    difference sits exactly on the margin, or the items never differ."""
+    from statistics import NormalDist
+
+    gap = abs(diff + margin)
+    if gap < 1e-12 or sd <= 0:
+        return None
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2) + NormalDist().inv_cdf(power)
+    return math.ceil((z * sd / gap) ** 2)

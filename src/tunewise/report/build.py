@@ -36,6 +36,56 @@ def _paired(r: dict) -> str:
     return f"{100 * p['diff']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}), p={p['p_value']:.2g}"
 
 
+def _latency(r: dict) -> str:
+    """Measured latency: the timing pass's median (IQR); ladders saved before it: the scoring figure."""
+    t = r.get("latency")
+    if not t:
+        return f"{r['ms_per_example']:.1f}"
+    return f"{t['median_ms']:.1f} ({t['q1_ms']:.1f}–{t['q3_ms']:.1f})"
+
+
+def _gflops(r: dict) -> str:
+    c = r.get("compute")
+    return "–" if not c else f"{c['flops_per_request'] / 1e9:.3g}"
+
+
+def _per_1k(r: dict) -> str:
+    spread = r.get("cost_spread_per_1k")
+    cell = _money(r["cost"]["usd_per_1k_requests"])
+    return cell if not spread else f"{cell} ({_money(spread[0])}–{_money(spread[1])})"
+
+
+def rule_text(ladder: dict) -> str:
+    """The recommendation rule in one sentence, with this ladder's margin."""
+    rec = ladder["recommendation"]
+    if "margin" not in rec:  # a ladder saved before the margin rule
+        return (f"the cheapest rung whose {ladder['primary']} is not significantly below the best rung's "
+                f"(paired test on the same test items, p ≥ {rec.get('alpha', 0.05)}).")
+    m = f"{100 * rec['margin']:g}"
+    return (f"the cheapest rung shown to be at most {m} points of {ladder['primary']} below the best rung: the "
+            f"lower bound of the 95% CI of its paired difference to the best (same test items) is above -{m} "
+            f"(`eval.margin: {rec['margin']:g}`). Where a cheaper rung's interval straddles -{m}, the report says "
+            "the test set is too small to decide and estimates the rows needed (normal approximation with the "
+            "observed per-item SD of the difference, 80% power).")
+
+
+def method_note(ladder: dict) -> str:
+    """How cost and latency were obtained, and why they are kept apart."""
+    timing = ladder.get("timing")
+    if not ladder.get("throughput") or not timing:
+        return "Cost and latency come from the seconds measured while scoring (a ladder saved before FLOPs were counted)."
+    return (
+        "Cost is computed, not timed: each request costs its forward FLOPs (2 × the model's weights, embedding "
+        "lookups excluded, × its prompt and answer tokens) and training its training FLOPs (6 × weights × tokens "
+        "trained on, 4 with a frozen base, 2 for a forward-only fit, +2 for DPO's reference model), priced at the machine's throughput. So rungs "
+        "that run the same model on the same tokens cost the same, whatever else the machine ran meanwhile; "
+        "the $ / 1k range is the cost at the throughput's interquartile range. Latency is measured separately: "
+        f"the same {timing['examples']} seeded test rows predicted {timing['repeats']} times per rung "
+        f"(batch size {timing['batch_size']}), median (IQR) ms per example; it moves with the machine's load. "
+        "'train s' is measured wall time; FLOPs leave out framework overheads and the evaluation and "
+        "checkpointing during training, so train $ is a lower bound, well below it for short runs on a CPU.")
+
+
 def _breakeven(r: dict) -> str:
     be = r.get("break_even")
     if not be:
@@ -58,16 +108,17 @@ def metric_columns(ladder: dict) -> list[str]:
 
 def rung_table(ladder: dict) -> list[str]:
     cols = metric_columns(ladder)
-    head = ["rung", *(f"{c} % (95% CI)" for c in cols), "vs best: Δ pts (95% CI), p", "train s", "ms / example",
-            "prompt tokens", "train $", "$ / 1k requests", "$ first month", "break-even requests"]
+    head = ["rung", *(f"{c} % (95% CI)" for c in cols), "vs best: Δ pts (95% CI), p", "train s",
+            "latency ms / example (IQR)", "prompt tokens", "GFLOPs / request", "train $", "$ / 1k requests (range)",
+            "$ first month", "break-even requests"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in ladder["rungs"]:
         m = r["metrics"]
         cells = [r["name"]]
         cells += [f"{_pct(m.get(c))}" + (f" ({_ci(m[c + '_ci'])})" if m.get(c + "_ci") else "") for c in cols]
-        cells += [_paired(r), f"{r['train_seconds']:.0f}", f"{r['ms_per_example']:.1f}",
-                  f"{r['prompt_tokens_per_request']:.0f}", _money(r["cost"]["train_usd"]),
-                  _money(r["cost"]["usd_per_1k_requests"]), _money(r["cost"]["usd_first_month"]), _breakeven(r)]
+        cells += [_paired(r), f"{r['train_seconds']:.0f}", _latency(r), f"{r['prompt_tokens_per_request']:.0f}",
+                  _gflops(r), _money(r["cost"]["train_usd"]), _per_1k(r), _money(r["cost"]["usd_first_month"]),
+                  _breakeven(r)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -109,13 +160,16 @@ def render_markdown(ladder: dict) -> str:
         "",
         f"**{rec['rung']}**: {rec['reason']}",
         "",
+        f"Rule: {rule_text(ladder)}",
+        "",
         "## Rungs",
         "",
         *rung_table(ladder),
         "",
         ("Confidence intervals are 95% bootstrap percentiles over test examples. 'vs best' is the paired "
          "difference to the best rung on the same examples: exact McNemar p for right/wrong items, "
-         "paired-bootstrap p otherwise. Money uses the prices in the config's `cost:` section."),
+         "paired-bootstrap p otherwise. Money uses the prices in the config's `cost:` section. "
+         + method_note(ladder)),
         "",
         *render_break_even_md(ladder_break_even(ladder)),
     ]
@@ -148,9 +202,11 @@ def render_html(ladder: dict) -> str:
         ladder=ladder, metric_cols=metric_columns(ladder), bootstrap=ladder.get("bootstrap", 1000),
         charts={"ladder": plots.ladder_chart(ladder), "cost": plots.quality_vs_cost(ladder)}, curves=curves,
         ood=any(r.get("ood_metrics") for r in ladder["rungs"]),
-        pct=_pct, ci=_ci, money=_money, paired=_paired, breakeven=_breakeven,
+        pct=_pct, ci=_ci, money=_money, paired=_paired, breakeven=_breakeven, latency=_latency, gflops=_gflops,
+        per_1k=_per_1k, rule=rule_text(ladder).replace("`", ""), method_note=method_note(ladder),
         be=ladder_break_even(ladder), be_sentences=break_even_sentences(ladder_break_even(ladder)),
-        prices_line=prices_line(ladder_break_even(ladder)["prices"]).replace("`", ""),
+        prices_line=prices_line(ladder_break_even(ladder)["prices"],
+                                ladder_break_even(ladder).get("throughput")).replace("`", ""),
     )
 
 

@@ -1,10 +1,18 @@
-"""The recommendation: the cheapest rung whose quality is not significantly below the best.
+"""The recommendation: the cheapest rung shown to be no worse than the best by more than a margin.
 
-"Cheapest" is measured, not assumed: each rung's cost for its first month, training plus
-``cost.requests_per_month`` requests at the measured latency and prompt length and the configured
+"No worse" is a non-inferiority test, not "not significantly worse": a cheaper rung is recommended
+only when the lower bound of the 95% CI of its paired difference to the best rung (cheaper minus
+best, on the same test items) is above -``eval.margin`` (default 0.02: 2 points of the primary
+metric). "Not significantly worse" (p >= 0.05) rewards small test sets: with 80 items almost every
+rung ties with the best, and the cheapest won by default. When a cheaper rung's interval straddles
+-margin, the test set is too small to decide; the recommendation then keeps the rung that is shown
+to be good enough, says so, and estimates how many test rows would settle it.
+
+"Cheapest" is computed, not assumed: each rung's cost for its first month, training plus
+``cost.requests_per_month`` requests priced from their FLOPs and prompt length at the configured
 prices (``tunewise.evaluate.cost``). On a CPU an embedding classifier is far cheaper per request
 than prompting a 135M LLM, and the fixed ordering below would hide that. The fixed order only
-breaks ties (equal measured cost, e.g. all prices 0).
+breaks ties (equal cost, e.g. all prices 0).
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ COST_ORDER = [
 ]
 FINE_TUNED = {"prompt-tuning", "prefix", "ia3", "lora", "dora", "qlora", "full", "dpo"}
 PROMPTING = {"zero-shot", "few-shot", "rag"}
-ALPHA = 0.05
+DEFAULT_MARGIN = 0.02
 
 
 def _rank(name: str) -> int:
@@ -48,46 +56,83 @@ def _ratio(a: dict, b: dict) -> str:
     return f"at {ca / cb:.0%} of the cost" if ca < cb else "at no saving"
 
 
-def recommend(rungs: list[dict]) -> dict:
-    """``rungs``: dicts with name, primary, metrics, cost.usd_first_month and paired_vs_best."""
+def status(r: dict, best: dict, margin: float) -> str:
+    """'best', 'non-inferior' (CI lower bound above -margin), 'worse' (CI upper bound at or below
+    -margin) or 'undecided' (the CI straddles -margin)."""
+    if r is best:
+        return "best"
+    lo, hi = r["paired_vs_best"]["diff_ci"]
+    if lo > -margin:
+        return "non-inferior"
+    return "worse" if hi <= -margin else "undecided"
+
+
+def _gap(r: dict) -> str:
+    p = r["paired_vs_best"]
+    lo, hi = p["diff_ci"]
+    return f"{100 * p['diff']:+.1f} points (95% CI {100 * lo:+.1f} to {100 * hi:+.1f}, {_test(r)})"
+
+
+def _rows_needed(r: dict, margin: float) -> int | None:
+    from tunewise.evaluate.stats import noninferiority_rows
+
+    p = r["paired_vs_best"]
+    return noninferiority_rows(p["diff"], p.get("diff_sd", 0.0), margin)
+
+
+def _too_small(open_: list[dict], best: dict, choice: dict, margin: float) -> str:
+    m = f"{100 * margin:g}"
+    n = open_[0]["paired_vs_best"].get("n")
+    size = f" ({n:,} rows)" if n else ""
+    parts = []
+    for r in open_:
+        rows = _rows_needed(r, margin)
+        need = (f"about {rows:,} test rows would settle it" if rows is not None
+                else "no test set size would settle it at the observed difference")
+        parts.append(f"whether {r['name']} ({_ratio(r, choice)}) is within {m} points of {best['name']}: its "
+                     f"paired difference is {_gap(r)}; {need}")
+    return f"The test set{size} is too small to decide " + "; nor ".join(parts) + "."
+
+
+def recommend(rungs: list[dict], margin: float = DEFAULT_MARGIN) -> dict:
+    """``rungs``: dicts with name, primary, metrics, cost.usd_first_month and paired_vs_best (diff, diff_ci,
+    diff_sd, n); ``margin``: the non-inferiority margin in units of the primary metric."""
     if not rungs:
         return {"rung": None, "reason": "no rung was run"}
     metric = rungs[0].get("primary", "accuracy")
     best = max(rungs, key=_value)
-    tied = [r for r in rungs if r is best or r["paired_vs_best"]["p_value"] >= ALPHA]
-    choice = min(tied, key=cost_key)
+    states = {r["name"]: status(r, best, margin) for r in rungs}
+    good = [r for r in rungs if states[r["name"]] in ("best", "non-inferior")]
+    choice = min(good, key=cost_key)
+    open_ = sorted((r for r in rungs if states[r["name"]] == "undecided" and cost_key(r) < cost_key(choice)),
+                   key=cost_key)
     pts = lambda r: 100 * _value(r)
-    others = [r for r in rungs if r is not best]
-    base = {"rung": choice["name"], "best": best["name"], "metric": metric, "alpha": ALPHA,
-            "within_noise_of_best": [r["name"] for r in tied]}
-    if not others:
+    m = f"{100 * margin:g}"
+    base = {"rung": choice["name"], "best": best["name"], "metric": metric, "margin": margin, "status": states,
+            "non_inferior": [r["name"] for r in good], "decided": not open_,
+            "undecided": [{"rung": r["name"], "rows_needed": _rows_needed(r, margin)} for r in open_]}
+    if len(rungs) == 1:
         return {**base, "reason": f"{best['name']} is the only rung run ({pts(best):.1f}% {metric})."}
-    if choice is best and len(tied) == 1:
-        gap = best["paired_vs_best_of_rest"]
-        runner = next(r for r in others if r["name"] == gap["vs"])
-        lo, hi = gap["diff_ci"]
+    if choice is best:
         if best["name"] in FINE_TUNED:
             verb = "fine-tune"
         elif best["name"] in PROMPTING:
             verb = "no fine-tuning needed"
         else:
             verb = "use it; no LLM fine-tuning needed"
-        test = "McNemar" if gap.get("test", "mcnemar") == "mcnemar" else "paired bootstrap"
-        return {**base, "reason": (
-            f"{best['name']} beats the next best rung ({runner['name']}) by {pts(best) - pts(runner):+.1f} points "
-            f"of {metric} (95% CI {100 * lo:+.1f} to {100 * hi:+.1f}, {test} {_p(gap['p_value'])}); {verb}."
-        )}
-    if choice is best:
-        near = ", ".join(f"{r['name']} ({_test(r)})" for r in tied if r is not best)
-        return {**base, "reason": (
-            f"{best['name']} scores highest ({pts(best):.1f}% {metric}) and is also the cheapest of the rungs "
-            f"within noise of it: {near}."
-        )}
-    if best["name"] in FINE_TUNED and choice["name"] not in FINE_TUNED:
-        verdict = "don't fine-tune"
+        runner = max((r for r in rungs if r is not best), key=_value)
+        if all(cost_key(best) <= cost_key(r) for r in rungs):
+            reason = (f"{best['name']} scores highest ({pts(best):.1f}% {metric}) and is also the cheapest rung "
+                      f"(next best {runner['name']}: {_gap(runner)}); {verb}.")
+        else:
+            reason = (f"{best['name']} scores highest ({pts(best):.1f}% {metric}); no cheaper rung is shown to be "
+                      f"within {m} points of it (next best {runner['name']}: {_gap(runner)}); {verb}.")
     else:
-        verdict = f"use {choice['name']}"
-    return {**base, "reason": (
-        f"{choice['name']} ({pts(choice):.1f}% {metric}) is within noise of the best rung, {best['name']} "
-        f"({pts(best):.1f}%; {_test(choice)}), {_ratio(choice, best)}; {verdict}."
-    )}
+        verdict = ("don't fine-tune" if best["name"] in FINE_TUNED and choice["name"] not in FINE_TUNED
+                   else f"use {choice['name']}")
+        reason = (f"{choice['name']} ({pts(choice):.1f}% {metric}) is within {m} points of the best rung, "
+                  f"{best['name']} ({pts(best):.1f}%): paired difference {_gap(choice)}, lower bound above "
+                  f"-{m}; {_ratio(choice, best)}; {verdict}.")
+    if open_:
+        reason += " " + _too_small(open_, best, choice, margin)
+    return {**base, "reason": reason}

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from tunewise.config import ProjectConfig
 from tunewise.core import Cost, Prediction, Record
+from tunewise.evaluate.cost import forward_flops, model_shape
 
 
 class Predictor(Protocol):
@@ -45,6 +46,8 @@ class LabelScorer:
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.cost = Cost()
+        # Counted before any adapter wraps the model: a merged adapter serves with the base's weights.
+        self.shape = model_shape(self.model)
 
     def builder(self):
         from tunewise.models.chat import PromptBuilder
@@ -55,13 +58,32 @@ class LabelScorer:
         b = self.builder()
         return [b.prompt_ids(r) for r in records]
 
-    def charge(self, start: float, n_records: int, prompt_tokens: int) -> float:
-        """Book a predict call's time and prompt tokens in ``self.cost``; return ms per record."""
+    def charge(self, start: float, prompts: list[list[int]], answers: list[list[int]]) -> float:
+        """Book a predict call's time, prompt tokens and forward FLOPs in ``self.cost``; return ms per record.
+
+        ``prompts``: each record's whole prompt (shared prefix included); ``answers``: the lengths of the
+        token runs after every prompt (each label's scored answer, or the generated tokens). The prefix
+        all prompts share is priced as cached, as ``score_labels`` and a prefix-caching server run it
+        (tunewise.evaluate.cost)."""
+        from tunewise.evaluate.decode import MIN_SHARED_PREFIX, common_prefix_length
+
         elapsed = time.perf_counter() - start
+        # One prompt alone shares nothing with other requests: its whole prompt is its own.
+        shared = common_prefix_length(prompts) if len(prompts) > 1 else 0
+        cached = shared if shared >= MIN_SHARED_PREFIX else 0
+        for p, runs in zip(prompts, answers, strict=True):
+            flops = forward_flops(self.shape, len(p) - cached, cached)
+            self.cost.predict_flops += flops + sum(forward_flops(self.shape, n, len(p)) for n in runs)
         self.cost.predict_seconds += elapsed
-        self.cost.predict_examples += n_records
-        self.cost.prompt_tokens += prompt_tokens
-        return 1000 * elapsed / max(n_records, 1)
+        self.cost.predict_examples += len(prompts)
+        self.cost.prompt_tokens += sum(len(p) for p in prompts)
+        return 1000 * elapsed / max(len(prompts), 1)
+
+    @staticmethod
+    def label_runs(label_ids: list[list[int]]) -> list[int]:
+        """The token runs one classification request scores after its prompt: each label's answer but
+        its first token (scored from the prompt's last position)."""
+        return [len(x) - 1 for x in label_ids]
 
     def shared_prefix(self):
         """(length, cache) of a prefix every prompt shares, or None."""
@@ -85,7 +107,7 @@ class LabelScorer:
             self.model, full, self.tokenizer.pad_token_id, self.builder().stop_ids,
             self.config.eval.max_new_tokens, self.config.eval.batch_size, on_batch=advance,
         )
-        per_ms = self.charge(start, len(records), sum(len(p) for p in full))
+        per_ms = self.charge(start, full, [[len(o)] for o in outs])
         return [
             Prediction(id=r.id, output=self.tokenizer.decode(o, skip_special_tokens=True).strip(),
                        latency_ms=per_ms, prompt_tokens=len(p))
@@ -102,11 +124,13 @@ class LabelScorer:
         prefix_len = prefix[0] if prefix else 0
         advance = self.progress(f"{self.name}: scoring", len(records))
         start = time.perf_counter()
+        label_ids = label_token_ids(self.tokenizer, b, labels)
         scores = score_labels(
-            self.model, prompts, label_token_ids(self.tokenizer, b, labels), self.tokenizer.pad_token_id,
+            self.model, prompts, label_ids, self.tokenizer.pad_token_id,
             batch_size=self.config.eval.batch_size, prefix_cache=prefix, on_batch=advance,
         )
-        per_ms = self.charge(start, len(records), sum(len(p) + prefix_len for p in prompts))
+        prefix_ids = list(getattr(self, "_prefix_ids", None) or []) if prefix else []
+        per_ms = self.charge(start, [prefix_ids + p for p in prompts], [self.label_runs(label_ids)] * len(prompts))
         return [
             Prediction(
                 id=rec.id,
@@ -117,3 +141,31 @@ class LabelScorer:
             )
             for rec, row, p in zip(records, scores, prompts, strict=True)
         ]
+
+
+def time_predict(rung, records: list[Record], repeats: int) -> dict | None:
+    """Latency measured apart from scoring: ``records`` (a fixed sample) predicted ``repeats`` times;
+    the median and interquartile range of ms per example. What it spends is not booked in the rung's
+    cost, and it shows no progress bar. None when there is nothing to time."""
+    import copy
+
+    import numpy as np
+
+    if not records or repeats < 1:
+        return None
+    cost, progress = copy.copy(rung.cost), getattr(rung, "progress", None)
+    if progress is not None:
+        rung.progress = no_progress
+    try:
+        ms = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            rung.predict(records)
+            ms.append(1000 * (time.perf_counter() - start) / len(records))
+    finally:
+        rung.cost = cost
+        if progress is not None:
+            rung.progress = progress
+    q1, median, q3 = np.percentile(ms, [25, 50, 75])
+    return {"median_ms": round(float(median), 3), "q1_ms": round(float(q1), 3), "q3_ms": round(float(q3), 3),
+            "examples": len(records), "repeats": repeats}

@@ -15,6 +15,7 @@ import numpy as np
 
 from tunewise.config import ConfigError, ProjectConfig, config_path
 from tunewise.core import Cost, Prediction, Record
+from tunewise.evaluate.cost import FORWARD, FORWARD_BACKWARD, forward_flops, model_shape
 from tunewise.rungs.base import ProgressFn, no_progress
 
 
@@ -49,6 +50,7 @@ class Embedder:
         self.model = SentenceTransformer(str(folder), device="cpu")
         self.model.max_seq_length = max_seq_length
         self.batch_size = batch_size
+        self.shape = model_shape(self.model[0].auto_model)
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         return self.model.encode(
@@ -97,6 +99,8 @@ class EmbeddingClassifier:
         self.clf = LogisticRegression(C=enc.C, max_iter=2000, random_state=enc.seed).fit(x, y)
         self.cost.train_seconds += time.perf_counter() - start
         self.cost.train_tokens += sum(self.embed.token_counts([r.input for r in rows]))
+        # Training is one forward pass over the train subset; the logistic regression's FLOPs are negligible.
+        self.cost.train_flops += FORWARD * self.embed.shape[0] * self.cost.train_tokens
         self.history = [{"step": 0, "n_train": len(rows), "train_accuracy": float(self.clf.score(x, y))}]
         return self
 
@@ -112,6 +116,7 @@ class EmbeddingClassifier:
         self.cost.predict_seconds += elapsed
         self.cost.predict_examples += len(records)
         self.cost.prompt_tokens += sum(tokens)
+        self.cost.predict_flops += sum(forward_flops(self.embed.shape, n, causal=False) for n in tokens)
         return _predictions(records, labels, logp, elapsed, tokens)
 
 
@@ -167,6 +172,10 @@ class EncoderFinetune:
                     break
         self.cost.train_seconds += time.perf_counter() - start
         self.cost.train_tokens += tokens
+        # The encoder body only, as for the embedding classifier: the two rungs run the same weights
+        # on the same tokens per request, and the linear heads' FLOPs are negligible.
+        self.shape = model_shape(self.model.base_model)
+        self.cost.train_flops += FORWARD_BACKWARD * self.shape[0] * tokens
         return self
 
     def predict(self, records: list[Record]) -> list[Prediction]:
@@ -185,4 +194,5 @@ class EncoderFinetune:
         self.cost.predict_seconds += elapsed
         self.cost.predict_examples += len(records)
         self.cost.prompt_tokens += sum(tokens)
+        self.cost.predict_flops += sum(forward_flops(self.shape, n, causal=False) for n in tokens)
         return _predictions(records, labels, np.concatenate(out), elapsed, tokens)

@@ -35,7 +35,17 @@ class FinetunedRung(LabelScorer):
         self.train_result = result
         self.cost.train_seconds += result.seconds
         self.cost.train_tokens += result.tokens
+        self.cost.train_flops += self.train_passes() * self.shape[0] * result.tokens
         return self
+
+    def train_passes(self) -> int:
+        """FLOPs per weight per trained token (see tunewise.evaluate.cost). DPO also runs the frozen
+        reference model forward over every token."""
+        from tunewise.evaluate.cost import FORWARD, FORWARD_BACKWARD, FORWARD_BACKWARD_FROZEN
+
+        full = self.method == "full" or (self.method == "dpo" and self.config.train.dpo.weights == "full")
+        passes = FORWARD_BACKWARD if full else FORWARD_BACKWARD_FROZEN
+        return passes + FORWARD if self.method == "dpo" else passes
 
     def predict(self, records: list[Record]) -> list[Prediction]:
         from tunewise.train.methods import PROMPT_LEARNING
@@ -81,7 +91,9 @@ class FinetunedRung(LabelScorer):
         start = time.perf_counter()
         scores = torch.stack([score_sequences(self.model, p, label_ids, self.tokenizer.pad_token_id) for p in prompts])
         advance(len(records))
-        per_ms = self.charge(start, len(records), sum(len(p) for p in prompts))
+        # Priced as the cached scorer would run it (tunewise.evaluate.cost): the virtual tokens belong to
+        # the prefix every request shares.
+        per_ms = self.charge(start, prompts, [self.label_runs(label_ids)] * len(prompts))
         return [
             Prediction(id=rec.id, output=labels[int(row.argmax())],
                        scores={lab: float(v) for lab, v in zip(labels, row, strict=True)},
