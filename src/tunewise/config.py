@@ -237,6 +237,10 @@ class EvalConfig(_Strict):
     """Bootstrap resamples behind every confidence interval."""
     max_test_examples: int | None = Field(default=None, gt=0)
     """Score every rung on a seeded, stratified subset of the test split (None: all of it)."""
+    primary: str | None = None
+    """The metric that ranks rungs and decides the recommendation (None: the task's default:
+    accuracy, field_f1, or content_f1 for generation). Any per-item metric the task reports, e.g.
+    rouge_l, content_recall, groundedness, semantic_similarity, exact_match."""
 
 
 class FewShotConfig(_Strict):
@@ -277,6 +281,9 @@ class RetrievalConfig(_Strict):
     top_k: int = Field(3, gt=0)
     max_passage_tokens: int = Field(128, gt=0)
     """Truncate each passage in the prompt to this many tokens: RAG pays for its context on every call."""
+    gold_field: str | None = None
+    """A data field holding text that the passage answering the row contains (e.g. the glossary
+    entry's heading); when set, the report gives the rag rung's retrieval recall@k."""
 
 
 class CostConfig(_Strict):

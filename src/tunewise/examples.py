@@ -9,7 +9,7 @@ from pathlib import Path
 from tunewise import assets
 from tunewise import workspace as ws
 
-EXAMPLES = ("bbc-news",)
+EXAMPLES = ("bbc-news", "company-glossary")
 
 
 class ExampleError(ValueError):
@@ -58,6 +58,11 @@ def init_example(target: Path, name: str, force: bool = False) -> Path:
     if config.exists() and not force:
         raise ExampleError(f"{config} already exists (use --force to overwrite)")
     target.mkdir(parents=True, exist_ok=True)
+    if name != "bbc-news":  # a self-contained example: its config, data and documents as checked in
+        source = examples_root() / name
+        for path in sorted(p for p in source.rglob("*") if p.is_file() and not {".tunewise", "__pycache__"} & set(p.parts)):
+            ws.write_text(target / path.relative_to(source), path.read_text(encoding="utf-8"))
+        return target
     shutil.copyfile(examples_root() / name / "tunewise.yaml", config)
     rows = bbc_rows()
     ws.write_text(target / "data" / "articles.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -15,8 +15,10 @@ from tunewise.core import Record
 from tunewise.data.load import DataError, Reject, load_files
 from tunewise.data.split import records_hash, stratified_split, subsample
 from tunewise.evaluate.cost import add_break_even, resolve_prices, rung_cost
+from tunewise.evaluate.score import check_primary
 from tunewise.evaluate.stats import mcnemar, paired_bootstrap_diff
 from tunewise.report.build import write_report
+from tunewise.report.content_guard import guard_recommendation
 from tunewise.report.decide import recommend
 from tunewise.rungs.base import ProgressFn, no_progress
 
@@ -58,7 +60,10 @@ def load_splits(config: ProjectConfig, project: Path) -> Splits:
             records.append(rec)
     if not records:
         raise DataError(f"no usable rows in {', '.join(config.data.files)} ({len(rejects)} rejected)")
-    parts = stratified_split(records, config.data.split.model_dump(), config.data.seed)
+    # Only labels are strata: by a generation target (unique per row) every row is its own stratum
+    # and rounds into train, leaving val and test empty.
+    strata = (lambda r: r.target) if task.type == "classification" else (lambda r: "")
+    parts = stratified_split(records, config.data.split.model_dump(), config.data.seed, key=strata)
     test = subsample(parts["test"], config.eval.max_test_examples, config.data.seed)
     test_hash = records_hash(test)
     dataset_dir = ws.workspace(project) / "datasets" / test_hash[:16]
@@ -132,9 +137,20 @@ def task_schema(config: ProjectConfig, project: Path) -> dict | None:
     return load_schema(config, project) if config.task.type == "extraction" else None
 
 
+def scoring_aids(config: ProjectConfig, project: Path, records: list[Record]) -> tuple[list | None, Path | None]:
+    """For generation: the evidence passages of each question (groundedness, when the project has
+    documents) and the MiniLM folder (semantic similarity); (None, None) for other tasks."""
+    if config.task.type != "generation":
+        return None, None
+    from tunewise.rungs.encoder import encoder_dir
+    from tunewise.rungs.rag import evidence_passages
+
+    return evidence_passages(config, project, records), encoder_dir(config, project)
+
+
 def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, progress: ProgressFn) -> dict:
     """Fit one rung, predict the frozen test split, score it and price it; write the run folder."""
-    from tunewise.evaluate.score import score_predictions, worst_errors
+    from tunewise.evaluate.score import score_predictions, side_by_side, worst_errors
 
     run_dir = ws.new_dir(project, "runs", f"{name}-{ws.timestamp()}")
     ws.write_text(run_dir / "config.yaml", dump_config(config))
@@ -147,7 +163,8 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
         for p, r in zip(preds, splits.test, strict=True)
     ))
     schema = task_schema(config, project)
-    scored = score_predictions(config, splits.test, preds, getattr(rung, "passages", None), schema)
+    evidence, encoder = scoring_aids(config, project, splits.test)
+    scored = score_predictions(config, splits.test, preds, getattr(rung, "passages", None), schema, evidence, encoder)
     cost = rung.cost
     prompt_tokens = cost.prompt_tokens / max(cost.predict_examples, 1)
     result = {
@@ -163,6 +180,7 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
         "cost": rung_cost(cost.train_seconds, cost.ms_per_example, prompt_tokens, config.cost),
         "worst_errors": worst_errors(splits.test, preds, scored.item_scores),
         "item_scores": scored.item_scores.tolist(),
+        "metric_items": {k: v.tolist() for k, v in scored.items.items()},  # for report.content_guard
         "binary_items": scored.binary,
     }
     if hasattr(rung, "train_result"):
@@ -172,8 +190,11 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
         result["train_history"] = rung.history
     if splits.ood:
         ood_preds = rung.predict(splits.ood)
-        result["ood_metrics"] = score_predictions(config, splits.ood, ood_preds, getattr(rung, "passages", None), schema).metrics
-    ws.write_json(run_dir / "metrics.json", {k: v for k, v in result.items() if k != "item_scores"})
+        result["ood_metrics"] = score_predictions(config, splits.ood, ood_preds, getattr(rung, "passages", None), schema,
+                                                  *scoring_aids(config, project, splits.ood)).metrics
+    if config.task.type == "generation":
+        result["answers"] = side_by_side(splits.test, scored, preds, config.data.seed)
+    ws.write_json(run_dir / "metrics.json", {k: v for k, v in result.items() if k not in ("item_scores", "metric_items")})
     return result
 
 
@@ -217,6 +238,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
     prices = resolve_prices(config.cost)  # an unknown cost.gpu fails here, before any work
     config = config.model_copy(update={"cost": prices})
     task_schema(config, project)  # fail before any work when an extraction task has no usable schema
+    check_primary(config, str(config_path(project)))
     started = time.perf_counter()
     splits = load_splits(config, project)
     log.info("test split: %d rows, sha256 %s", len(splits.test), splits.test_hash)
@@ -244,7 +266,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         "break_even": break_even,
         "bootstrap": config.eval.bootstrap,
         "rungs": results,
-        "recommendation": recommend(results),
+        "recommendation": guard_recommendation(recommend(results), results, config.eval.bootstrap, config.data.seed),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     report_dir = ws.new_dir(project, "reports")

@@ -37,7 +37,7 @@ def test_rag_generation_ladder_cites_and_scores_support(tmp_path, tiny_model_dir
     report_dir = run_ladder(config, project, ["rag"])
     ladder = json.loads((report_dir / "ladder.json").read_text())
     rung = ladder["rungs"][0]
-    assert "unsupported_rate" in rung["metrics"] and rung["prompt_tokens_per_request"] > 30
+    assert "groundedness" in rung["metrics"] and rung["prompt_tokens_per_request"] > 30
     rows = [json.loads(x) for x in (tmp_path / "rag" / rung["run_dir"] / "predictions.jsonl").read_text().splitlines()]
     assert all(len(r["citations"]) == 2 and r["citations"][0]["n"] == 1 for r in rows)
     # The business question retrieves the business document first (BM25 and embeddings fused).
