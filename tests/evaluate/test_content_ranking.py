@@ -116,3 +116,26 @@ def test_template_and_question_words_count_for_nothing(tiny_encoder_dir):
     assert 0 <= echo.metrics["semantic_similarity"] <= 1
     same = score_predictions(config, rec, [Prediction("1", rec[0].target)], encoder=minilm)
     assert same.metrics["semantic_similarity"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_bad_primary_names_the_key_and_the_choices():
+    from tunewise.config import ConfigError
+    from tunewise.evaluate.score import check_primary
+
+    with pytest.raises(ConfigError, match=r"tunewise.yaml: bad value for 'eval.primary': 'bleu' .*content_f1"):
+        check_primary(_config(primary="bleu"), "tunewise.yaml")
+    no_docs = ProjectConfig.model_validate({**_config().model_dump(), "data": {"files": ["x.jsonl"]},
+                                            "eval": {"primary": "groundedness"}})
+    with pytest.raises(ConfigError, match=r"'groundedness' needs 'data.documents'"):
+        check_primary(no_docs, "tunewise.yaml")
+    check_primary(_config(primary="rouge_l"), "tunewise.yaml")
+
+
+def test_init_materialises_the_glossary_example(tmp_path):
+    from tunewise.config import load_config
+    from tunewise.examples import init_example
+
+    project = init_example(tmp_path / "g", "company-glossary")
+    config = load_config(project)
+    assert config.data.documents == "documents" and len(list((project / "documents").glob("*.md"))) == 8
+    assert len((project / "data" / "questions.jsonl").read_text().splitlines()) == 160
