@@ -89,6 +89,7 @@ def test_default_metric_ranks_copying_above_invention_and_recommendation_follows
     assert rag["metrics"]["groundedness"] > lora["metrics"]["groundedness"] + 0.3
     # lora is cheaper, but significantly worse on content: not recommended.
     assert rec["rung"] == "rag" and "overruled" not in rec
+    assert any(n.startswith("rouge_l alone would rank lora first") for n in rec["notes"])
 
 
 def test_surface_primary_is_overruled_by_content_and_the_report_says_so():

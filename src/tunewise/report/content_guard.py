@@ -55,7 +55,7 @@ def guard_recommendation(rec: dict, results: list[dict], resamples: int, seed: i
     tests = {(a, b, m): paired(items[a][m], items[b][m], resamples, seed)
              for a in names for b in names if a != b for m in (*guards, *SURFACE) if m in items[a] and m in items[b]}
     beaten = {n: [(o, m) for o in names if o != n for m in guards if _better(tests.get((o, n, m)))] for n in names}
-    notes = _disagreements(names, tests, guards)
+    notes = _disagreements(names, tests, guards) + _surface_leader(rec, results)
     out = {**rec, "content_checked": guards, "notes": notes}
     if not beaten[chosen]:
         out["content_check"] = (f"no rung is significantly better than {chosen} on {' or '.join(guards)} "
@@ -85,3 +85,18 @@ def _disagreements(names: list[str], tests: dict, guards: list[str]) -> list[str
                         notes.append(f"{s} ranks {a} above {b} ({_gap(tests[(a, b, s)])}) but {m} ranks {b} "
                                      f"above {a} ({_gap(tests[(b, a, m)])}): the surface metric disagrees with content.")
     return notes
+
+
+def _surface_leader(rec: dict, results: list[dict]) -> list[str]:
+    """Say so when ROUGE-L alone would put another rung first than the deciding metric does."""
+    metric = rec.get("metric")
+    scored = [r for r in results if r["metrics"].get("rouge_l") is not None and r["metrics"].get(metric) is not None]
+    if metric in SURFACE or len(scored) < 2:
+        return []
+    by_surface = max(scored, key=lambda r: r["metrics"]["rouge_l"])
+    by_metric = max(scored, key=lambda r: r["metrics"][metric])
+    if by_surface is by_metric:
+        return []
+    return [f"rouge_l alone would rank {by_surface['name']} first ({100 * by_surface['metrics']['rouge_l']:.1f} vs "
+            f"{by_metric['name']} {100 * by_metric['metrics']['rouge_l']:.1f}); {metric} ranks {by_metric['name']} "
+            f"first ({100 * by_metric['metrics'][metric]:.1f} vs {100 * by_surface['metrics'][metric]:.1f})."]
