@@ -1,6 +1,6 @@
 """Retrieval-augmented prompting: passages from a folder of documents go into every prompt.
 
-Documents (``data.documents``: .txt and .md files) are cut into overlapping word windows. A query
+Documents (``data.documents``: .txt and .md files) are cut into passages (see chunk_documents). A query
 retrieves by two rankers fused with reciprocal-rank fusion: BM25 catches exact names and numbers,
 MiniLM embeddings catch paraphrases; RRF needs no weight to tune. Passages keep paragraphs whole;
 the top passages are numbered in the prompt, the best one nearest the question, and the prediction
