@@ -131,7 +131,8 @@ def side_by_side(records: list[Record], scored: Scored, preds: list[Prediction],
         r, p = records[i], preds[i]
         scores = {k: round(float(scored.items[k][i]), 3) for k in (scored.primary, *SIDE_BY_SIDE_METRICS)
                   if k in scored.items and not np.isnan(scored.items[k][i])}
-        text = r.input if len(r.input) <= excerpt else r.input[:excerpt] + " …"
+        # The question is usually last (after a system prompt or a context): keep the end.
+        text = r.input if len(r.input) <= excerpt else "… " + r.input[-excerpt:]
         return {"id": r.id, "input": text, "target": r.target, "output": p.output, "scores": scores}
 
     order = np.argsort(scored.item_scores, kind="stable")[:n]

@@ -89,7 +89,8 @@ def answers_table(rows: list[dict]) -> list[str]:
     lines = ["| id | question | reference | answer | scores |", "|---|---|---|---|---|"]
     for e in rows:
         scores = ", ".join(f"{k} {100 * v:.0f}" for k, v in e["scores"].items())
-        lines.append(f"| {e['id']} | {_cell(e['input'], 100)} | {_cell(e['target'])} | {_cell(e['output'])} | {scores} |")
+        question = e["input"] if len(e["input"]) <= 120 else "… " + e["input"][-120:]
+        lines.append(f"| {e['id']} | {_cell(question)} | {_cell(e['target'])} | {_cell(e['output'])} | {scores} |")
     return lines
 
 
