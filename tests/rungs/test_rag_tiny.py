@@ -88,3 +88,11 @@ def test_retrieval_recall_counts_gold_text_in_passages():
 
     hits = retrieval_hits(["## Quillet", None, "## Brallet"], [["x ## quillet  A", "y"], ["z"], ["## Bra"]])
     assert hits[0] == 1.0 and hits[2] == 0.0 and hits[1] != hits[1]  # NaN: no gold for the item
+
+
+def test_misspelt_gold_field_is_an_error(tmp_path, tiny_model_dir, tiny_encoder_dir):
+    extra = f"encoder: {{model: {tiny_encoder_dir}}}\nretrieval: {{chunk_words: 12, top_k: 2, gold_field: gold}}\n"
+    project = _write(tmp_path / "rag", tiny_model_dir, "generation", extra)
+    _docs(project / "docs")
+    with pytest.raises(ConfigError, match=r"'retrieval.gold_field': no test row has a field 'gold'"):
+        run_ladder(load_config(project, ["data.documents=docs"]), project, ["rag"])

@@ -157,7 +157,10 @@ def evaluate_generation(config: ProjectConfig, records: list[Record], preds: lis
             config.encoder.batch_size)
     gold = config.retrieval.gold_field
     if passages is not None and gold:
-        cols["retrieval_recall_at_k"] = retrieval_hits([r.meta.get(gold) for r in records], passages)
+        golds = [r.meta.get(gold) for r in records]
+        if records and not any(golds):  # a misspelt field would silently report no recall at all
+            raise ConfigError(f"bad value for 'retrieval.gold_field': no test row has a field {gold!r}")
+        cols["retrieval_recall_at_k"] = retrieval_hits(golds, passages)
     items = {k: np.array(v, dtype=float) for k, v in cols.items()}
     metrics = _summarise(items, config.eval.bootstrap, config.data.seed)
     metrics["n"] = len(records)
