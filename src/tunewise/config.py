@@ -258,6 +258,10 @@ class EvalConfig(_Strict):
     """Size of the fixed, seeded test sample each rung predicts again to measure its latency (0: skip)."""
     timing_repeats: int = Field(3, ge=1)
     """How many times the timing sample is predicted; the report shows the median and the IQR."""
+    primary: str | None = None
+    """The metric that ranks rungs and decides the recommendation (None: the task's default:
+    accuracy, field_f1, or content_f1 for generation). Any per-item metric the task reports, e.g.
+    rouge_l, content_recall, groundedness, semantic_similarity, exact_match."""
 
 
 class FewShotConfig(_Strict):
@@ -298,6 +302,9 @@ class RetrievalConfig(_Strict):
     top_k: int = Field(3, gt=0)
     max_passage_tokens: int = Field(128, gt=0)
     """Truncate each passage in the prompt to this many tokens: RAG pays for its context on every call."""
+    gold_field: str | None = None
+    """A data field holding text that the passage answering the row contains (e.g. the glossary
+    entry's heading); when set, the report gives the rag rung's retrieval recall@k."""
 
 
 class CostConfig(_Strict):

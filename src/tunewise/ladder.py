@@ -13,9 +13,11 @@ from tunewise.config import METHODS, ConfigError, ProjectConfig, config_path, du
 from tunewise.core import Record
 from tunewise.data.resolve import Splits, resolve_splits
 from tunewise.evaluate.cost import add_break_even, cost_spread, resolve_prices, rung_compute, rung_cost
+from tunewise.evaluate.score import check_primary
 from tunewise.evaluate.stats import mcnemar, paired_bootstrap_diff
 from tunewise.evaluate.throughput import machine_throughput
 from tunewise.report.build import write_report
+from tunewise.report.content_guard import guard_recommendation
 from tunewise.report.decide import recommend
 from tunewise.rungs.base import ProgressFn, no_progress
 
@@ -97,6 +99,17 @@ def task_schema(config: ProjectConfig, project: Path) -> dict | None:
     return load_schema(config, project) if config.task.type == "extraction" else None
 
 
+def scoring_aids(config: ProjectConfig, project: Path, records: list[Record]) -> tuple[list | None, Path | None]:
+    """For generation: the evidence passages of each question (groundedness, when the project has
+    documents) and the MiniLM folder (semantic similarity); (None, None) for other tasks."""
+    if config.task.type != "generation":
+        return None, None
+    from tunewise.rungs.encoder import encoder_dir
+    from tunewise.rungs.rag import evidence_passages
+
+    return evidence_passages(config, project, records), encoder_dir(config, project)
+
+
 def timing_sample(test: list[Record], size: int, seed: int) -> list[Record]:
     """The fixed, seeded test rows every rung's latency is measured on (the same rows for every rung)."""
     import random
@@ -110,7 +123,7 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
 
     The price comes from the rung's FLOPs at ``throughput`` (machine_throughput's dict; measured or
     read from the cache when None), not from the seconds scoring took: see tunewise.evaluate.cost."""
-    from tunewise.evaluate.score import score_predictions, worst_errors
+    from tunewise.evaluate.score import score_predictions, side_by_side, worst_errors
     from tunewise.rungs.base import time_predict
 
     run_dir = ws.new_dir(project, "runs", f"{name}-{ws.timestamp()}")
@@ -124,7 +137,8 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
         for p, r in zip(preds, splits.test, strict=True)
     ))
     schema = task_schema(config, project)
-    scored = score_predictions(config, splits.test, preds, getattr(rung, "passages", None), schema)
+    evidence, encoder = scoring_aids(config, project, splits.test)
+    scored = score_predictions(config, splits.test, preds, getattr(rung, "passages", None), schema, evidence, encoder)
     cost = rung.cost
     prompt_tokens = cost.prompt_tokens / max(cost.predict_examples, 1)
     throughput = throughput or machine_throughput(config.cost.gflops)
@@ -147,6 +161,7 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
         "cost_spread_per_1k": cost_spread(compute, prompt_tokens, config.cost, throughput),
         "worst_errors": worst_errors(splits.test, preds, scored.item_scores),
         "item_scores": scored.item_scores.tolist(),
+        "metric_items": {k: v.tolist() for k, v in scored.items.items()},  # for report.content_guard
         "binary_items": scored.binary,
     }
     if hasattr(rung, "train_result"):
@@ -158,14 +173,17 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
         ood_preds = rung.predict(splits.ood)
         ws.write_jsonl(run_dir / "ood_predictions.jsonl", (
             {**p.to_json(), "target": r.target} for p, r in zip(ood_preds, splits.ood, strict=True)))
-        result["ood_metrics"] = score_predictions(config, splits.ood, ood_preds, getattr(rung, "passages", None), schema).metrics
+        result["ood_metrics"] = score_predictions(config, splits.ood, ood_preds, getattr(rung, "passages", None), schema,
+                                                  *scoring_aids(config, project, splits.ood)).metrics
     if splits.recent:
         recent_preds = rung.predict(splits.recent)
-        result["recent_metrics"] = score_predictions(config, splits.recent, recent_preds,
-                                                     getattr(rung, "passages", None), schema).metrics
+        result["recent_metrics"] = score_predictions(config, splits.recent, recent_preds, getattr(rung, "passages", None),
+                                                     schema, *scoring_aids(config, project, splits.recent)).metrics
         if config.task.type == "classification":
             result["recent_vs_served"] = vs_served(splits.recent, recent_preds)
-    ws.write_json(run_dir / "metrics.json", {k: v for k, v in result.items() if k != "item_scores"})
+    if config.task.type == "generation":
+        result["answers"] = side_by_side(splits.test, scored, preds, config.data.seed)
+    ws.write_json(run_dir / "metrics.json", {k: v for k, v in result.items() if k not in ("item_scores", "metric_items")})
     return result
 
 
@@ -212,6 +230,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
     config = config.model_copy(update={"cost": prices})
     task_schema(config, project)  # fail before any work when an extraction task has no usable schema
     throughput = machine_throughput(prices.gflops)  # once per machine; cached afterwards
+    check_primary(config, str(config_path(project)))
     started = time.perf_counter()
     splits = resolve_splits(config, project, "tunewise ladder")
     log.info("test split: %d rows, sha256 %s", len(splits.test), splits.test_hash)
@@ -246,7 +265,8 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         "timing": {"examples": min(config.eval.timing_examples, len(splits.test)),
                    "repeats": config.eval.timing_repeats, "batch_size": config.eval.batch_size},
         "rungs": results,
-        "recommendation": recommend(results, config.eval.margin),
+        "recommendation": guard_recommendation(recommend(results, config.eval.margin), results, config.eval.bootstrap,
+                                               config.data.seed),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     report_dir = ws.new_dir(project, "reports")

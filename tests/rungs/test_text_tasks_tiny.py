@@ -37,13 +37,18 @@ def test_generation_ladder_reports_text_metrics(tmp_path, tiny_model_dir):
     # zero-shot generation is covered by the extraction test; few-shot and LoRA here.
     report_dir = run_ladder(load_config(project), project, ["few-shot", "lora"])
     ladder = json.loads((report_dir / "ladder.json").read_text())
-    assert ladder["primary"] == "rouge_l"
+    assert ladder["primary"] == "content_f1"
     for r in ladder["rungs"]:
         m = r["metrics"]
-        for key in ("rouge_l", "chrf", "exact_match", "format_compliance"):
+        for key in ("content_f1", "semantic_similarity", "rouge_l", "chrf", "exact_match", "format_compliance"):
             assert key in m and m[f"{key}_ci"] is not None
     assert [r["paired_vs_best"].get("test") for r in ladder["rungs"]].count("paired-bootstrap") == 1
-    assert "rouge_l" in (report_dir / "report.md").read_text()
+    md = (report_dir / "report.md").read_text()
+    assert "rouge_l" in md and "Rungs are ranked on **content_f1**" in md
+    # Answers beside references: the worst by the primary metric and the same seeded sample per rung.
+    samples = [[e["id"] for e in r["answers"]["sample"]] for r in ladder["rungs"]]
+    assert samples[0] == samples[1] and len(samples[0]) == min(5, ladder["n_test"])
+    assert md.count("A seeded random sample") == 2 and "Answers beside the reference" in (report_dir / "report.html").read_text()
     assert ladder["recommendation"]["rung"] in {"few-shot", "lora"}
 
 

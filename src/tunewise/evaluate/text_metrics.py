@@ -85,7 +85,7 @@ def load_schema(config: ProjectConfig, project: Path) -> dict:
 
 
 def evaluate_extraction(config: ProjectConfig, records: list[Record], preds: list[Prediction],
-                        schema: dict | None = None) -> tuple[dict, np.ndarray]:
+                        schema: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """JSON validity, field-level precision/recall/F1 and hallucination rate (values absent from the input)."""
     import jsonschema
 
@@ -114,7 +114,7 @@ def evaluate_extraction(config: ProjectConfig, records: list[Record], preds: lis
     items = {k: np.array(v, dtype=float) for k, v in cols.items()}
     metrics = _summarise(items, config.eval.bootstrap, config.data.seed)
     metrics["n"] = len(records)
-    return metrics, items["field_f1"]
+    return metrics, items
 
 
 # ---------------------------------------------------------------- generation
@@ -131,24 +131,21 @@ def format_ok(text: str, config: ProjectConfig) -> bool:
     return not (fmt.regex and not re.search(fmt.regex, text))
 
 
-def _content_words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 3}
-
-
-def supported(answer: str, passages: list[str], threshold: float = 0.5) -> bool:
-    """An answer is supported when at least half its content words occur in the retrieved passages."""
-    words = _content_words(answer)
-    if not words:
-        return True
-    context = _content_words(" ".join(passages))
-    return len(words & context) / len(words) >= threshold
-
-
 def evaluate_generation(config: ProjectConfig, records: list[Record], preds: list[Prediction],
-                        passages: list[list[str]] | None = None) -> tuple[dict, np.ndarray]:
-    """ROUGE-L F, chrF, exact match, format compliance and (with retrieval) the unsupported-answer rate."""
+                        passages: list[list[str]] | None = None, evidence: list[list[str]] | None = None,
+                        encoder: Path | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """Surface metrics (ROUGE-L F, chrF, exact match, format compliance) beside content metrics.
+
+    Content precision/recall/F1 and groundedness are described in ``tunewise.evaluate.content``.
+    ``evidence``: the passages relevant to each question, retrieved for scoring for every rung
+    (groundedness); ``passages``: what the rung itself retrieved (retrieval recall@k, when the
+    data names a gold passage with ``retrieval.gold_field``); ``encoder``: the MiniLM folder for
+    semantic similarity. Returns the summary and every per-item column (for paired tests).
+    """
     from rouge_score import rouge_scorer
     from sacrebleu.metrics import CHRF
+
+    from tunewise.evaluate.content import content_columns, retrieval_hits, semantic_similarity
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
     chrf = CHRF()
@@ -159,9 +156,19 @@ def evaluate_generation(config: ProjectConfig, records: list[Record], preds: lis
         cols["chrf"].append(chrf.sentence_score(pred.output, [target]).score / 100)
         cols["exact_match"].append(float(_norm(pred.output) == _norm(target)))
         cols["format_compliance"].append(float(format_ok(pred.output, config)))
-    if passages is not None:
-        cols["unsupported_rate"] = [float(not supported(p.output, ps)) for p, ps in zip(preds, passages, strict=True)]
+    prompts = [f"{config.task.instruction}\n{r.input}" for r in records]
+    cols |= content_columns(prompts, [r.target or "" for r in records], [p.output for p in preds], evidence)
+    if encoder is not None:
+        cols["semantic_similarity"] = semantic_similarity(
+            encoder, [r.target or "" for r in records], [p.output for p in preds], config.encoder.max_seq_length,
+            config.encoder.batch_size)
+    gold = config.retrieval.gold_field
+    if passages is not None and gold:
+        golds = [r.meta.get(gold) for r in records]
+        if records and not any(golds):  # a misspelt field would silently report no recall at all
+            raise ConfigError(f"bad value for 'retrieval.gold_field': no test row has a field {gold!r}")
+        cols["retrieval_recall_at_k"] = retrieval_hits(golds, passages)
     items = {k: np.array(v, dtype=float) for k, v in cols.items()}
     metrics = _summarise(items, config.eval.bootstrap, config.data.seed)
     metrics["n"] = len(records)
-    return metrics, items["rouge_l"]
+    return metrics, items

@@ -12,7 +12,8 @@ from tunewise.evaluate.cost import break_even, break_even_sentences, prices_line
 METRIC_COLUMNS = {
     "classification": ["accuracy", "macro_f1"],
     "extraction": ["field_f1", "field_precision", "field_recall", "json_valid_rate", "hallucination_rate"],
-    "generation": ["rouge_l", "chrf", "exact_match", "format_compliance", "unsupported_rate"],
+    "generation": ["content_f1", "content_precision", "content_recall", "groundedness", "semantic_similarity",
+                   "rouge_l", "chrf", "exact_match", "format_compliance", "retrieval_recall_at_k"],
 }
 
 
@@ -102,8 +103,45 @@ def ladder_break_even(ladder: dict) -> dict:
 
 def metric_columns(ladder: dict) -> list[str]:
     cols = METRIC_COLUMNS.get(ladder.get("task", "classification"), ["accuracy"])
+    primary = ladder.get("primary")
+    cols = [primary, *(c for c in cols if c != primary)] if primary else cols  # the deciding metric first
     present = set().union(*(r["metrics"] for r in ladder["rungs"])) if ladder["rungs"] else set()
     return [c for c in cols if c in present]
+
+
+def why_primary(ladder: dict) -> str:
+    """Which metric ranked the rungs and why (older ladders name no reason)."""
+    from tunewise.evaluate.score import PRIMARY, WHY_PRIMARY
+
+    metric = ladder.get("primary", "accuracy")
+    if metric == PRIMARY.get(ladder.get("task", ""), metric) and metric in WHY_PRIMARY:
+        return f"Rungs are ranked on **{metric}** (the default for this task): {WHY_PRIMARY[metric]}."
+    return f"Rungs are ranked on **{metric}**, as set by `eval.primary`."
+
+
+def recommendation_notes(rec: dict) -> list[str]:
+    """The content check's verdict and every surface-vs-content disagreement, one line each."""
+    lines = []
+    if rec.get("overruled"):
+        lines.append(f"Overruled: **{rec['overruled']['rung']}** was the choice on {rec.get('metric')} "
+                     f"({rec['overruled']['reason']})")
+    if rec.get("content_check"):
+        lines.append(f"Content check: {rec['content_check']}.")
+    return lines + list(rec.get("notes", []))
+
+
+def _cell(text, width: int = 160) -> str:
+    text = str(text).replace("\n", " ").replace("|", "\\|")
+    return text if len(text) <= width else text[:width] + " …"
+
+
+def answers_table(rows: list[dict]) -> list[str]:
+    lines = ["| id | question | reference | answer | scores |", "|---|---|---|---|---|"]
+    for e in rows:
+        scores = ", ".join(f"{k} {100 * v:.0f}" for k, v in e["scores"].items())
+        question = e["input"] if len(e["input"]) <= 120 else "… " + e["input"][-120:]
+        lines.append(f"| {e['id']} | {_cell(question)} | {_cell(e['target'])} | {_cell(e['output'])} | {scores} |")
+    return lines
 
 
 def rung_table(ladder: dict) -> list[str]:
@@ -161,6 +199,9 @@ def render_markdown(ladder: dict) -> str:
         f"**{rec['rung']}**: {rec['reason']}",
         "",
         f"Rule: {rule_text(ladder)}",
+        *(f"- {line}" for line in recommendation_notes(rec)),
+        "",
+        why_primary(ladder),
         "",
         "## Rungs",
         "",
@@ -182,7 +223,11 @@ def render_markdown(ladder: dict) -> str:
         if "confusion_matrix" in r["metrics"]:
             out += ["Per-class scores (%):", "", *per_class_table(r, ladder["labels"]), "",
                     "Confusion matrix:", "", *confusion_table(r, ladder["labels"]), ""]
-        if r.get("worst_errors"):
+        if r.get("answers"):
+            a = r["answers"]
+            out += [f"Answers beside the reference, the worst by {a['metric']}:", "", *answers_table(a["worst"]), "",
+                    "A seeded random sample (the same questions for every rung):", "", *answers_table(a["sample"])]
+        elif r.get("worst_errors"):
             out += ["Worst errors:", "", *errors_table(r)]
     return "\n".join(out) + "\n"
 
@@ -204,6 +249,7 @@ def render_html(ladder: dict) -> str:
         ood=any(r.get("ood_metrics") for r in ladder["rungs"]),
         pct=_pct, ci=_ci, money=_money, paired=_paired, breakeven=_breakeven, latency=_latency, gflops=_gflops,
         per_1k=_per_1k, rule=rule_text(ladder).replace("`", ""), method_note=method_note(ladder),
+        notes=recommendation_notes(ladder["recommendation"]), why_primary=why_primary(ladder).replace("**", ""),
         be=ladder_break_even(ladder), be_sentences=break_even_sentences(ladder_break_even(ladder)),
         prices_line=prices_line(ladder_break_even(ladder)["prices"],
                                 ladder_break_even(ladder).get("throughput")).replace("`", ""),

@@ -63,7 +63,7 @@ class FinetunedRung(LabelScorer):
         tok, bs, stop = self.tokenizer, self.config.eval.batch_size, self.builder().stop_ids
         advance = self.progress(f"{self.name}: generating", len(records))
         start = time.perf_counter()
-        outputs: list[str] = []
+        answers: list[list[int]] = []
         self.model.eval()
         for i in range(0, len(prompts), bs):
             chunk = prompts[i : i + bs]
@@ -74,9 +74,10 @@ class FinetunedRung(LabelScorer):
                 out = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
                                           max_new_tokens=self.config.eval.max_new_tokens,
                                           eos_token_id=stop, pad_token_id=tok.pad_token_id)
-            outputs += [tok.decode(_until(row[width:].tolist(), stop), skip_special_tokens=True).strip() for row in out]
+            answers += [_until(row[width:].tolist(), stop) for row in out]
             advance(len(chunk))
-        per_ms = self.charge(start, len(records), sum(len(p) for p in prompts))
+        outputs = [tok.decode(a, skip_special_tokens=True).strip() for a in answers]
+        per_ms = self.charge(start, prompts, [[len(a)] for a in answers])
         return [Prediction(id=r.id, output=o, latency_ms=per_ms, prompt_tokens=len(p))
                 for r, o, p in zip(records, outputs, prompts, strict=True)]
 
