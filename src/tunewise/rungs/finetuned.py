@@ -26,6 +26,7 @@ class FinetunedRung(LabelScorer):
             self.config = self.config.model_copy(update={"train": train})
 
     def fit(self, train: list[Record], val: list[Record]) -> FinetunedRung:
+        from tunewise.evaluate.cost import FORWARD
         from tunewise.train.sft import train_adapter
 
         result = train_adapter(
@@ -36,6 +37,8 @@ class FinetunedRung(LabelScorer):
         self.cost.train_seconds += result.seconds
         self.cost.train_tokens += result.tokens
         self.cost.train_flops += self.train_passes() * self.shape[0] * result.tokens
+        # The val evaluations that choose the checkpoint are part of training's bill (forward only).
+        self.cost.train_flops += FORWARD * self.shape[0] * getattr(result, "eval_tokens", 0)
         return self
 
     def train_passes(self) -> int:

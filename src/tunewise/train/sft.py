@@ -44,6 +44,8 @@ class TrainResult:
     best_checkpoint: str | None
     history: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    eval_tokens: int = 0
+    """Tokens of the val evaluations during training (forward only): part of what training costs."""
 
     @property
     def tokens_per_second(self) -> float:
@@ -242,11 +244,15 @@ def make_trainer(sparse: bool, **kwargs):
 
     class TunewiseTrainer(Trainer):
         trained_tokens = 0
+        evaluated_tokens = 0
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            mask = inputs.get("attention_mask")
+            tokens = int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
             if model.training:
-                mask = inputs.get("attention_mask")
-                self.trained_tokens += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+                self.trained_tokens += tokens
+            else:
+                self.evaluated_tokens += tokens
             if not sparse or return_outputs or not model.training:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = sparse_causal_loss(model, inputs, num_items_in_batch)
@@ -372,7 +378,7 @@ def train_adapter(model, tokenizer, config: ProjectConfig, train: list[Record], 
     if trainer.args.should_save:
         history.save(run_dir)
     return TrainResult(trainer.model, seconds, trainer.trained_tokens, trainer.state.global_step,
-                       trainer.state.best_model_checkpoint, history.rows, history.warnings)
+                       trainer.state.best_model_checkpoint, history.rows, history.warnings, trainer.evaluated_tokens)
 
 
 def count_parameters(model) -> dict:
