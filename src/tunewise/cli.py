@@ -136,21 +136,39 @@ def init(
 def ladder(
     project: ProjectArg = Path("."),
     rungs: Annotated[str | None, typer.Option(help="Comma-separated rungs to run (default: the config's).")] = None,
+    fresh: Annotated[bool, typer.Option(help="Recompute every rung, even those an identical earlier run finished.")] = False,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run every rung on the same frozen test split and write ladder.json and the report."""
+    """Run every rung on the same frozen test split and write ladder.json and the report.
+
+    A rung whose config, data and tunewise version match an earlier finished run is reused (--fresh
+    recomputes). A failing rung is recorded and the report is written for the others (exit 1); Ctrl-C
+    writes the report of the rungs that finished (exit 130)."""
     from tunewise.config import load_config
 
     config = load_config(project, set_)
     _writable(project)
     _setup_logging(quiet)
-    from tunewise.ladder import run_ladder
+    from tunewise.ladder import LadderInterrupted, run_ladder
 
     chosen = [r.strip() for r in rungs.split(",")] if rungs else None
-    with progress_bars(quiet) as progress:
-        report_dir = run_ladder(config, project, chosen, progress)
+    try:
+        with progress_bars(quiet) as progress:
+            report_dir = run_ladder(config, project, chosen, progress, fresh)
+    except LadderInterrupted as stop:
+        if stop.report_dir is not None:
+            _print_summary(stop.report_dir)
+        console.print("[yellow]interrupted[/]: the report covers the rungs that finished")
+        raise typer.Exit(130) from None
     _print_summary(report_dir)
+    import json
+
+    failed = json.loads((report_dir / "ladder.json").read_text()).get("failed", [])
+    for f in failed:
+        console.print(f"[bold red]error:[/] rung {f['name']} failed: {f['error']}", highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _print_summary(report_dir: Path) -> None:
@@ -169,7 +187,8 @@ def _print_summary(report_dir: Path) -> None:
     for r in ladder["rungs"]:
         m = r["metrics"]
         ci = m.get(f"{primary}_ci") or [float("nan")] * 2
-        table.add_row(r["name"], f"{100 * m[primary]:.1f} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})",
+        table.add_row(r["name"] + (" (reused)" if r.get("reused_from") else ""),
+                      f"{100 * m[primary]:.1f} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})",
                       f"{r['train_seconds']:.0f}", f"{(r.get('latency') or {}).get('median_ms', r['ms_per_example']):.1f}",
                       f"{r['prompt_tokens_per_request']:.0f}", *([_recent_cell(r, primary)] if recent else []))
     out.print(table)

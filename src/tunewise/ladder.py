@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -76,6 +77,10 @@ def check_rungs(names: list[str], config: ProjectConfig, project: Path) -> None:
             documents_dir(config, project)
         if name in ENCODER_RUNGS and config.task.type != "classification":
             raise ConfigError(f"{where}: rung '{name}' needs task.type: classification (got {config.task.type})")
+        if name in ENCODER_RUNGS or (name == "few-shot" and config.few_shot.selection == "similar"):
+            from tunewise.rungs.encoder import encoder_dir
+
+            encoder_dir(config, project)  # a missing encoder.model fails here, not after other rungs ran
         if name in METHODS:
             check_training_rung(name, config, where)
 
@@ -220,9 +225,86 @@ def compare(results: list[dict], resamples: int, seed: int) -> None:
         best["paired_vs_best_of_rest"] = paired(best, max(rest, key=_value))
 
 
+class RungsFailed(RuntimeError):
+    """Every rung of a ladder failed: there is nothing to report."""
+
+
+class LadderInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a ladder: the rungs that finished were written as a partial report first."""
+
+    def __init__(self, report_dir: Path | None):
+        super().__init__()
+        self.report_dir = report_dir
+
+
+def reuse_key(name: str, config: ProjectConfig, splits: Splits) -> str:
+    """What a rung's result depends on: its name, the resolved config (the rung list aside), the data
+    and the tunewise version. A finished rung with the same key is reused instead of recomputed."""
+    from importlib.metadata import version
+
+    parts = {"rung": name, "config": config.model_dump(mode="json", exclude={"rungs"}),
+             "dataset": splits.dataset_hash, "test": splits.test_hash, "tunewise": version("tunewise")}
+    return ws.sha256_bytes(json.dumps(parts, sort_keys=True).encode())
+
+
+def find_reusable(project: Path, name: str, key: str) -> dict | None:
+    """The newest finished run of ``name`` whose reuse key matches, as run_rung returned it."""
+    root = ws.workspace(project) / "runs"
+    for path in sorted(root.glob(f"{name}-*/result.json"), reverse=True) if root.exists() else []:
+        try:
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if result.get("reuse_key") == key and Path(result.get("run_dir", "")).is_dir():
+            return {**result, "reused_from": result["run_dir"]}
+    return None
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def run_rungs(names: list[str], config: ProjectConfig, project: Path, splits: Splits, progress: ProgressFn,
+              throughput: dict, fresh: bool) -> tuple[list[dict], list[dict], bool]:
+    """Each rung in turn: reused when an identical run finished before (unless ``fresh``), else run.
+    A rung that fails is recorded with its one-line error and the others go on; Ctrl-C stops the loop.
+    Returns (results, failures, interrupted)."""
+    results, failed = [], []
+    try:
+        for name in names:
+            key = reuse_key(name, config, splits)
+            found = None if fresh else find_reusable(project, name, key)
+            if found:
+                log.info("%s: reused %s (same config, data and tunewise version)", name, found["run_dir"])
+                results.append(found)
+                continue
+            t0 = time.perf_counter()
+            try:
+                result = run_rung(name, config, project, splits, progress, throughput)
+            except Exception as e:  # noqa: BLE001 - one rung's failure must not lose the others' hour of work
+                log.error("%s failed: %s", name, _one_line(e))
+                log.debug("%s failed", name, exc_info=True)
+                failed.append({"name": name, "error": _one_line(e)})
+                continue
+            result["wall_seconds"] = round(time.perf_counter() - t0, 1)
+            result["reuse_key"] = key
+            ws.write_json(Path(result["run_dir"]) / "result.json", result)
+            results.append(result)
+            log.info("%s: %s %.3f in %.0f s", name, result["primary"], _value(result), result["wall_seconds"])
+    except KeyboardInterrupt:
+        return results, failed, True
+    return results, failed, False
+
+
 def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = None,
-               progress: ProgressFn = no_progress) -> Path:
-    """Run the ladder and write ladder.json, report.md and report.html; return the report folder."""
+               progress: ProgressFn = no_progress, fresh: bool = False) -> Path:
+    """Run the ladder and write ladder.json, report.md and report.html; return the report folder.
+
+    Finished rungs are kept: a rung whose config, data and tunewise version match an earlier finished
+    run is reused (``fresh`` recomputes), a failing rung is recorded and the report is written for the
+    others (ladder.json ``status``: partial), and Ctrl-C writes the partial report, then raises
+    LadderInterrupted."""
     project = Path(project)
     names = rungs or list(config.rungs)
     check_rungs(names, config, project)
@@ -234,17 +316,24 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
     started = time.perf_counter()
     splits = resolve_splits(config, project, "tunewise ladder")
     log.info("test split: %d rows, sha256 %s", len(splits.test), splits.test_hash)
-    results = []
-    for name in names:
-        t0 = time.perf_counter()
-        results.append(run_rung(name, config, project, splits, progress, throughput))
-        results[-1]["wall_seconds"] = round(time.perf_counter() - t0, 1)
-        log.info("%s: %s %.3f in %.0f s", name, results[-1]["primary"], _value(results[-1]), results[-1]["wall_seconds"])
+    gold = config.retrieval.gold_field
+    if "rag" in names and gold and not any(r.meta.get(gold) for r in splits.test):
+        # A misspelt field would report no recall at all; say so before any rung runs.
+        raise ConfigError(f"{config_path(project)}: bad value for 'retrieval.gold_field': no test row has a field {gold!r}")
+    results, failed, interrupted = run_rungs(names, config, project, splits, progress, throughput, fresh)
+    if not results:
+        if interrupted:
+            raise LadderInterrupted(None)
+        raise RungsFailed("every rung failed: " + "; ".join(f"{f['name']}: {f['error']}" for f in failed))
     compare(results, config.eval.bootstrap, config.data.seed)
     break_even = add_break_even(results, prices, throughput)
     ladder = {
         "project": config.name,
         "task": config.task.type,
+        "status": "interrupted" if interrupted else "partial" if failed else "complete",
+        "requested": names,
+        "failed": failed,
+        "reused": [r["name"] for r in results if r.get("reused_from")],
         "primary": results[0]["primary"],
         "test_hash": splits.test_hash,
         "n_test": len(splits.test),
@@ -274,4 +363,6 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
     ws.write_jsonl(report_dir / "test.jsonl", (r.to_json() for r in splits.test))
     ws.write_json(report_dir / "ladder.json", ladder)
     write_report(ladder, report_dir)
+    if interrupted:
+        raise LadderInterrupted(report_dir)
     return report_dir

@@ -184,6 +184,20 @@ def errors_table(r: dict) -> list[str]:
     return lines
 
 
+def run_status_lines(ladder: dict) -> list[str]:
+    """What did not run as asked: an interrupted ladder, failed rungs, rungs reused from earlier runs."""
+    lines = []
+    done, asked = len(ladder["rungs"]), len(ladder.get("requested", ladder["rungs"]))
+    if ladder.get("status") == "interrupted":
+        lines.append(f"**Interrupted**: {done} of {asked} rungs finished before Ctrl-C; this report covers them only.")
+    for f in ladder.get("failed", []):
+        lines.append(f"**Failed**: rung `{f['name']}` — {f['error']}")
+    if ladder.get("reused"):
+        lines.append(f"Reused from earlier runs with the same config, data and tunewise version: "
+                     f"{', '.join(ladder['reused'])} (`tunewise ladder --fresh` recomputes them).")
+    return lines
+
+
 def render_markdown(ladder: dict) -> str:
     rec = ladder["recommendation"]
     out = [
@@ -193,6 +207,7 @@ def render_markdown(ladder: dict) -> str:
          f"(train {ladder['n_train']}, val {ladder['n_val']}, rejected rows {ladder['n_rejected']}). "
          "Every rung was scored on exactly these examples."),
         *(["", f"Data: {ladder['dataset']['note']}."] if ladder.get("dataset", {}).get("note") else []),
+        *[x for line in run_status_lines(ladder) for x in ("", line)],
         "",
         "## Recommendation",
         "",
@@ -250,6 +265,7 @@ def render_html(ladder: dict) -> str:
         pct=_pct, ci=_ci, money=_money, paired=_paired, breakeven=_breakeven, latency=_latency, gflops=_gflops,
         per_1k=_per_1k, rule=rule_text(ladder).replace("`", ""), method_note=method_note(ladder),
         notes=recommendation_notes(ladder["recommendation"]), why_primary=why_primary(ladder).replace("**", ""),
+        status_lines=run_status_lines(ladder),
         be=ladder_break_even(ladder), be_sentences=break_even_sentences(ladder_break_even(ladder)),
         prices_line=prices_line(ladder_break_even(ladder)["prices"],
                                 ladder_break_even(ladder).get("throughput")).replace("`", ""),
