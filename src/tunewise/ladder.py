@@ -45,7 +45,7 @@ def make_rung(name: str, config: ProjectConfig, project: Path, run_dir: Path, pr
     if name not in llm:
         raise ConfigError(f"{config_path(project)}: unknown rung '{name}' (known: {', '.join([*llm, *encoders])})")
     # A fresh copy of the base model per rung: PEFT injects adapters into the model it wraps.
-    return llm[name](config, load(config.model.base, project), run_dir, progress, project=project)
+    return llm[name](config, load(config.model.base, project, progress), run_dir, progress, project=project)
 
 
 def check_rungs(names: list[str], config: ProjectConfig, project: Path) -> None:
@@ -117,6 +117,7 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
         "item_scores": scored.item_scores.tolist(),
         "binary_items": scored.binary,
     }
+    result["warnings"] = list(getattr(rung, "warnings", []))  # also in metrics.json, the report
     if hasattr(rung, "train_result"):
         result["train_history"] = rung.train_result.history
         result["train_steps"] = rung.train_result.steps
@@ -172,7 +173,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
     config = config.model_copy(update={"cost": prices})
     task_schema(config, project)  # fail before any work when an extraction task has no usable schema
     started = time.perf_counter()
-    splits = resolve_splits(config, project, "tunewise ladder")
+    splits = resolve_splits(config, project, "tunewise ladder", progress=progress)
     log.info("test split: %d rows, sha256 %s", len(splits.test), splits.test_hash)
     results = []
     for name in names:

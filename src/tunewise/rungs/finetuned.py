@@ -33,6 +33,7 @@ class FinetunedRung(LabelScorer):
         )
         self.model = result.model
         self.train_result = result
+        self.warnings += result.warnings
         self.cost.train_seconds += result.seconds
         self.cost.train_tokens += result.tokens
         return self
