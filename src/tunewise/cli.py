@@ -103,7 +103,7 @@ def _setup_logging(quiet: bool) -> None:
     )
     # bitsandbytes warns on import that an optional hub kernel cannot be fetched (never, offline); the
     # AVX512-BF16 workaround in train/methods.py does not need it.
-    for noisy in ("transformers", "peft", "accelerate", "httpx", "bitsandbytes"):
+    for noisy in ("transformers", "peft", "accelerate", "httpx", "bitsandbytes", "sentence_transformers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
 
@@ -127,12 +127,17 @@ def progress_bars(quiet: bool) -> Iterator:
     )
 
     def progress(description: str, total: int):
+        if not bars.live.is_started:  # started at the first bar: a command that needs none prints nothing
+            bars.start()
         task = bars.add_task(description, total=total, rate="")
         # Fields such as rate="1,234 tok/s" (the trainer's real tokens per second) update the bar.
         return lambda n, **fields: bars.update(task, advance=n, **fields)
 
-    with bars:
+    try:
         yield progress
+    finally:
+        if bars.live.is_started:
+            bars.stop()
 
 
 @app.command()

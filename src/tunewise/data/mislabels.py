@@ -19,7 +19,7 @@ from tunewise.core import ProgressFn, no_progress
 EmbedFn = Callable[[list[str]], np.ndarray]
 
 
-EMBED_CHUNK = 512  # rows per progress step: small enough to move the bar, large enough to batch well
+EMBED_CHUNK = 128  # rows per progress step (two batches): the bar moves every few seconds on a CPU
 
 
 def minilm_embedder(progress: ProgressFn = no_progress) -> EmbedFn:
