@@ -268,13 +268,15 @@ def estimate(
 def inspect_model(
     model: Annotated[str, typer.Argument(help="A local model folder, a .gguf file or a bundled alias.")],
     json_: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Readiness report: architecture, size, context, chat template, tokens, PEFT targets, weight format, licence."""
     import json
 
     from tunewise.models.inspect import inspect_model as inspect_, render_text
 
-    report = inspect_(model)
+    with progress_bars(quiet) as progress:  # a GGUF is converted once, on stderr; the report goes to stdout
+        report = inspect_(model, progress=progress)
     text = json.dumps(report.to_dict(), indent=2) if json_ else "\n".join(render_text(report))
     out.print(text, markup=False, highlight=False, soft_wrap=True)
 

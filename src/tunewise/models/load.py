@@ -49,7 +49,7 @@ def _gguf_bar(progress: ProgressFn):
 
     def bar(items, desc: str = "", **_):
         items = list(items)
-        advance = progress("converting the model (once)", len(items))
+        advance = progress("de-quantising GGUF tensors", len(items))
         for item in items:
             yield item
             advance(1)
@@ -75,9 +75,14 @@ def gguf_to_hf(gguf: Path, progress: ProgressFn = no_progress) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to fp32 safetensors (once) in %s", gguf.name, target)
+    title = f"converting {gguf.name} (once)"
+    stage = progress(title, 4)  # each stage takes seconds to a minute on a CPU: name the one running
+    stage(0, description=f"{title}: tokenizer")
     with _gguf_bar(progress):
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        stage(1, description=f"{title}: weights")
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    stage(1, description=f"{title}: fp32 model")
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -85,12 +90,14 @@ def gguf_to_hf(gguf: Path, progress: ProgressFn = no_progress) -> Path:
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(loaded.state_dict())
     model.generation_config.pad_token_id = tok.pad_token_id
+    stage(1, description=f"{title}: writing safetensors")
     # atomic_dir renames the finished folder into place: a conversion killed half-way leaves
     # only a hidden temporary folder, never a cache entry that looks complete.
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         write_json(tmp / "tunewise-source.json", {"gguf": str(gguf), "sha256": sha256_file(gguf)})
+    stage(1, description=title)
     return target
 
 
