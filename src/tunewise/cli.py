@@ -118,7 +118,7 @@ def progress_bars(quiet: bool) -> Iterator:
 
     from tunewise.rungs.base import no_progress
 
-    if quiet:
+    if quiet or not console.is_terminal:  # bars are for a person at a terminal: a log or a pipe gets none
         yield no_progress
         return
     bars = Progress(

@@ -143,3 +143,24 @@ def test_a_bad_option_value_fails_in_one_line_before_any_work(tiny_project, monk
     assert result.output.strip().count("\n") == 0 and bad in result.output and "Traceback" not in result.output
     for kind in ("audits", "datasets", "runs", "sweeps"):
         assert not (tiny_project / ".tunewise" / kind).exists()
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_cli_bars_draw_on_a_terminal_only_and_only_when_a_step_needs_one(monkeypatch, terminal):
+    import io
+
+    from rich.console import Console
+
+    from tunewise import cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=screen, force_terminal=terminal, width=100))
+    with cli.progress_bars(False):
+        pass  # a command that found its work done (a reused audit) draws nothing, not even a blank line
+    assert screen.getvalue() == ""
+    with cli.progress_bars(False) as progress:
+        advance = progress("audit (3 rows)", 2)
+        advance(1, description="audit (3 rows): pii")
+        advance(1, description="audit (3 rows)")
+    drawn = screen.getvalue()
+    assert ("audit (3 rows)" in drawn and "2/2" in drawn) if terminal else drawn == ""
