@@ -79,12 +79,12 @@ def _strategies() -> tuple[str, ...]:
     return STRATEGIES
 
 
-def _check_choice(option: str, value: str | None, choices: tuple[str, ...]) -> None:
+def _check_choice(option: str, value: str | None, choices: tuple[str, ...], key: str = "") -> None:
     """An option value outside its choices is a usage error, refused before any work (exit 2)."""
     if value is not None and value not in choices:
         from tunewise.config import ConfigError
 
-        raise ConfigError(f"{option} {value}: expected one of {', '.join(choices)}")
+        raise ConfigError(f"{option} {value}: expected one of {', '.join(choices)}" + (f" (as {key})" if key else ""))
 
 
 def _writable(project: Path) -> None:
@@ -410,7 +410,7 @@ def train(
     """Fine-tune the base model on the train split; checkpoints, lineage and metrics go to .tunewise/runs/."""
     from tunewise.config import load_config
 
-    _check_choice("--method", method, _methods())
+    _check_choice("--method", method, _methods(), "train.method")
     _check_choice("--strategy", strategy, _strategies())
     load_config(project, set_)  # fail on a bad config before any model is loaded
     _writable(project)
@@ -452,7 +452,7 @@ def sweep(
     """Search learning rate, LoRA rank/alpha/dropout, batch size and warm-up with Optuna, on val loss only."""
     from tunewise.config import load_config
 
-    _check_choice("--method", method, _methods())
+    _check_choice("--method", method, _methods(), "train.method")
     load_config(project, set_)
     _writable(project)
     _setup_logging(quiet)
