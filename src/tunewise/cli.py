@@ -116,7 +116,7 @@ def progress_bars(quiet: bool) -> Iterator:
     """Yield a ``progress(description, total) -> advance(n)`` function backed by Rich."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from tunewise.rungs.base import no_progress
+    from tunewise.core import no_progress
 
     if quiet or not console.is_terminal:  # bars are for a person at a terminal: a log or a pipe gets none
         yield no_progress
