@@ -164,3 +164,15 @@ def test_cli_bars_draw_on_a_terminal_only_and_only_when_a_step_needs_one(monkeyp
         advance(1, description="audit (3 rows)")
     drawn = screen.getvalue()
     assert ("audit (3 rows)" in drawn and "2/2" in drawn) if terminal else drawn == ""
+
+
+def test_gate_tells_an_unknown_check_from_one_that_did_not_run():
+    from tunewise.config import ConfigError
+    from tunewise.data.load import DataError
+
+    audit = {"checks": {"pii": {"count": 0}}, "rejected": []}
+    with pytest.raises(ConfigError, match="unknown check"):
+        au.gate(audit, ["piii"])
+    with pytest.raises(DataError, match="eos_coverage did not run on this data"):
+        au.gate(audit, ["eos_coverage"])  # chat checks run on chat data only
+    au.gate(audit, ["pii", "rejected"])
