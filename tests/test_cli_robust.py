@@ -84,7 +84,7 @@ def test_support_chat_example_config_loads_after_init(tmp_path):
 def test_review_export_prints_an_import_command_that_works(tiny_project):
     from tunewise.data.prepare import export_project_review
 
-    path, _ = export_project_review(tiny_project, None, ["audit.mislabels=false"])
+    path, *_ = export_project_review(tiny_project, None, ["audit.mislabels=false"])
     result = runner.invoke(app, ["review", "export", str(tiny_project), "--set", "audit.mislabels=false"])
     assert result.exit_code == 0, result.output
     printed = result.output.split("then: ", 1)[1].split()

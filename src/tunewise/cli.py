@@ -67,6 +67,26 @@ def friendly(fn):
     return wrapper
 
 
+def _methods() -> tuple[str, ...]:
+    from tunewise.config import METHODS
+
+    return METHODS
+
+
+def _strategies() -> tuple[str, ...]:
+    from tunewise.train.launch import STRATEGIES
+
+    return STRATEGIES
+
+
+def _check_choice(option: str, value: str | None, choices: tuple[str, ...], key: str = "") -> None:
+    """An option value outside its choices is a usage error, refused before any work (exit 2)."""
+    if value is not None and value not in choices:
+        from tunewise.config import ConfigError
+
+        raise ConfigError(f"{option} {value}: expected one of {', '.join(choices)}" + (f" (as {key})" if key else ""))
+
+
 def _writable(project: Path) -> None:
     """Fail before any work when the project's .tunewise/ folder cannot be written."""
     from tunewise import workspace as ws
@@ -83,7 +103,7 @@ def _setup_logging(quiet: bool) -> None:
     )
     # bitsandbytes warns on import that an optional hub kernel cannot be fetched (never, offline); the
     # AVX512-BF16 workaround in train/methods.py does not need it.
-    for noisy in ("transformers", "peft", "accelerate", "httpx", "bitsandbytes"):
+    for noisy in ("transformers", "peft", "accelerate", "httpx", "bitsandbytes", "sentence_transformers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
 
@@ -96,9 +116,9 @@ def progress_bars(quiet: bool) -> Iterator:
     """Yield a ``progress(description, total) -> advance(n)`` function backed by Rich."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from tunewise.rungs.base import no_progress
+    from tunewise.core import no_progress
 
-    if quiet:
+    if quiet or not console.is_terminal:  # bars are for a person at a terminal: a log or a pipe gets none
         yield no_progress
         return
     bars = Progress(
@@ -107,12 +127,17 @@ def progress_bars(quiet: bool) -> Iterator:
     )
 
     def progress(description: str, total: int):
+        if not bars.live.is_started:  # started at the first bar: a command that needs none prints nothing
+            bars.start()
         task = bars.add_task(description, total=total, rate="")
         # Fields such as rate="1,234 tok/s" (the trainer's real tokens per second) update the bar.
         return lambda n, **fields: bars.update(task, advance=n, **fields)
 
-    with bars:
+    try:
         yield progress
+    finally:
+        if bars.live.is_started:
+            bars.stop()
 
 
 @app.command()
@@ -273,13 +298,15 @@ def estimate(
 def inspect_model(
     model: Annotated[str, typer.Argument(help="A local model folder, a .gguf file or a bundled alias.")],
     json_: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Readiness report: architecture, size, context, chat template, tokens, PEFT targets, weight format, licence."""
     import json
 
     from tunewise.models.inspect import inspect_model as inspect_, render_text
 
-    report = inspect_(model)
+    with progress_bars(quiet) as progress:  # a GGUF is converted once, on stderr; the report goes to stdout
+        report = inspect_(model, progress=progress)
     text = json.dumps(report.to_dict(), indent=2) if json_ else "\n".join(render_text(report))
     out.print(text, markup=False, highlight=False, soft_wrap=True)
 
@@ -297,17 +324,22 @@ def audit(
     html_path: Annotated[Path | None, typer.Option("--html", help="Where to write audit.html.")] = None,
     fail_on: Annotated[str | None, typer.Option(help="Comma-separated checks that fail the run when their count > 0.")] = None,
     set_: SetOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Audit the data before any training: duplicates, conflicts, PII, leakage, mislabels, and more."""
     from rich.table import Table
 
-    from tunewise.data.audit import audit_project, gate, summary_rows
+    from tunewise.data.audit import audit_project, check_fail_on, gate, summary_rows
 
+    gates = [c.strip() for c in fail_on.split(",") if c.strip()] if fail_on else []
+    check_fail_on(gates)  # a misspelt check fails now, not after the whole audit
     if json_path is None or html_path is None:
         _writable(project)
-    result, json_file, html_file = audit_project(
-        project, [str(d) for d in data] if data else None, str(test) if test else None, input_field, target_field,
-        max_tokens, json_path, html_path, set_)
+    _setup_logging(quiet)
+    with progress_bars(quiet) as progress:
+        result, json_file, html_file = audit_project(
+            project, [str(d) for d in data] if data else None, str(test) if test else None, input_field, target_field,
+            max_tokens, json_path, html_path, set_, progress=progress)
     table = Table(title=f"audit: {result['rows']} rows")
     for col in ("check", "count", "detail"):
         table.add_column(col)
@@ -323,19 +355,21 @@ def audit(
         raise DataError(f"no usable rows: {' | '.join(result['hints'])}; rejects: {json_file.parent / 'rejects.jsonl'}")
     for hint in result.get("hints", []):
         console.print(f"[yellow]hint:[/] {hint}", highlight=False, soft_wrap=True)
-    gate(result, [c.strip() for c in fail_on.split(",") if c.strip()] if fail_on else [])
+    gate(result, gates)
 
 
 @app.command()
 @friendly
-def prepare(project: ProjectArg = Path("."), set_: SetOpt = None) -> None:
+def prepare(project: ProjectArg = Path("."), set_: SetOpt = None, quiet: QuietOpt = False) -> None:
     """Clean, redact and split the data by the config's policy into a versioned dataset folder."""
     from tunewise.config import load_config
     from tunewise.data.prepare import prepare_project
 
     config = load_config(project, set_)
     _writable(project)
-    folder, manifest = prepare_project(config, project)
+    _setup_logging(quiet)
+    with progress_bars(quiet) as progress:
+        folder, manifest = prepare_project(config, project, progress=progress)
     for hint in manifest.get("hints", []):
         console.print(f"[yellow]hint:[/] {hint}", highlight=False, soft_wrap=True)
     counts = manifest["counts"]
@@ -354,11 +388,18 @@ def review_export(
     project: ProjectArg = Path("."),
     output: Annotated[Path | None, typer.Option("--out", help="CSV to write (default: .tunewise/reviews/review.csv).")] = None,
     set_: SetOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Write a CSV of flagged rows plus the review sample, with an empty corrected_target column."""
+    """Write a CSV of flagged rows plus the review sample, with an empty corrected_target column.
+
+    It uses the newest audit of the same data and config, and audits only when there is none."""
     from tunewise.data.prepare import export_project_review
 
-    path, n = export_project_review(project, output, set_)
+    _setup_logging(quiet)
+    with progress_bars(quiet) as progress:
+        path, n, audit_file, reused = export_project_review(project, output, set_, progress)
+    console.print(f"{'using the audit' if reused else 'no audit matched this data and config; audited now:'} "
+                  f"{audit_file}", highlight=False, soft_wrap=True)
     out.print(f"wrote {n} rows to {path}; fill in corrected_target (or DROP), then: "
               f"tunewise review import {path} {project}", highlight=False, soft_wrap=True)
 
@@ -409,6 +450,8 @@ def train(
     """Fine-tune the base model on the train split; checkpoints, lineage and metrics go to .tunewise/runs/."""
     from tunewise.config import load_config
 
+    _check_choice("--method", method, _methods(), "train.method")
+    _check_choice("--strategy", strategy, _strategies())
     load_config(project, set_)  # fail on a bad config before any model is loaded
     _writable(project)
     _setup_logging(quiet)
@@ -449,6 +492,7 @@ def sweep(
     """Search learning rate, LoRA rank/alpha/dropout, batch size and warm-up with Optuna, on val loss only."""
     from tunewise.config import load_config
 
+    _check_choice("--method", method, _methods(), "train.method")
     load_config(project, set_)
     _writable(project)
     _setup_logging(quiet)

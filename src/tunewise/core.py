@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+ProgressFn = Callable[[str, int], Callable[..., None]]
+"""``progress(description, total)`` returns an ``advance(n, **fields)`` callback (fields: e.g. rate).
+
+Every long step of the library takes one, defaulting to ``no_progress``; the CLI passes Rich bars."""
+
+
+def no_progress(description: str, total: int) -> Callable[..., None]:
+    return lambda n, **fields: None
 
 
 def canonical_json(value: Any) -> str:

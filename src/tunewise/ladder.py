@@ -61,7 +61,7 @@ def make_rung(name: str, config: ProjectConfig, project: Path, run_dir: Path, pr
     if name not in llm:
         raise ConfigError(f"{config_path(project)}: unknown rung '{name}' (known: {', '.join([*llm, *encoders])})")
     # A fresh copy of the base model per rung: PEFT injects adapters into the model it wraps.
-    return llm[name](config, load(config.model.base, project), run_dir, progress, project=project)
+    return llm[name](config, load(config.model.base, project, progress), run_dir, progress, project=project)
 
 
 def check_rungs(names: list[str], config: ProjectConfig, project: Path) -> None:
@@ -137,6 +137,8 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
     rung = make_rung(name, config, project, run_dir, progress)
     rung.fit(splits.train, splits.val)
     preds = rung.predict(splits.test)
+    # What fit and the test predictions warned about (the timing and OOD passes would repeat it).
+    warnings = list(dict.fromkeys(getattr(rung, "warnings", [])))
     ws.write_jsonl(run_dir / "predictions.jsonl", (
         {**p.to_json(), "target": r.target, **({"citations": p.citations} if hasattr(p, "citations") else {})}
         for p, r in zip(preds, splits.test, strict=True)
@@ -169,6 +171,7 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
         "metric_items": {k: v.tolist() for k, v in scored.items.items()},  # for report.content_guard
         "binary_items": scored.binary,
     }
+    result["warnings"] = warnings  # also in metrics.json, the report
     if hasattr(rung, "train_result"):
         result["train_history"] = rung.train_result.history
         result["train_steps"] = rung.train_result.steps
@@ -314,7 +317,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
     throughput = machine_throughput(prices.gflops)  # once per machine; cached afterwards
     check_primary(config, str(config_path(project)))
     started = time.perf_counter()
-    splits = resolve_splits(config, project, "tunewise ladder")
+    splits = resolve_splits(config, project, "tunewise ladder", progress=progress)
     log.info("test split: %d rows, sha256 %s", len(splits.test), splits.test_hash)
     gold = config.retrieval.gold_field
     if "rag" in names and gold and not any(r.meta.get(gold) for r in splits.test):

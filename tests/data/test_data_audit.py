@@ -79,7 +79,7 @@ def test_cli_audit_gate_and_paths(planted, tmp_path):
     assert (tmp_path / "a.json").exists() and (tmp_path / "a.html").exists()
     assert runner.invoke(app, args + ["--fail-on", "suspected_mislabels"]).exit_code == 0
     bad = runner.invoke(app, args + ["--fail-on", "nonsense"])
-    assert bad.exit_code == 1 and "unknown check" in bad.output
+    assert bad.exit_code == 2 and "unknown check" in bad.output  # a usage error, before the audit
 
 
 def test_cli_audit_without_project(tmp_path, monkeypatch):

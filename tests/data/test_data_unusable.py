@@ -224,7 +224,7 @@ def test_extraction_scores_canonical_object_and_array_targets():
              Prediction("2", 'Here: [{"name": "Tom"}, {"name": "Bo"}]'),
              Prediction("3", '["Eve"]')]
     _, items = evaluate_extraction(config, recs, preds, {})
-    assert np.allclose(items, [1.0, 0.5, 1.0])
+    assert np.allclose(items["field_f1"], [1.0, 0.5, 1.0])
 
 
 # ---------------------------------------------------------------- labels outside task.labels

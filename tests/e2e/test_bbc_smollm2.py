@@ -86,14 +86,28 @@ def test_killed_conversion_leaves_no_cache_entry(tmp_path):
 
 
 def test_conversion_under_the_cli_draws_no_tqdm_bar(tmp_path):
-    """The CLI turns transformers' progress bars off; the GGUF reader's own bar must obey (-q means quiet)."""
+    """The GGUF reader's own tqdm bar never shows (a stray line under the CLI); the conversion advances
+    our progress bars instead: by stage, and by tensor while de-quantising."""
     env = {**os.environ, "TUNEWISE_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    code = ("from tunewise.cli import _setup_logging; _setup_logging(True); "
-            "from tunewise.models.load import resolve; print(resolve('smollm2-135m-instruct'))")
+    code = """
+import json
+from tunewise.cli import _setup_logging
+_setup_logging(True)
+from tunewise.models.load import resolve
+bars = {}
+def progress(title, total):
+    bars[title] = [total, 0]
+    return lambda n, **fields: bars[title].__setitem__(1, bars[title][1] + n)
+print(json.dumps({"folder": str(resolve("smollm2-135m-instruct", None, progress)), "bars": bars}))
+"""
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "de-quantizing" not in done.stderr and "it/s" not in done.stderr
-    assert (Path(done.stdout.strip()) / "model.safetensors").exists()
+    out = json.loads(done.stdout)
+    assert (Path(out["folder"]) / "model.safetensors").exists()
+    tensors = out["bars"].pop("de-quantising GGUF tensors")
+    assert tensors[0] == tensors[1] > 100  # SmolLM2-135M has 272 tensors
+    assert list(out["bars"].values()) == [[4, 4]]  # tokenizer, weights, fp32 model, safetensors
 
 
 def test_bundled_model_is_converted_once_then_reused(monkeypatch):

@@ -77,7 +77,7 @@ def _eot_tokenizer(tok):
     return tok
 
 
-def test_end_of_turn_that_is_not_eos_closes_answers_and_stops_generation(tmp_path, tiny_project, tok):
+def test_end_of_turn_that_is_not_eos_closes_answers_and_stops_generation(tmp_path, tiny_project, tok, monkeypatch):
     tok = _eot_tokenizer(tok)
     builder = PromptBuilder(load_config(tiny_project).task, tok)
     end = tok.convert_tokens_to_ids("<|end|>")
@@ -99,6 +99,7 @@ def test_end_of_turn_that_is_not_eos_closes_answers_and_stops_generation(tmp_pat
             return torch.cat([input_ids, torch.tensor([tail] * len(input_ids))], dim=1)
 
     config = load_config(tiny_project, ["task.type=generation"])
+    monkeypatch.setattr("tunewise.rungs.base.model_shape", lambda model: (1, 1, 1))  # the stub has no weights
     rung = LabelScorer(config, (Stub(), tok, None), tmp_path)
     (pred,) = rung.generate(_load(tmp_path, MULTI).records)
     assert pred.output == "the bank"

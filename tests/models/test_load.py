@@ -3,7 +3,7 @@ import importlib.util
 import pytest
 
 from tunewise import assets
-from tunewise.models.load import ModelError, load, load_model, resolve
+from tunewise.models.load import ModelError, _gguf_bar, load, load_model, resolve
 
 
 def test_local_folder_loads(tiny_model_dir):
@@ -39,3 +39,20 @@ def test_pickle_weights_are_refused(tmp_path, tiny_model_dir):
     (folder / "pytorch_model.bin").write_bytes(b"not really")
     with pytest.raises(ModelError, match="pickle weights"):
         load_model(folder)
+
+
+def test_gguf_reader_bar_becomes_ours_and_is_put_back():
+    """transformers' GGUF reader iterates tensors through its own tqdm: during a conversion that loop
+    advances our progress function instead (silent by default), and the reader is restored after."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    real, bars = gguf_utils.tqdm, []
+
+    def progress(title, total):
+        bars.append([title, total, 0])
+        return lambda n, **fields: bars[-1].__setitem__(2, bars[-1][2] + n)
+
+    with _gguf_bar(progress):
+        assert list(gguf_utils.tqdm(iter(range(5)), desc="Converting and de-quantizing GGUF tensors...")) == [0, 1, 2, 3, 4]
+    assert gguf_utils.tqdm is real
+    assert bars == [["de-quantising GGUF tensors", 5, 5]]

@@ -17,12 +17,22 @@ from typing import Any
 
 import numpy as np
 
-from tunewise.core import Record
+from tunewise.core import ProgressFn, Record, no_progress
 from tunewise.data.dedup import method, near_pairs, normalise
 from tunewise.data.load import DataError, Loaded, Reject, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import PII_TYPES, find_pii
 
 GENERATIVE_SCHEMAS = ("chat", "preference", "alpaca", "prompt_completion")
+
+CHECK_NAMES = (
+    "exact_duplicates", "near_duplicates", "conflicting_targets", "empty_inputs", "missing_targets", "too_long",
+    "pii", "leakage", "class_balance", "unknown_labels", "suspected_mislabels",
+    "empty_assistant_replies", "assistant_coverage", "template_round_trip", "eos_coverage",  # chat data only
+    "annotator_agreement",  # with data.annotator_field
+    "review_sample",
+)
+"""Every check the audit can run: the names ``--fail-on`` accepts (with ``rejected``), checked before
+the audit starts."""
 
 
 class AuditGateFailed(DataError):
@@ -295,7 +305,7 @@ def looks_like_labels(records: list[Record]) -> bool:
 
 
 def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None = None, tokenizer=None,
-              embed=None) -> dict:
+              embed=None, progress: ProgressFn = no_progress) -> dict:
     """Run every check; return the audit as audit.json holds it (with seconds per check)."""
     recs = loaded.records
     schemas = sorted(set(loaded.schemas.values()))
@@ -312,7 +322,7 @@ def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None
         ("leakage", lambda: leakage(recs, test, settings.near_threshold)),
         ("class_balance", lambda: class_balance(recs, settings.labels, settings.min_label_count) if is_class else not_class),
         ("unknown_labels", lambda: unknown_labels(recs, settings.labels) if is_class else not_class),
-        ("suspected_mislabels", lambda: _mislabels(recs, settings, embed) if is_class else not_class),
+        ("suspected_mislabels", lambda: _mislabels(recs, settings, embed, progress) if is_class else not_class),
     ]
     if not is_class or set(schemas) & set(GENERATIVE_SCHEMAS):
         plan.append(("chat", lambda: chat_checks(recs, loaded.rejects, tokenizer)))
@@ -323,10 +333,14 @@ def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None
     plan.append(("review_sample", lambda: review_sample(recs, settings.review_sample, settings.seed, is_class)))
     checks: dict[str, Any] = {}
     seconds: dict[str, float] = {}
+    title = f"audit ({len(recs):,} rows)"
+    advance = progress(title, len(plan))
     for name, run in plan:
+        advance(0, description=f"{title}: {name}")  # the bar names the check it waits on
         start = time.perf_counter()
         result = run()
         seconds[name] = round(time.perf_counter() - start, 3)
+        advance(1, description=title)
         checks.update(result if name == "chat" else {name: result})
     labels = settings.labels if is_class else []
     usable = sum(bool(r.input.strip()) and r.target is not None and (not labels or r.target in labels) for r in recs)
@@ -360,7 +374,7 @@ def audit_hints(audit: dict, loaded: Loaded, input_field: str, target_field: str
     return hints
 
 
-def _mislabels(recs: list[Record], settings: AuditSettings, embed) -> dict:
+def _mislabels(recs: list[Record], settings: AuditSettings, embed, progress: ProgressFn = no_progress) -> dict:
     if not settings.mislabels:
         return {"count": 0, "items": [], "skipped": "turned off (audit.mislabels: false)"}
     from tunewise.data.mislabels import suspected_mislabels
@@ -370,19 +384,31 @@ def _mislabels(recs: list[Record], settings: AuditSettings, embed) -> dict:
     # Embedding is the audit's one expensive step on CPU; a stratified subset bounds it.
     rows = subsample(rows, settings.mislabel_max_rows, settings.seed)
     result = suspected_mislabels([r.id for r in rows], [r.input for r in rows], [r.target for r in rows],
-                                 embed, seed=settings.seed)
+                                 embed, seed=settings.seed, progress=progress)
     return {**result, "rows_checked": len(rows)}
 
 
 def gate(audit: dict, fail_on: list[str]) -> None:
     """Raise AuditGateFailed naming every --fail-on check whose count is above zero."""
-    unknown = [c for c in fail_on if c not in audit["checks"] and c != "rejected"]
-    if unknown:
-        raise DataError(f"--fail-on: unknown check(s) {', '.join(unknown)} (known: {', '.join(audit['checks'])}, rejected)")
+    check_fail_on(fail_on)
+    not_run = [c for c in fail_on if c not in audit["checks"] and c != "rejected"]
+    if not_run:
+        raise DataError(f"--fail-on: check(s) {', '.join(not_run)} did not run on this data "
+                        f"(ran: {', '.join(audit['checks'])}, rejected)")
     counts = {c: len(audit["rejected"]) if c == "rejected" else audit["checks"][c]["count"] for c in fail_on}
     failed = {c: n for c, n in counts.items() if n}
     if failed:
         raise AuditGateFailed("audit gate failed: " + ", ".join(f"{c}={n}" for c, n in failed.items()))
+
+
+def check_fail_on(fail_on: list[str]) -> None:
+    """Refuse an unknown --fail-on name before any work (a ConfigError: a usage error, exit 2)."""
+    from tunewise.config import ConfigError
+
+    unknown = [c for c in fail_on if c not in CHECK_NAMES and c != "rejected"]
+    if unknown:
+        raise ConfigError(f"--fail-on: unknown check(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(CHECK_NAMES)}, rejected)")
 
 
 # ---------------------------------------------------------------- a project's audit on disk
@@ -390,10 +416,11 @@ def gate(audit: dict, fail_on: list[str]) -> None:
 def audit_project(project: Path, data: list[str] | None = None, test_file: str | None = None,
                   input_field: str | None = None, target_field: str | None = None, max_tokens: int | None = None,
                   json_path: Path | None = None, html_path: Path | None = None, overrides: list[str] | None = None,
-                  embed=None) -> tuple[dict, Path, Path]:
+                  embed=None, progress: ProgressFn = no_progress) -> tuple[dict, Path, Path]:
     """Load the project's data (or the given files), audit it, write audit.json and audit.html."""
     from tunewise import workspace as ws
     from tunewise.config import config_path, load_config
+    from tunewise.data.audit_reuse import audit_fingerprint
     from tunewise.report.audit_html import render_audit
 
     project = Path(project)
@@ -421,8 +448,8 @@ def audit_project(project: Path, data: list[str] | None = None, test_file: str |
     loaded = load_files(list(files), base, input_field, target_field, schema, id_field, json_targets)
     test = (load_files([test_file], test_base, input_field, target_field, schema, id_field, json_targets).records
             if test_file else None)
-    tokenizer, warning = _tokenizer(config, project) if config else (None, None)
-    audit = run_audit(loaded, settings, test, tokenizer, embed)
+    tokenizer, warning = _tokenizer(config, project, progress) if config else (None, None)
+    audit = run_audit(loaded, settings, test, tokenizer, embed, progress)
     keys = tuple(f"--{k.replace('_', '-')}" if flag or not config else f"task.{k}"
                  for k, flag in (("input_field", input_flag), ("target_field", target_flag)))
     audit["hints"] = audit_hints(audit, loaded, input_field, target_field,
@@ -430,6 +457,7 @@ def audit_project(project: Path, data: list[str] | None = None, test_file: str |
     if warning:
         audit["warnings"] = [warning]
     audit["files"] = {str(f): ws.sha256_file(base / f) for f in files}
+    audit["fingerprint"] = audit_fingerprint(project, config, data, test_flag, input_flag, target_flag, max_tokens)
     out_dir = ws.new_dir(project, "audits") if not (json_path and html_path) else None
     json_path = Path(json_path or out_dir / "audit.json")
     html_path = Path(html_path or out_dir / "audit.html")
@@ -439,14 +467,14 @@ def audit_project(project: Path, data: list[str] | None = None, test_file: str |
     return audit, json_path, html_path
 
 
-def _tokenizer(config, project: Path):
+def _tokenizer(config, project: Path, progress: ProgressFn = no_progress):
     """(the base model's tokenizer, None), or (None, why) when the model cannot be loaded: the audit
     must still run before a model is set up; token lengths then are estimates and say so."""
     from tunewise.assets import AssetMissing
     from tunewise.models.load import ModelError, load_tokenizer, resolve
 
     try:
-        return load_tokenizer(resolve(config.model.base, project)), None
+        return load_tokenizer(resolve(config.model.base, project, progress)), None
     except (ModelError, AssetMissing, OSError, ValueError) as e:
         return None, f"base model tokenizer unavailable ({str(e).splitlines()[0]}); token lengths are estimates"
 

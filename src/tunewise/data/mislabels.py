@@ -14,11 +14,16 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tunewise.core import ProgressFn, no_progress
+
 EmbedFn = Callable[[list[str]], np.ndarray]
 
 
-def minilm_embedder() -> EmbedFn:
-    """The bundled all-MiniLM-L6-v2 encoder on CPU (offline)."""
+EMBED_CHUNK = 128  # rows per progress step (two batches): the bar moves every few seconds on a CPU
+
+
+def minilm_embedder(progress: ProgressFn = no_progress) -> EmbedFn:
+    """The bundled all-MiniLM-L6-v2 encoder on CPU (offline); the bar advances by rows embedded."""
     from tunewise import assets
 
     assets.offline()
@@ -29,8 +34,17 @@ def minilm_embedder() -> EmbedFn:
     hf_logging.disable_progress_bar()  # the audit's own summary is the output, not loading bars
     model = SentenceTransformer(str(path), device="cpu")
     model.max_seq_length = 128  # a cheap classifier's view of each row: its first 128 tokens
-    return lambda texts: np.asarray(model.encode(texts, batch_size=64, normalize_embeddings=True,
-                                                 show_progress_bar=False))
+
+    def embed(texts: list[str]) -> np.ndarray:
+        advance = progress("audit: embedding rows for suspected_mislabels", len(texts))
+        parts = []
+        for i in range(0, len(texts), EMBED_CHUNK):
+            chunk = texts[i:i + EMBED_CHUNK]
+            parts.append(model.encode(chunk, batch_size=64, normalize_embeddings=True, show_progress_bar=False))
+            advance(len(chunk))
+        return np.concatenate(parts) if parts else np.zeros((0, 0))
+
+    return embed
 
 
 def tfidf_embedder(texts: list[str]) -> np.ndarray:
@@ -41,7 +55,7 @@ def tfidf_embedder(texts: list[str]) -> np.ndarray:
 
 
 def suspected_mislabels(ids: list[str], texts: list[str], labels: list[str], embed: EmbedFn | None = None,
-                        folds: int = 5, seed: int = 0) -> dict:
+                        folds: int = 5, seed: int = 0, progress: ProgressFn = no_progress) -> dict:
     """The check's result: rows whose label disagrees confidently with out-of-fold predictions."""
     counts = Counter(labels)
     usable = [lab for lab, n in counts.items() if n >= folds]
@@ -51,7 +65,7 @@ def suspected_mislabels(ids: list[str], texts: list[str], labels: list[str], emb
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    x = (embed or minilm_embedder())([texts[i] for i in keep])
+    x = (embed or minilm_embedder(progress))([texts[i] for i in keep])
     y = np.array([labels[i] for i in keep])
     classes = sorted(usable)
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tunewise import workspace as ws
 from tunewise.config import ProjectConfig
-from tunewise.core import Record
+from tunewise.core import ProgressFn, Record, no_progress
 from tunewise.data.dedup import MEASURE, clusters, near_pairs, normalise
 from tunewise.data.load import DataError, Reject, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import find_pii, redact
@@ -215,7 +215,7 @@ def fingerprint(config: ProjectConfig, project: Path, corrections: dict[str, str
 
 
 def clean(recs: list[Record], config: ProjectConfig, corrections: dict[str, str], tokenizer=None,
-          test: list[Record] | None = None) -> tuple[list[Record], list[dict], Dropped]:
+          test: list[Record] | None = None, progress: ProgressFn = no_progress) -> tuple[list[Record], list[dict], Dropped]:
     """Run every cleaning step in order; return the kept rows, the step log and the dropped rows."""
     pol, task = config.prepare, config.task
     labels = task.labels if task.type == "classification" else []
@@ -234,9 +234,13 @@ def clean(recs: list[Record], config: ProjectConfig, corrections: dict[str, str]
     if test:
         steps.append(("leakage", "drop", lambda r: drop_leaks(r, test, threshold)))
     log, dropped = [], []
+    title = f"prepare ({len(recs):,} rows)"
+    advance = progress(title, len(steps))
     for name, policy, step in steps:
         before = len(recs)
+        advance(0, description=f"{title}: {name}")  # the bar names the step it waits on
         recs, lost, note = step(recs)  # type: ignore[operator]
+        advance(1, description=title)
         dropped += lost
         log.append({"step": name, "policy": policy, "rows_in": before, "rows_out": len(recs), "dropped": len(lost), "note": note})
     return recs, log, dropped
@@ -325,7 +329,7 @@ def held_out(config: ProjectConfig, project: Path, key: str, tokenizer) -> tuple
 
 
 def prepare_project(config: ProjectConfig, project: Path, tokenizer=None,
-                    origin: str = "tunewise prepare") -> tuple[Path, dict]:
+                    origin: str = "tunewise prepare", progress: ProgressFn = no_progress) -> tuple[Path, dict]:
     """Load, clean, split and write the dataset; return its folder and manifest.
 
     ``origin`` says what asked for it (the manifest and data card record it): `tunewise prepare`,
@@ -337,7 +341,7 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None,
     if config.audit.max_tokens and config.prepare.too_long != "keep" and tokenizer is None:
         from tunewise.data.audit import _tokenizer
 
-        tokenizer, warning = _tokenizer(config, project)
+        tokenizer, warning = _tokenizer(config, project, progress)
         if warning:
             raise DataError(f"prepare: audit.max_tokens is set but {warning.split(';')[0]}")
     loaded = load_files(data.files, project, task.input_field, task.target_field, data.schema_, data.id_field,
@@ -354,12 +358,14 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None,
         loaded.rejects += ood_rejects
         hints += ood_hints
     corrections = load_corrections(project)
-    recs, steps, dropped = clean(loaded.records, config, corrections, tokenizer, test)
+    recs, steps, dropped = clean(loaded.records, config, corrections, tokenizer, test, progress)
     rejects = loaded.rejects + [_reject(r, why) for r, why in dropped]
     if not recs:
         _refuse(project, rejects, ", ".join(data.files), _why_nothing_left(n_rows, n_rejected, steps, dropped, hints))
     hints = hints or _dropped_hints(n_rows, steps, dropped)  # the loading hints already say why rows lack targets
+    advance = progress("prepare: splitting", 1)
     parts = split(recs, config, test is not None)
+    advance(1)
     if test is not None:
         parts["test"] = test
     if ood is not None:
@@ -513,14 +519,22 @@ def _project_records(config: ProjectConfig, project: Path) -> list[Record]:
                       task.type == "extraction").records
 
 
-def export_project_review(project: Path, output: Path | None, overrides: list[str] | None) -> tuple[Path, int]:
+def export_project_review(project: Path, output: Path | None, overrides: list[str] | None,
+                          progress: ProgressFn = no_progress) -> tuple[Path, int, Path, bool]:
+    """Write the review CSV from the newest audit of this data and config, auditing only when none
+    matches; return (csv, rows written, the audit.json used, whether it was reused)."""
     from tunewise.config import load_config
     from tunewise.data.audit import audit_project
+    from tunewise.data.audit_reuse import audit_fingerprint, latest_matching_audit
 
     config = load_config(project, overrides)
-    audit, _, _ = audit_project(project, overrides=overrides)
+    found = latest_matching_audit(project, audit_fingerprint(project, config))
+    if found:
+        audit_file, audit = found
+    else:
+        audit, audit_file, _ = audit_project(project, overrides=overrides, progress=progress)
     path = Path(output or ws.workspace(project) / "reviews" / "review.csv")
-    return path, export_review(audit, _project_records(config, project), path)
+    return path, export_review(audit, _project_records(config, project), path), audit_file, found is not None
 
 
 def import_project_review(project: Path, file: Path, overrides: list[str] | None) -> tuple[int, Path]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunewise.config import ProjectConfig
-from tunewise.core import Record
+from tunewise.core import ProgressFn, Record, no_progress
 from tunewise.data.load import DataError, Reject
 from tunewise.data.prepare import find_prepared, prepare_project, read_part, read_rejects
 from tunewise.data.split import by_target, no_strata, records_hash, subsample
@@ -56,7 +56,7 @@ class Splits:
 
 
 def resolve_splits(config: ProjectConfig, project: Path, command: str = "tunewise",
-                   say: Callable[[str], None] | None = None) -> Splits:
+                   say: Callable[[str], None] | None = None, progress: ProgressFn = no_progress) -> Splits:
     """The project's train/val/test (and OOD) splits for ``config``, from a prepared dataset.
 
     ``eval.max_test_examples`` takes a seeded subset of the test and OOD splits (stratified by
@@ -67,7 +67,8 @@ def resolve_splits(config: ProjectConfig, project: Path, command: str = "tunewis
     folder, note = find_prepared(config, project), ""
     if folder is None:
         try:
-            folder, manifest = prepare_project(config, project, origin=f"`{command}` (no prepared dataset matched its config)")
+            folder, manifest = prepare_project(config, project, origin=f"`{command}` (no prepared dataset matched its config)",
+                                               progress=progress)
         except DataError as e:
             raise DataError(f"no prepared dataset matches this config and preparing one failed: {e}") from None
         c = manifest["counts"]

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tunewise import assets
+from tunewise.core import ProgressFn, no_progress
 from tunewise.models.load import ModelError, resolve, weight_format
 
 ROUND_TRIP_TEXT = "Hello, world! Ünïcödé café 123 — tabs\tand\nnewlines."
@@ -145,7 +146,7 @@ def _count_params(folder: Path, fmt: str, warnings: list[str]) -> int:
     return params
 
 
-def inspect_model(spec: str, project: Path | None = None) -> Readiness:
+def inspect_model(spec: str, project: Path | None = None, progress: ProgressFn = no_progress) -> Readiness:
     """Readiness report of a bundled alias, a local Hugging Face folder or a .gguf file."""
     assets.offline()
     from transformers import AutoConfig, AutoTokenizer
@@ -154,7 +155,7 @@ def inspect_model(spec: str, project: Path | None = None) -> Readiness:
     path = Path(spec).expanduser()
     if kind == "local folder" and not path.exists():
         raise ModelError(f"inspect-model: no such folder or file: {spec}")
-    folder = resolve(spec, project)
+    folder = resolve(spec, project, progress)  # a GGUF is converted once, on the progress bar
     fmt = weight_format(folder)
     warnings: list[str] = []
     try:

@@ -8,11 +8,11 @@ from the config and the state dict.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from pathlib import Path
 
 from tunewise import assets
+from tunewise.core import ProgressFn, no_progress
 from tunewise.workspace import atomic_dir, sha256_file, write_json
 
 log = logging.getLogger(__name__)
@@ -22,17 +22,17 @@ class ModelError(RuntimeError):
     """The base model cannot be found or loaded; the message says what to do."""
 
 
-def resolve(spec: str, project: Path | None = None) -> Path:
+def resolve(spec: str, project: Path | None = None, progress: ProgressFn = no_progress) -> Path:
     """Turn a model spec into a local Hugging Face folder (converting a GGUF file if needed)."""
     if spec in assets.MODEL_ALIASES:
-        return gguf_to_hf(assets.asset_path(assets.MODEL_ALIASES[spec]))
+        return gguf_to_hf(assets.asset_path(assets.MODEL_ALIASES[spec]), progress)
     path = Path(spec).expanduser()
     if not path.is_absolute() and project is not None and (Path(project) / path).exists():
         path = Path(project) / path
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelError(f"model.base: no such GGUF file: {path}")
-        return gguf_to_hf(path)
+        return gguf_to_hf(path, progress)
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ModelError(f"model.base: {path} has no config.json (not a Hugging Face model folder)")
@@ -42,21 +42,27 @@ def resolve(spec: str, project: Path | None = None) -> Path:
 
 
 @contextlib.contextmanager
-def _gguf_bar_obeys_switch():
-    """transformers' GGUF reader draws a tqdm bar of its own that ignores transformers' progress-bar
-    switch (which the CLI turns off); make it obey the switch while we convert."""
+def _gguf_bar(progress: ProgressFn):
+    """transformers' GGUF reader draws a tqdm bar of its own (a stray line under the CLI, which turns
+    transformers' bars off); draw ours instead, by tensors de-quantised, silent by default."""
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
-    from transformers.utils import logging as hf_logging
+
+    def bar(items, desc: str = "", **_):
+        items = list(items)
+        advance = progress("de-quantising GGUF tensors", len(items))
+        for item in items:
+            yield item
+            advance(1)
 
     real = gguf_utils.tqdm
-    gguf_utils.tqdm = functools.partial(real, disable=not hf_logging.is_progress_bar_enabled())
+    gguf_utils.tqdm = bar
     try:
         yield
     finally:
         gguf_utils.tqdm = real
 
 
-def gguf_to_hf(gguf: Path) -> Path:
+def gguf_to_hf(gguf: Path, progress: ProgressFn = no_progress) -> Path:
     """De-quantise ``gguf`` to an fp32 safetensors folder in the cache, once; return the folder."""
     key = f"{gguf.stem}-{sha256_file(gguf)[:16]}"
     target = assets.cache_dir() / "models" / key
@@ -69,9 +75,14 @@ def gguf_to_hf(gguf: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to fp32 safetensors (once) in %s", gguf.name, target)
-    with _gguf_bar_obeys_switch():
+    title = f"converting {gguf.name} (once)"
+    stage = progress(title, 4)  # each stage takes seconds to a minute on a CPU: name the one running
+    stage(0, description=f"{title}: tokenizer")
+    with _gguf_bar(progress):
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        stage(1, description=f"{title}: weights")
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    stage(1, description=f"{title}: fp32 model")
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -79,12 +90,14 @@ def gguf_to_hf(gguf: Path) -> Path:
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(loaded.state_dict())
     model.generation_config.pad_token_id = tok.pad_token_id
+    stage(1, description=f"{title}: writing safetensors")
     # atomic_dir renames the finished folder into place: a conversion killed half-way leaves
     # only a hidden temporary folder, never a cache entry that looks complete.
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         write_json(tmp / "tunewise-source.json", {"gguf": str(gguf), "sha256": sha256_file(gguf)})
+    stage(1, description=title)
     return target
 
 
@@ -130,7 +143,7 @@ def load_model(folder: Path, allow_pickle: bool = False):
     )
 
 
-def load(spec: str, project: Path | None = None):
-    """Return (model, tokenizer, folder) for a model spec."""
-    folder = resolve(spec, project)
+def load(spec: str, project: Path | None = None, progress: ProgressFn = no_progress):
+    """Return (model, tokenizer, folder) for a model spec (a GGUF's one-off conversion shows on ``progress``)."""
+    folder = resolve(spec, project, progress)
     return load_model(folder), load_tokenizer(folder), folder

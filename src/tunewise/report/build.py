@@ -235,6 +235,8 @@ def render_markdown(ladder: dict) -> str:
                 for r in ladder["rungs"] if r.get("ood_metrics")]
     for r in ladder["rungs"]:
         out += ["", f"## {r['name']}", ""]
+        if r.get("warnings"):  # what the run warned about, not only in the log
+            out += ["**Warnings:** " + "; ".join(r["warnings"]), ""]
         if "confusion_matrix" in r["metrics"]:
             out += ["Per-class scores (%):", "", *per_class_table(r, ladder["labels"]), "",
                     "Confusion matrix:", "", *confusion_table(r, ladder["labels"]), ""]

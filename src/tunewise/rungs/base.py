@@ -7,12 +7,11 @@ Conventions (scikit-learn's): the constructor only stores settings; anything lea
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from tunewise.config import ProjectConfig
-from tunewise.core import Cost, Prediction, Record
+from tunewise.core import Cost, Prediction, ProgressFn, Record, no_progress
 from tunewise.evaluate.cost import forward_flops, model_shape
 
 
@@ -25,12 +24,7 @@ class Predictor(Protocol):
     def predict(self, records: list[Record]) -> list[Prediction]: ...
 
 
-ProgressFn = Callable[[str, int], Callable[..., None]]
-"""``progress(description, total)`` returns an ``advance(n, **fields)`` callback (fields: e.g. rate)."""
-
-
-def no_progress(description: str, total: int) -> Callable[..., None]:
-    return lambda n, **fields: None
+__all__ = ["LabelScorer", "Predictor", "ProgressFn", "no_progress"]
 
 
 class LabelScorer:
@@ -48,6 +42,7 @@ class LabelScorer:
         self.cost = Cost()
         # Counted before any adapter wraps the model: a merged adapter serves with the base's weights.
         self.shape = model_shape(self.model)
+        self.warnings: list[str] = []  # what this rung warned about; the ladder records it per rung
 
     def builder(self):
         from tunewise.models.chat import PromptBuilder

@@ -34,6 +34,7 @@ class FinetunedRung(LabelScorer):
         )
         self.model = result.model
         self.train_result = result
+        self.warnings += result.warnings
         self.cost.train_seconds += result.seconds
         self.cost.train_tokens += result.tokens
         self.cost.train_flops += self.train_passes() * self.shape[0] * result.tokens

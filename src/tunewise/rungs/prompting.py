@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from tunewise.core import Record
 from tunewise.rungs.base import LabelScorer
+
+log = logging.getLogger(__name__)
 
 
 class ZeroShot(LabelScorer):
@@ -56,15 +60,21 @@ class FewShot(LabelScorer):
     def prompt_ids(self, records: list[Record]) -> list[list[int]]:
         b = self.builder()
         budget = self.context_budget()
-        full = []
+        full, cut_prompts, cut_shots = [], 0, 0
         for rec, shots in zip(records, self.shots_for(records), strict=True):
             # Fit to the context: drop the farthest examples until prompt + answer fits.
+            k = len(shots)
             while True:
                 ids = self.tokenizer(self.render_record(b, rec, shots), add_special_tokens=False)["input_ids"]
                 if len(ids) <= budget or not shots:
                     break
                 shots = shots[1:]
+            cut_prompts, cut_shots = cut_prompts + (len(shots) < k), cut_shots + k - len(shots)
             full.append(ids)
+        if cut_prompts:
+            self.warnings.append(f"few-shot: {cut_prompts} of {len(records)} prompts lost examples to fit the "
+                                 f"{budget}-token context ({cut_shots} examples cut in all)")
+            log.warning(self.warnings[-1])
         self._prefix_ids = _common_prefix(full) if self.config.few_shot.selection == "random" else []
         cut = len(self._prefix_ids)
         return [ids[cut:] for ids in full]

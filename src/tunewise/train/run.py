@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tunewise import workspace as ws
 from tunewise.config import ConfigError, ProjectConfig, dump_config, load_config
+from tunewise.core import no_progress
 from tunewise.data.split import records_hash
 
 log = logging.getLogger(__name__)
@@ -87,13 +88,13 @@ def train_project(project: Path, method: str | None = None, overrides: list[str]
         from tunewise.train.dpo import preference_splits
 
         preference_splits(config, [], [], project)  # a bad preference file fails before any model loads
-    splits = resolve_splits(config, project, "tunewise train")
+    splits = resolve_splits(config, project, "tunewise train", progress=progress or no_progress)
     run_dir = run_folder(project, config.train.method, resume, run)
     if resume:
         check_resume_config(run_dir, config)
     if is_main_process() and not (resume and (run_dir / "lineage.json").exists()):
         write_lineage(run_dir, config, splits)
-    model, tokenizer, _ = load(config.model.base, project)
+    model, tokenizer, _ = load(config.model.base, project, progress or no_progress)
     result = train_adapter(model, tokenizer, config, splits.train, splits.val, run_dir, progress, resume)
     if is_main_process():
         evals = [r["eval_loss"] for r in result.history if "eval_loss" in r]

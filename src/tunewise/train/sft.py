@@ -85,13 +85,13 @@ def _shorten_input(builder: PromptBuilder, rec: Record, max_length: int) -> tupl
 
 
 def tokenize_examples(records: list[Record], builder: PromptBuilder, max_length: int,
-                      policy: str = "error") -> list[dict]:
+                      policy: str = "error", warnings: list[str] | None = None) -> list[dict]:
     """Prompt + answer token ids with the loss on the answer only; fails loudly on a bad example.
 
     ``policy`` says what happens to an example longer than ``max_length``: ``error`` (the default)
     fails before training, ``drop`` leaves it out with a warning, ``truncate-input`` shortens the
     input (each user and tool turn of a chat) so the answers and their end of turn stay whole.
-    Chat rows train on every assistant turn (see ``models/chat.py``).
+    Chat rows train on every assistant turn (see ``models/chat.py``). Warnings are appended to ``warnings``.
     """
     rows, too_long = [], []
     for rec in records:
@@ -110,8 +110,11 @@ def tokenize_examples(records: list[Record], builder: PromptBuilder, max_length:
             "task.max_input_tokens, or set train.length_policy to drop or truncate-input"
         )
     if too_long:
-        log.warning("train.length_policy=drop: left out %d of %d examples longer than %d tokens",
-                    len(too_long), len(records), max_length)
+        msg = (f"train.length_policy=drop: left out {len(too_long)} of {len(records)} examples longer than "
+               f"{max_length} tokens (e.g. record {too_long[0][0]})")
+        log.warning(msg)
+        if warnings is not None:
+            warnings.append(msg)
     if not rows:
         raise TrainingGuardError("no training example fits train.max_length; raise it")
     return rows
@@ -347,8 +350,9 @@ def train_adapter(model, tokenizer, config: ProjectConfig, train: list[Record], 
     val = subsample(val, t.max_val_examples, t.seed)
     if not val:
         raise TrainingGuardError("the val split is empty: it is needed to choose the best checkpoint")
-    train_rows = tokenize_examples(train, builder, t.max_length, t.length_policy)
-    val_rows = tokenize_examples(val, builder, t.max_length, t.length_policy)
+    notes: list[str] = []  # warnings before training; the history callback adds its own
+    train_rows = tokenize_examples(train, builder, t.max_length, t.length_policy, notes)
+    val_rows = tokenize_examples(val, builder, t.max_length, t.length_policy, notes)
 
     set_seed(t.seed)
     model = prepare_model(model, config)
@@ -378,7 +382,8 @@ def train_adapter(model, tokenizer, config: ProjectConfig, train: list[Record], 
     if trainer.args.should_save:
         history.save(run_dir)
     return TrainResult(trainer.model, seconds, trainer.trained_tokens, trainer.state.global_step,
-                       trainer.state.best_model_checkpoint, history.rows, history.warnings, trainer.evaluated_tokens)
+                       trainer.state.best_model_checkpoint, history.rows, notes + history.warnings,
+                       trainer.evaluated_tokens)
 
 
 def count_parameters(model) -> dict:
