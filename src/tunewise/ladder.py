@@ -141,6 +141,7 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
     ws.write_json(run_dir / "lineage.json", ws.lineage(config, splits.test_hash))
     rung = make_rung(name, config, project, run_dir, progress)
     rung.fit(splits.train, splits.val)
+    rung.save(run_dir)  # what it learned, so `tunewise serve` answers exactly as measured here
     preds = rung.predict(splits.test)
     ws.write_jsonl(run_dir / "predictions.jsonl", (
         {**p.to_json(), "target": r.target, **({"citations": p.citations} if hasattr(p, "citations") else {})}

@@ -76,6 +76,36 @@ class Rag(LabelScorer):
         self.vectors = self.embed([c.text for c in self.chunks])
         return self
 
+    def save(self, run_dir) -> None:
+        """The passages as JSON and their embeddings as safetensors: the documents may change later,
+        the served rung answers from the passages it was measured with."""
+        from tunewise import workspace as ws
+        from tunewise.rungs.saved import save_arrays, write_manifest
+
+        run_dir = Path(run_dir)
+        ws.write_json(run_dir / "rag_chunks.json", [vars(c) for c in self.chunks])
+        save_arrays(run_dir / "rag_vectors.safetensors", {"chunks": self.vectors})
+        write_manifest(run_dir, self.name)
+
+    @classmethod
+    def load(cls, run_dir, config, project, manifest: dict, base: tuple | None = None) -> Rag:
+        import json
+
+        from rank_bm25 import BM25Okapi
+
+        from tunewise.rungs.encoder import Embedder, encoder_dir
+        from tunewise.rungs.saved import llm_base, load_arrays
+
+        run_dir = Path(run_dir)
+        self = cls(config, llm_base(config, project, base), run_dir, project=project)
+        self.chunks = [Chunk(**c) for c in json.loads((run_dir / "rag_chunks.json").read_text(encoding="utf-8"))]
+        # BM25's statistics are a pure function of the saved passages: rebuilt, not refitted.
+        self.bm25 = BM25Okapi([_words(c.text) for c in self.chunks])
+        enc = config.encoder
+        self.embed = Embedder(encoder_dir(config, project), enc.max_seq_length, enc.batch_size)
+        self.vectors = load_arrays(run_dir / "rag_vectors.safetensors")["chunks"]
+        return self
+
     def retrieve(self, queries: list[str]) -> list[list[int]]:
         """Chunk indices per query, best first, by reciprocal-rank fusion of BM25 and embedding ranks."""
         k = min(self.config.retrieval.top_k, len(self.chunks))
