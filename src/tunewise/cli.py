@@ -40,8 +40,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from tunewise.train.launch import LaunchError
     from tunewise.train.methods import MethodError
     from tunewise.train.sft import TrainingGuardError
+    from tunewise.rungs.saved import RungLoadError
+    from tunewise.serve.registry import ServeError
 
-    return (ConfigError, DataError, ExampleError, TemplateError, ModelError, AssetMissing, TrainingGuardError,
+    return (RungLoadError, ServeError, ConfigError, DataError, ExampleError, TemplateError, ModelError, AssetMissing, TrainingGuardError,
             MethodError, PreferenceDataError, LaunchError, PlanError)
 
 
@@ -384,6 +386,27 @@ def sweep(
 
     folder = run_sweep(project, trials, method, set_ or [])
     out.print(f"sweep: {folder / 'sweep.json'}")
+
+
+@app.command()
+@friendly
+def serve(
+    targets: Annotated[list[Path] | None, typer.Argument(
+        help="A project (serves the rungs of its latest ladder) or run folders.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    token: Annotated[str | None, typer.Option(envvar="TUNEWISE_API_TOKEN",
+                                              help="Bearer token every request must carry.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Serve saved rungs behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions,
+    /v1/models, /v1/classify, /health, /metrics); model ids are <project>/<rung>."""
+    from tunewise.serve.app import check_bind, run
+
+    check_bind(host, token)
+    _setup_logging(quiet)
+    out.print(f"serving on http://{host}:{port}/v1 (Ctrl-C stops)")
+    run(targets or [Path(".")], host, port, token)
 
 
 def main() -> None:

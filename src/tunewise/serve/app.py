@@ -1,0 +1,326 @@
+"""The OpenAI-compatible API over saved rungs: chat and text completions, models, classify, health, metrics.
+
+Each rung answers exactly as the ladder measured it: the request's text is the record input, and
+the rung renders its own prompt (instruction, examples, passages, chat template) around it.
+Decoding is greedy, as in evaluation. Whatever a request asks that the rung does not do
+(sampling, earlier chat turns) is named in the response's ``tunewise.notes``, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import math
+import time
+import uuid
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tunewise.config import ServeConfig
+from tunewise.core import Record
+from tunewise.serve.batching import Batcher, QueueFull
+from tunewise.serve.metrics import Metrics
+from tunewise.serve.registry import Served, ServeError
+from tunewise.serve.requestlog import RequestLog
+
+SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "seed", "logit_bias", "stop")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+
+
+def error_response(status: int, message: str, type: str = "invalid_request_error", param=None, code=None,
+                   headers: dict | None = None) -> JSONResponse:
+    """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}."""
+    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    if not is_loopback(host) and not token:
+        raise ServeError(f"--host {host} is reachable from other machines: give --token (or set "
+                         "TUNEWISE_API_TOKEN) so that every request must carry it")
+
+
+def softmax(scores: dict[str, float]) -> dict[str, float]:
+    """Label log-likelihoods -> each label's share of probability among the labels."""
+    top = max(scores.values())
+    exp = {k: math.exp(v - top) if v != -math.inf else 0.0 for k, v in scores.items()}
+    total = sum(exp.values())
+    return {k: v / total for k, v in exp.items()}
+
+
+def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path, token: str | None = None) -> FastAPI:
+    metrics = Metrics()
+    batcher = Batcher(settings.batch_wait_ms, settings.max_batch, settings.max_queue, metrics)
+    requests_log = RequestLog(log_path, settings.redact_pii, settings.log_inputs)
+
+    async def lifespan(app):
+        await batcher.start()
+        yield
+        await batcher.stop()
+        requests_log.close()
+
+    app = FastAPI(title="tunewise", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.served, app.state.metrics, app.state.batcher = served, metrics, batcher
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):
+        return error_response(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request, exc: ApiError):
+        return error_response(exc.status, exc.message, exc.type, exc.param, exc.code)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        path = request.url.path
+        if token and path != "/health":
+            auth = request.headers.get("authorization", "")
+            if auth != f"Bearer {token}":
+                return error_response(401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
+                                      code="invalid_api_key")
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
+            return error_response(413, f"request body over the limit of {settings.max_body_bytes} bytes",
+                                  code="body_too_large")
+        if metrics.in_flight >= settings.max_concurrency:
+            return error_response(429, f"too many concurrent requests (limit {settings.max_concurrency}); retry later",
+                                  type="rate_limit_error", code="concurrency_limit", headers={"Retry-After": "1"})
+        metrics.in_flight += 1
+        try:
+            return await call_next(request)
+        finally:
+            metrics.in_flight -= 1
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "models": list(served), "queue_depth": batcher.depth()}
+
+    @app.get("/metrics")
+    async def prometheus():
+        return PlainTextResponse(metrics.render(batcher.depth()), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [
+            {"id": s.id, "object": "model", "created": int(s.run_dir.stat().st_mtime), "owned_by": "tunewise",
+             "task": s.task, "labels": s.labels or None} for s in served.values()]}
+
+    async def body_of(request: Request) -> dict:
+        raw = await request.body()
+        if len(raw) > settings.max_body_bytes:
+            raise ApiError(413, f"request body over the limit of {settings.max_body_bytes} bytes", code="body_too_large")
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ApiError(400, f"the request body is not valid JSON ({e})") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        return body
+
+    def model_of(body: dict) -> Served:
+        mid = body.get("model")
+        if not isinstance(mid, str) or not mid:
+            raise ApiError(400, "'model' is required: one of GET /v1/models", param="model")
+        # Looked up among loaded ids only: the field never names a file.
+        if mid not in served:
+            raise ApiError(404, f"the model '{mid[:200]}' does not exist; served: {', '.join(served)}",
+                           param="model", code="model_not_found")
+        return served[mid]
+
+    def check_text(text, param: str) -> str:
+        if not isinstance(text, str):
+            raise ApiError(400, f"'{param}' must be a string", param=param)
+        if len(text) > settings.max_prompt_chars:
+            raise ApiError(400, f"'{param}' is {len(text)} characters, over the limit of {settings.max_prompt_chars}",
+                           param=param, code="prompt_too_long")
+        return text
+
+    def max_tokens_of(body: dict, s: Served) -> int | None:
+        value = body.get("max_completion_tokens", body.get("max_tokens"))
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ApiError(400, "'max_tokens' must be a positive integer", param="max_tokens")
+        if value > settings.max_tokens:
+            raise ApiError(400, f"'max_tokens' {value} is over the limit of {settings.max_tokens}",
+                           param="max_tokens", code="max_tokens_too_large")
+        return value
+
+    def notes_for(body: dict) -> list[str]:
+        asked = [k for k in SAMPLING if body.get(k) not in (None, 0, 1.0, [], {}) or (k == "temperature" and body.get(k))]
+        if asked:
+            return [f"decoding is greedy, as the ladder measured it; ignored: {', '.join(asked)}"]
+        return []
+
+    async def answer(s: Served, text: str, max_tokens: int | None, endpoint: str, started: float):
+        try:
+            job = await batcher.submit(s, Record(id=uuid.uuid4().hex, input=text, target=None), max_tokens)
+        except QueueFull as e:
+            metrics.observe_request(s.id, endpoint, 503, time.perf_counter() - started)
+            raise ApiError(503, str(e), type="server_error", code="queue_full") from None
+        pred = job.future.result()
+        probs = softmax(pred.scores) if pred.scores else None
+        seconds = time.perf_counter() - started
+        metrics.observe_request(s.id, endpoint, 200, seconds)
+        requests_log.write(s.id, endpoint, 200, text, pred.output, 1000 * seconds, probs, job.batch_size)
+        return pred, probs
+
+    def usage(s: Served, pred) -> dict:
+        tok = getattr(s.rung, "tokenizer", None)
+        completion = len(tok(pred.output, add_special_tokens=False)["input_ids"]) if tok is not None else 0
+        return {"prompt_tokens": pred.prompt_tokens, "completion_tokens": completion,
+                "total_tokens": pred.prompt_tokens + completion}
+
+    def finish(s: Served, use: dict, max_tokens: int | None) -> str:
+        limit = max_tokens or s.config.eval.max_new_tokens
+        return "length" if s.task != "classification" and use["completion_tokens"] >= limit else "stop"
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        started = time.perf_counter()
+        body = await body_of(request)
+        s = model_of(body)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            raise ApiError(400, "'messages' must be a non-empty list of {role, content} objects", param="messages")
+        if messages[-1].get("role") != "user":
+            raise ApiError(400, "the last message must be the user's turn", param="messages")
+        if body.get("n", 1) != 1:
+            raise ApiError(400, "'n' must be 1: decoding is greedy, every choice would be the same", param="n")
+        text = check_text(_content(messages[-1]), "messages")
+        max_tokens = max_tokens_of(body, s)
+        notes = notes_for(body)
+        if len(messages) > 1:
+            notes.append(f"the rung answers single inputs as measured; used the last user turn, ignored "
+                         f"{len(messages) - 1} earlier message(s)")
+        pred, probs = await answer(s, text, max_tokens, "chat", started)
+        use = usage(s, pred)
+        cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        extra = {"tunewise": {"label": pred.output, "probabilities": probs} if probs else {}}
+        if notes:
+            extra["tunewise"]["notes"] = notes
+        reason = finish(s, use, max_tokens)
+        if body.get("stream"):
+            return StreamingResponse(_sse(cid, created, s.id, pred.output, reason, extra),
+                                     media_type="text/event-stream")
+        return {"id": cid, "object": "chat.completion", "created": created, "model": s.id,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": pred.output},
+                             "finish_reason": reason, "logprobs": None}],
+                "usage": use, **extra}
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        started = time.perf_counter()
+        body = await body_of(request)
+        s = model_of(body)
+        if body.get("stream"):
+            raise ApiError(400, "'stream' is supported on /v1/chat/completions only", param="stream")
+        prompt = body.get("prompt")
+        prompts = prompt if isinstance(prompt, list) else [prompt]
+        if not prompts or len(prompts) > settings.max_batch:
+            raise ApiError(400, f"'prompt' must be a string or a list of 1 to {settings.max_batch} strings",
+                           param="prompt")
+        prompts = [check_text(p, "prompt") for p in prompts]
+        max_tokens = max_tokens_of(body, s)
+        done = await asyncio.gather(*(answer(s, p, max_tokens, "completions", started) for p in prompts))
+        uses = [usage(s, pred) for pred, _ in done]
+        out = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+               "model": s.id,
+               "choices": [{"index": i, "text": pred.output, "finish_reason": finish(s, u, max_tokens), "logprobs": None}
+                           for i, ((pred, _), u) in enumerate(zip(done, uses, strict=True))],
+               "usage": {k: sum(u[k] for u in uses) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}}
+        if notes := notes_for(body):
+            out["tunewise"] = {"notes": notes}
+        return out
+
+    @app.post("/v1/classify")
+    async def classify(request: Request):
+        started = time.perf_counter()
+        body = await body_of(request)
+        s = model_of(body)
+        if s.task != "classification":
+            raise ApiError(400, f"'{s.id}' is a {s.task} rung; /v1/classify serves classification rungs",
+                           param="model", code="not_a_classifier")
+        given = body.get("input")
+        inputs = given if isinstance(given, list) else [given]
+        if not inputs or len(inputs) > settings.max_batch:
+            raise ApiError(400, f"'input' must be a string or a list of 1 to {settings.max_batch} strings", param="input")
+        inputs = [check_text(x, "input") for x in inputs]
+        done = await asyncio.gather(*(answer(s, x, None, "classify", started) for x in inputs))
+        return {"object": "list", "model": s.id,
+                "data": [{"index": i, "label": pred.output, "probabilities": probs}
+                         for i, (pred, probs) in enumerate(done)]}
+
+    return app
+
+
+def _content(message: dict) -> str | None:
+    """A message's text: a string, or the text parts of a content list."""
+    content = message.get("content")
+    if isinstance(content, list):
+        parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        return "".join(p for p in parts if isinstance(p, str)) if parts else None
+    return content
+
+
+async def _sse(cid: str, created: int, model: str, text: str, reason: str, extra: dict):
+    """The answer as chat.completion.chunk events. The batch decodes the whole answer before the
+    first event, so streaming here changes the wire format, not the time to the first token."""
+    def event(delta: dict, finish: str | None = None, **more) -> str:
+        chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **more}
+        return f"data: {json.dumps(chunk)}\n\n"
+
+    yield event({"role": "assistant", "content": ""})
+    pieces = text.split(" ")
+    for i, piece in enumerate(pieces):
+        yield event({"content": piece if i == 0 else " " + piece})
+    yield event({}, reason, **extra)
+    yield "data: [DONE]\n\n"
+
+
+def build(targets: list[Path], token: str | None = None) -> FastAPI:
+    """Load every rung named by ``targets`` (projects or run folders) and return the app.
+
+    Limits come from the ``serve:`` section of the first project's tunewise.yaml (or the first run's
+    config.yaml); the request log goes to ``<project>/.tunewise/serve/requests.sqlite``.
+    """
+    from tunewise import workspace as ws
+    from tunewise.config import load_config
+    from tunewise.rungs.saved import project_of, run_config
+    from tunewise.serve.registry import load_served
+
+    first = Path(targets[0])
+    if (first / "tunewise.yaml").exists():
+        project, settings = first, load_config(first).serve
+    else:
+        project, settings = project_of(first), run_config(first).serve
+    served = load_served(targets)
+    return create_app(served, settings, ws.workspace(project) / "serve" / "requests.sqlite", token)
+
+
+def run(targets: list[Path], host: str = "127.0.0.1", port: int = 8000, token: str | None = None) -> None:
+    import uvicorn
+
+    check_bind(host, token)
+    app = build(targets, token)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
