@@ -409,6 +409,24 @@ def serve(
     run(targets or [Path(".")], host, port, token)
 
 
+@app.command()
+@friendly
+def export(
+    run: Annotated[Path, typer.Argument(help="A trained run folder (.tunewise/runs/<rung>-<time>).")],
+    merge: Annotated[bool, typer.Option(help="Merge the adapter into its base (needed for GGUF).")] = False,
+    format_: Annotated[str, typer.Option("--format", help="safetensors or gguf (Llama-family models).")] = "safetensors",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: RUN/export).")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Export a trained run (adapter, merged safetensors or GGUF) with DEPLOY.md and MODEL_CARD.md,
+    after checking that it reproduces the trained model and its training prompt token for token."""
+    _setup_logging(quiet)
+    from tunewise.export.run import export_run
+
+    folder = export_run(run, merge, format_, out_dir)
+    out.print(f"exported to {folder} (checks: {folder / 'export.json'}; next: {folder / 'DEPLOY.md'})")
+
+
 def main() -> None:
     import warnings
 
