@@ -76,7 +76,7 @@ def write_model_card(folder: Path, config: ProjectConfig, report: dict, run_dir:
     evals, rows = [], []
     if ladder and result:
         for key, value in result["metrics"].items():
-            if isinstance(value, int | float) and not key.endswith("_ci"):
+            if isinstance(value, int | float) and not key.endswith("_ci") and key != "n":
                 evals.append(EvalResult(task_type=_task(config), dataset_type="tunewise-test-split",
                                         dataset_name=f"{config.name} test split", dataset_split="test",
                                         dataset_revision=ladder["test_hash"], metric_type=key, metric_value=value))
