@@ -4,6 +4,7 @@ completions, classify, errors; adapters sharing one base answer like their own r
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import statistics
 import time
@@ -113,10 +114,12 @@ def test_client_errors_are_openai_errors_with_messages(client, server):
 def test_health_metrics_and_the_request_log(server, client):
     client.chat.completions.create(model="tiny/lora", messages=[{"role": "user", "content": "mail jane.doe@example.com"}])
     assert httpx.get(f"{server.root}/health").json()["status"] == "ok"
+    assert httpx.post(f"{server.url}/chat/completions", json={"model": "nope", "messages": []}).status_code == 404
     text = httpx.get(f"{server.root}/metrics").text
     assert '# TYPE tunewise_requests_total counter' in text
     assert 'tunewise_requests_total{model="tiny/lora",endpoint="chat",status="200"}' in text
     assert "tunewise_batch_size_count" in text
+    assert re.search(r'tunewise_requests_total\{model="",endpoint="/v1/chat/completions",status="404"\} [1-9]', text)
     db = sqlite3.connect(server.log)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     rows = db.execute("SELECT model, input, output, latency_ms, probabilities, redacted FROM requests "

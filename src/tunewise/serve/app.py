@@ -89,14 +89,11 @@ def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path,
     async def api_error(request, exc: ApiError):
         return error_response(exc.status, exc.message, exc.type, exc.param, exc.code)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        path = request.url.path
-        if token and path != "/health":
-            auth = request.headers.get("authorization", "")
-            if auth != f"Bearer {token}":
-                return error_response(401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
-                                      code="invalid_api_key")
+    def refusal(request: Request) -> JSONResponse | None:
+        """Auth, body size and concurrency, checked before a request is read."""
+        if token and request.url.path != "/health" and request.headers.get("authorization", "") != f"Bearer {token}":
+            return error_response(401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
+                                  code="invalid_api_key")
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
             return error_response(413, f"request body over the limit of {settings.max_body_bytes} bytes",
@@ -104,11 +101,20 @@ def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path,
         if metrics.in_flight >= settings.max_concurrency:
             return error_response(429, f"too many concurrent requests (limit {settings.max_concurrency}); retry later",
                                   type="rate_limit_error", code="concurrency_limit", headers={"Retry-After": "1"})
-        metrics.in_flight += 1
-        try:
-            return await call_next(request)
-        finally:
-            metrics.in_flight -= 1
+        return None
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        response = refusal(request)
+        if response is None:
+            metrics.in_flight += 1
+            try:
+                response = await call_next(request)
+            finally:
+                metrics.in_flight -= 1
+        if response.status_code >= 400:  # successes are counted per model where they are answered
+            metrics.observe_request("", request.url.path, response.status_code, 0.0)
+        return response
 
     @app.get("/health")
     async def health():
@@ -175,7 +181,6 @@ def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path,
         try:
             job = await batcher.submit(s, Record(id=uuid.uuid4().hex, input=text, target=None), max_tokens)
         except QueueFull as e:
-            metrics.observe_request(s.id, endpoint, 503, time.perf_counter() - started)
             raise ApiError(503, str(e), type="server_error", code="queue_full") from None
         pred = job.future.result()
         probs = softmax(pred.scores) if pred.scores else None
@@ -185,8 +190,7 @@ def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path,
         return pred, probs
 
     def usage(s: Served, pred) -> dict:
-        tok = getattr(s.rung, "tokenizer", None)
-        completion = len(tok(pred.output, add_special_tokens=False)["input_ids"]) if tok is not None else 0
+        completion = getattr(pred, "completion_tokens", 0)
         return {"prompt_tokens": pred.prompt_tokens, "completion_tokens": completion,
                 "total_tokens": pred.prompt_tokens + completion}
 

@@ -40,9 +40,14 @@ def run_group(served, records: list[Record], max_tokens: int | None) -> list[Pre
         rung.config = config.model_copy(update={"eval": config.eval.model_copy(update={"max_new_tokens": max_tokens})})
     try:
         with served.context():
-            return rung.predict(records)
+            preds = rung.predict(records)
     finally:
         rung.config = config
+    # Counted here, on the model's thread: a fast tokenizer used from two threads at once can fail.
+    tok = getattr(rung, "tokenizer", None)
+    for p in preds:
+        p.completion_tokens = len(tok(p.output, add_special_tokens=False)["input_ids"]) if tok is not None else 0
+    return preds
 
 
 class Batcher:
