@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -67,19 +67,116 @@ def softmax(scores: dict[str, float]) -> dict[str, float]:
     return {k: v / total for k, v in exp.items()}
 
 
+class Service:
+    """What every handler shares: the loaded rungs, the limits, the batcher, the metrics and the log."""
+
+    def __init__(self, served: dict[str, Served], settings: ServeConfig, log_path: Path, token: str | None):
+        self.served, self.settings, self.token = served, settings, token
+        self.metrics = Metrics()
+        self.batcher = Batcher(settings.batch_wait_ms, settings.max_batch, settings.max_queue, self.metrics)
+        self.log = RequestLog(log_path, settings.redact_pii, settings.log_inputs)
+
+    def refusal(self, request: Request) -> JSONResponse | None:
+        """Auth, body size and concurrency, checked before a request is read."""
+        auth = request.headers.get("authorization", "")
+        if self.token and request.url.path != "/health" and auth != f"Bearer {self.token}":
+            return error_response(401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
+                                  code="invalid_api_key")
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.settings.max_body_bytes):
+            return error_response(413, f"request body over the limit of {self.settings.max_body_bytes} bytes",
+                                  code="body_too_large")
+        if self.metrics.in_flight >= self.settings.max_concurrency:
+            limit = self.settings.max_concurrency
+            return error_response(429, f"too many concurrent requests (limit {limit}); retry later",
+                                  type="rate_limit_error", code="concurrency_limit", headers={"Retry-After": "1"})
+        return None
+
+    async def body_of(self, request: Request) -> dict:
+        raw = await request.body()
+        if len(raw) > self.settings.max_body_bytes:
+            raise ApiError(413, f"request body over the limit of {self.settings.max_body_bytes} bytes",
+                           code="body_too_large")
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ApiError(400, f"the request body is not valid JSON ({e})") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        return body
+
+    def model_of(self, body: dict) -> Served:
+        mid = body.get("model")
+        if not isinstance(mid, str) or not mid:
+            raise ApiError(400, "'model' is required: one of GET /v1/models", param="model")
+        # Looked up among loaded ids only: the field never names a file.
+        if mid not in self.served:
+            raise ApiError(404, f"the model '{mid[:200]}' does not exist; served: {', '.join(self.served)}",
+                           param="model", code="model_not_found")
+        return self.served[mid]
+
+    def check_text(self, text, param: str) -> str:
+        if not isinstance(text, str):
+            raise ApiError(400, f"'{param}' must be a string", param=param)
+        if len(text) > self.settings.max_prompt_chars:
+            limit = self.settings.max_prompt_chars
+            raise ApiError(400, f"'{param}' is {len(text)} characters, over the limit of {limit}",
+                           param=param, code="prompt_too_long")
+        return text
+
+    def max_tokens_of(self, body: dict, s: Served) -> int | None:
+        value = body.get("max_completion_tokens", body.get("max_tokens"))
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ApiError(400, "'max_tokens' must be a positive integer", param="max_tokens")
+        if value > self.settings.max_tokens:
+            raise ApiError(400, f"'max_tokens' {value} is over the limit of {self.settings.max_tokens}",
+                           param="max_tokens", code="max_tokens_too_large")
+        return value
+
+    def notes_for(self, body: dict) -> list[str]:
+        # temperature 0 and top_p 1 are what greedy decoding does anyway.
+        asked = [k for k in SAMPLING if body.get(k) not in (None, [], {}, "")
+                 and not (k == "temperature" and body[k] == 0) and not (k == "top_p" and body[k] == 1)]
+        if asked:
+            return [f"decoding is greedy, as the ladder measured it; ignored: {', '.join(asked)}"]
+        return []
+
+    async def answer(self, s: Served, text: str, max_tokens: int | None, endpoint: str, started: float):
+        try:
+            job = await self.batcher.submit(s, Record(id=uuid.uuid4().hex, input=text, target=None), max_tokens)
+        except QueueFull as e:
+            raise ApiError(503, str(e), type="server_error", code="queue_full") from None
+        pred = job.future.result()
+        probs = softmax(pred.scores) if pred.scores else None
+        seconds = time.perf_counter() - started
+        self.metrics.observe_request(s.id, endpoint, 200, seconds)
+        self.log.write(s.id, endpoint, 200, text, pred.output, 1000 * seconds, probs, job.batch_size)
+        return pred, probs
+
+    def usage(self, s: Served, pred) -> dict:
+        completion = getattr(pred, "completion_tokens", 0)
+        return {"prompt_tokens": pred.prompt_tokens, "completion_tokens": completion,
+                "total_tokens": pred.prompt_tokens + completion}
+
+    def finish(self, s: Served, use: dict, max_tokens: int | None) -> str:
+        limit = max_tokens or s.config.eval.max_new_tokens
+        return "length" if s.task != "classification" and use["completion_tokens"] >= limit else "stop"
+
+
+
 def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path, token: str | None = None) -> FastAPI:
-    metrics = Metrics()
-    batcher = Batcher(settings.batch_wait_ms, settings.max_batch, settings.max_queue, metrics)
-    requests_log = RequestLog(log_path, settings.redact_pii, settings.log_inputs)
+    svc = Service(served, settings, log_path, token)
 
     async def lifespan(app):
-        await batcher.start()
+        await svc.batcher.start()
         yield
-        await batcher.stop()
-        requests_log.close()
+        await svc.batcher.stop()
+        svc.log.close()
 
     app = FastAPI(title="tunewise", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.served, app.state.metrics, app.state.batcher = served, metrics, batcher
+    app.state.svc, app.state.served, app.state.metrics, app.state.batcher = svc, served, svc.metrics, svc.batcher
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc):
@@ -89,192 +186,127 @@ def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path,
     async def api_error(request, exc: ApiError):
         return error_response(exc.status, exc.message, exc.type, exc.param, exc.code)
 
-    def refusal(request: Request) -> JSONResponse | None:
-        """Auth, body size and concurrency, checked before a request is read."""
-        if token and request.url.path != "/health" and request.headers.get("authorization", "") != f"Bearer {token}":
-            return error_response(401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
-                                  code="invalid_api_key")
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-            return error_response(413, f"request body over the limit of {settings.max_body_bytes} bytes",
-                                  code="body_too_large")
-        if metrics.in_flight >= settings.max_concurrency:
-            return error_response(429, f"too many concurrent requests (limit {settings.max_concurrency}); retry later",
-                                  type="rate_limit_error", code="concurrency_limit", headers={"Retry-After": "1"})
-        return None
-
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        response = refusal(request)
+        response = svc.refusal(request)
         if response is None:
-            metrics.in_flight += 1
+            svc.metrics.in_flight += 1
             try:
                 response = await call_next(request)
             finally:
-                metrics.in_flight -= 1
+                svc.metrics.in_flight -= 1
         if response.status_code >= 400:  # successes are counted per model where they are answered
-            metrics.observe_request("", request.url.path, response.status_code, 0.0)
+            svc.metrics.observe_request("", request.url.path, response.status_code, 0.0)
         return response
 
-    @app.get("/health")
-    async def health():
-        return {"status": "ok", "models": list(served), "queue_depth": batcher.depth()}
-
-    @app.get("/metrics")
-    async def prometheus():
-        return PlainTextResponse(metrics.render(batcher.depth()), media_type="text/plain; version=0.0.4")
-
-    @app.get("/v1/models")
-    async def models():
-        return {"object": "list", "data": [
-            {"id": s.id, "object": "model", "created": int(s.run_dir.stat().st_mtime), "owned_by": "tunewise",
-             "task": s.task, "labels": s.labels or None} for s in served.values()]}
-
-    async def body_of(request: Request) -> dict:
-        raw = await request.body()
-        if len(raw) > settings.max_body_bytes:
-            raise ApiError(413, f"request body over the limit of {settings.max_body_bytes} bytes", code="body_too_large")
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ApiError(400, f"the request body is not valid JSON ({e})") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "the request body must be a JSON object")
-        return body
-
-    def model_of(body: dict) -> Served:
-        mid = body.get("model")
-        if not isinstance(mid, str) or not mid:
-            raise ApiError(400, "'model' is required: one of GET /v1/models", param="model")
-        # Looked up among loaded ids only: the field never names a file.
-        if mid not in served:
-            raise ApiError(404, f"the model '{mid[:200]}' does not exist; served: {', '.join(served)}",
-                           param="model", code="model_not_found")
-        return served[mid]
-
-    def check_text(text, param: str) -> str:
-        if not isinstance(text, str):
-            raise ApiError(400, f"'{param}' must be a string", param=param)
-        if len(text) > settings.max_prompt_chars:
-            raise ApiError(400, f"'{param}' is {len(text)} characters, over the limit of {settings.max_prompt_chars}",
-                           param=param, code="prompt_too_long")
-        return text
-
-    def max_tokens_of(body: dict, s: Served) -> int | None:
-        value = body.get("max_completion_tokens", body.get("max_tokens"))
-        if value is None:
-            return None
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ApiError(400, "'max_tokens' must be a positive integer", param="max_tokens")
-        if value > settings.max_tokens:
-            raise ApiError(400, f"'max_tokens' {value} is over the limit of {settings.max_tokens}",
-                           param="max_tokens", code="max_tokens_too_large")
-        return value
-
-    def notes_for(body: dict) -> list[str]:
-        asked = [k for k in SAMPLING if body.get(k) not in (None, 0, 1.0, [], {}) or (k == "temperature" and body.get(k))]
-        if asked:
-            return [f"decoding is greedy, as the ladder measured it; ignored: {', '.join(asked)}"]
-        return []
-
-    async def answer(s: Served, text: str, max_tokens: int | None, endpoint: str, started: float):
-        try:
-            job = await batcher.submit(s, Record(id=uuid.uuid4().hex, input=text, target=None), max_tokens)
-        except QueueFull as e:
-            raise ApiError(503, str(e), type="server_error", code="queue_full") from None
-        pred = job.future.result()
-        probs = softmax(pred.scores) if pred.scores else None
-        seconds = time.perf_counter() - started
-        metrics.observe_request(s.id, endpoint, 200, seconds)
-        requests_log.write(s.id, endpoint, 200, text, pred.output, 1000 * seconds, probs, job.batch_size)
-        return pred, probs
-
-    def usage(s: Served, pred) -> dict:
-        completion = getattr(pred, "completion_tokens", 0)
-        return {"prompt_tokens": pred.prompt_tokens, "completion_tokens": completion,
-                "total_tokens": pred.prompt_tokens + completion}
-
-    def finish(s: Served, use: dict, max_tokens: int | None) -> str:
-        limit = max_tokens or s.config.eval.max_new_tokens
-        return "length" if s.task != "classification" and use["completion_tokens"] >= limit else "stop"
-
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        started = time.perf_counter()
-        body = await body_of(request)
-        s = model_of(body)
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-            raise ApiError(400, "'messages' must be a non-empty list of {role, content} objects", param="messages")
-        if messages[-1].get("role") != "user":
-            raise ApiError(400, "the last message must be the user's turn", param="messages")
-        if body.get("n", 1) != 1:
-            raise ApiError(400, "'n' must be 1: decoding is greedy, every choice would be the same", param="n")
-        text = check_text(_content(messages[-1]), "messages")
-        max_tokens = max_tokens_of(body, s)
-        notes = notes_for(body)
-        if len(messages) > 1:
-            notes.append(f"the rung answers single inputs as measured; used the last user turn, ignored "
-                         f"{len(messages) - 1} earlier message(s)")
-        pred, probs = await answer(s, text, max_tokens, "chat", started)
-        use = usage(s, pred)
-        cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        extra = {"tunewise": {"label": pred.output, "probabilities": probs} if probs else {}}
-        if notes:
-            extra["tunewise"]["notes"] = notes
-        reason = finish(s, use, max_tokens)
-        if body.get("stream"):
-            return StreamingResponse(_sse(cid, created, s.id, pred.output, reason, extra),
-                                     media_type="text/event-stream")
-        return {"id": cid, "object": "chat.completion", "created": created, "model": s.id,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": pred.output},
-                             "finish_reason": reason, "logprobs": None}],
-                "usage": use, **extra}
-
-    @app.post("/v1/completions")
-    async def completions(request: Request):
-        started = time.perf_counter()
-        body = await body_of(request)
-        s = model_of(body)
-        if body.get("stream"):
-            raise ApiError(400, "'stream' is supported on /v1/chat/completions only", param="stream")
-        prompt = body.get("prompt")
-        prompts = prompt if isinstance(prompt, list) else [prompt]
-        if not prompts or len(prompts) > settings.max_batch:
-            raise ApiError(400, f"'prompt' must be a string or a list of 1 to {settings.max_batch} strings",
-                           param="prompt")
-        prompts = [check_text(p, "prompt") for p in prompts]
-        max_tokens = max_tokens_of(body, s)
-        done = await asyncio.gather(*(answer(s, p, max_tokens, "completions", started) for p in prompts))
-        uses = [usage(s, pred) for pred, _ in done]
-        out = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-               "model": s.id,
-               "choices": [{"index": i, "text": pred.output, "finish_reason": finish(s, u, max_tokens), "logprobs": None}
-                           for i, ((pred, _), u) in enumerate(zip(done, uses, strict=True))],
-               "usage": {k: sum(u[k] for u in uses) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}}
-        if notes := notes_for(body):
-            out["tunewise"] = {"notes": notes}
-        return out
-
-    @app.post("/v1/classify")
-    async def classify(request: Request):
-        started = time.perf_counter()
-        body = await body_of(request)
-        s = model_of(body)
-        if s.task != "classification":
-            raise ApiError(400, f"'{s.id}' is a {s.task} rung; /v1/classify serves classification rungs",
-                           param="model", code="not_a_classifier")
-        given = body.get("input")
-        inputs = given if isinstance(given, list) else [given]
-        if not inputs or len(inputs) > settings.max_batch:
-            raise ApiError(400, f"'input' must be a string or a list of 1 to {settings.max_batch} strings", param="input")
-        inputs = [check_text(x, "input") for x in inputs]
-        done = await asyncio.gather(*(answer(s, x, None, "classify", started) for x in inputs))
-        return {"object": "list", "model": s.id,
-                "data": [{"index": i, "label": pred.output, "probabilities": probs}
-                         for i, (pred, probs) in enumerate(done)]}
-
+    app.include_router(router)
     return app
+
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(request: Request):
+    svc: Service = request.app.state.svc
+    return {"status": "ok", "models": list(svc.served), "queue_depth": svc.batcher.depth()}
+
+
+@router.get("/metrics")
+async def prometheus(request: Request):
+    svc: Service = request.app.state.svc
+    return PlainTextResponse(svc.metrics.render(svc.batcher.depth()), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/v1/models")
+async def models(request: Request):
+    return {"object": "list", "data": [
+        {"id": s.id, "object": "model", "created": int(s.run_dir.stat().st_mtime), "owned_by": "tunewise",
+         "task": s.task, "labels": s.labels or None} for s in request.app.state.svc.served.values()]}
+
+
+
+@router.post("/v1/chat/completions")
+async def chat(request: Request):
+    started = time.perf_counter()
+    svc: Service = request.app.state.svc
+    body = await svc.body_of(request)
+    s = svc.model_of(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise ApiError(400, "'messages' must be a non-empty list of {role, content} objects", param="messages")
+    if messages[-1].get("role") != "user":
+        raise ApiError(400, "the last message must be the user's turn", param="messages")
+    if body.get("n", 1) != 1:
+        raise ApiError(400, "'n' must be 1: decoding is greedy, every choice would be the same", param="n")
+    text = svc.check_text(_content(messages[-1]), "messages")
+    max_tokens = svc.max_tokens_of(body, s)
+    notes = svc.notes_for(body)
+    if len(messages) > 1:
+        notes.append(f"the rung answers single inputs as measured; used the last user turn, ignored "
+                     f"{len(messages) - 1} earlier message(s)")
+    pred, probs = await svc.answer(s, text, max_tokens, "chat", started)
+    use = svc.usage(s, pred)
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    extra = {"tunewise": {"label": pred.output, "probabilities": probs} if probs else {}}
+    if notes:
+        extra["tunewise"]["notes"] = notes
+    reason = svc.finish(s, use, max_tokens)
+    if body.get("stream"):
+        return StreamingResponse(_sse(cid, created, s.id, pred.output, reason, extra),
+                                 media_type="text/event-stream")
+    return {"id": cid, "object": "chat.completion", "created": created, "model": s.id,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": pred.output},
+                         "finish_reason": reason, "logprobs": None}],
+            "usage": use, **extra}
+
+
+@router.post("/v1/completions")
+async def completions(request: Request):
+    started = time.perf_counter()
+    svc: Service = request.app.state.svc
+    body = await svc.body_of(request)
+    s = svc.model_of(body)
+    if body.get("stream"):
+        raise ApiError(400, "'stream' is supported on /v1/chat/completions only", param="stream")
+    prompt = body.get("prompt")
+    prompts = prompt if isinstance(prompt, list) else [prompt]
+    if not prompts or len(prompts) > svc.settings.max_batch:
+        raise ApiError(400, f"'prompt' must be a string or a list of 1 to {svc.settings.max_batch} strings",
+                       param="prompt")
+    prompts = [svc.check_text(p, "prompt") for p in prompts]
+    max_tokens = svc.max_tokens_of(body, s)
+    done = await asyncio.gather(*(svc.answer(s, p, max_tokens, "completions", started) for p in prompts))
+    uses = [svc.usage(s, pred) for pred, _ in done]
+    out = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+           "model": s.id,
+           "choices": [{"index": i, "text": pred.output, "finish_reason": svc.finish(s, u, max_tokens),
+                        "logprobs": None} for i, ((pred, _), u) in enumerate(zip(done, uses, strict=True))],
+           "usage": {k: sum(u[k] for u in uses) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}}
+    if notes := svc.notes_for(body):
+        out["tunewise"] = {"notes": notes}
+    return out
+
+
+@router.post("/v1/classify")
+async def classify(request: Request):
+    started = time.perf_counter()
+    svc: Service = request.app.state.svc
+    body = await svc.body_of(request)
+    s = svc.model_of(body)
+    if s.task != "classification":
+        raise ApiError(400, f"'{s.id}' is a {s.task} rung; /v1/classify serves classification rungs",
+                       param="model", code="not_a_classifier")
+    given = body.get("input")
+    inputs = given if isinstance(given, list) else [given]
+    if not inputs or len(inputs) > svc.settings.max_batch:
+        raise ApiError(400, f"'input' must be a string or a list of 1 to {svc.settings.max_batch} strings",
+                       param="input")
+    inputs = [svc.check_text(x, "input") for x in inputs]
+    done = await asyncio.gather(*(svc.answer(s, x, None, "classify", started) for x in inputs))
+    return {"object": "list", "model": s.id,
+            "data": [{"index": i, "label": pred.output, "probabilities": probs}
+                     for i, (pred, probs) in enumerate(done)]}
 
 
 def _content(message: dict) -> str | None:
