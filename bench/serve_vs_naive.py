@@ -33,35 +33,44 @@ LEVELS = (1, 8, 32)
 
 def cli(*args):
     r = subprocess.run([sys.executable, "-c", "from tunewise.cli import main; main()", *args],
-                       capture_output=True, text=True)
+                       check=False, capture_output=True, text=True)
     if r.returncode:
         raise SystemExit(r.stderr[-3000:])
 
 
 def make_projects(root: Path) -> tuple[Path, Path]:
-    """The BBC example (zero-shot + a briefly trained lora) and a headline-generation project on the same articles."""
+    """The BBC example's lora rung (briefly trained by the ladder) and a zero-shot headline-generation
+    run on the same articles (zero-shot learns nothing: its run folder is its config and rung.json)."""
     cls = root / "bbc"
-    cli("init", str(cls), "--example", "bbc-news")
-    cli("ladder", str(cls), "-q", "--rungs", "lora", "--set", "eval.max_test_examples=8",
-        "--set", "train.max_train_examples=32", "--set", "train.max_val_examples=8", "--set", "train.max_steps=4",
-        "--set", "train.eval_steps=4")
+    if not (cls / ".tunewise" / "reports").exists():
+        cli("init", str(cls), "--example", "bbc-news")
+        cli("ladder", str(cls), "-q", "--rungs", "lora", "--set", "eval.max_test_examples=8",
+            "--set", "train.max_train_examples=16", "--set", "train.max_val_examples=4", "--set", "train.max_steps=2",
+            "--set", "train.eval_steps=2")
     gen = root / "headlines"
-    (gen / "data").mkdir(parents=True)
-    rows = [json.loads(x) for x in (cls / "data" / "articles.jsonl").read_text().splitlines()]
-    out = []
-    for r in rows:
-        title, _, body = r["text"].strip().partition("\n")
-        out.append({"id": r["id"], "input": body.strip(), "target": title.strip()})
-    (gen / "data" / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in out))
-    (gen / "tunewise.yaml").write_text("""name: headlines
+    run_dir = gen / ".tunewise" / "runs" / "zero-shot-bench"
+    if not (run_dir / "rung.json").exists():
+        from tunewise.config import dump_config, load_config
+        from tunewise.rungs.saved import write_manifest
+
+        (gen / "data").mkdir(parents=True, exist_ok=True)
+        rows = [json.loads(x) for x in (cls / "data" / "articles.jsonl").read_text().splitlines()]
+        out = []
+        for r in rows:
+            title, _, body = r["text"].strip().partition("\n")
+            out.append({"id": r["id"], "input": body.strip(), "target": title.strip()})
+        (gen / "data" / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in out))
+        (gen / "tunewise.yaml").write_text("""name: headlines
 task: {type: generation, instruction: Write a one-line headline for this BBC news article., max_input_tokens: 64}
 data: {files: [data/rows.jsonl], split: {train: 0.8, val: 0.1, test: 0.1}, seed: 13}
 model: {base: smollm2-135m-instruct}
 rungs: [zero-shot]
-eval: {batch_size: 16, max_new_tokens: 16, max_test_examples: 4}
+eval: {batch_size: 16, max_new_tokens: 16}
 """)
-    cli("ladder", str(gen), "-q", "--rungs", "zero-shot")
-    return cls, gen
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text(dump_config(load_config(gen)))
+        write_manifest(run_dir, "zero-shot")
+    return cls, run_dir
 
 
 def naive_app(rung, task: str, max_tokens: int):
@@ -116,6 +125,8 @@ def drive(url: str, path: str, bodies: list[dict], concurrency: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tunewise-serve-bench",
+                    help="Projects are built here once and reused by later runs.")
     ap.add_argument("--out", type=Path, default=Path("bench/results/serve_vs_naive.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -129,25 +140,27 @@ def main() -> None:
 
     results = {"machine": f"{platform.processor() or platform.machine()}, torch threads {args.threads}",
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        cls, gen = make_projects(Path(tmp))
-        articles = [json.loads(x)["text"] for x in (cls / "data" / "articles.jsonl").read_text().splitlines()]
-        texts = [articles[i] for i in range(0, len(articles), len(articles) // 64)][:64]
-        served = load_served([cls, gen])
-        for mid, path, key in (("bbc-news/lora", "/v1/classify", "input"),
-                               ("headlines/zero-shot", "/v1/completions", "prompt")):
-            naive_rung = load_rung(served[mid].run_dir)
-            apps = {"tunewise serve": create_app(served, ServeConfig(), Path(tmp) / "log.sqlite"),
-                    "naive loop": naive_app(naive_rung, served[mid].task, 16)}
-            for c in LEVELS:
-                n = {1: 16, 8: 32, 32: 64}[c] if path == "/v1/classify" else {1: 8, 8: 16, 32: 64}[c]
-                bodies = [{"model": mid, key: t, "max_tokens": 16} for t in texts[:n]]
-                for name, app in apps.items():
-                    with Server(app) as s:
-                        row = {"rung": mid, "server": name, "concurrency": c, **drive(s.root, path, bodies, c)}
-                    results["rows"].append(row)
-                    print(f"{mid:22} {name:15} c={c:<3} {row['rps']:7.2f} req/s  p50 {row['p50_ms']:8.0f} ms  "
-                          f"p95 {row['p95_ms']:8.0f} ms  errors {row['errors']}", flush=True)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    tmp = args.workdir
+    cls, gen = make_projects(tmp)
+    articles = [json.loads(x)["text"] for x in (cls / "data" / "articles.jsonl").read_text().splitlines()]
+    texts = [articles[i] for i in range(0, len(articles), len(articles) // 64)][:64]
+    served = load_served([cls, gen])
+    for mid, path, key in (("bbc-news/lora", "/v1/classify", "input"),
+                           ("headlines/zero-shot", "/v1/completions", "prompt")):
+        naive_rung = load_rung(served[mid].run_dir)
+        # A fresh app per level: an app's batcher and request log close when its server stops.
+        apps = {"tunewise serve": lambda: create_app(served, ServeConfig(), tmp / "log.sqlite"),
+                "naive loop": lambda: naive_app(naive_rung, served[mid].task, 16)}
+        for c in LEVELS:
+            n = {1: 8, 8: 32, 32: 64}[c] if path == "/v1/classify" else {1: 4, 8: 16, 32: 32}[c]
+            bodies = [{"model": mid, key: t, "max_tokens": 16} for t in texts[:n]]
+            for name, make_app in apps.items():
+                with Server(make_app()) as s:
+                    row = {"rung": mid, "server": name, "concurrency": c, **drive(s.root, path, bodies, c)}
+                results["rows"].append(row)
+                print(f"{mid:22} {name:15} c={c:<3} {row['rps']:7.2f} req/s  p50 {row['p50_ms']:8.0f} ms  "
+                      f"p95 {row['p95_ms']:8.0f} ms  errors {row['errors']}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -40,10 +40,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from tunewise.train.launch import LaunchError
     from tunewise.train.methods import MethodError
     from tunewise.train.sft import TrainingGuardError
-    from tunewise.rungs.saved import RungLoadError
-    from tunewise.serve.registry import ServeError
 
-    return (RungLoadError, ServeError, ConfigError, DataError, ExampleError, TemplateError, ModelError, AssetMissing, TrainingGuardError,
+    return (ConfigError, DataError, ExampleError, TemplateError, ModelError, AssetMissing, TrainingGuardError,
             MethodError, PreferenceDataError, LaunchError, PlanError)
 
 
@@ -401,12 +399,13 @@ def serve(
 ) -> None:
     """Serve saved rungs behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions,
     /v1/models, /v1/classify, /health, /metrics); model ids are <project>/<rung>."""
-    from tunewise.serve.app import check_bind, run
+    from tunewise.serve.app import build, check_bind, run
 
     check_bind(host, token)
     _setup_logging(quiet)
-    out.print(f"serving on http://{host}:{port}/v1 (Ctrl-C stops)")
-    run(targets or [Path(".")], host, port, token)
+    app_ = build(targets or [Path(".")], token)
+    out.print(f"serving {', '.join(app_.state.served)} on http://{host}:{port}/v1 (Ctrl-C stops)")
+    run(app_, host, port)
 
 
 @app.command()

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 def cli(*args, **kw):
     return subprocess.run([sys.executable, "-c", "from tunewise.cli import main; main()", *args],
-                          capture_output=True, text=True, timeout=1200, **kw)
+                          check=False, capture_output=True, text=True, timeout=1200, **kw)
 
 
 @pytest.fixture(scope="module")

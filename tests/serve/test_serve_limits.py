@@ -106,3 +106,18 @@ def test_a_full_queue_gets_503(served, tmp_path):
         assert err["code"] == "queue_full"
     finally:
         assert [x.status_code for x in release()] == [200, 200]
+
+
+def test_cli_errors_are_one_line(tmp_path, served_projects):
+    from typer.testing import CliRunner
+
+    from tunewise.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["serve", str(tmp_path / "nowhere")])
+    assert r.exit_code == 2 and "neither a project (tunewise.yaml) nor a run folder" in r.output
+    assert "Traceback" not in r.output
+    r = runner.invoke(app, ["serve", str(served_projects[0]), "--host", "0.0.0.0"], env={"TUNEWISE_API_TOKEN": ""})
+    assert r.exit_code == 2 and "give --token" in r.output
+    r = runner.invoke(app, ["export", str(tmp_path)])
+    assert r.exit_code == 1 and "rung.json: no such file" in r.output

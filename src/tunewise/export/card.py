@@ -12,8 +12,9 @@ SENTINEL = "\u2063INPUT\u2063"  # an invisible separator no real input contains
 
 
 def _engine(cmd: str) -> str:
-    return "found on this machine, not run by tunewise" if shutil.which(cmd) else \
-        "untested: not installed on the machine that wrote this export"
+    if shutil.which(cmd):
+        return "found on this machine, not run by tunewise"
+    return "untested: not installed on the machine that wrote this export"
 
 
 def ollama_template(config: ProjectConfig, tok) -> tuple[str, str]:
@@ -33,8 +34,8 @@ def write_deploy(folder: Path, config: ProjectConfig, report: dict, run_dir: Pat
              "## The prompt the model was trained on", "",
              "Send each input as the user turn, worded exactly as training rendered it:", "",
              "```text", user_turn, "```", "",
-             "The tokenizer's chat template (shipped with the weights, also inside the GGUF) wraps it; decoding "
-             f"stops at `{stop}`. The ladder decoded greedily (temperature 0).", ""]
+             ("The tokenizer's chat template (shipped with the weights, also inside the GGUF) wraps it; decoding "
+             f"stops at `{stop}`. The ladder decoded greedily (temperature 0)."), ""]
     if report.get("adapter"):
         import json
 
@@ -57,8 +58,8 @@ def write_deploy(folder: Path, config: ProjectConfig, report: dict, run_dir: Pat
                       f"llama-server -m {Path(folder).resolve() / gguf} --jinja --port 8080 --temp 0",
                       "```", "", "`--jinja` applies the chat template stored in the GGUF file.", ""]
         lines += ["## Ollama", "", f"Status: {_engine('ollama')}.", "",
-                  "`Modelfile` (written next to this file) carries the training prompt as its TEMPLATE, so "
-                  "`ollama run` takes the bare input:", "", "```bash",
+                  ("`Modelfile` (written next to this file) carries the training prompt as its TEMPLATE, so "
+                  "`ollama run` takes the bare input:"), "", "```bash",
                   f"cd {Path(folder).resolve()} && ollama create {mid.replace('/', '-')} -f Modelfile",
                   f"ollama run {mid.replace('/', '-')} \"your input here\"", "```", ""]
         ws.write_text(Path(folder) / "Modelfile", "\n".join([
@@ -94,27 +95,27 @@ def write_model_card(folder: Path, config: ProjectConfig, report: dict, run_dir:
     t = config.train
     body = [
         f"# {mid}", "",
-        f"Fine-tuned from `{config.model.base}` with **{report['rung']}** by tunewise; exported "
-        f"{'as a merged model' if report.get('merged') or report.get('model') else 'as a PEFT adapter'}.", "",
+        (f"Fine-tuned from `{config.model.base}` with **{report['rung']}** by tunewise; exported "
+        f"{'as a merged model' if report.get('merged') or report.get('model') else 'as a PEFT adapter'}."), "",
         "## Intended use", "", f"Task ({config.task.type}): {config.task.instruction.strip() or '(no instruction)'}",
         f"Labels: {', '.join(config.task.labels)}" if config.task.labels else "", "",
-        "Inputs must be rendered with the exported chat template and the instruction above (see DEPLOY.md); "
-        "other prompt formats were not measured.", "",
+        ("Inputs must be rendered with the exported chat template and the instruction above (see DEPLOY.md); "
+        "other prompt formats were not measured."), "",
         "## Data", "",
         f"Data card: `{datacard}`" if datacard and datacard.exists() else "Data card: none written (run `tunewise prepare`).",
         f"Test split sha256: `{ladder['test_hash']}` ({ladder['n_test']} rows; train {ladder['n_train']}, "
         f"val {ladder['n_val']})." if ladder else "No ladder lists this run: no measured results.", "",
         "## Method and hyperparameters", "",
-        f"method {report['rung']}, epochs {t.epochs}, learning rate {t.learning_rate}, batch size {t.batch_size}, "
-        f"max length {t.max_length}, seed {t.seed}, LoRA r {t.lora.r} / alpha {t.lora.alpha} / dropout {t.lora.dropout}.", "",
+        (f"method {report['rung']}, epochs {t.epochs}, learning rate {t.learning_rate}, batch size {t.batch_size}, "
+        f"max length {t.max_length}, seed {t.seed}, LoRA r {t.lora.r} / alpha {t.lora.alpha} / dropout {t.lora.dropout}."), "",
     ]
     if rows:
         body += ["## Ladder results (same frozen test split, 95% bootstrap CI)", "",
                  f"| rung | {ladder['primary']} | 95% CI |", "|---|---|---|", *rows, "",
                  f"Recommendation: **{ladder['recommendation'].get('rung')}** — {ladder['recommendation'].get('reason')}", ""]
     body += ["## Known limitations", "",
-             f"- Measured on {ladder['n_test'] if ladder else 'no'} test rows from one source; expect drift on other data "
-             "(monitor the request log).",
+             (f"- Measured on {ladder['n_test'] if ladder else 'no'} test rows from one source; expect drift on other data "
+             "(monitor the request log)."),
              "- Greedy decoding only was measured.",
              f"- {report['note']}" if report.get("note") else "- The export matched the trained model in the checks "
              "recorded in export.json.", "",

@@ -14,13 +14,14 @@ import numpy as np
 
 from tunewise import workspace as ws
 from tunewise.config import ProjectConfig, load_config
+from tunewise.models.load import ModelError
 
 FORMAT = 1
 MANIFEST = "rung.json"
 
 
-class RungLoadError(ValueError):
-    """A run folder that cannot be loaded as a rung; the message names the file."""
+class RungLoadError(ModelError):
+    """A run folder that cannot be loaded as a rung; the message names the file (a user error the CLI prints)."""
 
 
 def write_manifest(run_dir: Path, name: str, **fields) -> None:

@@ -343,8 +343,9 @@ def build(targets: list[Path], token: str | None = None) -> FastAPI:
     from tunewise import workspace as ws
     from tunewise.config import load_config
     from tunewise.rungs.saved import project_of, run_config
-    from tunewise.serve.registry import load_served
+    from tunewise.serve.registry import expand_targets, load_served
 
+    expand_targets(targets)  # a wrong target fails here, naming it
     first = Path(targets[0])
     if (first / "tunewise.yaml").exists():
         project, settings = first, load_config(first).serve
@@ -354,9 +355,7 @@ def build(targets: list[Path], token: str | None = None) -> FastAPI:
     return create_app(served, settings, ws.workspace(project) / "serve" / "requests.sqlite", token)
 
 
-def run(targets: list[Path], host: str = "127.0.0.1", port: int = 8000, token: str | None = None) -> None:
+def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn
 
-    check_bind(host, token)
-    app = build(targets, token)
     uvicorn.run(app, host=host, port=port, log_level="warning")

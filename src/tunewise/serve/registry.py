@@ -26,8 +26,8 @@ SHARED_ADAPTERS = {"lora", "dora", "ia3", "dpo"}
 PROMPTING = {"zero-shot", "few-shot", "rag"}
 
 
-class ServeError(ValueError):
-    """The server cannot start as asked; the message says why."""
+class ServeError(ConfigError):
+    """The server cannot start as asked (targets, host, token); the message says why."""
 
 
 @dataclass
