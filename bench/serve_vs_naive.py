@@ -151,7 +151,7 @@ def main() -> None:
         naive_rung = load_rung(served[mid].run_dir)
         # A fresh app per level: an app's batcher and request log close when its server stops.
         apps = {"tunewise serve": lambda: create_app(served, ServeConfig(), tmp / "log.sqlite"),
-                "naive loop": lambda: naive_app(naive_rung, served[mid].task, 16)}
+                "naive loop": lambda r=naive_rung, m=mid: naive_app(r, served[m].task, 16)}
         for c in LEVELS:
             n = {1: 8, 8: 32, 32: 64}[c] if path == "/v1/classify" else {1: 4, 8: 16, 32: 32}[c]
             bodies = [{"model": mid, key: t, "max_tokens": 16} for t in texts[:n]]
