@@ -23,7 +23,7 @@ FAST = ["train.max_steps=2", "train.eval_steps=2", "train.batch_size=4", "train.
 def runs(tmp_path_factory, tiny_model_dir):
     torch.set_num_threads(1)
     project = write_tiny_project(tmp_path_factory.mktemp("export") / "proj", tiny_model_dir)
-    report = run_ladder(load_config(project, FAST), project, ["zero-shot", "lora", "prefix"])
+    report = run_ladder(load_config(project, FAST), project, ["zero-shot", "lora", "prefix", "full"])
     ladder = json.loads((report / "ladder.json").read_text())
     return {r["name"]: project / r["run_dir"] for r in ladder["rungs"]}
 
@@ -54,6 +54,13 @@ def test_adapter_export_is_the_peft_folder_for_vllm(runs, tmp_path):
     out = export_run(runs["lora"], out=tmp_path / "a")
     assert (out / "adapter" / "adapter_config.json").exists()
     assert "--enable-lora" in (out / "DEPLOY.md").read_text() and "--lora-modules tiny/lora=" in (out / "DEPLOY.md").read_text()
+
+
+def test_full_fine_tune_exports_its_weights(runs, tmp_path):
+    out = export_run(runs["full"], out=tmp_path / "f")
+    report = json.loads((out / "export.json").read_text())
+    assert report["safetensors_round_trip"]["max_abs_logit_diff"] == 0.0 and report["template"]["same_token_ids"]
+    assert "vllm serve" in (out / "DEPLOY.md").read_text() and (out / "Modelfile").read_text().startswith("FROM ./model")
 
 
 def test_export_refuses_what_it_cannot_do(runs, tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tunewise import workspace as ws
@@ -41,7 +41,6 @@ class Served:
     adapter: str | None = None  # the PEFT adapter to activate on the shared model
     peft: object | None = None  # the shared PEFT model this rung runs on, if any
     base_key: str | None = None  # a prompting rung's shared base
-    notes: list[str] = field(default_factory=list)
 
     def context(self):
         """Select this rung's adapter on the shared model (or switch adapters off for a prompt rung)."""
