@@ -124,7 +124,8 @@ def drive(url: str, path: str, bodies: list[dict], concurrency: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--scale", type=float, default=1.0, help="Multiply the number of requests per level.")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tunewise-serve-bench",
                     help="Projects are built here once and reused by later runs.")
     ap.add_argument("--out", type=Path, default=Path("bench/results/serve_vs_naive.json"))
@@ -154,6 +155,7 @@ def main() -> None:
                 "naive loop": lambda r=naive_rung, m=mid: naive_app(r, served[m].task, 16)}
         for c in LEVELS:
             n = {1: 8, 8: 32, 32: 64}[c] if path == "/v1/classify" else {1: 4, 8: 16, 32: 32}[c]
+            n = max(c, round(n * args.scale))
             bodies = [{"model": mid, key: t, "max_tokens": 16} for t in texts[:n]]
             for name, make_app in apps.items():
                 with Server(make_app()) as s:
