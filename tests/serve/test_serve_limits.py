@@ -121,3 +121,21 @@ def test_cli_errors_are_one_line(tmp_path, served_projects):
     assert r.exit_code == 2 and "give --token" in r.output
     r = runner.invoke(app, ["export", str(tmp_path)])
     assert r.exit_code == 1 and "rung.json: no such file" in r.output
+
+
+def test_a_model_failure_is_a_500_in_openai_shape(served, tmp_path):
+    rung = served["tiny/lora"].rung
+    real = rung.predict
+
+    def broken(records):
+        raise RuntimeError("out of memory")
+
+    rung.predict = broken
+    try:
+        with Server(create_app(served, ServeConfig(), tmp_path / "log.sqlite")) as s:
+            r = httpx.post(f"{s.url}/chat/completions", json=CHAT, timeout=60)
+            err = _error(r, 500, "the model failed on this request: RuntimeError: out of memory")
+            assert err["type"] == "server_error"
+            assert httpx.post(f"{s.url}/classify", json={"model": "tiny/zero-shot", "input": "x"}).status_code == 200
+    finally:
+        rung.predict = real

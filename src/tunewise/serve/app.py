@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import math
 import time
 import uuid
@@ -26,6 +27,8 @@ from tunewise.serve.batching import Batcher, QueueFull
 from tunewise.serve.metrics import Metrics
 from tunewise.serve.registry import Served, ServeError
 from tunewise.serve.requestlog import RequestLog
+
+log = logging.getLogger(__name__)
 
 SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "seed", "logit_bias", "stop")
 
@@ -185,6 +188,12 @@ def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path,
     @app.exception_handler(ApiError)
     async def api_error(request, exc: ApiError):
         return error_response(exc.status, exc.message, exc.type, exc.param, exc.code)
+
+    @app.exception_handler(Exception)
+    async def server_error(request, exc: Exception):
+        log.exception("request to %s failed", request.url.path)
+        return error_response(500, f"the model failed on this request: {type(exc).__name__}: {exc}"[:500],
+                              type="server_error")
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
