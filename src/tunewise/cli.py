@@ -533,6 +533,46 @@ def monitor(
     raise typer.Exit(result["exit_code"])
 
 
+@app.command()
+@friendly
+def serve(
+    targets: Annotated[list[Path] | None, typer.Argument(
+        help="A project (serves the rungs of its latest ladder) or run folders.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    token: Annotated[str | None, typer.Option(envvar="TUNEWISE_API_TOKEN",
+                                              help="Bearer token every request must carry.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Serve saved rungs behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions,
+    /v1/models, /v1/classify, /health, /metrics); model ids are <project>/<rung>."""
+    from tunewise.serve.app import build, check_bind, run
+
+    check_bind(host, token)
+    _setup_logging(quiet)
+    app_ = build(targets or [Path(".")], token)
+    out.print(f"serving {', '.join(app_.state.served)} on http://{host}:{port}/v1 (Ctrl-C stops)")
+    run(app_, host, port)
+
+
+@app.command()
+@friendly
+def export(
+    run: Annotated[Path, typer.Argument(help="A trained run folder (.tunewise/runs/<rung>-<time>).")],
+    merge: Annotated[bool, typer.Option(help="Merge the adapter into its base (needed for GGUF).")] = False,
+    format_: Annotated[str, typer.Option("--format", help="safetensors or gguf (Llama-family models).")] = "safetensors",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: RUN/export).")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Export a trained run (adapter, merged safetensors or GGUF) with DEPLOY.md and MODEL_CARD.md,
+    after checking that it reproduces the trained model and its training prompt token for token."""
+    _setup_logging(quiet)
+    from tunewise.export.run import export_run
+
+    folder = export_run(run, merge, format_, out_dir)
+    out.print(f"exported to {folder} (checks: {folder / 'export.json'}; next: {folder / 'DEPLOY.md'})")
+
+
 def main() -> None:
     try:
         import warnings

@@ -367,6 +367,26 @@ class MonitorConfig(_Strict):
     seed: int = 0
 
 
+class ServeConfig(_Strict):
+    """`tunewise serve`: limits every request is held to, dynamic batching and the request log."""
+
+    batch_wait_ms: float = Field(10.0, ge=0, le=1000)
+    """How long the first request of a batch waits for others to join it: latency traded for throughput."""
+    max_batch: int = Field(16, gt=0, le=512)
+    max_queue: int = Field(256, gt=0)
+    """Requests waiting for the model beyond this get 503 (retry later) instead of waiting for ever."""
+    max_concurrency: int = Field(64, gt=0)
+    """Requests open at once beyond this get 429."""
+    max_body_bytes: int = Field(1_000_000, gt=0)
+    max_tokens: int = Field(256, gt=0)
+    """The most new tokens a request may ask for (`max_tokens`); larger asks get 400."""
+    max_prompt_chars: int = Field(20_000, gt=0)
+    redact_pii: bool = False
+    """Replace e-mails, phone and card numbers, IBANs and keys with [TYPE] in the request log (data/pii.py)."""
+    log_inputs: bool = True
+    """Keep each request's input and output in the request log (monitoring reads them)."""
+
+
 RUNGS = ("zero-shot", "lora")
 RungName = Literal[
     "zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune",
@@ -389,6 +409,7 @@ class ProjectConfig(_Strict):
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -136,6 +136,7 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
     ws.write_json(run_dir / "lineage.json", ws.lineage(config, splits.test_hash))
     rung = make_rung(name, config, project, run_dir, progress)
     rung.fit(splits.train, splits.val)
+    rung.save(run_dir)  # what it learned, so `tunewise serve` answers exactly as measured here
     preds = rung.predict(splits.test)
     # What fit and the test predictions warned about (the timing and OOD passes would repeat it).
     warnings = list(dict.fromkeys(getattr(rung, "warnings", [])))

@@ -104,6 +104,31 @@ class EmbeddingClassifier:
         self.history = [{"step": 0, "n_train": len(rows), "train_accuracy": float(self.clf.score(x, y))}]
         return self
 
+    def save(self, run_dir) -> None:
+        """The logistic regression as plain arrays (safetensors), not a pickled estimator."""
+        from tunewise.rungs.saved import save_arrays, write_manifest
+
+        save_arrays(Path(run_dir) / "classifier.safetensors", {
+            "coef": self.clf.coef_, "intercept": self.clf.intercept_, "classes": self.clf.classes_,
+        })
+        write_manifest(run_dir, self.name, history=self.history)
+
+    @classmethod
+    def load(cls, run_dir, config, project, manifest: dict, base=None) -> EmbeddingClassifier:
+        from sklearn.linear_model import LogisticRegression
+
+        from tunewise.rungs.saved import load_arrays
+
+        self = cls(config, project, run_dir)
+        enc = config.encoder
+        self.embed = Embedder(encoder_dir(config, project), enc.max_seq_length, enc.batch_size)
+        arrays = load_arrays(Path(run_dir) / "classifier.safetensors")
+        self.clf = LogisticRegression(C=enc.C, max_iter=2000, random_state=enc.seed)
+        self.clf.coef_, self.clf.intercept_, self.clf.classes_ = arrays["coef"], arrays["intercept"], arrays["classes"]
+        self.clf.n_features_in_ = arrays["coef"].shape[1]
+        self.history = manifest.get("history", [])
+        return self
+
     def predict(self, records: list[Record]) -> list[Prediction]:
         labels = self.config.task.labels
         texts = [r.input for r in records]
@@ -176,6 +201,28 @@ class EncoderFinetune:
         # on the same tokens per request, and the linear heads' FLOPs are negligible.
         self.shape = model_shape(self.model.base_model)
         self.cost.train_flops += FORWARD_BACKWARD * self.shape[0] * tokens
+        return self
+
+    def save(self, run_dir) -> None:
+        """The fine-tuned encoder and its head as a Hugging Face folder (safetensors) with its tokenizer."""
+        from tunewise.rungs.saved import write_manifest
+        from tunewise.workspace import atomic_dir
+
+        with atomic_dir(Path(run_dir) / "encoder") as tmp:
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+        write_manifest(run_dir, self.name, weights="encoder")
+
+    @classmethod
+    def load(cls, run_dir, config, project, manifest: dict, base=None) -> EncoderFinetune:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        folder = Path(run_dir) / manifest.get("weights", "encoder")
+        self = cls(config, project, run_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        self.model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True,
+                                                                        use_safetensors=True)
+        self.shape = model_shape(self.model.base_model)
         return self
 
     def predict(self, records: list[Record]) -> list[Prediction]:

@@ -51,6 +51,26 @@ class FinetunedRung(LabelScorer):
         passes = FORWARD_BACKWARD if full else FORWARD_BACKWARD_FROZEN
         return passes + FORWARD if self.method == "dpo" else passes
 
+    def save(self, run_dir) -> None:
+        """Training already wrote the best weights (PEFT adapter or full safetensors); name them."""
+        from tunewise.rungs.saved import write_manifest
+        from tunewise.train.methods import output_name
+
+        write_manifest(run_dir, self.name, weights=output_name(self.config))
+
+    @classmethod
+    def load(cls, run_dir, config, project, manifest: dict, base: tuple | None = None) -> FinetunedRung:
+        """The rung on its saved weights (a fresh base under an adapter; qlora on the quantised base
+        it trained against). The server shares one base between adapters itself."""
+        from pathlib import Path
+
+        from tunewise.train.merge import load_trained
+
+        folder = Path(run_dir) / manifest["weights"]
+        model, tok = load_trained(folder)
+        trained = (model, tok, folder)
+        return cls(config, trained, run_dir, method=manifest["rung"], project=project)
+
     def predict(self, records: list[Record]) -> list[Prediction]:
         from tunewise.train.methods import PROMPT_LEARNING
 

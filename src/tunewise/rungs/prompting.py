@@ -19,6 +19,18 @@ class ZeroShot(LabelScorer):
         self.builder().check_template()
         return self
 
+    def save(self, run_dir) -> None:
+        """Nothing is learned: the run's config.yaml (instruction, base model) is the whole rung."""
+        from tunewise.rungs.saved import write_manifest
+
+        write_manifest(run_dir, self.name)
+
+    @classmethod
+    def load(cls, run_dir, config, project, manifest: dict, base: tuple | None = None) -> ZeroShot:
+        from tunewise.rungs.saved import llm_base
+
+        return cls(config, llm_base(config, project, base), run_dir, project=project)
+
 
 class FewShot(LabelScorer):
     """k solved train examples before the input, then label scoring like zero-shot.
@@ -47,6 +59,44 @@ class FewShot(LabelScorer):
             enc = self.config.encoder
             self.embed = Embedder(encoder_dir(self.config, self.project), enc.max_seq_length, enc.batch_size)
             self.pool_vectors = self.embed([r.input for r in self.pool])
+        return self
+
+    def save(self, run_dir) -> None:
+        """The example pool (records and clipped inputs) as JSON, its embeddings as safetensors."""
+        from pathlib import Path
+
+        from tunewise import workspace as ws
+        from tunewise.rungs.saved import save_arrays, write_manifest
+
+        run_dir = Path(run_dir)
+        ws.write_json(run_dir / "few_shot.json", {
+            "pool": [r.to_json() for r in self.pool], "pool_inputs": self.pool_inputs, "k": self.k,
+            "fixed": getattr(self, "fixed", None),
+        })
+        if self.config.few_shot.selection != "random":
+            save_arrays(run_dir / "few_shot_vectors.safetensors", {"pool": self.pool_vectors})
+        write_manifest(run_dir, self.name)
+
+    @classmethod
+    def load(cls, run_dir, config, project, manifest: dict, base: tuple | None = None) -> FewShot:
+        import json
+        from pathlib import Path
+
+        from tunewise.rungs.saved import llm_base, load_arrays
+
+        run_dir = Path(run_dir)
+        self = cls(config, llm_base(config, project, base), run_dir, project=project)
+        state = json.loads((run_dir / "few_shot.json").read_text(encoding="utf-8"))
+        self.pool = [Record.from_json(r) for r in state["pool"]]
+        self.pool_inputs, self.k = state["pool_inputs"], state["k"]
+        if config.few_shot.selection == "random":
+            self.fixed = state["fixed"]
+        else:
+            from tunewise.rungs.encoder import Embedder, encoder_dir
+
+            enc = config.encoder
+            self.embed = Embedder(encoder_dir(config, project), enc.max_seq_length, enc.batch_size)
+            self.pool_vectors = load_arrays(run_dir / "few_shot_vectors.safetensors")["pool"]
         return self
 
     def shots_for(self, records: list[Record]) -> list[list[int]]:

@@ -106,6 +106,21 @@ class Retriever:
         self.embed = Embedder(encoder_dir(config, project), enc.max_seq_length, enc.batch_size)
         self.vectors = self.embed([c.text for c in self.chunks])
 
+    @classmethod
+    def from_saved(cls, config: ProjectConfig, project: Path, chunks: list[Chunk], vectors: np.ndarray) -> Retriever:
+        """The retriever over saved passages and their embeddings; BM25's statistics are a pure function
+        of the passages, so they are rebuilt, not refitted."""
+        from rank_bm25 import BM25Okapi
+
+        from tunewise.rungs.encoder import Embedder, encoder_dir
+
+        self = cls.__new__(cls)
+        enc = config.encoder
+        self.top_k, self.chunks, self.vectors = config.retrieval.top_k, chunks, vectors
+        self.bm25 = BM25Okapi([_words(c.text) for c in chunks])
+        self.embed = Embedder(encoder_dir(config, project), enc.max_seq_length, enc.batch_size)
+        return self
+
     def retrieve(self, queries: list[str]) -> list[list[int]]:
         """Chunk indices per query, best first, by reciprocal-rank fusion of BM25 and embedding ranks."""
         k = min(self.top_k, len(self.chunks))
@@ -156,6 +171,31 @@ class Rag(LabelScorer):
     def fit(self, train: list[Record], val: list[Record]) -> Rag:
         self.builder().check_template()
         self.retriever = Retriever(self.config, self.project)
+        self.chunks = self.retriever.chunks
+        return self
+
+    def save(self, run_dir) -> None:
+        """The passages as JSON and their embeddings as safetensors: the documents may change later,
+        the served rung answers from the passages it was measured with."""
+        from tunewise import workspace as ws
+        from tunewise.rungs.saved import save_arrays, write_manifest
+
+        run_dir = Path(run_dir)
+        ws.write_json(run_dir / "rag_chunks.json", [vars(c) for c in self.retriever.chunks])
+        save_arrays(run_dir / "rag_vectors.safetensors", {"chunks": self.retriever.vectors})
+        write_manifest(run_dir, self.name)
+
+    @classmethod
+    def load(cls, run_dir, config, project, manifest: dict, base: tuple | None = None) -> Rag:
+        import json
+
+        from tunewise.rungs.saved import llm_base, load_arrays
+
+        run_dir = Path(run_dir)
+        self = cls(config, llm_base(config, project, base), run_dir, project=project)
+        chunks = [Chunk(**c) for c in json.loads((run_dir / "rag_chunks.json").read_text(encoding="utf-8"))]
+        vectors = load_arrays(run_dir / "rag_vectors.safetensors")["chunks"]
+        self.retriever = Retriever.from_saved(config, project, chunks, vectors)
         self.chunks = self.retriever.chunks
         return self
 

@@ -1,0 +1,1 @@
+"""`tunewise serve`: saved rungs behind an OpenAI-compatible API (see app.py)."""

@@ -1,0 +1,171 @@
+"""Benchmark: `tunewise serve` (dynamic batching) against a naive one-request-at-a-time transformers
+server, same model, same prompts, same run, at concurrency 1, 8 and 32, for a classification rung
+(BBC topics, lora adapter on SmolLM2-135M) and a generation rung (zero-shot headlines, SmolLM2-135M).
+
+    PYTHONPATH=src python bench/serve_vs_naive.py [--threads 2] [--out bench/results/serve_vs_naive.json]
+
+Both servers are FastAPI + uvicorn on 127.0.0.1 in this process, driven by the same httpx client
+threads. The naive server is what one writes first: each request, in turn, is tokenized with the
+rung's own prompt, then one forward scoring every label (classification, no cache, like the rung's
+own prefix/prompt-tuning path) or ``model.generate`` (greedy, batch of one). `tunewise serve` is the
+real app (`tunewise.serve.app.create_app`) with its default serve settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import torch
+
+LEVELS = (1, 8, 32)
+
+
+def cli(*args):
+    r = subprocess.run([sys.executable, "-c", "from tunewise.cli import main; main()", *args],
+                       check=False, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(r.stderr[-3000:])
+
+
+def make_projects(root: Path) -> tuple[Path, Path]:
+    """The BBC example's lora rung (briefly trained by the ladder) and a zero-shot headline-generation
+    run on the same articles (zero-shot learns nothing: its run folder is its config and rung.json)."""
+    cls = root / "bbc"
+    if not (cls / ".tunewise" / "reports").exists():
+        cli("init", str(cls), "--example", "bbc-news")
+        cli("ladder", str(cls), "-q", "--rungs", "lora", "--set", "eval.max_test_examples=8",
+            "--set", "train.max_train_examples=16", "--set", "train.max_val_examples=4", "--set", "train.max_steps=2",
+            "--set", "train.eval_steps=2")
+    gen = root / "headlines"
+    run_dir = gen / ".tunewise" / "runs" / "zero-shot-bench"
+    if not (run_dir / "rung.json").exists():
+        from tunewise.config import dump_config, load_config
+        from tunewise.rungs.saved import write_manifest
+
+        (gen / "data").mkdir(parents=True, exist_ok=True)
+        rows = [json.loads(x) for x in (cls / "data" / "articles.jsonl").read_text().splitlines()]
+        out = []
+        for r in rows:
+            title, _, body = r["text"].strip().partition("\n")
+            out.append({"id": r["id"], "input": body.strip(), "target": title.strip()})
+        (gen / "data" / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in out))
+        (gen / "tunewise.yaml").write_text("""name: headlines
+task: {type: generation, instruction: Write a one-line headline for this BBC news article., max_input_tokens: 64}
+data: {files: [data/rows.jsonl], split: {train: 0.8, val: 0.1, test: 0.1}, seed: 13}
+model: {base: smollm2-135m-instruct}
+rungs: [zero-shot]
+eval: {batch_size: 16, max_new_tokens: 16}
+""")
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text(dump_config(load_config(gen)))
+        write_manifest(run_dir, "zero-shot")
+    return cls, run_dir
+
+
+def naive_app(rung, task: str, max_tokens: int):
+    """One request at a time (a lock), plain transformers calls on the rung's model and prompt."""
+    from fastapi import FastAPI
+
+    from tunewise.rungs.finetuned import score_sequences
+
+    app, lock = FastAPI(), threading.Lock()
+    model, tok = rung.model, rung.tokenizer
+    builder = rung.builder()
+    labels = rung.config.task.labels
+    label_ids = [builder.encode("", lab)[1] for lab in labels]
+    model.eval()
+
+    @app.post("/v1/classify")
+    def classify(body: dict):
+        with lock, torch.inference_mode():
+            scores = score_sequences(model, builder.encode(body["input"], None)[0], label_ids, tok.pad_token_id)
+        return {"label": labels[int(scores.argmax())]}
+
+    @app.post("/v1/completions")
+    def complete(body: dict):
+        with lock, torch.inference_mode():
+            ids = torch.tensor([builder.encode(body["prompt"], None)[0]])
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens,
+                                 do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        return {"choices": [{"text": tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)}]}
+
+    return app
+
+
+def drive(url: str, path: str, bodies: list[dict], concurrency: int) -> dict:
+    client = httpx.Client(timeout=600)
+
+    def one(body):
+        start = time.perf_counter()
+        r = client.post(url + path, json=body)
+        return time.perf_counter() - start, r.status_code
+
+    client.post(url + path, json=bodies[0])  # warm-up
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        done = list(pool.map(one, bodies))
+    wall = time.perf_counter() - start
+    lat = sorted(t for t, _ in done)
+    errors = sum(code != 200 for _, code in done)
+    return {"requests": len(bodies), "errors": errors, "rps": len(bodies) / wall,
+            "p50_ms": 1000 * statistics.median(lat), "p95_ms": 1000 * lat[max(0, round(0.95 * len(lat)) - 1)]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--scale", type=float, default=1.0, help="Multiply the number of requests per level.")
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tunewise-serve-bench",
+                    help="Projects are built here once and reused by later runs.")
+    ap.add_argument("--out", type=Path, default=Path("bench/results/serve_vs_naive.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from serve.conftest import Server  # the tests' uvicorn-in-a-thread helper
+
+    from tunewise.config import ServeConfig
+    from tunewise.rungs.saved import load_rung
+    from tunewise.serve.app import create_app
+    from tunewise.serve.registry import load_served
+
+    results = {"machine": f"{platform.processor() or platform.machine()}, torch threads {args.threads}",
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": []}
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    tmp = args.workdir
+    cls, gen = make_projects(tmp)
+    articles = [json.loads(x)["text"] for x in (cls / "data" / "articles.jsonl").read_text().splitlines()]
+    texts = [articles[i] for i in range(0, len(articles), len(articles) // 64)][:64]
+    served = load_served([cls, gen])
+    for mid, path, key in (("bbc-news/lora", "/v1/classify", "input"),
+                           ("headlines/zero-shot", "/v1/completions", "prompt")):
+        naive_rung = load_rung(served[mid].run_dir)
+        # A fresh app per level: an app's batcher and request log close when its server stops.
+        apps = {"tunewise serve": lambda: create_app(served, ServeConfig(), tmp / "log.sqlite"),
+                "naive loop": lambda r=naive_rung, m=mid: naive_app(r, served[m].task, 16)}
+        for c in LEVELS:
+            n = {1: 8, 8: 32, 32: 64}[c] if path == "/v1/classify" else {1: 4, 8: 16, 32: 32}[c]
+            n = max(c, round(n * args.scale))
+            bodies = [{"model": mid, key: t, "max_tokens": 16} for t in texts[:n]]
+            for name, make_app in apps.items():
+                with Server(make_app()) as s:
+                    row = {"rung": mid, "server": name, "concurrency": c, **drive(s.root, path, bodies, c)}
+                results["rows"].append(row)
+                print(f"{mid:22} {name:15} c={c:<3} {row['rps']:7.2f} req/s  p50 {row['p50_ms']:8.0f} ms  "
+                      f"p95 {row['p95_ms']:8.0f} ms  errors {row['errors']}", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

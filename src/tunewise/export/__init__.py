@@ -1,0 +1,1 @@
+"""`tunewise export`: merged safetensors, GGUF, DEPLOY.md and MODEL_CARD.md for a trained run."""

@@ -1,0 +1,370 @@
+"""The OpenAI-compatible API over saved rungs: chat and text completions, models, classify, health, metrics.
+
+Each rung answers exactly as the ladder measured it: the request's text is the record input, and
+the rung renders its own prompt (instruction, examples, passages, chat template) around it.
+Decoding is greedy, as in evaluation. Whatever a request asks that the rung does not do
+(sampling, earlier chat turns) is named in the response's ``tunewise.notes``, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import math
+import time
+import uuid
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tunewise.config import ServeConfig
+from tunewise.core import Record
+from tunewise.serve.batching import Batcher, QueueFull
+from tunewise.serve.metrics import Metrics
+from tunewise.serve.registry import Served, ServeError
+from tunewise.serve.requestlog import RequestLog
+
+log = logging.getLogger(__name__)
+
+SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "seed", "logit_bias", "stop")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+
+
+def error_response(status: int, message: str, type: str = "invalid_request_error", param=None, code=None,
+                   headers: dict | None = None) -> JSONResponse:
+    """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}."""
+    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    if not is_loopback(host) and not token:
+        raise ServeError(f"--host {host} is reachable from other machines: give --token (or set "
+                         "TUNEWISE_API_TOKEN) so that every request must carry it")
+
+
+def softmax(scores: dict[str, float]) -> dict[str, float]:
+    """Label log-likelihoods -> each label's share of probability among the labels."""
+    top = max(scores.values())
+    exp = {k: math.exp(v - top) if v != -math.inf else 0.0 for k, v in scores.items()}
+    total = sum(exp.values())
+    return {k: v / total for k, v in exp.items()}
+
+
+class Service:
+    """What every handler shares: the loaded rungs, the limits, the batcher, the metrics and the log."""
+
+    def __init__(self, served: dict[str, Served], settings: ServeConfig, log_path: Path, token: str | None):
+        self.served, self.settings, self.token = served, settings, token
+        self.metrics = Metrics()
+        self.batcher = Batcher(settings.batch_wait_ms, settings.max_batch, settings.max_queue, self.metrics)
+        self.log = RequestLog(log_path, settings.redact_pii, settings.log_inputs)
+
+    def refusal(self, request: Request) -> JSONResponse | None:
+        """Auth, body size and concurrency, checked before a request is read."""
+        auth = request.headers.get("authorization", "")
+        if self.token and request.url.path != "/health" and auth != f"Bearer {self.token}":
+            return error_response(401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
+                                  code="invalid_api_key")
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.settings.max_body_bytes):
+            return error_response(413, f"request body over the limit of {self.settings.max_body_bytes} bytes",
+                                  code="body_too_large")
+        if self.metrics.in_flight >= self.settings.max_concurrency:
+            limit = self.settings.max_concurrency
+            return error_response(429, f"too many concurrent requests (limit {limit}); retry later",
+                                  type="rate_limit_error", code="concurrency_limit", headers={"Retry-After": "1"})
+        return None
+
+    async def body_of(self, request: Request) -> dict:
+        raw = await request.body()
+        if len(raw) > self.settings.max_body_bytes:
+            raise ApiError(413, f"request body over the limit of {self.settings.max_body_bytes} bytes",
+                           code="body_too_large")
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ApiError(400, f"the request body is not valid JSON ({e})") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        return body
+
+    def model_of(self, body: dict) -> Served:
+        mid = body.get("model")
+        if not isinstance(mid, str) or not mid:
+            raise ApiError(400, "'model' is required: one of GET /v1/models", param="model")
+        # Looked up among loaded ids only: the field never names a file.
+        if mid not in self.served:
+            raise ApiError(404, f"the model '{mid[:200]}' does not exist; served: {', '.join(self.served)}",
+                           param="model", code="model_not_found")
+        return self.served[mid]
+
+    def check_text(self, text, param: str) -> str:
+        if not isinstance(text, str):
+            raise ApiError(400, f"'{param}' must be a string", param=param)
+        if len(text) > self.settings.max_prompt_chars:
+            limit = self.settings.max_prompt_chars
+            raise ApiError(400, f"'{param}' is {len(text)} characters, over the limit of {limit}",
+                           param=param, code="prompt_too_long")
+        return text
+
+    def max_tokens_of(self, body: dict, s: Served) -> int | None:
+        value = body.get("max_completion_tokens", body.get("max_tokens"))
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ApiError(400, "'max_tokens' must be a positive integer", param="max_tokens")
+        if value > self.settings.max_tokens:
+            raise ApiError(400, f"'max_tokens' {value} is over the limit of {self.settings.max_tokens}",
+                           param="max_tokens", code="max_tokens_too_large")
+        return value
+
+    def notes_for(self, body: dict) -> list[str]:
+        # temperature 0 and top_p 1 are what greedy decoding does anyway.
+        asked = [k for k in SAMPLING if body.get(k) not in (None, [], {}, "")
+                 and not (k == "temperature" and body[k] == 0) and not (k == "top_p" and body[k] == 1)]
+        if asked:
+            return [f"decoding is greedy, as the ladder measured it; ignored: {', '.join(asked)}"]
+        return []
+
+    async def answer(self, s: Served, text: str, max_tokens: int | None, endpoint: str, started: float):
+        try:
+            job = await self.batcher.submit(s, Record(id=uuid.uuid4().hex, input=text, target=None), max_tokens)
+        except QueueFull as e:
+            raise ApiError(503, str(e), type="server_error", code="queue_full") from None
+        pred = job.future.result()
+        probs = softmax(pred.scores) if pred.scores else None
+        seconds = time.perf_counter() - started
+        self.metrics.observe_request(s.id, endpoint, 200, seconds)
+        self.log.write(s.id, endpoint, 200, text, pred.output, 1000 * seconds, probs, job.batch_size)
+        return pred, probs
+
+    def usage(self, s: Served, pred) -> dict:
+        completion = getattr(pred, "completion_tokens", 0)
+        return {"prompt_tokens": pred.prompt_tokens, "completion_tokens": completion,
+                "total_tokens": pred.prompt_tokens + completion}
+
+    def finish(self, s: Served, use: dict, max_tokens: int | None) -> str:
+        limit = max_tokens or s.config.eval.max_new_tokens
+        return "length" if s.task != "classification" and use["completion_tokens"] >= limit else "stop"
+
+
+
+def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path, token: str | None = None) -> FastAPI:
+    svc = Service(served, settings, log_path, token)
+
+    async def lifespan(app):
+        await svc.batcher.start()
+        yield
+        await svc.batcher.stop()
+        svc.log.close()
+
+    app = FastAPI(title="tunewise", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.svc, app.state.served, app.state.metrics, app.state.batcher = svc, served, svc.metrics, svc.batcher
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):
+        return error_response(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request, exc: ApiError):
+        return error_response(exc.status, exc.message, exc.type, exc.param, exc.code)
+
+    @app.exception_handler(Exception)
+    async def server_error(request, exc: Exception):
+        log.exception("request to %s failed", request.url.path)
+        return error_response(500, f"the model failed on this request: {type(exc).__name__}: {exc}"[:500],
+                              type="server_error")
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        response = svc.refusal(request)
+        if response is None:
+            svc.metrics.in_flight += 1
+            try:
+                response = await call_next(request)
+            finally:
+                svc.metrics.in_flight -= 1
+        if response.status_code >= 400:  # successes are counted per model where they are answered
+            svc.metrics.observe_request("", request.url.path, response.status_code, 0.0)
+        return response
+
+    app.include_router(router)
+    return app
+
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(request: Request):
+    svc: Service = request.app.state.svc
+    return {"status": "ok", "models": list(svc.served), "queue_depth": svc.batcher.depth()}
+
+
+@router.get("/metrics")
+async def prometheus(request: Request):
+    svc: Service = request.app.state.svc
+    return PlainTextResponse(svc.metrics.render(svc.batcher.depth()), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/v1/models")
+async def models(request: Request):
+    return {"object": "list", "data": [
+        {"id": s.id, "object": "model", "created": int(s.run_dir.stat().st_mtime), "owned_by": "tunewise",
+         "task": s.task, "labels": s.labels or None} for s in request.app.state.svc.served.values()]}
+
+
+
+@router.post("/v1/chat/completions")
+async def chat(request: Request):
+    started = time.perf_counter()
+    svc: Service = request.app.state.svc
+    body = await svc.body_of(request)
+    s = svc.model_of(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise ApiError(400, "'messages' must be a non-empty list of {role, content} objects", param="messages")
+    if messages[-1].get("role") != "user":
+        raise ApiError(400, "the last message must be the user's turn", param="messages")
+    if body.get("n", 1) != 1:
+        raise ApiError(400, "'n' must be 1: decoding is greedy, every choice would be the same", param="n")
+    text = svc.check_text(_content(messages[-1]), "messages")
+    max_tokens = svc.max_tokens_of(body, s)
+    notes = svc.notes_for(body)
+    if len(messages) > 1:
+        notes.append(f"the rung answers single inputs as measured; used the last user turn, ignored "
+                     f"{len(messages) - 1} earlier message(s)")
+    pred, probs = await svc.answer(s, text, max_tokens, "chat", started)
+    use = svc.usage(s, pred)
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    extra = {"tunewise": {"label": pred.output, "probabilities": probs} if probs else {}}
+    if notes:
+        extra["tunewise"]["notes"] = notes
+    reason = svc.finish(s, use, max_tokens)
+    if body.get("stream"):
+        return StreamingResponse(_sse(cid, created, s.id, pred.output, reason, extra),
+                                 media_type="text/event-stream")
+    return {"id": cid, "object": "chat.completion", "created": created, "model": s.id,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": pred.output},
+                         "finish_reason": reason, "logprobs": None}],
+            "usage": use, **extra}
+
+
+@router.post("/v1/completions")
+async def completions(request: Request):
+    started = time.perf_counter()
+    svc: Service = request.app.state.svc
+    body = await svc.body_of(request)
+    s = svc.model_of(body)
+    if body.get("stream"):
+        raise ApiError(400, "'stream' is supported on /v1/chat/completions only", param="stream")
+    prompt = body.get("prompt")
+    prompts = prompt if isinstance(prompt, list) else [prompt]
+    if not prompts or len(prompts) > svc.settings.max_batch:
+        raise ApiError(400, f"'prompt' must be a string or a list of 1 to {svc.settings.max_batch} strings",
+                       param="prompt")
+    prompts = [svc.check_text(p, "prompt") for p in prompts]
+    max_tokens = svc.max_tokens_of(body, s)
+    done = await asyncio.gather(*(svc.answer(s, p, max_tokens, "completions", started) for p in prompts))
+    uses = [svc.usage(s, pred) for pred, _ in done]
+    out = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+           "model": s.id,
+           "choices": [{"index": i, "text": pred.output, "finish_reason": svc.finish(s, u, max_tokens),
+                        "logprobs": None} for i, ((pred, _), u) in enumerate(zip(done, uses, strict=True))],
+           "usage": {k: sum(u[k] for u in uses) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}}
+    if notes := svc.notes_for(body):
+        out["tunewise"] = {"notes": notes}
+    return out
+
+
+@router.post("/v1/classify")
+async def classify(request: Request):
+    started = time.perf_counter()
+    svc: Service = request.app.state.svc
+    body = await svc.body_of(request)
+    s = svc.model_of(body)
+    if s.task != "classification":
+        raise ApiError(400, f"'{s.id}' is a {s.task} rung; /v1/classify serves classification rungs",
+                       param="model", code="not_a_classifier")
+    given = body.get("input")
+    inputs = given if isinstance(given, list) else [given]
+    if not inputs or len(inputs) > svc.settings.max_batch:
+        raise ApiError(400, f"'input' must be a string or a list of 1 to {svc.settings.max_batch} strings",
+                       param="input")
+    inputs = [svc.check_text(x, "input") for x in inputs]
+    done = await asyncio.gather(*(svc.answer(s, x, None, "classify", started) for x in inputs))
+    return {"object": "list", "model": s.id,
+            "data": [{"index": i, "label": pred.output, "probabilities": probs}
+                     for i, (pred, probs) in enumerate(done)]}
+
+
+def _content(message: dict) -> str | None:
+    """A message's text: a string, or the text parts of a content list."""
+    content = message.get("content")
+    if isinstance(content, list):
+        parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        return "".join(p for p in parts if isinstance(p, str)) if parts else None
+    return content
+
+
+async def _sse(cid: str, created: int, model: str, text: str, reason: str, extra: dict):
+    """The answer as chat.completion.chunk events. The batch decodes the whole answer before the
+    first event, so streaming here changes the wire format, not the time to the first token."""
+    def event(delta: dict, finish: str | None = None, **more) -> str:
+        chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **more}
+        return f"data: {json.dumps(chunk)}\n\n"
+
+    yield event({"role": "assistant", "content": ""})
+    pieces = text.split(" ")
+    for i, piece in enumerate(pieces):
+        yield event({"content": piece if i == 0 else " " + piece})
+    yield event({}, reason, **extra)
+    yield "data: [DONE]\n\n"
+
+
+def build(targets: list[Path], token: str | None = None) -> FastAPI:
+    """Load every rung named by ``targets`` (projects or run folders) and return the app.
+
+    Limits come from the ``serve:`` section of the first project's tunewise.yaml (or the first run's
+    config.yaml); the request log goes to ``<project>/.tunewise/serve/requests.sqlite``.
+    """
+    from tunewise import workspace as ws
+    from tunewise.config import load_config
+    from tunewise.rungs.saved import project_of, run_config
+    from tunewise.serve.registry import expand_targets, load_served
+
+    expand_targets(targets)  # a wrong target fails here, naming it
+    first = Path(targets[0])
+    if (first / "tunewise.yaml").exists():
+        project, settings = first, load_config(first).serve
+    else:
+        project, settings = project_of(first), run_config(first).serve
+    served = load_served(targets)
+    return create_app(served, settings, ws.workspace(project) / "serve" / "requests.sqlite", token)
+
+
+def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,123 @@
+"""Dynamic batching: concurrent requests wait a few milliseconds to share one forward pass.
+
+One worker runs the model (torch already uses every core for one batch; two batches at once would
+only fight over them). The first request of a batch waits ``wait_ms`` for others; requests that
+arrive while a batch runs are queued and form the next batch at once, so batches grow with load.
+A batch is split into groups of one rung (and one ``max_tokens``): PEFT can run one active adapter
+per forward pass, so requests for different adapters on the shared base run as consecutive
+sub-batches of the same batch, not in one mixed forward.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from tunewise.core import Prediction, Record
+
+
+class QueueFull(RuntimeError):
+    pass
+
+
+@dataclass
+class Job:
+    served: object  # registry.Served
+    record: Record
+    max_tokens: int | None
+    future: asyncio.Future
+    queued: float = field(default_factory=time.perf_counter)
+    batch_size: int = 0
+
+
+def run_group(served, records: list[Record], max_tokens: int | None) -> list[Prediction]:
+    """Predict one group with its rung, its adapter active and the request's token budget."""
+    rung = served.rung
+    config = rung.config
+    if max_tokens is not None and max_tokens != config.eval.max_new_tokens:
+        rung.config = config.model_copy(update={"eval": config.eval.model_copy(update={"max_new_tokens": max_tokens})})
+    try:
+        with served.context():
+            preds = rung.predict(records)
+    finally:
+        rung.config = config
+    # Counted here, on the model's thread: a fast tokenizer used from two threads at once can fail.
+    tok = getattr(rung, "tokenizer", None)
+    for p in preds:
+        p.completion_tokens = len(tok(p.output, add_special_tokens=False)["input_ids"]) if tok is not None else 0
+    return preds
+
+
+class Batcher:
+    def __init__(self, wait_ms: float, max_batch: int, max_queue: int, metrics=None):
+        self.wait = wait_ms / 1000
+        self.max_batch, self.max_queue = max_batch, max_queue
+        self.metrics = metrics
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="tunewise-model")
+        self.queue: asyncio.Queue | None = None
+        self.task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.queue = asyncio.Queue()
+        self.task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def depth(self) -> int:
+        return self.queue.qsize() if self.queue else 0
+
+    async def submit(self, served, record: Record, max_tokens: int | None) -> Job:
+        if self.depth() >= self.max_queue:
+            raise QueueFull(f"the request queue is full ({self.max_queue} waiting); retry later")
+        job = Job(served, record, max_tokens, asyncio.get_running_loop().create_future())
+        self.queue.put_nowait(job)
+        await job.future
+        return job
+
+    async def _collect(self) -> list[Job]:
+        loop = asyncio.get_running_loop()
+        batch = [await self.queue.get()]
+        deadline = loop.time() + self.wait
+        while len(batch) < self.max_batch:
+            if not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+                continue
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self.queue.get(), left))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect()
+            if self.metrics:
+                self.metrics.observe_batch(len(batch))
+            groups: dict[tuple, list[Job]] = {}
+            for job in batch:
+                groups.setdefault((job.served.id, job.max_tokens), []).append(job)
+            for jobs in groups.values():
+                live = [j for j in jobs if not j.future.done()]  # a client that hung up is skipped
+                if not live:
+                    continue
+                try:
+                    preds = await loop.run_in_executor(
+                        self.executor, run_group, live[0].served, [j.record for j in live], live[0].max_tokens)
+                except Exception as e:  # noqa: BLE001 - the error goes back to each waiting request
+                    for j in live:
+                        if not j.future.done():
+                            j.future.set_exception(e)
+                    continue
+                for j, p in zip(live, preds, strict=True):
+                    j.batch_size = len(batch)
+                    if not j.future.done():
+                        j.future.set_result(p)

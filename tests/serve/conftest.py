@@ -1,0 +1,104 @@
+"""A tiny project whose ladder ran (zero-shot, lora, dora; and a generation project), and a real
+uvicorn server on 127.0.0.1 for the tests to talk to."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+import torch
+from tiny import write_tiny_project
+
+from tunewise.config import ServeConfig, load_config
+from tunewise.ladder import run_ladder
+
+FAST = ["train.max_steps=2", "train.eval_steps=2", "train.batch_size=4", "train.max_val_examples=4",
+        "train.max_train_examples=12", "eval.max_test_examples=6", "eval.bootstrap=100"]
+
+
+def _generation_project(folder, model_dir):
+    rows = [{"id": str(i), "input": f"the {w} news", "target": f"{t} news"}
+            for i, (t, w) in enumerate([("business", "market shares"), ("sports", "match goal"), ("tech", "phone games")] * 6)]
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    (folder / "data" / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "tunewise.yaml").write_text(f"""name: tiny-gen
+task: {{type: generation, instruction: answer}}
+data: {{files: [data/rows.jsonl], split: {{train: 0.6, val: 0.2, test: 0.2}}, seed: 1}}
+model: {{base: {model_dir}}}
+rungs: [zero-shot]
+eval: {{batch_size: 8, bootstrap: 100, max_new_tokens: 6}}
+""")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def served_projects(tmp_path_factory, tiny_model_dir):
+    """(classification project, generation project), each with a finished ladder."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("serve")
+    cls = write_tiny_project(root / "cls", tiny_model_dir)
+    run_ladder(load_config(cls, FAST), cls, ["zero-shot", "lora", "dora"])
+    gen = _generation_project(root / "gen", tiny_model_dir)
+    run_ladder(load_config(gen), gen, ["zero-shot"])
+    return cls, gen
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """uvicorn in a thread on loopback; ``url`` is its /v1 base."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.app = app
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.root + "/v1"
+
+
+@pytest.fixture(scope="session")
+def served(served_projects):
+    """The loaded rungs of both projects (one shared base for lora + dora + zero-shot)."""
+    from tunewise.serve.registry import load_served
+
+    return load_served(list(served_projects))
+
+
+@pytest.fixture(scope="session")
+def server(served, tmp_path_factory):
+    from tunewise.serve.app import create_app
+
+    log = tmp_path_factory.mktemp("log") / "requests.sqlite"
+    app = create_app(served, ServeConfig(redact_pii=True), log)
+    with Server(app) as s:
+        s.log = log
+        yield s
