@@ -153,6 +153,38 @@ def ladder(
     _print_summary(report_dir)
 
 
+@app.command()
+@friendly
+def curve(
+    project: ProjectArg = Path("."),
+    rungs: Annotated[str | None, typer.Option(help="Comma-separated rungs (default: the config's).")] = None,
+    sizes: Annotated[str | None, typer.Option(help="Comma-separated train sizes, e.g. 50,100,200,400 "
+                                              "(default: 50, 100, 200, … and the whole train split).")] = None,
+    more: Annotated[int | None, typer.Option(help="Project the gain from this many more labelled rows "
+                                             "(default: as many as the train split has).")] = None,
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Learning curves per rung on the frozen test split: the gain from more labels, and whether labels or a bigger rung is cheaper."""
+    import json
+
+    from tunewise.config import load_config
+    from tunewise.curve import parse_sizes, run_curve
+
+    config = load_config(project, set_)
+    chosen_sizes = parse_sizes(sizes)
+    _writable(project)
+    _setup_logging(quiet)
+    chosen = [r.strip() for r in rungs.split(",")] if rungs else None
+    with progress_bars(quiet) as progress:
+        folder = run_curve(config, project, chosen, chosen_sizes, more, progress)
+    result = json.loads((folder / "curve.json").read_text(encoding="utf-8"))
+    for line in result["advice"]:
+        out.print(f"- {line}", highlight=False, soft_wrap=True)
+    where = f" and the report in {result['report_dir']}" if result["report_dir"] else ""
+    out.print(f"wrote {folder / 'curve.json'}{where}", highlight=False, soft_wrap=True)
+
+
 def _print_summary(report_dir: Path) -> None:
     import json
 

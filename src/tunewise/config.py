@@ -307,6 +307,14 @@ class CostConfig(_Strict):
     break-even volume into months."""
 
 
+class LabelingConfig(_Strict):
+    """What a labelled row costs: `tunewise curve` weighs more labels against a bigger rung with it."""
+
+    usd_per_row: float | None = Field(default=None, ge=0)
+    """Price of labelling one more row (annotator time or a vendor's rate), in USD. Unset: the curve
+    says how many rows the next point of quality needs, but not what they cost."""
+
+
 RUNGS = ("zero-shot", "lora")
 RungName = Literal[
     "zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune",
@@ -328,6 +336,7 @@ class ProjectConfig(_Strict):
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
+    labeling: LabelingConfig = Field(default_factory=LabelingConfig)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

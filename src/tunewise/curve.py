@@ -1,0 +1,295 @@
+"""`tunewise curve`: how much data is enough, measured on the ladder's own frozen test split.
+
+Each trained rung is fitted on nested, seeded, stratified subsets of the train split (the first n
+rows of one stratified ordering, so every size holds the smaller ones) and scored on the test
+split the ladder uses. Prompting rungs (zero-shot, few-shot, RAG) learn nothing from more rows, so
+they are measured once on the whole train split (few-shot's example pool) and drawn as flat lines.
+A saturating curve per trained rung (evaluate/learning_curve.py) turns the points into a projected
+gain from more labels, the size at which the rung overtakes the best prompting rung, and, priced
+with `labeling.usd_per_row` and the `cost:` section, whether labels or a bigger rung is the
+cheaper way to the next point of quality.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from tunewise import workspace as ws
+from tunewise.config import ConfigError, ProjectConfig, config_path, dump_config
+from tunewise.data.resolve import Splits, resolve_splits
+from tunewise.data.split import by_target, no_strata, stratified_order
+from tunewise.evaluate.cost import resolve_prices, rung_cost
+from tunewise.evaluate.learning_curve import Fit, fit_curve
+from tunewise.rungs.base import ProgressFn, no_progress
+
+log = logging.getLogger(__name__)
+
+PROMPTING = ("zero-shot", "few-shot", "rag")
+POINT = 0.01  # "the next point of quality": one percentage point of the primary metric
+
+
+def build_rung(name: str, config: ProjectConfig, project: Path, run_dir: Path, progress: ProgressFn):
+    """The one place this module constructs a rung (the ladder's table of rungs)."""
+    from tunewise.ladder import make_rung
+
+    return make_rung(name, config, project, run_dir, progress)
+
+
+def parse_sizes(text: str | None) -> list[int] | None:
+    """``"50,100,200"`` → [50, 100, 200]; a ConfigError names the bad value."""
+    if not text:
+        return None
+    try:
+        sizes = sorted({int(s) for s in text.split(",") if s.strip()})
+    except ValueError:
+        raise ConfigError(f"--sizes {text!r}: expected comma-separated whole numbers, e.g. 50,100,200,400") from None
+    if not sizes or sizes[0] < 1:
+        raise ConfigError(f"--sizes {text!r}: sizes must be whole numbers of at least 1")
+    return sizes
+
+
+def default_sizes(n_train: int) -> list[int]:
+    """50, 100, 200, … below the train size, then the whole train split (where the team is now)."""
+    sizes, n = [], 50
+    while n < n_train:
+        sizes.append(n)
+        n *= 2
+    return [*sizes, n_train]
+
+
+def check_sizes(sizes: list[int], splits: Splits, config: ProjectConfig) -> None:
+    n_train = len(splits.train)
+    too_big = [n for n in sizes if n > n_train]
+    if too_big:
+        raise ConfigError(f"--sizes: {too_big[0]:,} is larger than the train split ({n_train:,} rows in "
+                          f"{splits.dataset_dir}); the largest size possible is {n_train:,}")
+    labels = config.task.labels if config.task.type == "classification" else []
+    if labels and sizes[0] < 2:
+        raise ConfigError(f"--sizes: {sizes[0]} row cannot train a classifier; use at least 2")
+
+
+def measure(name: str, config: ProjectConfig, project: Path, train: list, splits: Splits, run_dir: Path,
+            progress: ProgressFn) -> tuple[dict, np.ndarray]:
+    """Fit one rung on ``train``, score it on the frozen test split; (the point, per-item scores)."""
+    from tunewise.evaluate.score import score_predictions
+    from tunewise.ladder import task_schema
+
+    rung = build_rung(name, config, project, run_dir, progress)
+    rung.fit(train, splits.val)
+    preds = rung.predict(splits.test)
+    scored = score_predictions(config, splits.test, preds, getattr(rung, "passages", None),
+                               task_schema(config, project))
+    cost = rung.cost
+    prompt_tokens = cost.prompt_tokens / max(cost.predict_examples, 1)
+    metrics = scored.metrics
+    point = {
+        "n": len(train), "value": round(float(metrics[scored.primary]), 5),
+        "ci": metrics.get(f"{scored.primary}_ci"), "train_seconds": round(cost.train_seconds, 3),
+        "ms_per_example": round(cost.ms_per_example, 3), "prompt_tokens_per_request": round(prompt_tokens, 1),
+        "cost": rung_cost(cost.train_seconds, cost.ms_per_example, prompt_tokens, config.cost),
+    }
+    return point, scored.item_scores
+
+
+def curve_config(config: ProjectConfig) -> tuple[ProjectConfig, str]:
+    """Each size must be the rows a rung trains on: ``train.max_train_examples`` would cap them."""
+    cap = config.train.max_train_examples
+    if cap is None:
+        return config, ""
+    note = (f"train.max_train_examples ({cap}) is ignored here: each size is the number of rows a rung "
+            "trains on")
+    return config.model_copy(update={"train": config.train.model_copy(update={"max_train_examples": None})}), note
+
+
+def run_curve(config: ProjectConfig, project: Path, rungs: list[str] | None = None, sizes: list[int] | None = None,
+              more: int | None = None, progress: ProgressFn = no_progress,
+              say: Callable[[str], None] | None = None) -> Path:
+    """Measure, fit and price the learning curves; write curve.json and curve.md; return their folder."""
+    from tunewise.ladder import check_rungs
+
+    project, say = Path(project), say or log.warning
+    names = rungs or list(config.rungs)
+    check_rungs(names, config, project)
+    if more is not None and more < 1:
+        raise ConfigError("--more: the number of extra labelled rows must be at least 1")
+    config = config.model_copy(update={"cost": resolve_prices(config.cost)})
+    splits = resolve_splits(config, project, "tunewise curve", say)
+    sizes = sizes or default_sizes(len(splits.train))
+    check_sizes(sizes, splits, config)
+    config, cap_note = curve_config(config)
+    notes = [n for n in (splits.note, cap_note) if n]
+    if cap_note:  # resolve_splits has said its own note already
+        say(cap_note)
+    key = by_target if config.task.type == "classification" else no_strata
+    order = stratified_order(splits.train, config.data.seed, key)
+    out_dir = ws.new_dir(project, "curves")
+    ws.write_text(out_dir / "config.yaml", dump_config(config))
+    results = []
+    for name in names:
+        at = [len(splits.train)] if name in PROMPTING else sizes
+        points, items = [], []
+        for n in at:
+            log.info("curve: %s on %d train rows", name, n)
+            point, scores = measure(name, config, project, order[:n], splits, out_dir / "runs" / f"{name}-{n}", progress)
+            points.append(point)
+            items.append(scores)
+        fit = None if name in PROMPTING else fit_curve(at, np.array(items), config.eval.bootstrap, config.data.seed)
+        results.append((name, points, fit))
+    curve = analyse(config, splits, results, sizes, more or len(splits.train), notes)
+    ws.write_json(out_dir / "curve.json", curve)
+    from tunewise.report.build import attach_curve, curve_markdown, render_curve_html
+
+    ws.write_text(out_dir / "curve.md", "\n".join(curve_markdown(curve)) + "\n")
+    ws.write_text(out_dir / "curve.html", render_curve_html(curve))
+    report_dir = attach_curve(project, curve)
+    if report_dir is None:
+        say("no ladder report on this test split yet: the next `tunewise ladder` includes this curve")
+    curve["report_dir"] = str(report_dir) if report_dir else None
+    ws.write_json(out_dir / "curve.json", curve)
+    return out_dir
+
+
+def analyse(config: ProjectConfig, splits: Splits, results: list[tuple[str, list[dict], Fit | None]],
+            sizes: list[int], more: int, notes: list[str]) -> dict:
+    """The curve.json dict: points, fits, projections, crossings, the price of a point, and the advice."""
+    n_now = len(splits.train)
+    prompting = [(name, pts[0]) for name, pts, fit in results if fit is None]
+    best_prompt = max(prompting, key=lambda p: p[1]["value"]) if prompting else None
+    rungs = []
+    for name, points, fit in results:
+        entry = {"name": name, "trains": fit is not None, "points": points}
+        if fit is not None:
+            entry["fit"] = fit.to_json()
+            entry["now"] = now_value(points, fit, n_now)
+            if fit.ok:
+                entry["band"] = fit.band(n_now + more)
+                gain = fit.gain(n_now, n_now + more)
+                entry["projection"] = {"from_n": n_now, "more": more, "to_n": n_now + more,
+                                       "gain": round(gain[0], 5), "gain_ci": [round(gain[1], 5), round(gain[2], 5)]}
+                # One point above where the curve puts today's size, so labels and curve agree on the start.
+                start = fit.at(n_now)[0]
+                entry["next_point"] = {"from": round(start, 5), "target": round(start + POINT, 5),
+                                       **fit.size_to_reach(start + POINT)}
+                if best_prompt:
+                    entry["overtakes"] = {"vs": best_prompt[0], "value": best_prompt[1]["value"],
+                                          **fit.size_to_reach(best_prompt[1]["value"])}
+        rungs.append(entry)
+    labeling = config.labeling.usd_per_row
+    options = [price_next_point(r, rungs, labeling, config, n_now) for r in rungs if r["trains"]]
+    curve = {
+        "project": config.name, "task": config.task.type, "primary": primary_name(config),
+        "test_hash": splits.test_hash, "n_test": len(splits.test), "n_train": n_now, "sizes": sizes,
+        "seed": config.data.seed, "more": more, "bootstrap": config.eval.bootstrap,
+        "labeling": {"usd_per_row": labeling}, "prices": config.cost.model_dump(),
+        "dataset": splits.record(), "notes": notes,
+        "best_prompting": best_prompt[0] if best_prompt else None, "rungs": rungs, "options": options,
+    }
+    curve["advice"] = advice(curve)
+    return curve
+
+
+def primary_name(config: ProjectConfig) -> str:
+    from tunewise.evaluate.score import PRIMARY
+
+    return PRIMARY[config.task.type]
+
+
+def now_value(points: list[dict], fit: Fit, n_now: int) -> float:
+    """Quality with every train row: measured when that size was run, else read off the curve."""
+    measured = [p["value"] for p in points if p["n"] == n_now]
+    if measured:
+        return measured[0]
+    return round(fit.at(n_now)[0], 5) if fit.ok else points[-1]["value"]
+
+
+def price_next_point(rung: dict, rungs: list[dict], usd_per_row: float | None, config: ProjectConfig,
+                     n_now: int) -> dict:
+    """Two ways to one more point over ``rung`` today: label more rows for it, or switch to a rung that
+    is already a point better (priced as training + a month of requests, the ladder's rule)."""
+    last = rung["points"][-1]
+    out: dict = {"rung": rung["name"], "now": rung["now"]}
+    nxt = rung.get("next_point")
+    if nxt and nxt["n"] is not None:
+        rows = max(0, int(np.ceil(nxt["n"] - n_now)))
+        # Training time grows about linearly with rows at a fixed number of epochs.
+        retrain_s = last["train_seconds"] / max(last["n"], 1) * (last["n"] + rows)
+        retrain = rung_cost(retrain_s, 0.0, 0.0, config.cost)["train_usd"]
+        out["labels"] = {"rows": rows, "usd": None if usd_per_row is None else round(rows * usd_per_row + retrain, 4),
+                         "retrain_usd": round(retrain, 6)}
+    else:
+        why = ("the curve could not be fitted, so the rows it needs cannot be told" if not rung["fit"]["ok"] else
+               "the fitted curve levels off within a point of today's quality")
+        out["labels"] = {"rows": None, "usd": None, "why": why}
+    better = [r for r in rungs if r["name"] != rung["name"] and value_now(r) >= rung["now"] + POINT]
+    if better:
+        mine = last["cost"]["usd_first_month"]
+        best = min(better, key=lambda r: r["points"][-1]["cost"]["usd_first_month"])
+        out["switch"] = {"rung": best["name"], "value": value_now(best),
+                         "extra_usd_first_month": round(best["points"][-1]["cost"]["usd_first_month"] - mine, 4)}
+    return out
+
+
+def value_now(r: dict) -> float:
+    return r["now"] if r["trains"] else r["points"][-1]["value"]
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def advice(curve: dict) -> list[str]:
+    """The curve's findings in plain words, one sentence per finding."""
+    out, more = [], curve["more"]
+    for r in curve["rungs"]:
+        if not r["trains"]:
+            continue
+        if not r["fit"]["ok"]:
+            out.append(f"{r['name']}: no projection — {r['fit']['reason']}.")
+            continue
+        p = r["projection"]
+        lo, hi = p["gain_ci"]
+        out.append(f"{r['name']}: with {more:,} more labelled rows ({p['from_n']:,} → {p['to_n']:,}), "
+                   f"{_pts(p['gain'])} points (95% CI {_pts(lo)} to {_pts(hi)}); the curve levels off at "
+                   f"{100 * r['fit']['a']:.1f}%.")
+        o = r.get("overtakes")
+        if o:
+            out.append(overtake_sentence(r["name"], o, r["points"]))
+    for o in curve["options"]:
+        out.append(option_sentence(o, curve["labeling"]["usd_per_row"]))
+    return out
+
+
+def overtake_sentence(name: str, o: dict, points: list[dict]) -> str:
+    if o["n"] is None:
+        return (f"{name} is not projected to reach {o['vs']} ({100 * o['value']:.1f}%) at any size "
+                f"({100 * o['never_share']:.0f}% of bootstrap refits agree).")
+    lo, hi = o["ci"]
+    span = f"{lo:,.0f}–{'∞' if hi is None else f'{hi:,.0f}'}"
+    where = " (below the smallest size measured)" if o["n"] < points[0]["n"] else ""
+    return f"{name} overtakes {o['vs']} ({100 * o['value']:.1f}%) at about {o['n']:,.0f} train rows{where} (95% CI {span})."
+
+
+def option_sentence(o: dict, usd_per_row: float | None) -> str:
+    lab, sw = o["labels"], o.get("switch")
+    head = f"Next point over {o['rung']} ({100 * o['now']:.1f}%):"
+    if lab["rows"] is None:
+        labels = f"no estimate from more labels ({lab['why']})"
+    elif lab["usd"] is None:
+        labels = f"about {lab['rows']:,} more labelled rows (set labeling.usd_per_row to price them)"
+    else:
+        labels = f"about {lab['rows']:,} more labelled rows, ${lab['usd']:,.2f} with retraining"
+    if not sw:
+        return f"{head} {labels}; no rung measured here is a point better today."
+    switch = (f"{sw['rung']} is already {100 * (sw['value'] - o['now']):.1f} points better for "
+              f"${sw['extra_usd_first_month']:+,.2f} in its first month")
+    if sw["extra_usd_first_month"] <= 0:
+        verdict = f"switching to {sw['rung']} is better and cheaper"
+    elif lab["usd"] is None:
+        verdict = "price the labels to compare" if lab["rows"] is not None else f"switching to {sw['rung']} is the way"
+    else:
+        verdict = "more labels are cheaper" if lab["usd"] < sw["extra_usd_first_month"] else f"switching to {sw['rung']} is cheaper"
+    return f"{head} {labels}; {switch}: {verdict}."
