@@ -252,8 +252,10 @@ def advice(curve: dict) -> list[str]:
             continue
         p = r["projection"]
         lo, hi = p["gain_ci"]
+        largest = max(q["n"] for q in r["points"])
+        beyond = f", extrapolated from sizes up to {largest:,}" if p["from_n"] > largest else ""
         out.append(f"{r['name']}: with {more:,} more labelled rows ({p['from_n']:,} → {p['to_n']:,}), "
-                   f"{_pts(p['gain'])} points (95% CI {_pts(lo)} to {_pts(hi)}); the curve levels off at "
+                   f"{_pts(p['gain'])} points (95% CI {_pts(lo)} to {_pts(hi)}{beyond}); the curve levels off at "
                    f"{100 * r['fit']['a']:.1f}%.")
         o = r.get("overtakes")
         if o:
