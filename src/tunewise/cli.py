@@ -356,13 +356,35 @@ def review_export(
     project: ProjectArg = Path("."),
     output: Annotated[Path | None, typer.Option("--out", help="CSV to write (default: .tunewise/reviews/review.csv).")] = None,
     set_: SetOpt = None,
+    pool: Annotated[Path | None, typer.Option(help="Unlabelled rows (JSONL/CSV with the input field): pick which "
+                                              "to label next instead of exporting flagged rows.")] = None,
+    n: Annotated[int | None, typer.Option("-n", help="With --pool: how many rows to pick.")] = None,
+    strategy: Annotated[str, typer.Option(help="With --pool: uncertainty (the model is least sure), diverse "
+                                          "(cover the embedding space) or random.")] = "uncertainty",
 ) -> None:
     """Write a CSV of flagged rows plus the review sample, with an empty corrected_target column."""
+    if pool is not None:
+        return _review_export_pool(project, pool, n, strategy, output, set_)
     from tunewise.data.prepare import export_project_review
 
     path, n = export_project_review(project, output, set_)
     out.print(f"wrote {n} rows to {path}; fill in corrected_target (or DROP), then: "
               f"tunewise review import {path} {project}", highlight=False, soft_wrap=True)
+
+
+def _review_export_pool(project: Path, pool: Path, n: int | None, strategy: str, output: Path | None,
+                        set_: list[str] | None) -> None:
+    from tunewise.config import load_config
+    from tunewise.curve import export_pool_review
+
+    config = load_config(project, set_)
+    _writable(project)
+    _setup_logging(True)
+    path, s = export_pool_review(config, project, pool, n, strategy, output)
+    out.print(f"picked {s['picked']} of {s['pool_rows']} pool rows by {strategy} ({s['model']}); left out "
+              f"{s['pool_near_duplicates']} near-duplicates within the pool, {s['near_duplicates_of_labelled']} of rows "
+              f"already labelled, {len(s['skipped_empty'])} empty; PII redacted in {s['pii_redacted']}. Wrote {path}: "
+              "fill in corrected_target, then add the rows to your data", highlight=False, soft_wrap=True)
 
 
 @review_app.command("import")

@@ -20,6 +20,7 @@ import numpy as np
 
 from tunewise import workspace as ws
 from tunewise.config import ConfigError, ProjectConfig, config_path, dump_config
+from tunewise.data.load import DataError
 from tunewise.data.resolve import Splits, resolve_splits
 from tunewise.data.split import by_target, no_strata, stratified_order
 from tunewise.evaluate.cost import resolve_prices, rung_cost
@@ -295,3 +296,74 @@ def option_sentence(o: dict, usd_per_row: float | None) -> str:
     else:
         verdict = "more labels are cheaper" if lab["usd"] < sw["extra_usd_first_month"] else f"switching to {sw['rung']} is cheaper"
     return f"{head} {labels}; {switch}: {verdict}."
+
+
+# ---------------------------------------------------------------- which rows to label next
+
+def export_pool_review(config: ProjectConfig, project: Path, pool_path: Path, n: int | None, strategy: str,
+                       output: Path | None = None, progress: ProgressFn = no_progress,
+                       say: Callable[[str], None] | None = None) -> tuple[Path, dict]:
+    """Pick ``n`` rows of an unlabelled pool to label next; write them as a review CSV.
+
+    Returns the CSV's path and what was done (also saved as selection.json beside the CSV).
+    """
+    from tunewise.data.select import STRATEGIES, drop_near_duplicates, read_pool, redact_rows, write_review_csv
+
+    project, say = Path(project), say or log.warning
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"--strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    if n is None or n < 1:
+        raise ConfigError("-n: how many pool rows to pick (at least 1) is required with --pool")
+    if strategy == "uncertainty" and config.task.type != "classification":
+        raise ConfigError(f"--strategy uncertainty needs label probabilities, so task.type: classification "
+                          f"(got {config.task.type}); use --strategy diverse or random")
+    pool = read_pool(pool_path, config.task.input_field, config.data.id_field)
+    splits = resolve_splits(config, project, "tunewise review export", say)
+    redacted = redact_rows(pool.rows)
+    labelled = [r.input for r in (*splits.train, *splits.val, *splits.test)]
+    rows, dropped = drop_near_duplicates(pool.rows, labelled, config.audit.near_duplicate_threshold)
+    if not rows:
+        raise DataError(f"{pool_path}: every pool row is a near-duplicate of a row already labelled; nothing to pick")
+    if n > len(rows):
+        say(f"-n {n}: the pool holds {len(rows)} distinct new rows; all of them are picked")
+    picks, flags, guesses, model = _pick(strategy, config, project, splits, rows, min(n, len(rows)), progress)
+    flags = [f"{f};pii_redacted" if rows[i].id in redacted else f for i, f in zip(picks, flags, strict=True)]
+    path = Path(output or ws.workspace(project) / "reviews" / "label-next.csv")
+    write_review_csv(path, [rows[i] for i in picks], flags, guesses)
+    summary = {"pool": str(pool_path), "strategy": strategy, "asked": n, "picked": len(picks),
+               "pool_rows": len(pool.rows) + len(pool.skipped_empty), "skipped_empty": pool.skipped_empty,
+               **dropped, "pii_redacted": len(redacted), "model": model, "seed": config.data.seed,
+               "dataset": splits.record(), "ids": [rows[i].id for i in picks], "csv": str(path)}
+    ws.write_json(path.with_suffix(".selection.json"), summary)
+    return path, summary
+
+
+def _pick(strategy: str, config: ProjectConfig, project: Path, splits: Splits, rows: list, n: int,
+          progress: ProgressFn) -> tuple[list[int], list[str], list[str], str]:
+    """(picked indices into rows, flags, suggested labels, what scored them) for one strategy."""
+    from tunewise.data.select import k_center_greedy, least_confident, random_pick
+
+    if strategy == "random":
+        picks = random_pick(len(rows), n, config.data.seed)
+        return picks, ["random"] * len(picks), [""] * len(picks), "none (seeded random sample)"
+    if strategy == "diverse":
+        from tunewise.rungs.encoder import Embedder, encoder_dir
+
+        enc = config.encoder
+        embed = Embedder(encoder_dir(config, project), enc.max_seq_length, enc.batch_size)
+        picks = k_center_greedy(embed([r.input for r in rows]), embed([r.input for r in splits.train]), n,
+                                config.data.seed)
+        return picks, [f"diverse;rank={k + 1}" for k in range(len(picks))], [""] * len(picks), f"{enc.model} embeddings"
+    # The cheap classifier stands in for the best rung: its probabilities are calibrated enough to rank
+    # rows by doubt, and it scores a pool of thousands in seconds on a CPU.
+    rung = build_rung("embedding-classifier", config, project, ws.workspace(project) / "reviews", progress)
+    rung.fit(splits.train, splits.val)
+    preds = rung.predict(rows)
+    labels = config.task.labels
+    logp = np.array([[p.scores[lab] for lab in labels] for p in preds])
+    proba = np.exp(logp - logp.max(1, keepdims=True))
+    proba /= proba.sum(1, keepdims=True)
+    picks = least_confident(proba, n)
+    flags = [f"uncertainty;top_p={proba[i].max():.3f}" for i in picks]
+    n_fit = rung.history[0]["n_train"] if getattr(rung, "history", None) else len(splits.train)
+    return picks, flags, [preds[i].output for i in picks], f"embedding-classifier fitted on {n_fit} train rows"
