@@ -99,3 +99,48 @@ def test_sizes_larger_than_the_train_split_are_refused_in_one_line(curve_project
     assert not (curve_project / ".tunewise" / "curves").exists()
     bad = CliRunner().invoke(app, ["curve", str(curve_project), "--sizes", "10,abc"])
     assert bad.exit_code == 2 and "--sizes '10,abc'" in bad.output
+
+
+def _analysed(prompt_accuracy: float, usd_per_row: float | None):
+    from types import SimpleNamespace
+
+    from tunewise.config import ProjectConfig
+    from tunewise.curve import analyse
+    from tunewise.evaluate.cost import rung_cost
+
+    config = ProjectConfig.model_validate({
+        "task": {"type": "classification", "labels": ["a", "b"]}, "data": {"files": ["x.jsonl"]},
+        "model": {"base": "x"}, "eval": {"bootstrap": 200}, "labeling": {"usd_per_row": usd_per_row}})
+    sizes = [50, 100, 200, 400, 800]
+    items = _items(sizes, (0.95, 1.0, 0.5), 4000, 3)
+
+    def point(n, value, train_s, ms):
+        return {"n": n, "value": float(value), "ci": None, "train_seconds": train_s, "ms_per_example": ms,
+                "prompt_tokens_per_request": 0.0, "cost": rung_cost(train_s, ms, 0.0, config.cost)}
+
+    trained = [point(n, s.mean(), n / 100, 1.0) for n, s in zip(sizes, items, strict=True)]
+    results = [("few-shot", [point(800, prompt_accuracy, 0.0, 400.0)], None),
+               ("embedding-classifier", trained, fit_curve(sizes, items, 200, 0))]
+    splits = SimpleNamespace(train=[None] * 800, test=[None] * 4000, test_hash="h", record=lambda: {})
+    return analyse(config, splits, results, sizes, 800, [])
+
+
+def test_labels_are_priced_against_a_rung_that_is_already_a_point_better():
+    curve = _analysed(prompt_accuracy=0.99, usd_per_row=0.5)
+    (option,) = curve["options"]
+    emb = next(r for r in curve["rungs"] if r["name"] == "embedding-classifier")
+    rows = option["labels"]["rows"]
+    assert rows > 0 and option["labels"]["usd"] >= rows * 0.5  # labels plus retraining
+    assert emb["next_point"]["n"] > 800 and emb["next_point"]["target"] == pytest.approx(emb["next_point"]["from"] + 0.01)
+    assert option["switch"]["rung"] == "few-shot" and option["switch"]["extra_usd_first_month"] > 0
+    sentence = next(s for s in curve["advice"] if s.startswith("Next point over embedding-classifier"))
+    cheaper = "more labels are cheaper" if option["labels"]["usd"] < option["switch"]["extra_usd_first_month"] else \
+        "switching to few-shot is cheaper"
+    assert cheaper in sentence and f"about {rows:,} more labelled rows (95% CI" in sentence
+    assert "embedding-classifier is not projected to reach few-shot" in " ".join(curve["advice"]) or \
+        any("overtakes few-shot" in s for s in curve["advice"])
+    unpriced = _analysed(prompt_accuracy=0.5, usd_per_row=None)
+    (option,) = unpriced["options"]
+    assert "switch" not in option and option["labels"]["usd"] is None
+    assert any("set labeling.usd_per_row" in s for s in unpriced["advice"])
+    assert any("overtakes few-shot (50.0%)" in s and "below the smallest size measured" in s for s in unpriced["advice"])

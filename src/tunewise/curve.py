@@ -219,8 +219,10 @@ def price_next_point(rung: dict, rungs: list[dict], usd_per_row: float | None, c
         # Training time grows about linearly with rows at a fixed number of epochs.
         retrain_s = last["train_seconds"] / max(last["n"], 1) * (last["n"] + rows)
         retrain = rung_cost(retrain_s, 0.0, 0.0, config.cost)["train_usd"]
-        out["labels"] = {"rows": rows, "usd": None if usd_per_row is None else round(rows * usd_per_row + retrain, 4),
-                         "retrain_usd": round(retrain, 6)}
+        lo, hi = nxt["ci"]
+        rows_ci = [None if x is None else max(0, int(np.ceil(x - n_now))) for x in (lo, hi)]
+        out["labels"] = {"rows": rows, "rows_ci": rows_ci, "retrain_usd": round(retrain, 6),
+                         "usd": None if usd_per_row is None else round(rows * usd_per_row + retrain, 4)}
     else:
         why = ("the curve could not be fitted, so the rows it needs cannot be told" if not rung["fit"]["ok"] else
                "the fitted curve levels off within a point of today's quality")
@@ -245,6 +247,9 @@ def _pts(x: float) -> str:
 def advice(curve: dict) -> list[str]:
     """The curve's findings in plain words, one sentence per finding."""
     out, more = [], curve["more"]
+    if not any(r["trains"] for r in curve["rungs"]):
+        return ["No trained rung was chosen: prompting rungs learn nothing from more labelled rows, so there is "
+                "no curve to fit (add e.g. --rungs embedding-classifier)."]
     for r in curve["rungs"]:
         if not r["trains"]:
             continue
@@ -281,10 +286,12 @@ def option_sentence(o: dict, usd_per_row: float | None) -> str:
     head = f"Next point over {o['rung']} ({100 * o['now']:.1f}%):"
     if lab["rows"] is None:
         labels = f"no estimate from more labels ({lab['why']})"
-    elif lab["usd"] is None:
-        labels = f"about {lab['rows']:,} more labelled rows (set labeling.usd_per_row to price them)"
     else:
-        labels = f"about {lab['rows']:,} more labelled rows, ${lab['usd']:,.2f} with retraining"
+        lo, hi = lab["rows_ci"]
+        span = f" (95% CI {'?' if lo is None else f'{lo:,}'}–{'∞' if hi is None else f'{hi:,}'})"
+        price = (" (set labeling.usd_per_row to price them)" if lab["usd"] is None
+                 else f", ${lab['usd']:,.2f} with retraining")
+        labels = f"about {lab['rows']:,} more labelled rows{span}{price}"
     if not sw:
         return f"{head} {labels}; no rung measured here is a point better today."
     switch = (f"{sw['rung']} is already {100 * (sw['value'] - o['now']):.1f} points better for "
