@@ -108,7 +108,8 @@ def curve_markdown(curve: dict) -> list[str]:
             ci = f" ({_ci(p['ci'])})" if p.get("ci") else ""
             lines.append(f"| {r['name']} | {p['n']:,} | {_pct(p['value'])}{ci} | {p['train_seconds']:.1f} |")
     lines += ["", ("Curve: q(n) = a − b·n^(−c), least squares with bounds; its 95% band and every projection come "
-                   f"from refits on {curve['bootstrap']} bootstrap resamples of the test items."),
+                   f"from refits on {curve['bootstrap']} bootstrap resamples of the test items. They show the noise of the "
+                   "test items only, not which train rows were drawn, so the real uncertainty of a projection is wider."),
               *([f"Notes: {'; '.join(curve['notes'])}."] if curve.get("notes") else []), ""]
     return lines
 
