@@ -87,6 +87,11 @@ def test_curve_command_writes_curve_json_and_the_ladder_report_section(curve_pro
     html = (report / "report.html").read_text()
     assert 'id="learning-curve"' in html and curve["advice"][0].split(":")[0] in html
     assert json.loads((report / "ladder.json").read_text())["curve"]["test_hash"] == curve["test_hash"]
+    # A later ladder on the same test split carries the newest curve into its own report.
+    again = runner.invoke(app, ["ladder", str(curve_project), "--rungs", "zero-shot", "-q"])
+    assert again.exit_code == 0, again.output
+    newest = sorted((curve_project / ".tunewise" / "reports").iterdir())[-1]
+    assert newest != report and 'id="learning-curve"' in (newest / "report.html").read_text()
 
 
 def test_sizes_larger_than_the_train_split_are_refused_in_one_line(curve_project):
