@@ -103,7 +103,7 @@ def _screenshot(page: Path, tmp_path: Path) -> Path:
     return png
 
 
-def _check_screenshot(png: Path) -> None:
+def _check_screenshot(png: Path, tint: int = 40) -> None:
     from PIL import Image, ImageStat
 
     image = Image.open(png).convert("L")
@@ -114,7 +114,7 @@ def _check_screenshot(png: Path) -> None:
     import numpy as np
 
     rgb = np.asarray(Image.open(png).convert("RGB"), dtype=int)
-    colored = (np.abs(rgb[..., 0] - rgb[..., 1]) > 40) | (np.abs(rgb[..., 1] - rgb[..., 2]) > 40)
+    colored = (np.abs(rgb[..., 0] - rgb[..., 1]) > tint) | (np.abs(rgb[..., 1] - rgb[..., 2]) > tint)
     assert colored.sum() > 5000, "no chart colours in the screenshot"
 
 
@@ -127,4 +127,5 @@ def test_learning_curve_page_renders_in_headless_chromium(tmp_path):
     page.write_text(render_curve_html(standard_curve()))
     html = page.read_text()
     assert 'id="learning-curve"' in html and "<svg" in html
-    _check_screenshot(_screenshot(page, tmp_path))
+    # The CI bands are light tints of the line colours (alpha 0.08–0.18): a lower tint threshold sees them.
+    _check_screenshot(_screenshot(page, tmp_path), tint=15)
