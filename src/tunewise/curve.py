@@ -130,6 +130,7 @@ def run_curve(config: ProjectConfig, project: Path, rungs: list[str] | None = No
     out_dir = ws.new_dir(project, "curves")
     ws.write_text(out_dir / "config.yaml", dump_config(config))
     results = []
+    advance = progress("curve: fits (rungs × sizes)", sum(1 if n in PROMPTING else len(sizes) for n in names))
     for name in names:
         at = [len(splits.train)] if name in PROMPTING else sizes
         points, items = [], []
@@ -138,6 +139,7 @@ def run_curve(config: ProjectConfig, project: Path, rungs: list[str] | None = No
             point, scores = measure(name, config, project, order[:n], splits, out_dir / "runs" / f"{name}-{n}", progress)
             points.append(point)
             items.append(scores)
+            advance(1)
         fit = None if name in PROMPTING else fit_curve(at, np.array(items), config.eval.bootstrap, config.data.seed)
         results.append((name, points, fit))
     curve = analyse(config, splits, results, sizes, more or len(splits.train), notes)
