@@ -379,7 +379,7 @@ def _review_export_pool(project: Path, pool: Path, n: int | None, strategy: str,
 
     config = load_config(project, set_)
     _writable(project)
-    _setup_logging(True)
+    _setup_logging(True)  # warnings still show: a too-early uncertainty pick, a pool smaller than -n
     path, s = export_pool_review(config, project, pool, n, strategy, output)
     out.print(f"picked {s['picked']} of {s['pool_rows']} pool rows by {strategy} ({s['model']}); left out "
               f"{s['pool_near_duplicates']} near-duplicates within the pool, {s['near_duplicates_of_labelled']} of rows "

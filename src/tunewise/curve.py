@@ -335,13 +335,20 @@ def export_pool_review(config: ProjectConfig, project: Path, pool_path: Path, n:
         raise DataError(f"{pool_path}: every pool row is a near-duplicate of a row already labelled; nothing to pick")
     if n > len(rows):
         say(f"-n {n}: the pool holds {len(rows)} distinct new rows; all of them are picked")
+    warning = ""
+    per_label = len(splits.train) / max(len(config.task.labels), 1)
+    if strategy == "uncertainty" and per_label < 10:
+        # Measured on BBC (BENCHMARKS.md): below ~10 rows a label, least-confident picks trail random ones.
+        warning = (f"the train split holds {per_label:.0f} rows per label: so early, uncertainty picks did worse than "
+                   "random ones on BBC News (BENCHMARKS.md); --strategy diverse or random may serve better")
+        say(warning)
     picks, flags, guesses, model = _pick(strategy, config, project, splits, rows, min(n, len(rows)), progress)
     flags = [f"{f};pii_redacted" if rows[i].id in redacted else f for i, f in zip(picks, flags, strict=True)]
     path = Path(output or ws.workspace(project) / "reviews" / "label-next.csv")
     write_review_csv(path, [rows[i] for i in picks], flags, guesses)
     summary = {"pool": str(pool_path), "strategy": strategy, "asked": n, "picked": len(picks),
                "pool_rows": len(pool.rows) + len(pool.skipped_empty), "skipped_empty": pool.skipped_empty,
-               **dropped, "pii_redacted": len(redacted), "model": model, "seed": config.data.seed,
+               **dropped, "pii_redacted": len(redacted), "model": model, "seed": config.data.seed, "warning": warning,
                "dataset": splits.record(), "ids": [rows[i].id for i in picks], "csv": str(path)}
     ws.write_json(path.with_suffix(".selection.json"), summary)
     return path, summary

@@ -97,6 +97,15 @@ def test_uncertainty_picks_what_the_model_scores_lowest_without_duplicates_or_pi
     assert not near_pairs([r["input"] for r in picked], 0.8)
     record = json.loads((project / "picked.selection.json").read_text())
     assert record["ids"] == ids and record["pii_redacted"] == 1
+    assert record["warning"] == ""  # 12 train rows a label: past the point where uncertainty trailed random
+
+
+def test_uncertainty_on_a_tiny_train_split_says_random_may_serve_better(pool_project):
+    project, pool = pool_project
+    result, picked = _export(project, pool, "-n", "3", "--set", "data.split.train=0.2", "--set", "data.split.val=0.6")
+    assert result.exit_code == 0, result.output
+    assert len(picked) == 3 and "uncertainty picks did worse than random" in result.output
+    assert "rows per label" in json.loads((project / "picked.selection.json").read_text())["warning"]
 
 
 @pytest.mark.parametrize("strategy", ["diverse", "random"])
