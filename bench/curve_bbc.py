@@ -78,7 +78,7 @@ def selection(x, y, pool, x_test, y_test, seeds: int, budget: int, step: int = 1
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
         start = list(rng.choice(pool, step, replace=False))
-        for strategy in acc:
+        for strategy, by_budget in acc.items():
             labelled, rest = list(start), [i for i in pool if i not in set(start)]
             while len(labelled) < budget:
                 clf, _ = fit_eval(x, y, labelled, x_test, y_test) if len(set(y[labelled])) > 1 else (None, None)
@@ -91,8 +91,8 @@ def selection(x, y, pool, x_test, y_test, seeds: int, budget: int, step: int = 1
                 chosen = {rest[i] for i in picks}
                 labelled += [rest[i] for i in picks]
                 rest = [i for i in rest if i not in chosen]
-                if len(labelled) in acc[strategy]:
-                    acc[strategy][len(labelled)].append(float(fit_eval(x, y, labelled, x_test, y_test)[1].mean()))
+                if len(labelled) in by_budget:
+                    by_budget[len(labelled)].append(float(fit_eval(x, y, labelled, x_test, y_test)[1].mean()))
     table = []
     for b in budgets:
         row = {"budget": b}

@@ -70,7 +70,7 @@ def test_curve_command_writes_curve_json_and_the_ladder_report_section(curve_pro
     result = runner.invoke(app, ["curve", str(curve_project), "--rungs", "zero-shot,embedding-classifier",
                                  "--sizes", "6,12,24,48", "--more", "20", "-q"])
     assert result.exit_code == 0, result.output
-    folder = sorted((curve_project / ".tunewise" / "curves").iterdir())[-1]
+    folder = max((curve_project / ".tunewise" / "curves").iterdir())
     curve = json.loads((folder / "curve.json").read_text())
     by = {r["name"]: r for r in curve["rungs"]}
     assert (folder / "curve.md").exists() and 'id="learning-curve"' in (folder / "curve.html").read_text()
@@ -81,7 +81,7 @@ def test_curve_command_writes_curve_json_and_the_ladder_report_section(curve_pro
     assert curve["advice"] and all(line in result.output for line in curve["advice"][:1])
     fit = by["embedding-classifier"]["fit"]
     assert fit["ok"] or fit["reason"]  # either a curve or the reason there is none, never silence
-    report = sorted((curve_project / ".tunewise" / "reports").iterdir())[-1]
+    report = max((curve_project / ".tunewise" / "reports").iterdir())
     assert curve["report_dir"] == str(report)
     assert "How much data is enough" in (report / "report.md").read_text()
     html = (report / "report.html").read_text()
@@ -90,7 +90,7 @@ def test_curve_command_writes_curve_json_and_the_ladder_report_section(curve_pro
     # A later ladder on the same test split carries the newest curve into its own report.
     again = runner.invoke(app, ["ladder", str(curve_project), "--rungs", "zero-shot", "-q"])
     assert again.exit_code == 0, again.output
-    newest = sorted((curve_project / ".tunewise" / "reports").iterdir())[-1]
+    newest = max((curve_project / ".tunewise" / "reports").iterdir())
     assert newest != report and 'id="learning-curve"' in (newest / "report.html").read_text()
 
 
@@ -126,7 +126,7 @@ def _analysed(prompt_accuracy: float, usd_per_row: float | None):
     trained = [point(n, s.mean(), n / 100, 1.0) for n, s in zip(sizes, items, strict=True)]
     results = [("few-shot", [point(800, prompt_accuracy, 0.0, 400.0)], None),
                ("embedding-classifier", trained, fit_curve(sizes, items, 200, 0))]
-    splits = SimpleNamespace(train=[None] * 800, test=[None] * 4000, test_hash="h", record=lambda: {})
+    splits = SimpleNamespace(train=[None] * 800, test=[None] * 4000, test_hash="h", record=dict)
     return analyse(config, splits, results, sizes, 800, [])
 
 

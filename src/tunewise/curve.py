@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tunewise import workspace as ws
-from tunewise.config import ConfigError, ProjectConfig, config_path, dump_config
+from tunewise.config import ConfigError, ProjectConfig, dump_config
 from tunewise.data.load import DataError
 from tunewise.data.resolve import Splits, resolve_splits
 from tunewise.data.split import by_target, no_strata, stratified_order
@@ -250,8 +250,8 @@ def advice(curve: dict) -> list[str]:
     """The curve's findings in plain words, one sentence per finding."""
     out, more = [], curve["more"]
     if not any(r["trains"] for r in curve["rungs"]):
-        return ["No trained rung was chosen: prompting rungs learn nothing from more labelled rows, so there is "
-                "no curve to fit (add e.g. --rungs embedding-classifier)."]
+        return [("No trained rung was chosen: prompting rungs learn nothing from more labelled rows, so there is "
+                 "no curve to fit (add e.g. --rungs embedding-classifier).")]
     for r in curve["rungs"]:
         if not r["trains"]:
             continue

@@ -33,7 +33,7 @@ labeling: {usd_per_row: 0.4}
     result = CliRunner().invoke(app, ["curve", str(tmp_path), "--rungs", "embedding-classifier",
                                       "--sizes", "5,15,40,70", "-q"])
     assert result.exit_code == 0, result.output
-    folder = sorted((tmp_path / ".tunewise" / "curves").iterdir())[-1]
+    folder = max((tmp_path / ".tunewise" / "curves").iterdir())
     curve = json.loads((folder / "curve.json").read_text())
     (emb,) = curve["rungs"]
     values = {p["n"]: p["value"] for p in emb["points"]}
