@@ -88,7 +88,7 @@ def measure(name: str, config: ProjectConfig, project: Path, train: list, splits
     prompt_tokens = cost.prompt_tokens / max(cost.predict_examples, 1)
     metrics = scored.metrics
     point = {
-        "n": len(train), "value": round(float(metrics[scored.primary]), 5),
+        "n": len(train), "primary": scored.primary, "value": round(float(metrics[scored.primary]), 5),
         "ci": metrics.get(f"{scored.primary}_ci"), "train_seconds": round(cost.train_seconds, 3),
         "ms_per_example": round(cost.ms_per_example, 3), "prompt_tokens_per_request": round(prompt_tokens, 1),
         "cost": rung_cost(cost.train_seconds, cost.ms_per_example, prompt_tokens, config.cost),
@@ -184,7 +184,8 @@ def analyse(config: ProjectConfig, splits: Splits, results: list[tuple[str, list
     labeling = config.labeling.usd_per_row
     options = [price_next_point(r, rungs, labeling, config, n_now) for r in rungs if r["trains"]]
     curve = {
-        "project": config.name, "task": config.task.type, "primary": primary_name(config),
+        "project": config.name, "task": config.task.type,
+        "primary": next((p["primary"] for _, pts, _ in results for p in pts if "primary" in p), primary_name(config)),
         "test_hash": splits.test_hash, "n_test": len(splits.test), "n_train": n_now, "sizes": sizes,
         "seed": config.data.seed, "more": more, "bootstrap": config.eval.bootstrap,
         "labeling": {"usd_per_row": labeling}, "prices": config.cost.model_dump(),
@@ -196,6 +197,7 @@ def analyse(config: ProjectConfig, splits: Splits, results: list[tuple[str, list
 
 
 def primary_name(config: ProjectConfig) -> str:
+    """The task's default primary metric, for a curve with no measured point to say which was scored."""
     from tunewise.evaluate.score import PRIMARY
 
     return PRIMARY[config.task.type]
