@@ -12,6 +12,7 @@ cheaper way to the next point of quality.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -144,7 +145,7 @@ def run_curve(config: ProjectConfig, project: Path, rungs: list[str] | None = No
         results.append((name, points, fit))
     curve = analyse(config, splits, results, sizes, more or len(splits.train), notes)
     ws.write_json(out_dir / "curve.json", curve)
-    from tunewise.report.build import attach_curve, curve_markdown, render_curve_html
+    from tunewise.report.curve_view import curve_markdown, render_curve_html
 
     ws.write_text(out_dir / "curve.md", "\n".join(curve_markdown(curve)) + "\n")
     ws.write_text(out_dir / "curve.html", render_curve_html(curve))
@@ -154,6 +155,22 @@ def run_curve(config: ProjectConfig, project: Path, rungs: list[str] | None = No
     curve["report_dir"] = str(report_dir) if report_dir else None
     ws.write_json(out_dir / "curve.json", curve)
     return out_dir
+
+
+def attach_curve(project: Path, curve: dict) -> Path | None:
+    """Add ``curve`` to the newest ladder report on the same test split and re-render it; its folder or None."""
+    folder = ws.latest_dir(Path(project), "reports")
+    if folder is None or not (folder / "ladder.json").exists():
+        return None
+    from tunewise.report.build import write_report
+
+    ladder = json.loads((folder / "ladder.json").read_text(encoding="utf-8"))
+    if ladder.get("test_hash") != curve["test_hash"]:
+        return None
+    ladder["curve"] = curve
+    ws.write_json(folder / "ladder.json", ladder)
+    write_report(ladder, folder)
+    return folder
 
 
 def analyse(config: ProjectConfig, splits: Splits, results: list[tuple[str, list[dict], Fit | None]],

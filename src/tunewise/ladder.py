@@ -203,7 +203,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         "recommendation": recommend(results),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
-    from tunewise.report.build import latest_curve
+    from tunewise.report.curve_view import latest_curve
 
     if curve := latest_curve(project, splits.test_hash):  # `tunewise curve` measured on this same test split
         ladder["curve"] = curve

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from ladder_fixture import standard_curve, standard_ladder
 
-from tunewise.report.build import render_curve_html, render_html, render_markdown
+from tunewise.report.build import render_html, render_markdown
+from tunewise.report.curve_view import render_curve_html
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tunewise import workspace as ws
 from tunewise.evaluate.cost import break_even, break_even_sentences, prices_line, render_break_even_md
+from tunewise.report.curve_view import curve_markdown
 
 # Metrics shown as table columns per task type, primary first.
 METRIC_COLUMNS = {
@@ -95,51 +96,6 @@ def errors_table(r: dict) -> list[str]:
     return lines
 
 
-def curve_markdown(curve: dict) -> list[str]:
-    """The learning-curve section (lines), for report.md and the curve folder's curve.md."""
-    lines = ["## How much data is enough: learning curves", "",
-             (f"Each trained rung fitted on nested, seeded, stratified subsets of the {curve['n_train']:,} train rows "
-              f"(sizes {', '.join(f'{n:,}' for n in curve['sizes'])}) and scored on the same {curve['n_test']:,} test "
-              "rows; prompting rungs learn nothing from more rows and were measured once."), ""]
-    lines += [f"- {s}" for s in curve["advice"]] + ["", f"| rung | train rows | {curve['primary']} % (95% CI) | train s |",
-                                                    "|---|---|---|---|"]
-    for r in curve["rungs"]:
-        for p in r["points"]:
-            ci = f" ({_ci(p['ci'])})" if p.get("ci") else ""
-            lines.append(f"| {r['name']} | {p['n']:,} | {_pct(p['value'])}{ci} | {p['train_seconds']:.1f} |")
-    lines += ["", ("Curve: q(n) = a − b·n^(−c), least squares with bounds; its 95% band and every projection come "
-                   f"from refits on {curve['bootstrap']} bootstrap resamples of the test items. They show the noise of the "
-                   "test items only, not which train rows were drawn, so the real uncertainty of a projection is wider."),
-              *([f"Notes: {'; '.join(curve['notes'])}."] if curve.get("notes") else []), ""]
-    return lines
-
-
-def latest_curve(project: Path, test_hash: str) -> dict | None:
-    """The newest curve.json of a project measured on this very test split, else None."""
-    root = ws.workspace(Path(project)) / "curves"
-    for folder in sorted(root.glob("*"), reverse=True) if root.exists() else []:
-        path = folder / "curve.json"
-        if path.exists():
-            curve = json.loads(path.read_text(encoding="utf-8"))
-            if curve.get("test_hash") == test_hash:
-                return curve
-    return None
-
-
-def attach_curve(project: Path, curve: dict) -> Path | None:
-    """Add ``curve`` to the newest ladder report on the same test split and re-render it; its folder or None."""
-    folder = ws.latest_dir(Path(project), "reports")
-    if folder is None or not (folder / "ladder.json").exists():
-        return None
-    ladder = json.loads((folder / "ladder.json").read_text(encoding="utf-8"))
-    if ladder.get("test_hash") != curve["test_hash"]:
-        return None
-    ladder["curve"] = curve
-    ws.write_json(folder / "ladder.json", ladder)
-    write_report(ladder, folder)
-    return folder
-
-
 def render_markdown(ladder: dict) -> str:
     rec = ladder["recommendation"]
     out = [
@@ -179,28 +135,16 @@ def render_markdown(ladder: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def _templates():
+def render_html(ladder: dict) -> str:
+    """One self-contained page: inline CSS and SVG charts, no scripts, no external URLs."""
     import jinja2
 
-    return jinja2.Environment(
+    from tunewise.report import plots
+
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("tunewise.report", "templates"), autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-
-
-def render_curve_html(curve: dict) -> str:
-    """curve.html: the learning-curve section as a page of its own (the ladder report shows the same)."""
-    from tunewise.report import plots
-
-    return _templates().get_template("curve.html").render(
-        lc=curve, learning_chart=plots.learning_curves(curve), pct=_pct, ci=_ci)
-
-
-def render_html(ladder: dict) -> str:
-    """One self-contained page: inline CSS and SVG charts, no scripts, no external URLs."""
-    from tunewise.report import plots
-
-    env = _templates()
     curves = [c for c in (plots.training_curve(r) for r in ladder["rungs"]) if c]
     return env.get_template("report.html").render(
         ladder=ladder, metric_cols=metric_columns(ladder), bootstrap=ladder.get("bootstrap", 1000),
