@@ -333,10 +333,10 @@ class ProjectConfig(_Strict):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     few_shot: FewShotConfig = Field(default_factory=FewShotConfig)
+    labeling: LabelingConfig = Field(default_factory=LabelingConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
-    labeling: LabelingConfig = Field(default_factory=LabelingConfig)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
