@@ -196,6 +196,38 @@ def ladder(
         raise typer.Exit(1)
 
 
+@app.command()
+@friendly
+def curve(
+    project: ProjectArg = Path("."),
+    rungs: Annotated[str | None, typer.Option(help="Comma-separated rungs (default: the config's).")] = None,
+    sizes: Annotated[str | None, typer.Option(help="Comma-separated train sizes, e.g. 50,100,200,400 "
+                                              "(default: 50, 100, 200, … and the whole train split).")] = None,
+    more: Annotated[int | None, typer.Option(help="Project the gain from this many more labelled rows "
+                                             "(default: as many as the train split has).")] = None,
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Learning curves per rung on the frozen test split: the gain from more labels, and whether labels or a bigger rung is cheaper."""
+    import json
+
+    from tunewise.config import load_config
+    from tunewise.curve import parse_sizes, run_curve
+
+    config = load_config(project, set_)
+    chosen_sizes = parse_sizes(sizes)
+    _writable(project)
+    _setup_logging(quiet)
+    chosen = [r.strip() for r in rungs.split(",")] if rungs else None
+    with progress_bars(quiet) as progress:
+        folder = run_curve(config, project, chosen, chosen_sizes, more, progress)
+    result = json.loads((folder / "curve.json").read_text(encoding="utf-8"))
+    for line in result["advice"]:
+        out.print(f"- {line}", highlight=False, soft_wrap=True)
+    where = f" and the report in {result['report_dir']}" if result["report_dir"] else ""
+    out.print(f"wrote {folder / 'curve.json'}{where}", highlight=False, soft_wrap=True)
+
+
 def _print_summary(report_dir: Path) -> None:
     import json
 
@@ -388,11 +420,19 @@ def review_export(
     project: ProjectArg = Path("."),
     output: Annotated[Path | None, typer.Option("--out", help="CSV to write (default: .tunewise/reviews/review.csv).")] = None,
     set_: SetOpt = None,
+    pool: Annotated[Path | None, typer.Option(help="Unlabelled rows (JSONL/CSV with the input field): pick which "
+                                              "to label next instead of exporting flagged rows.")] = None,
+    n: Annotated[int | None, typer.Option("-n", help="With --pool: how many rows to pick.")] = None,
+    strategy: Annotated[str, typer.Option(help="With --pool: uncertainty (the model is least sure), diverse "
+                                          "(cover the embedding space) or random.")] = "uncertainty",
     quiet: QuietOpt = False,
 ) -> None:
     """Write a CSV of flagged rows plus the review sample, with an empty corrected_target column.
 
-    It uses the newest audit of the same data and config, and audits only when there is none."""
+    It uses the newest audit of the same data and config, and audits only when there is none. With
+    --pool it picks which unlabelled rows to label next instead."""
+    if pool is not None:
+        return _review_export_pool(project, pool, n, strategy, output, set_)
     from tunewise.data.prepare import export_project_review
 
     _setup_logging(quiet)
@@ -402,6 +442,21 @@ def review_export(
                   f"{audit_file}", highlight=False, soft_wrap=True)
     out.print(f"wrote {n} rows to {path}; fill in corrected_target (or DROP), then: "
               f"tunewise review import {path} {project}", highlight=False, soft_wrap=True)
+
+
+def _review_export_pool(project: Path, pool: Path, n: int | None, strategy: str, output: Path | None,
+                        set_: list[str] | None) -> None:
+    from tunewise.config import load_config
+    from tunewise.curve import export_pool_review
+
+    config = load_config(project, set_)
+    _writable(project)
+    _setup_logging(True)  # warnings still show: a too-early uncertainty pick, a pool smaller than -n
+    path, s = export_pool_review(config, project, pool, n, strategy, output)
+    out.print(f"picked {s['picked']} of {s['pool_rows']} pool rows by {strategy} ({s['model']}); left out "
+              f"{s['pool_near_duplicates']} near-duplicates within the pool, {s['near_duplicates_of_labelled']} of rows "
+              f"already labelled, {len(s['skipped_empty'])} empty; PII redacted in {s['pii_redacted']}. Wrote {path}: "
+              "fill in corrected_target, then add the rows to your data", highlight=False, soft_wrap=True)
 
 
 @review_app.command("import")

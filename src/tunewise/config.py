@@ -387,6 +387,14 @@ class ServeConfig(_Strict):
     """Keep each request's input and output in the request log (monitoring reads them)."""
 
 
+class LabelingConfig(_Strict):
+    """What a labelled row costs: `tunewise curve` weighs more labels against a bigger rung with it."""
+
+    usd_per_row: float | None = Field(default=None, ge=0)
+    """Price of labelling one more row (annotator time or a vendor's rate), in USD. Unset: the curve
+    says how many rows the next point of quality needs, but not what they cost."""
+
+
 RUNGS = ("zero-shot", "lora")
 RungName = Literal[
     "zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune",
@@ -405,6 +413,7 @@ class ProjectConfig(_Strict):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     few_shot: FewShotConfig = Field(default_factory=FewShotConfig)
+    labeling: LabelingConfig = Field(default_factory=LabelingConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     cost: CostConfig = Field(default_factory=CostConfig)

@@ -362,6 +362,10 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
                                                config.data.seed),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
+    from tunewise.report.curve_view import latest_curve
+
+    if curve := latest_curve(project, splits.test_hash):  # `tunewise curve` measured on this same test split
+        ladder["curve"] = curve
     report_dir = ws.new_dir(project, "reports")
     # The exact rows every rung was scored on (a seeded subset when eval.max_test_examples is set).
     ws.write_jsonl(report_dir / "test.jsonl", (r.to_json() for r in splits.test))

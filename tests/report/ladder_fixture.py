@@ -56,3 +56,33 @@ def standard_ladder() -> dict:
         fake_rung("embedding-classifier", 0.9, 20, 5, 128, seed=3),
         fake_rung("lora", 0.92, 600, 300, 120, seed=4),
     ])
+
+
+def standard_curve(n_test: int = 400) -> dict:
+    """A curve.json built with the real fit and analysis code from simulated per-item scores:
+    one trained rung that keeps improving, one prompting rung measured once."""
+    from types import SimpleNamespace
+
+    from tunewise.config import ProjectConfig
+    from tunewise.curve import analyse
+    from tunewise.evaluate.learning_curve import fit_curve, power_law
+
+    config = ProjectConfig.model_validate({
+        "name": "tiny", "task": {"type": "classification", "labels": LABELS}, "data": {"files": ["a.jsonl"]},
+        "model": {"base": "x"}, "eval": {"bootstrap": 200}, "labeling": {"usd_per_row": 0.5}, "cost": PRICES.model_dump()})
+    sizes = [25, 50, 100, 200, 300]
+    rng = np.random.default_rng(0)
+    items = (rng.random((len(sizes), n_test)) < power_law(sizes, 0.92, 1.2, 0.55)[:, None]).astype(float)
+
+    def point(n: int, scores: np.ndarray, train_s: float, ms: float) -> dict:
+        v = float(scores.mean())
+        return {"n": n, "value": v, "ci": [v - 0.04, v + 0.04], "train_seconds": train_s, "ms_per_example": ms,
+                "prompt_tokens_per_request": 60.0, "cost": rung_cost(train_s, ms, 60.0, PRICES)}
+
+    trained = [point(n, s, 0.01 * n, 2.0) for n, s in zip(sizes, items, strict=True)]
+    prompt = rng.random(n_test) < 0.78
+    results = [("few-shot", [point(300, prompt.astype(float), 0.0, 90.0)], None),
+               ("embedding-classifier", trained, fit_curve(sizes, items, 200, 0))]
+    splits = SimpleNamespace(train=[None] * 300, test=[None] * n_test, test_hash="ab" * 32,
+                             record=lambda: {"dir": "/x", "hash": "cd" * 32, "note": ""})
+    return analyse(config, splits, results, sizes, 300, [])

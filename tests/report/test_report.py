@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ladder_fixture import standard_ladder
+from ladder_fixture import standard_curve, standard_ladder
 
 from tunewise.report.build import rebuild, render_html, render_markdown, write_report
 
@@ -72,7 +72,8 @@ def test_rebuild_from_saved_ladder(tmp_path):
 def test_report_renders_in_headless_chromium(tmp_path):
     from PIL import Image, ImageStat
 
-    write_report(standard_ladder(), tmp_path)
+    write_report(standard_ladder() | {"curve": standard_curve()}, tmp_path)  # with the learning-curve section
+    assert 'id="learning-curve"' in (tmp_path / "report.html").read_text()
     png = tmp_path / "shot.png"
     cmd = [
         str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

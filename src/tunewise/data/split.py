@@ -75,6 +75,12 @@ def _spread(units: list[list[Record]], seed: int, key: Key) -> list[list[Record]
     return [unit for _, _, unit in placed]
 
 
+def stratified_order(records: list[Record], seed: int, key: Key = by_target) -> list[Record]:
+    """``records`` in one seeded order whose every prefix holds each stratum in proportion (within a
+    row): the first n rows are a stratified subset of size n, and each is a superset of the smaller."""
+    return [unit[0] for unit in _spread([[r] for r in records], seed, key)]
+
+
 def _cut(units: list[list[Record]], fractions: dict[str, float]) -> dict[str, list[Record]]:
     """Cut ordered units into consecutive parts, each unit to the part its middle row falls in."""
     names = list(fractions)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tunewise import workspace as ws
 from tunewise.evaluate.cost import break_even, break_even_sentences, prices_line, render_break_even_md
+from tunewise.report.curve_view import curve_markdown
 
 # Metrics shown as table columns per task type, primary first.
 METRIC_COLUMNS = {
@@ -228,6 +229,7 @@ def render_markdown(ladder: dict) -> str:
          + method_note(ladder)),
         "",
         *render_break_even_md(ladder_break_even(ladder)),
+        *(curve_markdown(ladder["curve"]) if ladder.get("curve") else []),
     ]
     if ladder.get("n_ood"):
         out += ["", f"## Out-of-distribution test ({ladder['n_ood']} examples)", ""]
@@ -263,6 +265,7 @@ def render_html(ladder: dict) -> str:
     return env.get_template("report.html").render(
         ladder=ladder, metric_cols=metric_columns(ladder), bootstrap=ladder.get("bootstrap", 1000),
         charts={"ladder": plots.ladder_chart(ladder), "cost": plots.quality_vs_cost(ladder)}, curves=curves,
+        learning_chart=plots.learning_curves(ladder["curve"]) if ladder.get("curve") else "",
         ood=any(r.get("ood_metrics") for r in ladder["rungs"]),
         pct=_pct, ci=_ci, money=_money, paired=_paired, breakeven=_breakeven, latency=_latency, gflops=_gflops,
         per_1k=_per_1k, rule=rule_text(ladder).replace("`", ""), method_note=method_note(ladder),

@@ -92,3 +92,46 @@ def training_curve(r: dict) -> str | None:
     ax.set_title(r["name"])
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
+
+
+PALETTE = ("#4a6fa5", "#c0392b", "#1b7f3b", "#8e44ad", "#d68910", "#17808a")
+
+
+def learning_curves(curve: dict) -> str:
+    """Quality against train rows (log scale): measured points with CIs, each fitted curve with its
+    95% bootstrap band out to the projected size, prompting rungs as dashed flat lines."""
+    fig, ax = _figure(7, 4)
+    for i, r in enumerate(curve["rungs"]):
+        color = PALETTE[i % len(PALETTE)]
+        pts = r["points"]
+        if not r["trains"]:
+            p = pts[0]
+            ax.axhline(100 * p["value"], ls="--", color=color, label=f"{r['name']} (no training)")
+            if p.get("ci"):
+                ax.axhspan(100 * p["ci"][0], 100 * p["ci"][1], color=color, alpha=0.08)
+            continue
+        ns = [p["n"] for p in pts]
+        vals = [100 * p["value"] for p in pts]
+        cis = [p.get("ci") or (p["value"], p["value"]) for p in pts]
+        err = [[v - 100 * lo for v, (lo, _) in zip(vals, cis, strict=True)],
+               [100 * hi - v for v, (_, hi) in zip(vals, cis, strict=True)]]
+        ax.errorbar(ns, vals, yerr=err, fmt="o", capsize=3, color=color, label=r["name"])
+        if r.get("band"):
+            band = r["band"]
+            xs = [b["n"] for b in band]
+            ax.plot(xs, [100 * b["value"] for b in band], color=color)
+            ax.fill_between(xs, [100 * b["lo"] for b in band], [100 * b["hi"] for b in band], color=color, alpha=0.18)
+    ax.axvline(curve["n_train"], color="#888", lw=0.8, ls=":")
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    ax.set_xscale("log")
+    # Ticks at the measured sizes and the projected one; log-scale minor labels would overprint them.
+    ax.xaxis.set_major_locator(FixedLocator(sorted({*curve["sizes"], curve["n_train"], curve["n_train"] + curve["more"]})))
+    ax.xaxis.set_major_formatter(lambda x, _: f"{x:,.0f}")
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("labelled train rows (log scale; dotted: today)")
+    ax.set_ylabel(f"{curve['primary']} % on {curve['n_test']} test rows")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.spines[["top", "right"]].set_visible(False)
+    return _svg(fig)
