@@ -55,3 +55,12 @@ def test_outputs_follow_the_umask(tmp_path, mask, file_mode, dir_mode):
     assert stat.S_IMODE(f.stat().st_mode) == file_mode
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == dir_mode
     assert stat.S_IMODE((tmp_path / "d" / "y.txt").stat().st_mode) == file_mode
+
+
+def test_credentials_in_urls_are_never_written(tiny_project):
+    from tunewise.config import dump_config, load_config
+
+    config = load_config(tiny_project, ["train.mlflow_uri=https://alice:s3cret@mlflow.example.org/"])
+    for text in (dump_config(config), json.dumps(ws.lineage(config))):
+        assert "s3cret" not in text and "alice" not in text and "https://***@mlflow.example.org/" in text
+    assert ws.redact_secrets({"a": ["postgresql://u:p@db/x", "plain text"]}) == {"a": ["postgresql://***@db/x", "plain text"]}

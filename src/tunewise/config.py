@@ -116,6 +116,7 @@ class AuditConfig(_Strict):
     mislabel_max_rows: int | None = Field(default=2000, gt=0)
     """Check a seeded, stratified subset of this many rows for mislabels (None: every row)."""
     seed: int = 0
+    """Seed of the audit's samples (the review sample, the mislabel subset)."""
 
 
 class PrepareConfig(_Strict):
@@ -140,9 +141,13 @@ class ModelConfig(_Strict):
 
 class LoraConfig(_Strict):
     r: int = Field(8, gt=0)
+    """LoRA rank: the inner size of each adapter's low-rank update."""
     alpha: int = Field(16, gt=0)
+    """LoRA scaling: the update is multiplied by alpha / r."""
     dropout: float = Field(0.05, ge=0, lt=1)
+    """Dropout on the adapter's input during training."""
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    """The linear layers that get adapters: a list of module names, or all-linear."""
 
 
 METHODS = ("full", "lora", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo")
@@ -165,14 +170,21 @@ class TrainConfig(_Strict):
     method: Method = "lora"
     """The fine-tuning method: full, lora, dora, qlora, prefix, prompt-tuning, ia3 or dpo."""
     epochs: float = Field(1.0, gt=0)
+    """Passes over the train split (ignored when `max_steps` is set)."""
     max_steps: int = -1
     """Stop after this many optimizer steps (-1: train for `epochs`)."""
     batch_size: int = Field(8, gt=0)
+    """Examples per optimizer micro-batch, per process."""
     grad_accum: int = Field(1, gt=0)
+    """Micro-batches accumulated per optimizer step (effective batch = batch_size × grad_accum × processes)."""
     learning_rate: float = Field(2e-4, gt=0)
+    """Peak learning rate of AdamW."""
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    """How the learning rate moves after warm-up."""
     warmup_steps: int = Field(0, ge=0)
+    """Optimizer steps of linear warm-up from 0 to `learning_rate`."""
     weight_decay: float = Field(0.0, ge=0)
+    """AdamW's decoupled weight decay."""
     max_length: int = Field(512, gt=8)
     """Longest training sequence in tokens (prompt + answer); see `length_policy` for longer ones."""
     length_policy: Literal["error", "drop", "truncate-input"] = "error"
@@ -190,6 +202,7 @@ class TrainConfig(_Strict):
     save_total_limit: int = Field(2, gt=0)
     """Keep at most this many periodic checkpoints (the best one is always kept too)."""
     seed: int = 0
+    """Seed of initialisation, dropout and example order."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Mixed precision: bf16 or fp16 where the hardware has it (checked before training)."""
     early_stopping_patience: int | None = Field(default=None, gt=0)
@@ -233,7 +246,9 @@ class FormatConfig(_Strict):
     """What a well-formed generated answer looks like (format compliance); every check is optional."""
 
     min_words: int | None = Field(default=None, ge=0)
+    """Answers shorter than this many words fail format compliance (None: no minimum)."""
     max_words: int | None = Field(default=None, gt=0)
+    """Answers longer than this many words fail format compliance (None: no maximum)."""
     required_phrases: list[str] = Field(default_factory=list)
     """Phrases every answer must contain (case-insensitive)."""
     regex: str | None = None
@@ -242,6 +257,7 @@ class FormatConfig(_Strict):
 
 class EvalConfig(_Strict):
     batch_size: int = Field(8, gt=0)
+    """Prompts scored or generated together at evaluation."""
     max_new_tokens: int = Field(64, gt=0)
     """Longest generated answer (extraction and generation tasks)."""
     format: FormatConfig = Field(default_factory=FormatConfig)
@@ -275,6 +291,7 @@ class FewShotConfig(_Strict):
     max_example_tokens: int = Field(48, gt=0)
     """Truncate each example's input to this many tokens; short examples keep every call cheap."""
     seed: int = 0
+    """Seed of the random example set."""
 
 
 class EncoderConfig(_Strict):
@@ -285,6 +302,7 @@ class EncoderConfig(_Strict):
     max_seq_length: int = Field(128, gt=8)
     """Truncate inputs to this many encoder tokens."""
     batch_size: int = Field(32, gt=0)
+    """Texts embedded (or fine-tuned on) together."""
     C: float = Field(1.0, gt=0)
     """Inverse L2 strength of the embedding-classifier's logistic regression."""
     epochs: float = Field(1.0, gt=0)
@@ -292,14 +310,18 @@ class EncoderConfig(_Strict):
     learning_rate: float = Field(1e-4, gt=0)
     """Learning rate of `encoder-finetune` (AdamW, linear decay)."""
     seed: int = 0
+    """Seed of the classifier head's initialisation and the example order."""
 
 
 class RetrievalConfig(_Strict):
     """How the `rag` rung cuts `data.documents` into passages and how many it puts in a prompt."""
 
     chunk_words: int = Field(120, gt=10)
+    """Longest passage, in words; paragraphs are packed whole up to it."""
     overlap_words: int = Field(30, ge=0)
+    """Words shared by consecutive windows of a paragraph longer than `chunk_words`."""
     top_k: int = Field(3, gt=0)
+    """Passages put into every prompt."""
     max_passage_tokens: int = Field(128, gt=0)
     """Truncate each passage in the prompt to this many tokens: RAG pays for its context on every call."""
     gold_field: str | None = None
@@ -365,6 +387,7 @@ class MonitorConfig(_Strict):
     """Estimated (CBPE) or measured accuracy this far below the ladder's figure (and significantly
     lower, at the Bonferroni level) means retrain."""
     seed: int = 0
+    """Seed of the reference sample and the permutation tests."""
 
 
 class ServeConfig(_Strict):
@@ -373,14 +396,17 @@ class ServeConfig(_Strict):
     batch_wait_ms: float = Field(10.0, ge=0, le=1000)
     """How long the first request of a batch waits for others to join it: latency traded for throughput."""
     max_batch: int = Field(16, gt=0, le=512)
+    """Most requests run in one batch."""
     max_queue: int = Field(256, gt=0)
     """Requests waiting for the model beyond this get 503 (retry later) instead of waiting for ever."""
     max_concurrency: int = Field(64, gt=0)
     """Requests open at once beyond this get 429."""
     max_body_bytes: int = Field(1_000_000, gt=0)
+    """Largest request body accepted (bigger: HTTP 413)."""
     max_tokens: int = Field(256, gt=0)
     """The most new tokens a request may ask for (`max_tokens`); larger asks get 400."""
     max_prompt_chars: int = Field(20_000, gt=0)
+    """Longest prompt accepted, in characters (longer: HTTP 400)."""
     redact_pii: bool = False
     """Replace e-mails, phone and card numbers, IBANs and keys with [TYPE] in the request log (data/pii.py)."""
     log_inputs: bool = True
@@ -404,10 +430,12 @@ RungName = Literal[
 
 class ProjectConfig(_Strict):
     name: str = "project"
+    """A short name for the project, used in reports and as the prefix of served model ids."""
     task: TaskConfig
     data: DataConfig
     model: ModelConfig
     rungs: list[RungName] = Field(default_factory=lambda: list(RUNGS))
+    """The rungs `tunewise ladder` runs, cheapest first (`--rungs` overrides)."""
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
@@ -526,4 +554,7 @@ def _blame(err: ValidationError, path: Path, overrides: list[str]) -> str:
 
 
 def dump_config(config: ProjectConfig) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    """The resolved config as YAML, with credentials in URLs (mlflow_uri, say) replaced by ***."""
+    from tunewise.workspace import redact_secrets
+
+    return yaml.safe_dump(redact_secrets(config.model_dump(mode="json")), sort_keys=False, allow_unicode=True)

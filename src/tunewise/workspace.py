@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -146,11 +147,26 @@ def package_versions(names: Iterable[str] = LINEAGE_PACKAGES) -> dict[str, str]:
     return out
 
 
+_URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://)[^/@\s:]+(:[^/@\s]*)?@")
+
+
+def redact_secrets(obj: Any) -> Any:
+    """``obj`` with every user:password@ of a URL (an MLflow or database URI, say) replaced by ***@:
+    configs and lineage are written next to outputs that other people read."""
+    if isinstance(obj, str):
+        return _URL_CREDENTIALS.sub(r"\1***@", obj)
+    if isinstance(obj, dict):
+        return {k: redact_secrets(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(redact_secrets(v) for v in obj)
+    return obj
+
+
 def lineage(config: Any, data_hash: str | None = None) -> dict:
     """What produced an output: the resolved config, the data's hash and the environment."""
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "config": config.model_dump(mode="json") if hasattr(config, "model_dump") else config,
+        "config": redact_secrets(config.model_dump(mode="json") if hasattr(config, "model_dump") else config),
         "data_hash": data_hash,
         "packages": package_versions(),
         "platform": platform.platform(),

@@ -72,3 +72,18 @@ def test_accepted_text_task_combinations_run(tmp_path, tiny_model_dir, rung, tas
     report_dir = run_ladder(load_config(project), project, [rung])
     result = json.loads((report_dir / "ladder.json").read_text())["rungs"][0]
     assert result["name"] == rung and result["metrics"]
+
+
+def test_a_dpo_rung_reads_its_preference_file_from_the_project_not_the_working_folder(tiny_project, tmp_path,
+                                                                                      monkeypatch):
+    rows = [{"prompt": f"the {w} news", "chosen": good, "rejected": bad}
+            for w, good, bad in [("market", "business", "sports"), ("match", "sports", "tech"),
+                                 ("phone", "tech", "business"), ("bank", "business", "tech")] * 2]
+    (tiny_project / "prefs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the relative path must not be read from here
+    config = load_config(tiny_project, ["train.dpo.data=prefs.jsonl", "train.max_steps=1", "train.eval_steps=1"])
+    report_dir = run_ladder(config, tiny_project, ["dpo"])
+    ladder = json.loads((report_dir / "ladder.json").read_text())
+    assert ladder["status"] == "complete" and ladder["rungs"][0]["name"] == "dpo"

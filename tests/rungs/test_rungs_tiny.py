@@ -54,9 +54,25 @@ def test_few_shot_prompts_are_longer_and_share_a_cached_prefix(project, tmp_path
 
 
 def test_few_shot_similar_selection_picks_nearest_examples(project, tmp_path):
-    few, preds, _ = _run("few-shot", project, tmp_path, ["few_shot.selection=similar"])
-    assert not few._prefix_ids
-    assert len(preds) > 0
+    import numpy as np
+    from sklearn.neighbors import NearestNeighbors
+
+    from tunewise.core import Record
+
+    few, preds, splits = _run("few-shot", project, tmp_path, ["few_shot.selection=similar"])
+    assert not few._prefix_ids and len(preds) == len(splits.test)
+    # A query equal to a pool example's input gets that example, nearest last (next to the input).
+    for target in few.pool[:3]:
+        (shots,) = few.shots_for([Record("q", target.input, None)])
+        assert few.pool[shots[-1]].input == target.input
+    # The chosen examples are the k nearest by cosine, as scikit-learn's exact search finds them.
+    queries = few.embed([r.input for r in splits.test])
+    nn = NearestNeighbors(n_neighbors=few.k, metric="cosine").fit(few.pool_vectors)
+    _, expected = nn.kneighbors(queries)
+    for got, want, q in zip(few.shots_for(splits.test), expected, queries, strict=True):
+        sims = few.pool_vectors @ q
+        # Same set, allowing swaps between exactly tied similarities.
+        assert np.allclose(sorted(sims[got]), sorted(sims[want]), atol=1e-6)
 
 
 def test_few_shot_drops_examples_to_fit_the_context(project, tmp_path):

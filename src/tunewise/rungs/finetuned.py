@@ -30,7 +30,8 @@ class FinetunedRung(LabelScorer):
         from tunewise.train.sft import train_adapter
 
         result = train_adapter(
-            self.model, self.tokenizer, self.config, train, val, self.run_dir, progress=self.progress
+            self.model, self.tokenizer, self.config, train, val, self.run_dir, progress=self.progress,
+            project=self.project,  # a relative train.dpo.data is the project's, not the working folder's
         )
         self.model = result.model
         self.train_result = result

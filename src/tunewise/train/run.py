@@ -95,7 +95,7 @@ def train_project(project: Path, method: str | None = None, overrides: list[str]
     if is_main_process() and not (resume and (run_dir / "lineage.json").exists()):
         write_lineage(run_dir, config, splits)
     model, tokenizer, _ = load(config.model.base, project, progress or no_progress)
-    result = train_adapter(model, tokenizer, config, splits.train, splits.val, run_dir, progress, resume)
+    result = train_adapter(model, tokenizer, config, splits.train, splits.val, run_dir, progress, resume, project)
     if is_main_process():
         evals = [r["eval_loss"] for r in result.history if "eval_loss" in r]
         losses = [r["loss"] for r in result.history if "loss" in r]

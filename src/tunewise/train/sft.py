@@ -326,16 +326,17 @@ def check_same_template(trained_dir: Path, tokenizer) -> None:
 
 
 def train_adapter(model, tokenizer, config: ProjectConfig, train: list[Record], val: list[Record],
-                  run_dir: Path, progress=None, resume: bool = False) -> TrainResult:
+                  run_dir: Path, progress=None, resume: bool = False, project: Path | None = None) -> TrainResult:
     """Train with ``config.train.method``; save the best weights (by val loss) to ``run_dir``.
 
     Adapters go to ``run_dir/adapter``, full weights to ``run_dir/model``. ``resume`` continues
-    from the newest complete checkpoint in ``run_dir/checkpoints``.
+    from the newest complete checkpoint in ``run_dir/checkpoints``. ``project``: where the config's
+    relative paths (train.dpo.data) are resolved.
     """
     if config.train.method == "dpo":
         from tunewise.train.dpo import train_dpo
 
-        return train_dpo(model, tokenizer, config, train, val, run_dir, progress, resume)
+        return train_dpo(model, tokenizer, config, train, val, run_dir, progress, resume, project)
     from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
 
     from tunewise.data.split import subsample

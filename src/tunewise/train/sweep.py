@@ -54,7 +54,8 @@ def run_sweep(project: Path, trials: int, method: str | None = None, overrides: 
         extra = suggest(trial, base)
         config = resolve_config(project, method, [*(overrides or []), *extra, "train.tensorboard=false"])
         model, tokenizer, _ = load(config.model.base, project)  # a fresh base per trial
-        result = train_adapter(model, tokenizer, config, splits.train, splits.val, folder / f"trial-{trial.number}")
+        result = train_adapter(model, tokenizer, config, splits.train, splits.val, folder / f"trial-{trial.number}",
+                               project=project)
         losses = [r["eval_loss"] for r in result.history if "eval_loss" in r]
         if not losses:
             raise ValueError("a trial logged no val loss; lower train.eval_steps")
