@@ -23,11 +23,14 @@ def cli(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("command", ["ladder", "prepare", "audit"])
-def test_unwritable_workspace_fails_up_front_in_one_line(tiny_project, command):
+@pytest.mark.parametrize("argv", [["ladder", "{p}"], ["prepare", "{p}"], ["audit", "{p}"], ["train", "{p}"],
+                                  ["sweep", "{p}"], ["curve", "{p}"], ["review", "export", "{p}"],
+                                  ["monitor", "{p}", "--log", "{p}/requests.jsonl"]])
+def test_unwritable_workspace_fails_up_front_in_one_line(tiny_project, argv):
     # .tunewise as a plain file: the workspace cannot be created (a real OSError, also for root).
     (tiny_project / ".tunewise").write_text("not a folder")
-    result = cli(command, str(tiny_project))
+    (tiny_project / "requests.jsonl").write_text('{"input": "the market"}\n')
+    result = cli(*(a.replace("{p}", str(tiny_project)) for a in argv))
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]

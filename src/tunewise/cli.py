@@ -435,6 +435,8 @@ def review_export(
         return _review_export_pool(project, pool, n, strategy, output, set_)
     from tunewise.data.prepare import export_project_review
 
+    if output is None:
+        _writable(project)
     _setup_logging(quiet)
     with progress_bars(quiet) as progress:
         path, n, audit_file, reused = export_project_review(project, output, set_, progress)
@@ -573,6 +575,7 @@ def monitor(
     from tunewise.config import load_config
 
     config = load_config(project, set_)
+    _writable(project)
     from tunewise.monitor.run import monitor_project, summary_line
 
     folder, result = monitor_project(config, project, log, since, labeled, export_review,
