@@ -65,3 +65,30 @@ def test_some_rows_timed_and_others_not_is_an_error(tmp_path):
         read_log(path)
     with pytest.raises(DataError, match="no requests at or after"):
         read_log(write_jsonl(tmp_path / "l2.jsonl", [{"input": "a", "ts": "2026-01-01"}]), since="2027-01-01")
+
+
+def test_the_log_tunewise_serve_writes_is_read_as_it_is(tmp_path):
+    from tunewise.monitor.requestlog import read_sqlite
+    from tunewise.serve.requestlog import RequestLog
+
+    log = RequestLog(tmp_path / "requests.sqlite")
+    log.write("bbc/embedding-classifier", "classify", 200, "the market rallied", "business", 12.5,
+              {"business": 0.9, "tech": 0.1}, 1)
+    log.write("bbc/embedding-classifier", "classify", 429, "refused request", None, 0.1)
+    log.write("bbc/lora", "chat", 200, "a new phone", "tech", 30.0)
+    log.close()
+    rows = read_sqlite(tmp_path / "requests.sqlite")
+    assert [r.input for r in rows] == ["the market rallied", "a new phone"]  # the refused one was never served
+    assert rows[0].model == "embedding-classifier" and rows[0].probs == {"business": 0.9, "tech": 0.1}
+    assert rows[0].ts is not None and rows[0].ts.tzinfo is not None and rows[1].output == "tech"
+
+
+def test_a_server_log_without_inputs_is_one_clear_error(tmp_path):
+    from tunewise.monitor.requestlog import read_sqlite
+    from tunewise.serve.requestlog import RequestLog
+
+    log = RequestLog(tmp_path / "requests.sqlite", log_inputs=False)
+    log.write("bbc/lora", "chat", 200, "kept out", "tech", 30.0)
+    log.close()
+    with pytest.raises(DataError, match=r"requests row 1: field 'input': the server kept no inputs"):
+        read_sqlite(tmp_path / "requests.sqlite")

@@ -12,6 +12,9 @@ The SQLite log is the one the server writes: a table ``requests`` with one row p
     );
 
 The table may hold more columns (an ``id``, say); they are ignored. The row id names a request.
+The log `tunewise serve` writes (tunewise.serve.requestlog) is read as it is: its ``time`` (epoch
+seconds) is ``ts``, its ``probabilities`` are ``probs``, a model id ``project/rung`` names the rung,
+and only the requests it answered (``status`` 200) count as served.
 
 A JSONL file holds one request per line with the same keys (``ts``, ``model``, ``input``,
 ``output``, ``latency_ms``, ``probs``); only ``input`` is required (``text`` or the project's
@@ -120,13 +123,25 @@ def read_sqlite(path: Path) -> list[Served]:
         have = {r[1] for r in con.execute("PRAGMA table_info(requests)")}
         if not have:
             raise DataError(f"{path}: no table 'requests' (see the schema in tunewise.monitor.requestlog)")
-        missing = [c for c in ("ts", "input") if c not in have]
+        server = "time" in have and "ts" not in have  # the table tunewise serve writes
+        names = {"ts": "time", "probs": "probabilities"} if server else {}
+        missing = [c for c in ("ts", "input") if names.get(c, c) not in have]
         if missing:
             raise DataError(f"{path}: table 'requests' lacks column(s) {', '.join(missing)}")
-        cols = [c for c in COLUMNS if c in have]
-        cur = con.execute(f"SELECT rowid, {', '.join(cols)} FROM requests ORDER BY rowid")  # noqa: S608 (fixed names)
-        rows = [_row(dict(zip(cols, r[1:], strict=True)), str(r[0]), f"{path}: requests row {r[0]}", ("input",))
-                for r in cur]
+        cols = [c for c in COLUMNS if names.get(c, c) in have]
+        where = " WHERE status = 200" if "status" in have else ""  # refused requests were never served
+        cur = con.execute(f"SELECT rowid, {', '.join(names.get(c, c) for c in cols)} FROM requests{where} "  # noqa: S608
+                          "ORDER BY rowid")
+        rows = []
+        for r in cur:
+            raw = dict(zip(cols, r[1:], strict=True))
+            if server:
+                if raw.get("input") is None:
+                    raise DataError(f"{path}: requests row {r[0]}: field 'input': the server kept no inputs "
+                                    "(serve.log_inputs: false); monitoring needs them")
+                raw["ts"] = datetime.fromtimestamp(raw["ts"], UTC).isoformat()
+                raw["model"] = None if raw.get("model") is None else str(raw["model"]).rsplit("/", 1)[-1]
+            rows.append(_row(raw, str(r[0]), f"{path}: requests row {r[0]}", ("input",)))
     except sqlite3.DatabaseError as e:
         raise DataError(f"{path}: not a readable SQLite request log ({e})") from None
     finally:
