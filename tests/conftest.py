@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tiny import build_tiny_encoder, build_tiny_model, write_tiny_project
 
 

@@ -114,7 +114,14 @@ def _setup_logging(quiet: bool) -> None:
 @contextlib.contextmanager
 def progress_bars(quiet: bool) -> Iterator:
     """Yield a ``progress(description, total) -> advance(n)`` function backed by Rich."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from tunewise.core import no_progress
 
@@ -335,7 +342,8 @@ def inspect_model(
     """Readiness report: architecture, size, context, chat template, tokens, PEFT targets, weight format, licence."""
     import json
 
-    from tunewise.models.inspect import inspect_model as inspect_, render_text
+    from tunewise.models.inspect import inspect_model as inspect_
+    from tunewise.models.inspect import render_text
 
     with progress_bars(quiet) as progress:  # a GGUF is converted once, on stderr; the report goes to stdout
         report = inspect_(model, progress=progress)

@@ -25,8 +25,8 @@ from tunewise.data.load import DataError
 from tunewise.data.resolve import Splits, resolve_splits
 from tunewise.data.split import by_target, no_strata, stratified_order
 from tunewise.evaluate.cost import resolve_prices, rung_compute, rung_cost
-from tunewise.evaluate.throughput import machine_throughput
 from tunewise.evaluate.learning_curve import Fit, fit_curve
+from tunewise.evaluate.throughput import machine_throughput
 from tunewise.rungs.base import ProgressFn, no_progress
 
 log = logging.getLogger(__name__)

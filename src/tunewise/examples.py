@@ -8,6 +8,7 @@ from pathlib import Path
 from tunewise import assets
 from tunewise import workspace as ws
 
+
 class ExampleError(ValueError):
     pass
 

@@ -110,8 +110,7 @@ def write_json(path: Path, obj: Any) -> Path:
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, default=_jsonable) + "\n")
+        f.writelines(json.dumps(row, ensure_ascii=False, default=_jsonable) + "\n" for row in rows)
     return Path(path)
 
 

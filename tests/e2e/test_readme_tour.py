@@ -28,7 +28,7 @@ ISSUES = {
 def tour_block() -> str:
     text = (ROOT / "README.md").read_text()
     block = text.split("<!-- tour:start -->", 1)[1].split("<!-- tour:end -->", 1)[0]
-    return re.search(r"```bash\n(.*?)```", block, flags=re.S).group(1)
+    return re.search(r"```bash\n(.*?)```", block, flags=re.DOTALL).group(1)
 
 
 @pytest.mark.e2e

@@ -9,13 +9,13 @@ import json
 import random
 
 import pytest
+from tiny import TOPICS, write_tiny_project
 from typer.testing import CliRunner
 
-from tiny import TOPICS, write_tiny_project
 from tunewise.cli import app
 
 runner = CliRunner()
-OTHER = "film music star award show election minister party vote government".split()
+OTHER = ["film", "music", "star", "award", "show", "election", "minister", "party", "vote", "government"]
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tiny import build_tiny_model
 from measure_cpu import TOLERANCE, estimated_growth, measure_growth
+from tiny import build_tiny_model
 
 
 @pytest.fixture(scope="module")

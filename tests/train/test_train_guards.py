@@ -13,8 +13,15 @@ from tunewise.train.callbacks import HistoryCallback
 from tunewise.train.dpo import PreferenceDataError, preference_splits, read_preferences
 from tunewise.train.methods import MethodError, check_precision
 from tunewise.train.sft import (
-    IGNORE, PackedCollator, PadCollator, TrainingGuardError, check_loss_mask, check_same_template,
-    sparse_causal_loss, tokenize_examples, train_adapter,
+    IGNORE,
+    PackedCollator,
+    PadCollator,
+    TrainingGuardError,
+    check_loss_mask,
+    check_same_template,
+    sparse_causal_loss,
+    tokenize_examples,
+    train_adapter,
 )
 
 

@@ -9,8 +9,8 @@ from transformers import set_seed
 
 from tunewise.models.load import load
 from tunewise.rungs.finetuned import FinetunedRung
-from tunewise.train.methods import output_name, prepare_model
 from tunewise.train.merge import load_trained
+from tunewise.train.methods import output_name, prepare_model
 from tunewise.train.sft import train_adapter
 
 CASES = {

@@ -108,7 +108,7 @@ def semantic_similarity(folder: Path, references: list[str], answers: list[str],
     if not answers:
         return []
     model = _encoder(str(folder), max_seq_length)
-    enc = lambda texts: model.encode(texts, batch_size=batch_size, normalize_embeddings=True,  # noqa: E731
+    enc = lambda texts: model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                                      convert_to_numpy=True, show_progress_bar=False)
     sims = (enc(list(answers)) * enc(list(references))).sum(1)
     return np.clip(sims, 0.0, 1.0).astype(float).tolist()

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import stats as sps
 
 WORD = re.compile(r"[^\W\d_]+")
-ROLE_LINE = re.compile(r"^(system|user|assistant|tool): ", re.M)
+ROLE_LINE = re.compile(r"^(system|user|assistant|tool): ", re.MULTILINE)
 
 
 def user_text(text: str, messages: list[dict] | None = None) -> str:

@@ -130,7 +130,7 @@ def read_sqlite(path: Path) -> list[Served]:
             raise DataError(f"{path}: table 'requests' lacks column(s) {', '.join(missing)}")
         cols = [c for c in COLUMNS if names.get(c, c) in have]
         where = " WHERE status = 200" if "status" in have else ""  # refused requests were never served
-        cur = con.execute(f"SELECT rowid, {', '.join(names.get(c, c) for c in cols)} FROM requests{where} "  # noqa: S608
+        cur = con.execute(f"SELECT rowid, {', '.join(names.get(c, c) for c in cols)} FROM requests{where} "
                           "ORDER BY rowid")
         rows = []
         for r in cur:

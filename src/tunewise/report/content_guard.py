@@ -28,7 +28,7 @@ def paired(a: list[float], b: list[float], resamples: int, seed: int) -> dict | 
     means = d[rng.integers(0, len(d), (resamples, len(d)))].mean(1)
     p = min(1.0, 2 * min((means <= 0).mean(), (means >= 0).mean()))
     return {"diff": float(d.mean()), "diff_ci": [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))],
-            "p_value": float(p), "n": int(len(d))}
+            "p_value": float(p), "n": len(d)}
 
 
 def _p(value: float) -> str:
@@ -61,7 +61,7 @@ def guard_recommendation(rec: dict, results: list[dict], resamples: int, seed: i
         out["content_check"] = (f"no rung is significantly better than {chosen} on {' or '.join(guards)} "
                                 f"(paired bootstrap, p<{ALPHA})")
         return out
-    mean = lambda n, m: float(np.nanmean(items[n][m])) if not np.isnan(items[n][m]).all() else -1.0  # noqa: E731
+    mean = lambda n, m: float(np.nanmean(items[n][m])) if not np.isnan(items[n][m]).all() else -1.0
     unbeaten = [n for n in names if not beaten[n]]
     # Among rungs no other rung beats on content, the one with the most content; with a cycle
     # (A beats B on one content metric, B beats A on the other), the one with the most content.

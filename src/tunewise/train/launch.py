@@ -16,7 +16,6 @@ from pathlib import Path
 import yaml
 
 from tunewise.assets import require_extra
-
 from tunewise.workspace import write_text
 
 STRATEGIES = ("ddp", "fsdp", "zero2", "zero3")
