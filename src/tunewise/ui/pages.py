@@ -1,0 +1,105 @@
+"""What each page shows, read from a project's ``.tunewise`` folder. Folders are only ever looked up
+by a name taken from a listing of their parent (``child``), never joined from request text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tunewise import workspace as ws
+
+KINDS = ("datasets", "audits", "reports", "runs", "monitor")
+
+
+def listing(project: Path, kind: str) -> list[str]:
+    """Folder names under ``.tunewise/<kind>``, newest first (names are timestamps or hashes)."""
+    root = ws.workspace(project) / kind
+    if not root.is_dir():
+        return []
+    dirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return [p.name for p in sorted(dirs, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)]
+
+
+def child(project: Path, kind: str, name: str) -> Path | None:
+    """The folder ``name`` under ``.tunewise/<kind>`` if the listing holds it, else None."""
+    if kind not in KINDS or name not in listing(project, kind):
+        return None
+    return ws.workspace(project) / kind / name
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def project_summary(project: Path) -> dict:
+    """Config text and every dataset, audit, ladder, run and monitor result, newest first."""
+    config_file = project / "tunewise.yaml"
+    datasets = []
+    for name in listing(project, "datasets"):
+        m = read_json(ws.workspace(project) / "datasets" / name / "manifest.json") or {}
+        counts = {k: v for k, v in (m.get("counts") or m.get("splits") or {}).items()} if isinstance(
+            m.get("counts") or m.get("splits"), dict) else {}
+        datasets.append({"name": name, "hash": m.get("content_hash", m.get("hash", name)), "counts": counts,
+                         "created": m.get("created", ""), "reviews": m.get("reviews_applied", 0)})
+    audits = []
+    for name in listing(project, "audits"):
+        a = read_json(ws.workspace(project) / "audits" / name / "audit.json") or {}
+        checks = a.get("checks", {})
+        audits.append({"name": name, "rows": a.get("rows", a.get("n_rows", "")),
+                       "flagged": {k: v.get("count") for k, v in checks.items()
+                                   if isinstance(v, dict) and v.get("count")}})
+    ladders = []
+    for name in listing(project, "reports"):
+        lj = read_json(ws.workspace(project) / "reports" / name / "ladder.json")
+        if lj is None:
+            continue
+        ladders.append({"name": name, "status": lj.get("status", ""),
+                        "rungs": [r.get("rung", r.get("name", "?")) for r in lj.get("rungs", [])],
+                        "html": (ws.workspace(project) / "reports" / name / "report.html").exists()})
+    runs = []
+    for name in listing(project, "runs"):
+        manifest = read_json(ws.workspace(project) / "runs" / name / "rung.json") or {}
+        runs.append({"name": name, "rung": manifest.get("rung", ""), "saved": bool(manifest)})
+    monitors = [n for n in listing(project, "monitor")
+                if (ws.workspace(project) / "monitor" / n / "monitor.html").exists()]
+    return {"config": config_file.read_text(encoding="utf-8") if config_file.exists() else "",
+            "datasets": datasets, "audits": audits, "ladders": ladders, "runs": runs, "monitors": monitors}
+
+
+def latest_audit(project: Path) -> tuple[str, dict] | None:
+    for name in listing(project, "audits"):
+        audit = read_json(ws.workspace(project) / "audits" / name / "audit.json")
+        if audit and "checks" in audit:
+            return name, audit
+    return None
+
+
+def flagged_records(project: Path, audit: dict) -> list[dict]:
+    """Each flagged row of the audit joined with the project's data: id, source (file:line), flags,
+    input (personal data redacted), target, suggested label — in the order of the data files."""
+    from tunewise.config import load_config
+    from tunewise.data.pii import find_pii, redact
+    from tunewise.data.prepare import _project_records
+    from tunewise.data.review import flagged_rows
+
+    flagged = flagged_rows(audit)
+    rows = []
+    for rec in _project_records(load_config(project), project):
+        if rec.id in flagged:
+            f = flagged[rec.id]
+            text = rec.input if isinstance(rec.input, str) else json.dumps(rec.input)
+            spans = find_pii(text)
+            rows.append({"id": rec.id, "source": rec.source, "flags": f["flags"], "input": text,
+                         "shown": redact(text, spans) if spans else text, "pii": bool(spans),
+                         "target": rec.target or "", "suggested_target": f["suggested"]})
+    return rows
+
+
+def filter_rows(rows: list[dict], check: str, label: str, file: str, q: str) -> list[dict]:
+    q = q.lower()
+    return [r for r in rows
+            if (not check or check in r["flags"]) and (not label or r["target"] == label)
+            and (not file or r["source"].rsplit(":", 1)[0] == file) and (not q or q in r["shown"].lower())]
