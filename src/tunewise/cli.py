@@ -622,10 +622,13 @@ def ui(
 ) -> None:
     """A local web app: projects, data findings, the review queue, rungs compared side by side, ladder
     jobs and the monitor, in the browser."""
-    from tunewise.serve.app import check_bind
+    from tunewise.serve.app import is_loopback
+    from tunewise.serve.registry import ServeError
     from tunewise.ui.app import create_app, project_names, run
 
-    check_bind(host, token)
+    if not is_loopback(host) and not token:
+        raise ServeError(f"--host {host} is reachable from other machines: give --token (or set "
+                         "TUNEWISE_UI_TOKEN) so that every request must carry it")
     _setup_logging(quiet)
     found = project_names(projects or [Path(".")])
     hosts = None if host in ("127.0.0.1", "localhost", "::1") else ["*"]  # a token guards any other bind

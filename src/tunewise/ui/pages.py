@@ -92,10 +92,13 @@ def flagged_records(project: Path, audit: dict) -> list[dict]:
             f = flagged[rec.id]
             text = rec.input if isinstance(rec.input, str) else json.dumps(rec.input)
             spans = find_pii(text)
-            rows.append({"id": rec.id, "source": rec.source, "flags": f["flags"], "input": text,
+            source = rec.source.removeprefix(f"{Path(project).resolve()}/").removeprefix(f"{project}/")
+            rows.append({"id": rec.id, "source": source, "flags": f["flags"], "input": text,
                          "shown": redact(text, spans) if spans else text, "pii": bool(spans),
                          "target": rec.target or "", "suggested_target": f["suggested"]})
-    return rows
+    # The queue's order: rows with a suggested label first, then rows a check flagged, then the
+    # random review sample; within each, the order of the data files.
+    return sorted(rows, key=lambda r: (0 if r["suggested_target"] else 1 if r["flags"] != ["review_sample"] else 2))
 
 
 def filter_rows(rows: list[dict], check: str, label: str, file: str, q: str) -> list[dict]:
