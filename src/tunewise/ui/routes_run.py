@@ -11,6 +11,8 @@ from pathlib import Path
 from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
+from tunewise.config import ConfigError
+from tunewise.models.load import ModelError
 from tunewise.ui import pages
 
 
@@ -68,9 +70,13 @@ def add_run_routes(app, ui, page) -> None:
         if row and picked is None:
             raise HTTPException(404, "no test row with that id")
         text = picked["input"] if picked else text
-        ladder, served = loaded_rungs(ui, name) if text else (None, {})
+        try:
+            ladder, served = loaded_rungs(ui, name) if text else (None, {})
+        except (ConfigError, ModelError) as e:  # a run folder that cannot be loaded: say which, keep the page
+            return page(request, "compare.html", name=name, rows=rows, text=text, picked=picked, ladder=None,
+                        answers=[], error=str(e).splitlines()[0])
         return page(request, "compare.html", name=name, rows=rows, text=text, picked=picked, ladder=ladder,
-                    answers=answers(ui, served, text) if served else [])
+                    answers=answers(ui, served, text) if served else [], error=None)
 
     @app.get("/p/{name}/ladder", response_class=HTMLResponse)
     def ladder(request: Request, name: str):
