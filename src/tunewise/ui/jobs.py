@@ -1,13 +1,22 @@
-"""Ladder jobs started from the browser: one per project at a time, in a background thread, with a
-log the page streams (server-sent events). A job cannot be cancelled mid-rung yet: the page says so."""
+"""Ladder jobs started from the browser: one per project at a time, each a `tunewise ladder`
+subprocess (a crash or its memory stays out of the server; Ctrl-C semantics give cancel for free:
+the ladder writes the report of the rungs that finished). Its output lines are the job's log, which
+the page streams (server-sent events)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tunewise import workspace as ws
+
+LAUNCH = "from tunewise.cli import main; main()"
 
 
 @dataclass
@@ -15,10 +24,11 @@ class Job:
     project: str
     rungs: list[str]
     overrides: list[str]
-    state: str = "running"  # running, done, failed
+    state: str = "running"  # running, done, failed, cancelled
     lines: list[str] = field(default_factory=list)
-    report: str | None = None  # the report folder's name when done
-    started: float = field(default_factory=time.time)
+    report: str | None = None  # the report folder's name, when one was written
+    proc: subprocess.Popen | None = None
+    cancelled: bool = False
 
     def say(self, line: str) -> None:
         self.lines.append(f"{time.strftime('%H:%M:%S')} {line}")
@@ -39,34 +49,41 @@ class Jobs:
             if running and running.state == "running":
                 return None
             job = self.jobs[name] = Job(name, rungs, overrides)
-        threading.Thread(target=self._run, args=(job, project, on_done), daemon=True).start()
+            command = [sys.executable, "-c", LAUNCH, "ladder", str(project)]
+            command += ["--rungs", ",".join(rungs)] if rungs else []
+            for o in overrides:
+                command += ["--set", o]
+            job.say("$ tunewise " + " ".join(command[3:]))
+            env = {**os.environ, "COLUMNS": "160", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
+            job.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        bufsize=1, env=env, start_new_session=True)
+        threading.Thread(target=self._follow, args=(job, project, on_done), daemon=True).start()
         return job
 
-    def _run(self, job: Job, project: Path, on_done) -> None:
-        from tunewise.config import load_config
-        from tunewise.ladder import run_ladder
+    def cancel(self, name: str) -> bool:
+        """Interrupt the running ladder as Ctrl-C would (it writes the partial report); False if none runs."""
+        job = self.jobs.get(name)
+        if job is None or job.state != "running" or job.proc is None:
+            return False
+        job.say("cancel asked: interrupting the ladder (the report covers the rungs that finished)")
+        job.proc.send_signal(signal.SIGINT)
+        job.cancelled = True
+        return True
 
-        def progress(description: str, total: int):
-            job.say(f"{description} (0/{total})")
-            done = [0]
+    def _follow(self, job: Job, project: Path, on_done) -> None:
+        before = set(_reports(project))
+        for line in job.proc.stdout:
+            if line.strip():
+                job.say(line.rstrip())
+        code = job.proc.wait()
+        new = sorted(set(_reports(project)) - before)
+        job.report = new[-1] if new else None
+        job.state = "cancelled" if job.cancelled else "done" if code == 0 else "failed"
+        job.say(f"ladder {job.state} (exit {code}){f'; report {job.report}' if job.report else ''}")
+        if on_done and job.report:
+            on_done()
 
-            def advance(n: int = 1, **fields) -> None:
-                done[0] += n
-                extra = " ".join(f"{k}={v}" for k, v in fields.items())
-                job.say(f"{description} ({done[0]}/{total}){' ' + extra if extra else ''}")
-            return advance
 
-        try:
-            job.say(f"ladder started: rungs {', '.join(job.rungs) or '(from the config)'}"
-                    f"{'; --set ' + ' '.join(job.overrides) if job.overrides else ''}")
-            config = load_config(project, job.overrides or None)
-            folder = run_ladder(config, project, job.rungs or None, progress)
-            job.report = Path(folder).name
-            job.say(f"ladder finished: report {job.report}")
-            job.state = "done"
-            if on_done:
-                on_done()
-        except Exception as e:  # noqa: BLE001 -- the page shows why; the server keeps running
-            job.say(f"ladder failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-            job.say(traceback.format_exc(limit=3).splitlines()[-1])
-            job.state = "failed"
+def _reports(project: Path) -> list[str]:
+    root = ws.workspace(project) / "reports"
+    return [p.name for p in root.iterdir() if (p / "ladder.json").exists()] if root.is_dir() else []

@@ -98,6 +98,14 @@ def add_run_routes(app, ui, page) -> None:
             raise HTTPException(409, "a ladder is already running on this project; wait for it to finish")
         return RedirectResponse(f"/p/{name}/ladder", 303)
 
+    @app.post("/p/{name}/ladder/cancel")
+    async def cancel(request: Request, name: str):
+        await ui.form(request)
+        ui.project(name)
+        if not ui.jobs.cancel(name):
+            raise HTTPException(409, "no ladder is running on this project")
+        return RedirectResponse(f"/p/{name}/ladder", 303)
+
     @app.get("/p/{name}/ladder/events")
     async def events(request: Request, name: str):
         ui.project(name)

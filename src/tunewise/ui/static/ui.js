@@ -38,7 +38,7 @@
       source.close();
       const d = JSON.parse(e.data);
       document.getElementById("state").textContent = d.state;
-      if (d.state === "done") setTimeout(() => location.reload(), 500);
+      setTimeout(() => location.reload(), 500);  // the finished (or partial) report is embedded
     });
   }
 })();
