@@ -21,7 +21,7 @@ def test_every_page_renders_with_content(client, ui_project):
     assert project.status_code == 200
     assert "DATACARD.md" in project.text and "report.html" in project.text and "classify the topic" in project.text
     data = client.get(f"/p/{name}/data")
-    assert data.status_code == 200 and "rows.jsonl:" in data.text and "review_sample" in data.text
+    assert data.status_code == 200 and "data/rows.jsonl:" in data.text and "in the random review sample" in data.text
     assert "review_sample" in client.get(f"/p/{name}/review").text
     assert "Ask every rung" in client.get(f"/p/{name}/compare").text
     ladder = client.get(f"/p/{name}/ladder")

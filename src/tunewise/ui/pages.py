@@ -77,6 +77,36 @@ def latest_audit(project: Path) -> tuple[str, dict] | None:
     return None
 
 
+def reasons(audit: dict) -> dict[str, list[str]]:
+    """Row id -> why each check flagged it, in words (the audit's own figures)."""
+    checks, out = audit["checks"], {}
+
+    def add(rid: str, text: str) -> None:
+        out.setdefault(rid, []).append(text)
+
+    for it in checks.get("exact_duplicates", {}).get("items", []):
+        add(it["id"], f"exact duplicate of {it.get('duplicate_of', '?')}")
+    for p in checks.get("near_duplicates", {}).get("pairs", []):
+        add(p["b"], f"near-duplicate of {p['a']} (similarity {p.get('similarity', '?')})")
+    for g in checks.get("conflicting_targets", {}).get("groups", []):
+        for rid in g["ids"]:
+            add(rid, f"same input as {', '.join(i for i in g['ids'] if i != rid)} with another target")
+    for f in checks.get("pii", {}).get("findings", []):
+        add(f["id"], f"personal data: {f.get('type', '?')} in {f.get('field', 'input')}")
+    for label, found in checks.get("unknown_labels", {}).get("labels", {}).items():
+        for rid in found["ids"]:
+            add(rid, f"label {label!r} is not in task.labels (nearest: {found.get('nearest') or 'none'})")
+    for it in checks.get("suspected_mislabels", {}).get("items", []):
+        add(it["id"], f"a classifier trained on the other rows gives {it['given']!r} {100 * it.get('given_prob', 0):.1f}% "
+                      f"and {it['suggested']!r} {100 * it.get('score', 0):.1f}%")
+    for name in ("empty_inputs", "missing_targets", "too_long", "empty_assistant_replies"):
+        for rid in checks.get(name, {}).get("ids", []):
+            add(rid, name.replace("_", " "))
+    for rid in checks.get("review_sample", {}).get("ids", []):
+        add(rid, "in the random review sample")
+    return out
+
+
 def flagged_records(project: Path, audit: dict) -> list[dict]:
     """Each flagged row of the audit joined with the project's data: id, source (file:line), flags,
     input (personal data redacted), target, suggested label — in the order of the data files."""
@@ -85,7 +115,7 @@ def flagged_records(project: Path, audit: dict) -> list[dict]:
     from tunewise.data.prepare import _project_records
     from tunewise.data.review import flagged_rows
 
-    flagged = flagged_rows(audit)
+    flagged, why = flagged_rows(audit), reasons(audit)
     rows = []
     for rec in _project_records(load_config(project), project):
         if rec.id in flagged:
@@ -93,7 +123,7 @@ def flagged_records(project: Path, audit: dict) -> list[dict]:
             text = rec.input if isinstance(rec.input, str) else json.dumps(rec.input)
             spans = find_pii(text)
             source = rec.source.removeprefix(f"{Path(project).resolve()}/").removeprefix(f"{project}/")
-            rows.append({"id": rec.id, "source": source, "flags": f["flags"], "input": text,
+            rows.append({"id": rec.id, "source": source, "flags": f["flags"], "why": why.get(rec.id, []), "input": text,
                          "shown": redact(text, spans) if spans else text, "pii": bool(spans),
                          "target": rec.target or "", "suggested_target": f["suggested"]})
     # The queue's order: rows with a suggested label first, then rows a check flagged, then the
