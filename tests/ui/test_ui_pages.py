@@ -84,6 +84,10 @@ def test_a_review_decision_lands_in_the_review_file_and_prepare_applies_it(clien
     bad = client.post(f"/p/{name}/review", data={"id": rid, "action": "label", "label": "sprots",
                                                  "csrf": csrf_of(page)})
     assert bad.status_code == 400 and "task.labels" in bad.text
+    from tunewise.data.prepare import import_project_review
+
+    n, _ = import_project_review(ui_project, ws.workspace(ui_project) / "reviews" / "ui-review.csv", None)
+    assert n >= 1  # the file `tunewise review import` reads
     folder, manifest = prepare_project(load_config(ui_project), ui_project)
     prepared = {json.loads(line)["id"]: json.loads(line)
                 for part in ("train", "val", "test") for line in (folder / f"{part}.jsonl").read_text().splitlines()}

@@ -106,7 +106,8 @@ def create_app(projects: dict[str, Path], token: str | None = None, hosts: list[
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request):
-        return page(request, "index.html", summaries={n: pages.project_summary(p) for n, p in sorted(ui.projects.items())})
+        summaries = {n: pages.project_summary(p) for n, p in sorted(ui.projects.items())}
+        return page(request, "index.html", summaries=summaries)
 
     @app.get("/p/{name}", response_class=HTMLResponse)
     def project(request: Request, name: str):
@@ -146,7 +147,10 @@ def create_app(projects: dict[str, Path], token: str | None = None, hosts: list[
                        None) or (pending[0] if pending else None)
         config = load_config(project)
         labels = config.task.labels if config.task.type == "classification" else []
+        found = pages.latest_audit(project)
+        annotators = found[1]["checks"].get("annotator_agreement") if found else None
         return page(request, "review.html", name=name, audit=audit_name, row=current, labels=labels,
+                    annotators=annotators,
                     done=len(rows) - len(pending), total=len(rows), stats=dec.agreement(decided),
                     file=dec.review_file(project).relative_to(project), task=config.task.type)
 

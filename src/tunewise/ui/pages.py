@@ -97,8 +97,8 @@ def reasons(audit: dict) -> dict[str, list[str]]:
         for rid in found["ids"]:
             add(rid, f"label {label!r} is not in task.labels (nearest: {found.get('nearest') or 'none'})")
     for it in checks.get("suspected_mislabels", {}).get("items", []):
-        add(it["id"], f"a classifier trained on the other rows gives {it['given']!r} {100 * it.get('given_prob', 0):.1f}% "
-                      f"and {it['suggested']!r} {100 * it.get('score', 0):.1f}%")
+        add(it["id"], f"a classifier trained on the other rows gives {it['given']!r} "
+                      f"{100 * it.get('given_prob', 0):.1f}% and {it['suggested']!r} {100 * it.get('score', 0):.1f}%")
     for name in ("empty_inputs", "missing_targets", "too_long", "empty_assistant_replies"):
         for rid in checks.get(name, {}).get("ids", []):
             add(rid, name.replace("_", " "))

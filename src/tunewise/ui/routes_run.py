@@ -119,7 +119,8 @@ def add_run_routes(app, ui, page) -> None:
                     yield f"data: {json.dumps({'line': line})}\n\n"
                 sent = len(lines)
                 if job is None or job.state != "running":
-                    yield f"event: end\ndata: {json.dumps({'state': job.state if job else 'none', 'report': job.report if job else None})}\n\n"
+                    end = {"state": job.state if job else "none", "report": job.report if job else None}
+                    yield f"event: end\ndata: {json.dumps(end)}\n\n"
                     return
                 if await request.is_disconnected():
                     return
