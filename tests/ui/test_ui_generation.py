@@ -37,4 +37,5 @@ rungs: [zero-shot]
         assert blank.status_code == 400
     saved = {row["id"]: row for row in csv.DictReader((ws.workspace(project) / "reviews" / "ui-review.csv").open())}
     assert saved[rid]["corrected_target"] == "a better,\nlonger answer" and saved[rid]["decision"] == "edit"
-    assert json.loads((ws.workspace(project) / "reviews" / "corrections.json").read_text())[rid] == saved[rid]["corrected_target"]
+    store = json.loads((ws.workspace(project) / "reviews" / "corrections.json").read_text())
+    assert store[rid] == saved[rid]["corrected_target"]

@@ -3,6 +3,7 @@ project runs at a time."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 
 import httpx
@@ -46,6 +47,11 @@ def test_a_running_ladder_can_be_cancelled(tiny_project):
         csrf = csrf_of(c.get(f"/p/{name}/ladder").text)
         assert c.post(f"/p/{name}/ladder/cancel", data={"csrf": csrf}).status_code == 409  # nothing runs yet
         form = {"rungs": "zero-shot,lora", "set": "train.max_steps=50", "csrf": csrf}
+        ws.workspace(tiny_project).mkdir(exist_ok=True)
+        with open(ws.workspace(tiny_project) / ".ui-ladder.lock", "w") as held:  # as another server would
+            fcntl.flock(held, fcntl.LOCK_EX)
+            refused = c.post(f"/p/{name}/ladder", data=form)
+        assert refused.status_code == 409 and "already running" in refused.text
         assert c.post(f"/p/{name}/ladder", data=form, follow_redirects=False).status_code == 303
         assert "Cancel" in c.get(f"/p/{name}/ladder").text
         assert c.post(f"/p/{name}/ladder/cancel", data={"csrf": csrf}, follow_redirects=False).status_code == 303

@@ -114,3 +114,19 @@ def test_a_token_guards_every_page_when_set(ui_project):
         assert c.get(f"/p/{ui_project.name}/data").status_code == 401
         assert c.get("/", params={"token": "s3cret"}).status_code == 200
         assert c.get(f"/p/{ui_project.name}").status_code == 200  # the cookie set above
+
+
+def test_the_monitor_page_embeds_the_latest_monitor_html(client, ui_project):
+    name = ui_project.name
+    assert "No monitor result yet" in client.get(f"/p/{name}/monitor").text
+    older = ws.new_dir(ui_project, "monitor", "20260101-000000-000000")
+    (older / "monitor.html").write_text("<html><body>old verdict</body></html>")
+    newer = ws.new_dir(ui_project, "monitor", "20260102-000000-000000")
+    (newer / "monitor.html").write_text("<html><body>retrain: drift in inputs</body></html>")
+    import os
+
+    os.utime(older, (1, 1))  # the newest by time, whatever order the folders were made in
+    page = client.get(f"/p/{name}/monitor").text
+    src = page.split('<iframe id="report" src="')[1].split('"')[0]
+    assert src == f"/p/{name}/monitor/{newer.name}/monitor.html"
+    assert "retrain: drift in inputs" in client.get(src).text

@@ -5,6 +5,7 @@ the page streams (server-sent events)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ class Job:
     report: str | None = None  # the report folder's name, when one was written
     proc: subprocess.Popen | None = None
     cancelled: bool = False
+    lock: object = None  # the project's lock file, held while the ladder runs
 
     def say(self, line: str) -> None:
         self.lines.append(f"{time.strftime('%H:%M:%S')} {line}")
@@ -48,7 +50,14 @@ class Jobs:
             running = self.jobs.get(name)
             if running and running.state == "running":
                 return None
-            job = self.jobs[name] = Job(name, rungs, overrides)
+            ws.workspace(project).mkdir(parents=True, exist_ok=True)
+            lock = open(ws.workspace(project) / ".ui-ladder.lock", "w")  # noqa: SIM115 - held until the job ends
+            try:  # a second `tunewise ui` on the same project must not start a ladder beside this one
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                lock.close()
+                return None
+            job = self.jobs[name] = Job(name, rungs, overrides, lock=lock)
             command = [sys.executable, "-c", LAUNCH, "ladder", str(project)]
             command += ["--rungs", ",".join(rungs)] if rungs else []
             for o in overrides:
@@ -76,6 +85,7 @@ class Jobs:
             if line.strip():
                 job.say(line.rstrip())
         code = job.proc.wait()
+        job.lock.close()  # releases the flock
         new = sorted(set(_reports(project)) - before)
         job.report = new[-1] if new else None
         job.state = "cancelled" if job.cancelled else "done" if code == 0 else "failed"

@@ -62,7 +62,9 @@ def project_summary(project: Path) -> dict:
     runs = []
     for name in listing(project, "runs"):
         manifest = read_json(ws.workspace(project) / "runs" / name / "rung.json") or {}
-        runs.append({"name": name, "rung": manifest.get("rung", ""), "saved": bool(manifest)})
+        export = ws.workspace(project) / "runs" / name / "export"
+        runs.append({"name": name, "rung": manifest.get("rung", ""), "saved": bool(manifest),
+                     "exported": (export / "export.json").exists()})
     monitors = [n for n in listing(project, "monitor")
                 if (ws.workspace(project) / "monitor" / n / "monitor.html").exists()]
     return {"config": config_file.read_text(encoding="utf-8") if config_file.exists() else "",

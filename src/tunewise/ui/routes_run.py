@@ -95,7 +95,8 @@ def add_run_routes(app, ui, page) -> None:
         overrides = [s.strip() for s in form.get("set", "").splitlines() if s.strip()]
         job = ui.jobs.start(name, project, rungs, overrides, on_done=lambda: ui.served.pop(name, None))
         if job is None:
-            raise HTTPException(409, "a ladder is already running on this project; wait for it to finish")
+            raise HTTPException(409, "a ladder is already running on this project (here or in another tunewise ui); "
+                                     "wait for it to finish or cancel it")
         return RedirectResponse(f"/p/{name}/ladder", 303)
 
     @app.post("/p/{name}/ladder/cancel")
