@@ -60,13 +60,36 @@ def test_review_by_keyboard_lands_in_the_review_file_and_prepare_applies_it(brow
     page.close()
 
 
-def test_every_page_has_content_in_the_browser(browser, ui_server, ui_project):
+def test_every_page_has_content_in_the_browser(browser, ui_server, ui_project, tmp_path):
     page = browser.new_page()
+    blank = page.screenshot(path=str(tmp_path / "blank.png"))  # about:blank, for scale
     for path, text in [("/", ui_project.name), (f"/p/{ui_project.name}", "Datasets"),
                        (f"/p/{ui_project.name}/data", "rows.jsonl:"),
                        (f"/p/{ui_project.name}/compare?text=the+market+shares", "lora"),
                        (f"/p/{ui_project.name}/ladder", "Latest report")]:
         page.goto(ui_server.root + path)
         assert text in page.locator("main").inner_text(), path
+        shot = page.screenshot(path=str(tmp_path / f"{len(path)}.png"))
+        assert len(shot) > 3 * len(blank), path  # a page with content compresses far worse than a blank one
     assert page.frame_locator("iframe#report").locator("body").inner_text().strip()
     page.close()
+
+
+def test_a_ladder_started_in_the_browser_runs_to_completion_with_visible_progress(browser, tiny_project):
+    from conftest import FAST, Server
+
+    from tunewise.ui.app import create_app, project_names
+
+    with Server(create_app(project_names([tiny_project]))) as s:
+        page = browser.new_page()
+        page.goto(f"{s.root}/p/{tiny_project.name}/ladder")
+        page.fill("input[name=rungs]", "zero-shot")
+        page.fill("textarea[name=set]", "\n".join(FAST))
+        page.click("text=Start the ladder")
+        page.wait_for_selector("#log")
+        page.wait_for_selector("iframe#report", timeout=240_000)  # the page reloads when the job ends
+        assert page.locator("#state").inner_text() == "done"
+        log = page.locator("#log").inner_text()
+        assert "zero-shot: accuracy" in log and "ladder done (exit 0)" in log
+        assert "zero-shot" in page.frame_locator("iframe#report").locator("body").inner_text()
+        page.close()
