@@ -76,7 +76,7 @@ def test_every_page_has_content_in_the_browser(browser, ui_server, ui_project, t
 
 
 def test_a_ladder_started_in_the_browser_runs_to_completion_with_visible_progress(browser, tiny_project):
-    from conftest import FAST, Server
+    from ui_helpers import FAST, Server
 
     from tunewise.ui.app import create_app, project_names
 

@@ -6,7 +6,7 @@ import csv
 import json
 
 import httpx
-from conftest import Server, csrf_of
+from ui_helpers import Server, csrf_of
 
 from tunewise import workspace as ws
 from tunewise.data.audit import audit_project

@@ -7,7 +7,7 @@ import fcntl
 import json
 
 import httpx
-from conftest import FAST, Server, csrf_of
+from ui_helpers import FAST, Server, csrf_of
 
 from tunewise import workspace as ws
 from tunewise.ui.app import create_app, project_names

@@ -6,7 +6,7 @@ import csv
 import json
 
 import pytest
-from conftest import csrf_of
+from ui_helpers import csrf_of
 
 from tunewise import workspace as ws
 from tunewise.config import load_config
@@ -105,7 +105,7 @@ def test_compare_shows_every_rung_answer(client, ui_project):
 
 def test_a_token_guards_every_page_when_set(ui_project):
     import httpx
-    from conftest import Server
+    from ui_helpers import Server
 
     from tunewise.ui.app import create_app, project_names
 
