@@ -130,3 +130,20 @@ def test_the_monitor_page_embeds_the_latest_monitor_html(client, ui_project):
     src = page.split('<iframe id="report" src="')[1].split('"')[0]
     assert src == f"/p/{name}/monitor/{newer.name}/monitor.html"
     assert "retrain: drift in inputs" in client.get(src).text
+
+
+@pytest.mark.parametrize("form", [
+    {"rungs": "zero-shot", "set": "data.files=[/etc/passwd]"}, {"rungs": "zero-shot", "set": "model.base=/tmp/x"},
+    {"rungs": "zero-shot", "set": "--fresh"}, {"rungs": "--fresh", "set": ""},
+    {"rungs": "zero-shot", "set": "train.dpo.data=/etc/passwd"},
+])
+def test_a_ladder_job_cannot_be_pointed_outside_the_project(client, ui_project, form):
+    page = client.get(f"/p/{ui_project.name}/ladder").text
+    r = client.post(f"/p/{ui_project.name}/ladder", data={**form, "csrf": csrf_of(page)})
+    assert r.status_code == 400 and ("expected" in r.text or "may only change" in r.text)
+
+
+def test_what_a_user_types_is_escaped(client, ui_project):
+    page = client.get(f"/p/{ui_project.name}/data", params={"q": "<script>alert(1)</script>"}).text
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+    assert client.get("/no/such/page").status_code == 404

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -83,7 +84,7 @@ def create_app(projects: dict[str, Path], token: str | None = None, hosts: list[
         if ui.token and not request.url.path.startswith("/static/"):
             given = request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE) or \
                 request.headers.get("authorization", "").removeprefix("Bearer ")
-            if not hmac.compare_digest(given or "", ui.token):
+            if not hmac.compare_digest((given or "").encode(), ui.token.encode()):
                 return PlainTextResponse("missing or wrong token: open the address `tunewise ui` printed", 401)
         nonce = request.cookies.get(CSRF_COOKIE)
         fresh = nonce is None
@@ -183,8 +184,8 @@ def create_app(projects: dict[str, Path], token: str | None = None, hosts: list[
 
     add_run_routes(app, ui, page)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
         return HTMLResponse(templates.get_template("error.html").render(status=exc.status_code, detail=exc.detail,
                                                                         projects=sorted(ui.projects)),
                             status_code=exc.status_code)

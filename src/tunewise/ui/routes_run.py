@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -61,6 +62,26 @@ def answers(ui, served: dict, text: str) -> list[dict]:
     return out
 
 
+# --set keys a page may change: how rungs train and are scored. Paths (data.*, model.base,
+# train.dpo.data, tracking URIs) stay as the project's tunewise.yaml sets them, so a page cannot
+# point a job at a file outside the project.
+SETTABLE = ("train.", "eval.", "few_shot.", "rag.", "prepare.", "cost.")
+UNSETTABLE = ("train.dpo.", "train.tracking", "train.mlflow")
+
+
+def check_job_args(rungs: list[str], overrides: list[str]) -> None:
+    for r in rungs:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", r):
+            raise HTTPException(400, f"rung {r!r}: expected a rung name such as zero-shot or lora")
+    for o in overrides:
+        key = o.split("=", 1)[0].strip()
+        if "=" not in o or not re.fullmatch(r"[a-z_][a-z0-9_.]*", key):
+            raise HTTPException(400, f"--set {o!r}: expected KEY=VALUE, e.g. train.epochs=2")
+        if not key.startswith(SETTABLE) or key.startswith(UNSETTABLE):
+            raise HTTPException(400, f"--set {key}: the page may only change {', '.join(k + '*' for k in SETTABLE)} "
+                                     "(paths stay as tunewise.yaml sets them); run `tunewise ladder` for the rest")
+
+
 def add_run_routes(app, ui, page) -> None:
     @app.get("/p/{name}/compare", response_class=HTMLResponse)
     def compare(request: Request, name: str, text: str = "", row: str = ""):
@@ -93,6 +114,7 @@ def add_run_routes(app, ui, page) -> None:
         project = ui.project(name)
         rungs = [r.strip() for r in form.get("rungs", "").replace(",", " ").split() if r.strip()]
         overrides = [s.strip() for s in form.get("set", "").splitlines() if s.strip()]
+        check_job_args(rungs, overrides)
         job = ui.jobs.start(name, project, rungs, overrides, on_done=lambda: ui.served.pop(name, None))
         if job is None:
             raise HTTPException(409, "a ladder is already running on this project (here or in another tunewise ui); "
