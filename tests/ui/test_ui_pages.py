@@ -112,6 +112,7 @@ def test_a_token_guards_every_page_when_set(ui_project):
     with Server(create_app(project_names([ui_project]), token="s3cret")) as s, httpx.Client(base_url=s.root) as c:
         assert c.get("/").status_code == 401
         assert c.get(f"/p/{ui_project.name}/data").status_code == 401
+        assert c.get("/", params={"token": "s3cr\u00e9t"}).status_code == 401  # not a 500
         assert c.get("/", params={"token": "s3cret"}).status_code == 200
         assert c.get(f"/p/{ui_project.name}").status_code == 200  # the cookie set above
 
