@@ -631,7 +631,9 @@ def ui(
                          "TUNEWISE_UI_TOKEN) so that every request must carry it")
     _setup_logging(quiet)
     found = project_names(projects or [Path(".")])
-    hosts = None if host in ("127.0.0.1", "localhost", "::1") else ["*"]  # a token guards any other bind
+    # On loopback the Host header must name this machine (a web page cannot reach the app through DNS
+    # rebinding); on any other address the token guards every request.
+    hosts = ["127.0.0.1", "localhost", "::1", "[::1]", host] if is_loopback(host) else ["*"]
     app_ = create_app(found, token, hosts)
     out.print(f"tunewise ui: {', '.join(found)} on http://{host}:{port}/{f'?token={token}' if token else ''} "
               "(Ctrl-C stops)", highlight=False, soft_wrap=True)
