@@ -8,13 +8,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from tunewise.ui import decisions as dec
 from tunewise.ui import pages
 
+LIMIT = 500  # rows on one Data page
+
 
 def add_data_routes(app, ui, page) -> None:
     @app.get("/p/{name}/data", response_class=HTMLResponse)
     def data(request: Request, name: str, check: str = "", label: str = "", file: str = "", q: str = ""):
         audit_name, rows = ui.rows(name)
-        shown = pages.filter_rows(rows, check, label, file, q)
+        matching = pages.filter_rows(rows, check, label, file, q)
+        shown = matching[:LIMIT]  # a page a browser can hold; the filters narrow the rest
         return page(request, "data.html", name=name, audit=audit_name, rows=shown, total=len(rows),
+                    matching=len(matching),
                     checks=sorted({f for r in rows for f in r["flags"]}), labels=sorted({r["target"] for r in rows}),
                     files=sorted({r["source"].rsplit(":", 1)[0] for r in rows}),
                     f={"check": check, "label": label, "file": file, "q": q})
