@@ -20,6 +20,7 @@ def test_every_page_renders_with_content(client, ui_project):
     project = client.get(f"/p/{name}")
     assert project.status_code == 200
     assert "DATACARD.md" in project.text and "report.html" in project.text and "classify the topic" in project.text
+    assert '<svg class="curve"' in project.text and "train loss" in project.text  # the lora run's curves
     data = client.get(f"/p/{name}/data")
     assert data.status_code == 200 and "data/rows.jsonl:" in data.text and "in the random review sample" in data.text
     assert "review_sample" in client.get(f"/p/{name}/review").text
@@ -148,3 +149,11 @@ def test_what_a_user_types_is_escaped(client, ui_project):
     page = client.get(f"/p/{ui_project.name}/data", params={"q": "<script>alert(1)</script>"}).text
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
     assert client.get("/no/such/page").status_code == 404
+
+
+def test_a_loss_curve_is_drawn_on_one_scale_for_train_and_val():
+    from tunewise.ui.pages import sparkline
+
+    s = sparkline({"train": [{"step": 1, "loss": 2.0}, {"step": 3, "loss": 1.0}], "val": [{"step": 3, "loss": 1.5}]})
+    assert s["train"] == "2.0,2.0 158.0,38.0" and s["val"] == "158.0,20.0"
+    assert sparkline(None) is None and sparkline({"train": []}) is None

@@ -62,13 +62,36 @@ def project_summary(project: Path) -> dict:
     runs = []
     for name in listing(project, "runs"):
         manifest = read_json(ws.workspace(project) / "runs" / name / "rung.json") or {}
-        export = ws.workspace(project) / "runs" / name / "export"
+        folder = ws.workspace(project) / "runs" / name
         runs.append({"name": name, "rung": manifest.get("rung", ""), "saved": bool(manifest),
-                     "exported": (export / "export.json").exists()})
+                     "exported": (folder / "export" / "export.json").exists(),
+                     "curves": sparkline(read_json(folder / "curves.json"))})
     monitors = [n for n in listing(project, "monitor")
                 if (ws.workspace(project) / "monitor" / n / "monitor.html").exists()]
     return {"config": config_file.read_text(encoding="utf-8") if config_file.exists() else "",
             "datasets": datasets, "audits": audits, "ladders": ladders, "runs": runs, "monitors": monitors}
+
+
+def sparkline(curves: dict | None, width: int = 160, height: int = 40) -> dict | None:
+    """SVG polyline points for a run's train and val loss (curves.json), on one shared scale."""
+    if not curves or not isinstance(curves.get("train"), list):
+        return None
+    series = {k: [(p["step"], p["loss"]) for p in curves.get(k) or [] if isinstance(p, dict) and "loss" in p]
+              for k in ("train", "val")}
+    points = [pt for s in series.values() for pt in s]
+    if not points:
+        return None
+    (x0, x1), (y0, y1) = [(min(v), max(v)) for v in zip(*points)]
+
+    def xy(step, loss) -> str:
+        x = 2 + (width - 4) * ((step - x0) / (x1 - x0) if x1 > x0 else 0.5)
+        y = 2 + (height - 4) * ((y1 - loss) / (y1 - y0) if y1 > y0 else 0.5)
+        return f"{x:.1f},{y:.1f}"
+
+    out = {k: " ".join(xy(*pt) for pt in s) for k, s in series.items()}
+    last = {k: s[-1][1] for k, s in series.items() if s}
+    return {**out, "width": width, "height": height,
+            "title": "; ".join(f"{k} loss {v:.3f} at the end" for k, v in last.items())}
 
 
 def latest_audit(project: Path) -> tuple[str, dict] | None:
