@@ -623,6 +623,36 @@ def serve(
 
 @app.command()
 @friendly
+def ui(
+    projects: Annotated[list[Path] | None, typer.Argument(help="Project folders (default: the current one).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    token: Annotated[str | None, typer.Option(envvar="TUNEWISE_UI_TOKEN",
+                                              help="Token every request must carry (?token= once sets a cookie).")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """A local web app: projects, data findings, the review queue, rungs compared side by side, ladder
+    jobs and the monitor, in the browser."""
+    from tunewise.serve.app import is_loopback
+    from tunewise.serve.registry import ServeError
+    from tunewise.ui.app import create_app, project_names, run
+
+    if not is_loopback(host) and not token:
+        raise ServeError(f"--host {host} is reachable from other machines: give --token (or set "
+                         "TUNEWISE_UI_TOKEN) so that every request must carry it")
+    _setup_logging(quiet)
+    found = project_names(projects or [Path(".")])
+    # On loopback the Host header must name this machine (a web page cannot reach the app through DNS
+    # rebinding); on any other address the token guards every request.
+    hosts = ["127.0.0.1", "localhost", "::1", "[::1]", host] if is_loopback(host) else ["*"]
+    app_ = create_app(found, token, hosts)
+    out.print(f"tunewise ui: {', '.join(found)} on http://{host}:{port}/{f'?token={token}' if token else ''} "
+              "(Ctrl-C stops)", highlight=False, soft_wrap=True)
+    run(app_, host, port)
+
+
+@app.command()
+@friendly
 def export(
     run: Annotated[Path, typer.Argument(help="A trained run folder (.tunewise/runs/<rung>-<time>).")],
     merge: Annotated[bool, typer.Option(help="Merge the adapter into its base (needed for GGUF).")] = False,

@@ -59,8 +59,17 @@ def runs_of_project(project: Path) -> list[Path]:
     if ladder is None or not ladder.exists():
         raise ServeError(f"{ws.workspace(project) / 'reports'}: no ladder.json (run `tunewise ladder {project}` first)")
     rungs = json.loads(ladder.read_text(encoding="utf-8"))["rungs"]
-    return [Path(project) / r["run_dir"] if not Path(r["run_dir"]).is_absolute() else Path(r["run_dir"])
-            for r in rungs]
+    return [_run_dir(project, r["run_dir"]) for r in rungs]
+
+
+def _run_dir(project: Path, recorded: str) -> Path:
+    """A run folder named in ladder.json: the ladder records it as it was reached from the working
+    folder of the time (``bbc/.tunewise/runs/x`` for ``tunewise ladder bbc``), so look it up by name
+    in this project's runs folder first."""
+    own = ws.workspace(project) / "runs" / Path(recorded).name
+    if own.is_dir():
+        return own
+    return Path(recorded) if Path(recorded).is_absolute() else Path(project) / recorded
 
 
 def expand_targets(targets: list[Path]) -> list[Path]:

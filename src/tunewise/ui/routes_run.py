@@ -1,0 +1,157 @@
+"""The Compare, Ladder and Monitor pages: rungs answering side by side, ladder jobs, drift."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from pathlib import Path
+
+from fastapi import HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+
+from tunewise.config import ConfigError
+from tunewise.models.load import ModelError
+from tunewise.ui import pages
+
+
+def loaded_rungs(ui, name: str) -> tuple[str | None, dict]:
+    """The saved rungs of the project's latest ladder, loaded once per ladder (shared bases)."""
+    from tunewise.serve.registry import load_served
+
+    project = ui.project(name)
+    ladder = next((r for r in pages.listing(project, "reports")
+                   if (project / ".tunewise" / "reports" / r / "ladder.json").exists()), None)
+    if ladder is None:
+        return None, {}
+    with ui.model_lock:
+        cached = ui.served.get(name)
+        if cached is None or cached[0] != ladder:
+            ui.served[name] = cached = (ladder, load_served([project]))
+    return cached
+
+
+def test_rows(project: Path, limit: int = 50) -> list[dict]:
+    """The first rows of the prepared test split the ladder used (empty when none is prepared)."""
+    from tunewise.config import load_config
+    from tunewise.data.prepare import find_prepared, read_part
+
+    folder = find_prepared(load_config(project), project)
+    if folder is None:
+        return []
+    return [{"id": r.id, "input": r.input if isinstance(r.input, str) else json.dumps(r.input), "target": r.target}
+            for r in read_part(folder, "test")[:limit]]
+
+
+def answers(ui, served: dict, text: str) -> list[dict]:
+    from tunewise.core import Record
+    from tunewise.serve.app import softmax
+
+    out = []
+    with ui.model_lock:  # one model call at a time: rungs share a base model
+        for model_id, s in served.items():
+            started = time.perf_counter()
+            with s.context():
+                pred = s.rung.predict([Record(id=uuid.uuid4().hex, input=text, target=None)])[0]
+            probs = softmax(pred.scores) if pred.scores else {}
+            out.append({"rung": model_id.split("/", 1)[-1], "output": pred.output,
+                        "probs": sorted(probs.items(), key=lambda kv: -kv[1]),
+                        "latency_ms": round(1000 * (time.perf_counter() - started), 1)})
+    return out
+
+
+# --set keys a page may change: how rungs train and are scored. Paths (data.*, model.base,
+# train.dpo.data, tracking URIs) stay as the project's tunewise.yaml sets them, so a page cannot
+# point a job at a file outside the project.
+SETTABLE = ("train.", "eval.", "few_shot.", "rag.", "prepare.", "cost.")
+UNSETTABLE = ("train.dpo.", "train.tracking", "train.mlflow")
+
+
+def check_job_args(rungs: list[str], overrides: list[str]) -> None:
+    for r in rungs:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", r):
+            raise HTTPException(400, f"rung {r!r}: expected a rung name such as zero-shot or lora")
+    for o in overrides:
+        key = o.split("=", 1)[0].strip()
+        if "=" not in o or not re.fullmatch(r"[a-z_][a-z0-9_.]*", key):
+            raise HTTPException(400, f"--set {o!r}: expected KEY=VALUE, e.g. train.epochs=2")
+        if not key.startswith(SETTABLE) or key.startswith(UNSETTABLE):
+            raise HTTPException(400, f"--set {key}: the page may only change {', '.join(k + '*' for k in SETTABLE)} "
+                                     "(paths stay as tunewise.yaml sets them); run `tunewise ladder` for the rest")
+
+
+def add_run_routes(app, ui, page) -> None:
+    @app.get("/p/{name}/compare", response_class=HTMLResponse)
+    def compare(request: Request, name: str, text: str = "", row: str = ""):
+        project = ui.project(name)
+        rows = test_rows(project)
+        picked = next((r for r in rows if r["id"] == row), None)
+        if row and picked is None:
+            raise HTTPException(404, "no test row with that id")
+        text = picked["input"] if picked else text
+        try:
+            ladder, served = loaded_rungs(ui, name) if text else (None, {})
+        except (ConfigError, ModelError) as e:  # a run folder that cannot be loaded: say which, keep the page
+            return page(request, "compare.html", name=name, rows=rows, text=text, picked=picked, ladder=None,
+                        answers=[], error=str(e).splitlines()[0])
+        return page(request, "compare.html", name=name, rows=rows, text=text, picked=picked, ladder=ladder,
+                    answers=answers(ui, served, text) if served else [], error=None)
+
+    @app.get("/p/{name}/ladder", response_class=HTMLResponse)
+    def ladder(request: Request, name: str):
+        from tunewise.config import load_config
+
+        project = ui.project(name)
+        summary = pages.project_summary(project)
+        return page(request, "ladder.html", name=name, job=ui.jobs.get(name), rungs=list(load_config(project).rungs),
+                    ladders=summary["ladders"])
+
+    @app.post("/p/{name}/ladder")
+    async def start(request: Request, name: str):
+        form = await ui.form(request)
+        project = ui.project(name)
+        rungs = [r.strip() for r in form.get("rungs", "").replace(",", " ").split() if r.strip()]
+        overrides = [s.strip() for s in form.get("set", "").splitlines() if s.strip()]
+        check_job_args(rungs, overrides)
+        job = ui.jobs.start(name, project, rungs, overrides, on_done=lambda: ui.served.pop(name, None))
+        if job is None:
+            raise HTTPException(409, "a ladder is already running on this project (here or in another tunewise ui); "
+                                     "wait for it to finish or cancel it")
+        return RedirectResponse(f"/p/{name}/ladder", 303)
+
+    @app.post("/p/{name}/ladder/cancel")
+    async def cancel(request: Request, name: str):
+        await ui.form(request)
+        ui.project(name)
+        if not ui.jobs.cancel(name):
+            raise HTTPException(409, "no ladder is running on this project")
+        return RedirectResponse(f"/p/{name}/ladder", 303)
+
+    @app.get("/p/{name}/ladder/events")
+    async def events(request: Request, name: str):
+        ui.project(name)
+
+        async def stream():
+            sent = 0
+            while True:
+                job = ui.jobs.get(name)
+                lines = job.lines if job else []
+                for line in lines[sent:]:
+                    yield f"data: {json.dumps({'line': line})}\n\n"
+                sent = len(lines)
+                if job is None or job.state != "running":
+                    end = {"state": job.state if job else "none", "report": job.report if job else None}
+                    yield f"event: end\ndata: {json.dumps(end)}\n\n"
+                    return
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(0.5)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/p/{name}/monitor", response_class=HTMLResponse)
+    def monitor(request: Request, name: str):
+        summary = pages.project_summary(ui.project(name))
+        return page(request, "monitor.html", name=name, latest=summary["monitors"][0] if summary["monitors"] else None)
