@@ -567,108 +567,6 @@ def sweep(
     out.print(f"sweep: {folder / 'sweep.json'}")
 
 
-@app.command()
-@friendly
-def monitor(
-    project: ProjectArg = Path("."),
-    log: Annotated[Path, typer.Option(help="The request log: the server's SQLite file or a JSONL of inputs.")] = ...,
-    since: Annotated[str | None, typer.Option(help="Only requests at or after this ISO time.")] = None,
-    labeled: Annotated[Path | None, typer.Option(help="Labelled requests (the project's input/target fields): "
-                                                 "accuracy re-measured against the ladder's.")] = None,
-    export_review: Annotated[int | None, typer.Option(min=1, help="Write the N requests most worth labelling as a "
-                                                      "review CSV for `tunewise review import`.")] = None,
-    set_: SetOpt = None,
-) -> None:
-    """Compare served inputs with the training data per time window; exit 0 stable, 3 retrain, 4 watch."""
-    from tunewise.config import load_config
-
-    config = load_config(project, set_)
-    _writable(project)
-    from tunewise.monitor.run import monitor_project, summary_line
-
-    folder, result = monitor_project(config, project, log, since, labeled, export_review,
-                                     lambda msg: console.print(msg, highlight=False, markup=False))
-    out.print(summary_line(result), highlight=False)
-    for why in result["why"][:8]:
-        out.print(f"  {why}", highlight=False, markup=False)
-    if "review_export" in result:
-        x = result["review_export"]
-        out.print(f"review: {x['rows']} requests in {x['path']}; fill in corrected_target, then: "
-                  f"tunewise review import {x['path']} {project}", highlight=False)
-    out.print(f"monitor: {folder / 'monitor.json'}\nhtml: {folder / 'monitor.html'}")
-    raise typer.Exit(result["exit_code"])
-
-
-@app.command()
-@friendly
-def serve(
-    targets: Annotated[list[Path] | None, typer.Argument(
-        help="A project (serves the rungs of its latest ladder) or run folders.")] = None,
-    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs --token.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    token: Annotated[str | None, typer.Option(envvar="TUNEWISE_API_TOKEN",
-                                              help="Bearer token every request must carry.")] = None,
-    quiet: QuietOpt = False,
-) -> None:
-    """Serve saved rungs behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions,
-    /v1/models, /v1/classify, /health, /metrics); model ids are <project>/<rung>."""
-    from tunewise.serve.app import build, check_bind, run
-
-    check_bind(host, token)
-    _setup_logging(quiet)
-    app_ = build(targets or [Path(".")], token)
-    out.print(f"serving {', '.join(app_.state.served)} on http://{host}:{port}/v1 (Ctrl-C stops)")
-    run(app_, host, port)
-
-
-@app.command()
-@friendly
-def ui(
-    projects: Annotated[list[Path] | None, typer.Argument(help="Project folders (default: the current one).")] = None,
-    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs --token.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
-    token: Annotated[str | None, typer.Option(envvar="TUNEWISE_UI_TOKEN",
-                                              help="Token every request must carry (?token= once sets a cookie).")] = None,
-    quiet: QuietOpt = False,
-) -> None:
-    """A local web app: projects, data findings, the review queue, rungs compared side by side, ladder
-    jobs and the monitor, in the browser."""
-    from tunewise.serve.app import is_loopback
-    from tunewise.serve.registry import ServeError
-    from tunewise.ui.app import create_app, project_names, run
-
-    if not is_loopback(host) and not token:
-        raise ServeError(f"--host {host} is reachable from other machines: give --token (or set "
-                         "TUNEWISE_UI_TOKEN) so that every request must carry it")
-    _setup_logging(quiet)
-    found = project_names(projects or [Path(".")])
-    # On loopback the Host header must name this machine (a web page cannot reach the app through DNS
-    # rebinding); on any other address the token guards every request.
-    hosts = ["127.0.0.1", "localhost", "::1", "[::1]", host] if is_loopback(host) else ["*"]
-    app_ = create_app(found, token, hosts)
-    out.print(f"tunewise ui: {', '.join(found)} on http://{host}:{port}/{f'?token={token}' if token else ''} "
-              "(Ctrl-C stops)", highlight=False, soft_wrap=True)
-    run(app_, host, port)
-
-
-@app.command()
-@friendly
-def export(
-    run: Annotated[Path, typer.Argument(help="A trained run folder (.tunewise/runs/<rung>-<time>).")],
-    merge: Annotated[bool, typer.Option(help="Merge the adapter into its base (needed for GGUF).")] = False,
-    format_: Annotated[str, typer.Option("--format", help="safetensors or gguf (Llama-family models).")] = "safetensors",
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: RUN/export).")] = None,
-    quiet: QuietOpt = False,
-) -> None:
-    """Export a trained run (adapter, merged safetensors or GGUF) with DEPLOY.md and MODEL_CARD.md,
-    after checking that it reproduces the trained model and its training prompt token for token."""
-    _setup_logging(quiet)
-    from tunewise.export.run import export_run
-
-    folder = export_run(run, merge, format_, out_dir)
-    out.print(f"exported to {folder} (checks: {folder / 'export.json'}; next: {folder / 'DEPLOY.md'})")
-
-
 def main() -> None:
     try:
         import warnings
@@ -683,3 +581,7 @@ def main() -> None:
     except KeyboardInterrupt:  # before a command's own handler is in place (start-up, argument parsing)
         console.print("[yellow]interrupted[/]")
         sys.exit(130)
+
+
+# The lifecycle commands (monitor, serve, ui, export) live in their own module and register on `app`.
+from tunewise import cli_lifecycle  # noqa: E402,F401
