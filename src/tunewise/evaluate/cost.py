@@ -29,10 +29,11 @@ recommendation flipped between runs. With FLOPs, equal work costs exactly the sa
 still measured and reported beside the cost (training wall time; latency from a dedicated timing
 pass, median and IQR), and the throughput's own spread is reported as the cost's spread.
 
-What FLOPs leave out, and so the direction of the error: framework overheads, evaluation and
-checkpointing during training, tokenization. For a request of a 135M model on a CPU the FLOP figure
-is close to an idle machine's latency; for a short training run it is a lower bound, well below
-the measured wall time, which the report shows beside it.
+What FLOPs leave out, and so the direction of the error: framework overheads, the lower efficiency of
+the backward pass on a CPU, checkpointing, tokenization (the val evaluations during training are
+counted). For a request of a 135M model on a CPU the FLOP figure is close to an idle machine's
+latency; for a short training run it is a lower bound, well below the measured wall time, which the
+report shows beside it.
 """
 
 from __future__ import annotations

@@ -79,13 +79,14 @@ def method_note(ladder: dict) -> str:
     return (
         "Cost is computed, not timed: each request costs its forward FLOPs (2 × the model's weights, embedding "
         "lookups excluded, × its prompt and answer tokens) and training its training FLOPs (6 × weights × tokens "
-        "trained on, 4 with a frozen base, 2 for a forward-only fit, +2 for DPO's reference model), priced at the machine's throughput. So rungs "
+        "trained on, 4 with a frozen base, 2 for a forward-only fit, +2 for DPO's reference model, plus 2 × weights × "
+        "tokens of the val evaluations that pick the checkpoint), priced at the machine's throughput. So rungs "
         "that run the same model on the same tokens cost the same, whatever else the machine ran meanwhile; "
         "the $ / 1k range is the cost at the throughput's interquartile range. Latency is measured separately: "
         f"the same {timing['examples']} seeded test rows predicted {timing['repeats']} times per rung "
         f"(batch size {timing['batch_size']}), median (IQR) ms per example; it moves with the machine's load. "
-        "'train s' is measured wall time; FLOPs leave out framework overheads and the evaluation and "
-        "checkpointing during training, so train $ is a lower bound, well below it for short runs on a CPU.")
+        "'train s' is measured wall time; FLOPs leave out framework overheads, the backward pass's lower "
+        "efficiency and checkpointing, so train $ is a lower bound, well below it for short runs on a CPU.")
 
 
 def _breakeven(r: dict) -> str:
