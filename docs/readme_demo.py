@@ -55,7 +55,7 @@ def screenshot(html: Path, png: Path) -> None:
         subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
                         f"--user-data-dir={profile}", f"--screenshot={png}", "--window-size=1280,1600",
-                        html.as_uri()], check=True, capture_output=True, timeout=120)
+                        html.resolve().as_uri()], check=True, capture_output=True, timeout=120)
 
 
 def main(argv: list[str]) -> None:
@@ -68,7 +68,8 @@ def main(argv: list[str]) -> None:
         if not reports:
             raise SystemExit("no demo report found: run `make demo` first")
         report = reports[-1].parent
-    ladder = json.loads((report / "ladder.json").read_text())
+    # Paths relative to the checkout: the copy describes the run, not the machine it ran on.
+    ladder = json.loads((report / "ladder.json").read_text().replace(str(ROOT) + "/", ""))
     ladder["machine"] = f"{platform.machine()}, {__import__('os').cpu_count()} cores, {platform.python_version()}"
     DEMO.mkdir(parents=True, exist_ok=True)
     (DEMO / "ladder.json").write_text(json.dumps(ladder, indent=2, ensure_ascii=False) + "\n")
