@@ -112,8 +112,18 @@ def test_project_break_even_reads_the_latest_ladder_at_its_own_prices(tmp_path):
 
 
 def test_project_without_a_ladder_is_one_clear_error(tmp_path):
-    with pytest.raises(PlanError, match="no saved ladder"):
+    from typer.testing import CliRunner
+
+    from tunewise.cli import app
+    from tunewise.config import ConfigError
+
+    with pytest.raises(ConfigError, match="no saved ladder"):
         project_break_even(tmp_path)
+    # The same missing prerequisite, the same exit code, whichever command meets it.
+    runner = CliRunner()
+    codes = {runner.invoke(app, args).exit_code for args in (["estimate", "--break-even", str(tmp_path)],
+                                                             ["report", str(tmp_path)])}
+    assert codes == {2}
 
 
 def test_the_cli_prints_the_break_even(tmp_path):

@@ -295,14 +295,14 @@ def render_break_even_md(result: dict) -> list[str]:
 
 
 def latest_ladder(project: Path) -> dict:
-    """The newest saved ladder.json of a project; PlanError when there is none."""
+    """The newest saved ladder.json of a project; ConfigError (exit 2, as `tunewise report`) when there is none."""
     from tunewise import workspace as ws
-    from tunewise.plan.estimate import PlanError
+    from tunewise.config import ConfigError
 
     folder = ws.latest_dir(Path(project), "reports")
     if folder is None or not (folder / "ladder.json").exists():
-        raise PlanError(f"{project}: no saved ladder to compute a break-even from "
-                        f"(run `tunewise ladder {project}` first)")
+        raise ConfigError(f"{project}: no saved ladder to compute a break-even from "
+                          f"(run `tunewise ladder {project}` first)")
     return json.loads((folder / "ladder.json").read_text(encoding="utf-8"))
 
 
