@@ -60,3 +60,25 @@ def test_chat_project_few_shot_turns_and_lora(tmp_path, tiny_model_dir):
     lora_dir = project / ladder["rungs"][1]["run_dir"]
     preds = [json.loads(x) for x in (lora_dir / "predictions.jsonl").read_text().splitlines()]
     assert [p["id"] for p in preds] == [r.id for r in splits.test]
+
+
+def test_rag_renders_chat_rows_as_real_turns_with_the_passages_in_the_last_user_turn(tmp_path, tiny_model_dir,
+                                                                                    tiny_encoder_dir):
+    project = _write(tmp_path / "chat", tiny_model_dir)
+    (project / "docs").mkdir()
+    (project / "docs" / "desk.md").write_text("the market shares news desk business page\n\nthe match goal sports page\n")
+    config = load_config(project, ["data.documents=docs", f"encoder.model={tiny_encoder_dir}",
+                                   "retrieval.top_k=1", "retrieval.chunk_words=12"])
+    splits = load_splits(config, project)
+    rag = make_rung("rag", config, project, tmp_path / "rag", lambda d, t: (lambda n, **f: None))
+    rag.fit(splits.train, splits.val)
+    rec = next(r for r in splits.test if len(r.meta["messages"]) > 3)  # a multi-turn row
+    text = rag.tokenizer.decode(rag.prompt_ids([rec])[0])
+    # The row's own system turn (with the instruction), its earlier turns, then the passages next to the
+    # question in the last user turn; no flattened "role: text" transcript.
+    assert text.startswith("<|im_start|>system\nyou are the news desk\n\nanswer<|im_end|>")
+    assert text.count("<|im_start|>user") == 2 and "user: " not in text
+    question = rec.meta["messages"][-2]["content"]
+    assert text.endswith(f"{question}<|im_end|>\n<|im_start|>assistant\n")
+    last_user = text.rsplit("<|im_start|>user\n", 1)[1]
+    assert last_user.startswith("Passages (cite the ones you use as [n]):\n[1] ")

@@ -212,13 +212,16 @@ class Rag(LabelScorer):
             # Numbered by rank, listed worst first: the best passage sits next to the question,
             # where a small model copies names from most reliably.
             numbered = [f"[{n}] {_clip(self.tokenizer, p, limit)}" for n, p in enumerate(passages, 1)]
-            context = "\n".join(reversed(numbered))
-            content = "\n\n".join(x for x in (
-                self.config.task.instruction.strip(),
-                f"Passages (cite the ones you use as [n]):\n{context}",
-                f"Input: {b.truncate(rec.input)}",
-            ) if x)
-            ids.append(self.tokenizer(_render(b, content), add_special_tokens=False)["input_ids"])
+            block = "Passages (cite the ones you use as [n]):\n" + "\n".join(reversed(numbered))
+            messages = rec.meta.get("messages") if rec.meta else None
+            if messages and b.has_template:
+                # A chat row keeps its real turns (as every other rung renders it); the passages go
+                # into its last user turn, next to the question they answer.
+                text = b.render(_with_passages(b.prompt_turns(messages), block), generation=True)
+            else:
+                text = _render(b, "\n\n".join(x for x in (
+                    self.config.task.instruction.strip(), block, f"Input: {b.truncate(rec.input)}") if x))
+            ids.append(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return ids
 
     def predict(self, records: list[Record]) -> list[Prediction]:
@@ -241,6 +244,14 @@ def _clip(tokenizer, text: str, max_tokens: int) -> str:
         cut = cut if text[len(cut) : len(cut) + 1].isspace() else cut.rsplit(" ", 1)[0]
     sentence = max(cut.rfind(". "), cut.rfind(".\n"))
     return (cut[: sentence + 1] if sentence > len(cut) // 2 else cut) + " …"
+
+
+def _with_passages(turns: list[dict], block: str) -> list[dict]:
+    """The turns with ``block`` put before the content of the last user turn."""
+    last = max((i for i, t in enumerate(turns) if t["role"] == "user"), default=None)
+    if last is None:
+        return [*turns, {"role": "user", "content": block}]
+    return [*turns[:last], {**turns[last], "content": f"{block}\n\n{turns[last]['content']}"}, *turns[last + 1:]]
 
 
 def _render(builder, content: str) -> str:
