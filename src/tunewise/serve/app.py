@@ -22,7 +22,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunewise.config import ServeConfig
-from tunewise.core import Record
+from tunewise.core import Record, chat_text
+from tunewise.data.load import check_messages
 from tunewise.serve.batching import Batcher, QueueFull
 from tunewise.serve.metrics import Metrics
 from tunewise.serve.registry import Served, ServeError
@@ -146,9 +147,12 @@ class Service:
             return [f"decoding is greedy, as the ladder measured it; ignored: {', '.join(asked)}"]
         return []
 
-    async def answer(self, s: Served, text: str, max_tokens: int | None, endpoint: str, started: float):
+    async def answer(self, s: Served, text: str, max_tokens: int | None, endpoint: str, started: float,
+                     messages: list[dict] | None = None):
+        # A rung measured on chat rows sees the request's turns as it saw the rows' (meta["messages"]).
+        record = Record(id=uuid.uuid4().hex, input=text, target=None, meta={"messages": messages} if messages else {})
         try:
-            job = await self.batcher.submit(s, Record(id=uuid.uuid4().hex, input=text, target=None), max_tokens)
+            job = await self.batcher.submit(s, record, max_tokens)
         except QueueFull as e:
             raise ApiError(503, str(e), type="server_error", code="queue_full") from None
         pred = job.future.result()
@@ -248,13 +252,21 @@ async def chat(request: Request):
         raise ApiError(400, "the last message must be the user's turn", param="messages")
     if body.get("n", 1) != 1:
         raise ApiError(400, "'n' must be 1: decoding is greedy, every choice would be the same", param="n")
-    text = svc.check_text(_content(messages[-1]), "messages")
     max_tokens = svc.max_tokens_of(body, s)
     notes = svc.notes_for(body)
-    if len(messages) > 1:
-        notes.append(f"the rung answers single inputs as measured; used the last user turn, ignored "
-                     f"{len(messages) - 1} earlier message(s)")
-    pred, probs = await svc.answer(s, text, max_tokens, "chat", started)
+    turns = None
+    if s.chat:  # measured on chat rows: every turn, rendered as the rows were
+        try:
+            turns = check_messages(messages)
+        except ValueError as e:
+            raise ApiError(400, str(e), param="messages") from None
+        text = svc.check_text("\n".join(f"{m['role']}: {chat_text(m)}" for m in turns), "messages")
+    else:
+        text = svc.check_text(_content(messages[-1]), "messages")
+        if len(messages) > 1:
+            notes.append(f"the rung answers single inputs as measured; used the last user turn, ignored "
+                         f"{len(messages) - 1} earlier message(s)")
+    pred, probs = await svc.answer(s, text, max_tokens, "chat", started, turns)
     use = svc.usage(s, pred)
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     extra = {"tunewise": {"label": pred.output, "probabilities": probs} if probs else {}}

@@ -41,6 +41,7 @@ class Served:
     adapter: str | None = None  # the PEFT adapter to activate on the shared model
     peft: object | None = None  # the shared PEFT model this rung runs on, if any
     base_key: str | None = None  # a prompting rung's shared base
+    chat: bool = False  # measured on chat rows: a request's turns are rendered as the rows' were
 
     def context(self):
         """Select this rung's adapter on the shared model (or switch adapters off for a prompt rung)."""
@@ -106,7 +107,8 @@ def load_served(targets: list[Path]) -> dict[str, Served]:
             log.warning("%s: %s already served from %s; keeping the first", run_dir, mid, served[mid].run_dir)
             continue
         weights = run_dir / manifest.get("weights", "")
-        entry = Served(mid, None, config, run_dir, config.task.type, list(config.task.labels))
+        entry = Served(mid, None, config, run_dir, config.task.type, list(config.task.labels),
+                       chat=measured_on_chat(config, project))
         if name in SHARED_ADAPTERS and (weights / "adapter_config.json").exists():
             entry.rung, entry.peft = _shared_adapter(mid, name, config, project, run_dir, weights, bases, shared)
             entry.adapter = mid
@@ -122,6 +124,18 @@ def load_served(targets: list[Path]) -> dict[str, Served]:
         if entry.base_key is not None:
             entry.peft = shared.get(entry.base_key)
     return served
+
+
+def measured_on_chat(config: ProjectConfig, project: Path) -> bool:
+    """Whether the rung was measured on chat rows (their real turns through the template): then a
+    request's messages are rendered the same way, not reduced to its last user turn."""
+    if config.data.schema_ is not None:
+        return config.data.schema_ == "chat"
+    from tunewise.data.prepare import find_prepared, read_part
+
+    folder = find_prepared(config, project)
+    rows = read_part(folder, "test")[:1] if folder is not None else []
+    return bool(rows and rows[0].meta.get("messages"))
 
 
 def _key(config: ProjectConfig, project: Path) -> str:
