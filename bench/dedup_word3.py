@@ -9,7 +9,7 @@ from zlib import crc32
 
 import numpy as np
 
-from tunewise.data.dedup import _EMPTY, _MIX, candidate_pairs, jaccard, minhash
+from tunewise.data.dedup import _EMPTY, _MIX, confirmed_pairs
 
 _PUNCT = str.maketrans(string.punctuation, " " * len(string.punctuation))
 _WORD_HASH: dict[str, int] = {}
@@ -62,18 +62,4 @@ def near_pairs(texts: list[str], threshold: float = 0.8, k: int = 3, num_perm: i
                ) -> list[tuple[int, int, float]]:
     """(i, j, Jaccard) for every pair with word-shingle Jaccard >= threshold, i < j, sorted."""
     flat, lengths = shingle_rows(texts, k)
-    sig = minhash(flat, lengths, num_perm)
-    offsets = np.cumsum(lengths) - lengths
-
-    def grams(i: int) -> np.ndarray:
-        return np.unique(flat[offsets[i] : offsets[i] + lengths[i]])
-
-    out = []
-    for i, j in sorted(candidate_pairs(sig, *lsh_params(threshold, num_perm))):
-        if lengths[i] and lengths[j]:
-            sim = jaccard(grams(i), grams(j))
-            if sim >= threshold:
-                out.append((i, j, round(sim, 4)))
-    return out
-
-
+    return confirmed_pairs(flat, lengths, threshold, lsh_params(threshold, num_perm), num_perm)

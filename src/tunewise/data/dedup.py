@@ -161,6 +161,13 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 def near_pairs(texts: list[str], threshold: float = 0.8, num_perm: int = 64) -> list[tuple[int, int, float]]:
     """(i, j, Jaccard) for every pair whose word-and-word-pair Jaccard is >= threshold, i < j, sorted."""
     flat, lengths = shingle_rows(texts)
+    return confirmed_pairs(flat, lengths, threshold, lsh_params(threshold, num_perm), num_perm)
+
+
+def confirmed_pairs(flat: np.ndarray, lengths: np.ndarray, threshold: float, bands_rows: tuple[int, int],
+                    num_perm: int = 64) -> list[tuple[int, int, float]]:
+    """MinHash + LSH candidates over any shingles (``flat``, ``lengths`` as shingle_rows gives them),
+    each confirmed by its exact Jaccard: (i, j, Jaccard) >= threshold, i < j, sorted."""
     sig = minhash(flat, lengths, num_perm)
     offsets = np.cumsum(lengths) - lengths
 
@@ -168,7 +175,7 @@ def near_pairs(texts: list[str], threshold: float = 0.8, num_perm: int = 64) -> 
         return np.unique(flat[offsets[i] : offsets[i] + lengths[i]])
 
     out = []
-    for i, j in sorted(candidate_pairs(sig, *lsh_params(threshold, num_perm))):
+    for i, j in sorted(candidate_pairs(sig, *bands_rows)):
         if lengths[i] and lengths[j]:
             sim = jaccard(grams(i), grams(j))
             if sim >= threshold:
