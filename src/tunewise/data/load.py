@@ -339,9 +339,14 @@ def _chat(row: dict) -> tuple[str, str | None, list[dict]]:
     if roles[-1] != "assistant":
         raise _RowError(f"messages[{len(roles) - 1}]: a chat must end with an assistant turn "
                         "(the answer to learn and to score)")
-    transcript = "\n".join(f"{m['role']}: {chat_text(m)}" for m in clean[:-1])
     target = chat_text(clean[-1])
-    return transcript, (target if target.strip() else None), clean
+    return transcript(clean[:-1]), (target if target.strip() else None), clean
+
+
+def transcript(messages: list[dict]) -> str:
+    """A chat's turns as "role: text" lines: the text form encoders, dedup and retrieval see (the model
+    sees the real turns through its template)."""
+    return "\n".join(f"{m['role']}: {chat_text(m)}" for m in messages)
 
 
 def parse_row(row: Any, schema: str, input_field: str, target_field: str) -> tuple[str, str | None, dict]:
@@ -351,8 +356,8 @@ def parse_row(row: Any, schema: str, input_field: str, target_field: str) -> tup
     if not isinstance(row, dict):
         raise _RowError(f"expected a JSON object, got {type(row).__name__}")
     if schema == "chat":
-        transcript, target, messages = _chat(row)
-        return transcript, target, {"messages": messages}
+        text, target, messages = _chat(row)
+        return text, target, {"messages": messages}
     if schema == "preference":
         rejected = _text(row, "rejected")
         return _text(row, "prompt") or "", _target(row, "chosen"), {"rejected": rejected}

@@ -22,8 +22,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunewise.config import ServeConfig
-from tunewise.core import Record, chat_text
-from tunewise.data.load import check_messages
+from tunewise.core import Record
+from tunewise.data.load import check_messages, transcript
 from tunewise.serve.batching import Batcher, QueueFull
 from tunewise.serve.metrics import Metrics
 from tunewise.serve.registry import Served, ServeError
@@ -118,6 +118,15 @@ class Service:
             raise ApiError(404, f"the model '{mid[:200]}' does not exist; served: {', '.join(self.served)}",
                            param="model", code="model_not_found")
         return self.served[mid]
+
+    def texts_of(self, body: dict, param: str) -> list[str]:
+        """``body[param]``: one string or a list of 1 to max_batch strings, each checked."""
+        given = body.get(param)
+        texts = given if isinstance(given, list) else [given]
+        if not texts or len(texts) > self.settings.max_batch:
+            raise ApiError(400, f"'{param}' must be a string or a list of 1 to {self.settings.max_batch} strings",
+                           param=param)
+        return [self.check_text(t, param) for t in texts]
 
     def check_text(self, text, param: str) -> str:
         if not isinstance(text, str):
@@ -260,7 +269,7 @@ async def chat(request: Request):
             turns = check_messages(messages)
         except ValueError as e:
             raise ApiError(400, str(e), param="messages") from None
-        text = svc.check_text("\n".join(f"{m['role']}: {chat_text(m)}" for m in turns), "messages")
+        text = svc.check_text(transcript(turns), "messages")
     else:
         text = svc.check_text(_content(messages[-1]), "messages")
         if len(messages) > 1:
@@ -290,12 +299,7 @@ async def completions(request: Request):
     s = svc.model_of(body)
     if body.get("stream"):
         raise ApiError(400, "'stream' is supported on /v1/chat/completions only", param="stream")
-    prompt = body.get("prompt")
-    prompts = prompt if isinstance(prompt, list) else [prompt]
-    if not prompts or len(prompts) > svc.settings.max_batch:
-        raise ApiError(400, f"'prompt' must be a string or a list of 1 to {svc.settings.max_batch} strings",
-                       param="prompt")
-    prompts = [svc.check_text(p, "prompt") for p in prompts]
+    prompts = svc.texts_of(body, "prompt")
     max_tokens = svc.max_tokens_of(body, s)
     done = await asyncio.gather(*(svc.answer(s, p, max_tokens, "completions", started) for p in prompts))
     uses = [svc.usage(s, pred) for pred, _ in done]
@@ -318,12 +322,7 @@ async def classify(request: Request):
     if s.task != "classification":
         raise ApiError(400, f"'{s.id}' is a {s.task} rung; /v1/classify serves classification rungs",
                        param="model", code="not_a_classifier")
-    given = body.get("input")
-    inputs = given if isinstance(given, list) else [given]
-    if not inputs or len(inputs) > svc.settings.max_batch:
-        raise ApiError(400, f"'input' must be a string or a list of 1 to {svc.settings.max_batch} strings",
-                       param="input")
-    inputs = [svc.check_text(x, "input") for x in inputs]
+    inputs = svc.texts_of(body, "input")
     done = await asyncio.gather(*(svc.answer(s, x, None, "classify", started) for x in inputs))
     return {"object": "list", "model": s.id,
             "data": [{"index": i, "label": pred.output, "probabilities": probs}
