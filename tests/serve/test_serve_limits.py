@@ -52,12 +52,16 @@ def test_token_body_tokens_and_prompt_limits(served, tmp_path):
 
 
 def _held(served, settings, tmp_path, busy: int):
-    """A server whose model is held busy: ``busy`` requests are let in and wait; returns (server, release)."""
-    gate = threading.Event()
+    """A server whose model is held busy: ``busy`` requests are let in and wait; returns (server, release).
+
+    The first request is sent alone and the next only once the model holds it: sent together, the two
+    could both reach the queue before the worker takes the first, and a one-place queue refuses one."""
+    gate, entered = threading.Event(), threading.Event()
     rung = served["tiny/lora"].rung
     real = rung.predict
 
     def slow(records):
+        entered.set()
         gate.wait(60)
         return real(records)
 
@@ -65,7 +69,10 @@ def _held(served, settings, tmp_path, busy: int):
     server = Server(create_app(served, settings, tmp_path / "log.sqlite"))
     server.__enter__()
     pool = ThreadPoolExecutor(busy)
-    futures = [pool.submit(httpx.post, f"{server.url}/chat/completions", json=CHAT, timeout=60) for _ in range(busy)]
+    futures = [pool.submit(httpx.post, f"{server.url}/chat/completions", json=CHAT, timeout=60)]
+    _wait(entered.is_set)
+    futures += [pool.submit(httpx.post, f"{server.url}/chat/completions", json=CHAT, timeout=60)
+                for _ in range(busy - 1)]
 
     def release():
         gate.set()
