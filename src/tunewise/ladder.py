@@ -16,6 +16,7 @@ from tunewise.data.resolve import Splits, resolve_splits
 from tunewise.evaluate.cost import add_break_even, cost_spread, resolve_prices, rung_compute, rung_cost
 from tunewise.evaluate.score import check_primary
 from tunewise.evaluate.stats import mcnemar, paired_bootstrap_diff
+from tunewise.evaluate.text_metrics import check_gold_field
 from tunewise.evaluate.throughput import machine_throughput
 from tunewise.report.build import write_report
 from tunewise.report.content_guard import guard_recommendation
@@ -320,10 +321,8 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
     started = time.perf_counter()
     splits = resolve_splits(config, project, "tunewise ladder", progress=progress)
     log.info("test split: %d rows, sha256 %s", len(splits.test), splits.test_hash)
-    gold = config.retrieval.gold_field
-    if "rag" in names and gold and not any(r.meta.get(gold) for r in splits.test):
-        # A misspelt field would report no recall at all; say so before any rung runs.
-        raise ConfigError(f"{config_path(project)}: bad value for 'retrieval.gold_field': no test row has a field {gold!r}")
+    if "rag" in names:  # before any rung runs, not after the ones before rag
+        check_gold_field(config, splits.test, f"{config_path(project)}: ")
     results, failed, interrupted = run_rungs(names, config, project, splits, progress, throughput, fresh)
     if not results:
         if interrupted:

@@ -131,6 +131,14 @@ def format_ok(text: str, config: ProjectConfig) -> bool:
     return not (fmt.regex and not re.search(fmt.regex, text))
 
 
+def check_gold_field(config, records: list, where: str = "") -> None:
+    """A misspelt ``retrieval.gold_field`` would silently report no recall at all: refuse it when no
+    record has the field. ``where`` prefixes the message (the config file)."""
+    gold = config.retrieval.gold_field
+    if gold and records and not any(r.meta.get(gold) for r in records):
+        raise ConfigError(f"{where}bad value for 'retrieval.gold_field': no test row has a field {gold!r}")
+
+
 def evaluate_generation(config: ProjectConfig, records: list[Record], preds: list[Prediction],
                         passages: list[list[str]] | None = None, evidence: list[list[str]] | None = None,
                         encoder: Path | None = None) -> tuple[dict, dict[str, np.ndarray]]:
@@ -164,10 +172,8 @@ def evaluate_generation(config: ProjectConfig, records: list[Record], preds: lis
             config.encoder.batch_size)
     gold = config.retrieval.gold_field
     if passages is not None and gold:
-        golds = [r.meta.get(gold) for r in records]
-        if records and not any(golds):  # a misspelt field would silently report no recall at all
-            raise ConfigError(f"bad value for 'retrieval.gold_field': no test row has a field {gold!r}")
-        cols["retrieval_recall_at_k"] = retrieval_hits(golds, passages)
+        check_gold_field(config, records)
+        cols["retrieval_recall_at_k"] = retrieval_hits([r.meta.get(gold) for r in records], passages)
     items = {k: np.array(v, dtype=float) for k, v in cols.items()}
     metrics = _summarise(items, config.eval.bootstrap, config.data.seed)
     metrics["n"] = len(records)
