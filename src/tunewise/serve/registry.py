@@ -95,6 +95,7 @@ def load_served(targets: list[Path]) -> dict[str, Served]:
     served: dict[str, Served] = {}
     bases: dict[str, tuple] = {}
     shared: dict[str, object] = {}
+    chat: dict[tuple, bool] = {}  # per project and config: the rungs of one ladder share their dataset
     for run_dir in expand_targets(targets):
         try:
             manifest = read_manifest(run_dir)
@@ -107,8 +108,11 @@ def load_served(targets: list[Path]) -> dict[str, Served]:
             log.warning("%s: %s already served from %s; keeping the first", run_dir, mid, served[mid].run_dir)
             continue
         weights = run_dir / manifest.get("weights", "")
+        data_key = (str(project), config.model_dump_json(exclude={"rungs", "train"}))
+        if data_key not in chat:  # fingerprinting hashes every data file: once per dataset, not per rung
+            chat[data_key] = measured_on_chat(config, project)
         entry = Served(mid, None, config, run_dir, config.task.type, list(config.task.labels),
-                       chat=measured_on_chat(config, project))
+                       chat=chat[data_key])
         if name in SHARED_ADAPTERS and (weights / "adapter_config.json").exists():
             entry.rung, entry.peft = _shared_adapter(mid, name, config, project, run_dir, weights, bases, shared)
             entry.adapter = mid
