@@ -138,7 +138,11 @@ def measured_on_chat(config: ProjectConfig, project: Path) -> bool:
     from tunewise.data.prepare import find_prepared, read_part
 
     folder = find_prepared(config, project)
-    rows = read_part(folder, "test")[:1] if folder is not None else []
+    if folder is None:  # not a silent guess: say which way requests will be read
+        log.warning("%s: no prepared dataset matches this config, so whether its rungs were measured on chat "
+                    "rows is unknown; chat requests are answered from their last user turn", project)
+        return False
+    rows = read_part(folder, "test")[:1]
     return bool(rows and rows[0].meta.get("messages"))
 
 
