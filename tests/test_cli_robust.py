@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -43,22 +42,81 @@ def test_missing_project_is_exit_2_in_one_line(tmp_path):
     assert "tunewise.yaml: no such file" in result.stderr
 
 
-@pytest.mark.parametrize("after", [0.5, 2.5, 6.0])
-def test_ctrl_c_at_any_moment_exits_130_without_traceback(tiny_project, after):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", "from tunewise.cli import main; main()", "ladder",
-                             str(tiny_project), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
-    time.sleep(after)
-    finished_first = proc.poll() is not None
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
+def _signal_at(project: Path, stage: str, signum: int) -> tuple[int, str, bool]:
+    """Run `tunewise ladder`, send ``signum`` as soon as it prints ``stage: <stage>`` (TUNEWISE_STAGE_MARKERS),
+    and return (exit code, stderr, whether the signal was sent while the process ran).
+
+    Synchronised on what the process prints, never on sleep times, so the signal lands in the same stage
+    on an idle machine and under load."""
+    import queue
+    import threading
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TUNEWISE_STAGE_MARKERS": "1"}
+    small = ["--set", "train.max_steps=2", "--set", "eval.timing_repeats=1", "--set", "eval.timing_examples=2"]
+    proc = subprocess.Popen([sys.executable, "-m", "tunewise", "ladder", str(project), "-q", *small],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    lines: queue.Queue = queue.Queue()
+    seen: list[str] = []
+
+    def read():
+        for line in proc.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    sent = False
+    while (line := lines.get(timeout=600)) is not None:
+        seen.append(line)
+        if line.strip() == f"stage: {stage}" and not sent:
+            sent = proc.poll() is None
+            proc.send_signal(signum)
+    proc.wait(timeout=120)
+    return proc.returncode, "".join(seen), sent
+
+
+# A stage of every kind, each signal at some: imports, data, model loading, training, scoring, writing.
+@pytest.mark.parametrize(("stage", "signum"), [
+    ("start", signal.SIGINT), ("imports", signal.SIGTERM), ("prepare", signal.SIGINT),
+    ("zero-shot: load", signal.SIGINT), ("lora: fit", signal.SIGINT), ("lora: predict test", signal.SIGTERM),
+    ("report", signal.SIGINT)])
+def test_signal_at_every_stage_exits_cleanly(tiny_project, stage, signum):
+    code, stderr, sent = _signal_at(tiny_project, stage, signum)
+    assert sent, f"the ladder finished before stage {stage!r} was reached:\n{stderr}"
     assert "Traceback" not in stderr, stderr
-    if not finished_first:
-        assert proc.returncode == 130, (proc.returncode, stderr)
-    # Nothing half-written: no temporary files are left in the workspace.
-    leftovers = [p for p in (tiny_project / ".tunewise").rglob("*.tmp")] if (tiny_project / ".tunewise").exists() else []
-    assert not leftovers
+    assert code == 128 + signum, (code, stderr)
+    assert f"stage: {stage}" in stderr
+    # Honoured at once: no later stage started after the signal (the partial report aside).
+    after = stderr.split(f"stage: {stage}", 1)[1]
+    later = [line for line in after.splitlines() if line.startswith("stage: ") and line != "stage: report"]
+    assert not later, (stage, later)
+    workspace = tiny_project / ".tunewise"
+    # Nothing half-written: no temporary file, and every run folder left is a finished run.
+    assert not list(workspace.rglob("*.tmp")) if workspace.exists() else True
+    runs = list((workspace / "runs").glob("*")) if (workspace / "runs").exists() else []
+    assert all((run / "metrics.json").is_file() and (run / "result.json").is_file() for run in runs), runs
+    if stage in ("lora: fit", "lora: predict test"):  # zero-shot had finished: kept in a partial report
+        import json
+
+        (ladder,) = workspace.glob("reports/*/ladder.json")
+        report = json.loads(ladder.read_text())
+        assert report["status"] == "interrupted" and [r["name"] for r in report["rungs"]] == ["zero-shot"]
+
+
+def test_interrupt_check_raises_until_handled(monkeypatch):
+    """A KeyboardInterrupt that a library swallowed still stops the next progress tick or training step."""
+    from tunewise import interrupt
+    from tunewise.core import no_progress
+
+    monkeypatch.setattr(interrupt, "_state", {"signum": signal.SIGTERM, "handled": False, "installed": True})
+    monkeypatch.setattr(interrupt, "_stop", __import__("threading").Event())
+    advance = no_progress("scoring", 10)
+    advance(1)  # no signal yet: nothing happens
+    interrupt._stop.set()
+    with pytest.raises(KeyboardInterrupt):
+        advance(1)
+    assert interrupt.exit_code() == 143
+    interrupt.handled()
+    advance(1)  # the caller took charge (writing the partial report): no second interrupt
 
 
 def test_init_knows_every_bundled_example(tmp_path):

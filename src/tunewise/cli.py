@@ -16,7 +16,7 @@ from rich.console import Console
 app = typer.Typer(
     help="tunewise: audit your data, climb the ladder from prompting to fine-tuning, and prove with "
     "numbers whether fine-tuning was worth it.",
-    epilog="Exit codes: 0 done; 1 data, model or machine problem; 2 usage or config error; 130 interrupted.",
+    epilog="Exit codes: 0 done; 1 data, model or machine problem; 2 usage or config error; 130 interrupted (Ctrl-C), 143 stopped (SIGTERM).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -53,8 +53,10 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/]")
-            raise typer.Exit(130) from None
+            from tunewise import interrupt
+
+            console.print(f"[yellow]interrupted[/] ({interrupt.signal_name()})")
+            raise typer.Exit(interrupt.exit_code()) from None
         except _user_errors() as e:
             config_error = sys.modules.get("tunewise.config")
             console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
@@ -123,6 +125,7 @@ def progress_bars(quiet: bool) -> Iterator:
         TimeRemainingColumn,
     )
 
+    from tunewise import interrupt
     from tunewise.core import no_progress
 
     if quiet or not console.is_terminal:  # bars are for a person at a terminal: a log or a pipe gets none
@@ -138,7 +141,11 @@ def progress_bars(quiet: bool) -> Iterator:
             bars.start()
         task = bars.add_task(description, total=total, rate="")
         # Fields such as rate="1,234 tok/s" (the trainer's real tokens per second) update the bar.
-        return lambda n, **fields: bars.update(task, advance=n, **fields)
+        def advance(n, **fields):
+            bars.update(task, advance=n, **fields)
+            interrupt.check()  # every tick honours a Ctrl-C that a library swallowed
+
+        return advance
 
     try:
         yield progress
@@ -176,12 +183,15 @@ def ladder(
 
     A rung whose config, data and tunewise version match an earlier finished run is reused (--fresh
     recomputes). A failing rung is recorded and the report is written for the others (exit 1); Ctrl-C
-    writes the report of the rungs that finished (exit 130)."""
+    or SIGTERM writes the report of the rungs that finished (exit 130, or 143 for SIGTERM)."""
+    from tunewise import interrupt
     from tunewise.config import load_config
 
+    interrupt.stage("config")
     config = load_config(project, set_)
     _writable(project)
     _setup_logging(quiet)
+    interrupt.stage("imports")
     from tunewise.ladder import LadderInterrupted, run_ladder
 
     chosen = [r.strip() for r in rungs.split(",")] if rungs else None
@@ -189,11 +199,15 @@ def ladder(
         with progress_bars(quiet) as progress:
             report_dir = run_ladder(config, project, chosen, progress, fresh)
     except LadderInterrupted as stop:
+        from tunewise import interrupt
+
         if stop.report_dir is not None:
             _print_summary(stop.report_dir)
-        console.print("[yellow]interrupted[/]: the report covers the rungs that finished")
-        raise typer.Exit(130) from None
+        console.print(f"[yellow]interrupted[/] ({interrupt.signal_name()}): the report covers the rungs that finished")
+        raise typer.Exit(interrupt.exit_code()) from None
     _print_summary(report_dir)
+    if not quiet:
+        _print_stages(interrupt.stage_times())
     import json
 
     failed = json.loads((report_dir / "ladder.json").read_text()).get("failed", [])
@@ -233,6 +247,19 @@ def curve(
         out.print(f"- {line}", highlight=False, soft_wrap=True)
     where = f" and the report in {result['report_dir']}" if result["report_dir"] else ""
     out.print(f"wrote {folder / 'curve.json'}{where}", highlight=False, soft_wrap=True)
+
+
+def _print_stages(stages: list[dict]) -> None:
+    """Where the time went: wall and CPU seconds per stage of this command, in order."""
+    from rich.table import Table
+
+    table = Table(title="time per stage", title_justify="left")
+    for column in ("stage", "wall s", "cpu s"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for s in stages:
+        table.add_row(s["stage"], f"{s['wall_s']:.1f}", f"{s['cpu_s']:.1f}")
+    table.add_row("total", f"{sum(s['wall_s'] for s in stages):.1f}", f"{sum(s['cpu_s'] for s in stages):.1f}")
+    out.print(table)
 
 
 def _print_summary(report_dir: Path) -> None:
@@ -568,6 +595,9 @@ def sweep(
 
 
 def main() -> None:
+    from tunewise import interrupt
+
+    interrupt.install()  # also when called as tunewise.cli.main (tunewise.__main__ installs it earlier)
     try:
         import warnings
 
@@ -579,8 +609,8 @@ def main() -> None:
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         app()
     except KeyboardInterrupt:  # before a command's own handler is in place (start-up, argument parsing)
-        console.print("[yellow]interrupted[/]")
-        sys.exit(130)
+        console.print(f"[yellow]interrupted[/] ({interrupt.signal_name()})")
+        sys.exit(interrupt.exit_code())
 
 
 # The lifecycle commands (monitor, serve, ui, export) live in their own module and register on `app`.

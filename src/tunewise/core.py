@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tunewise.interrupt import check as check_interrupt
+
 ProgressFn = Callable[[str, int], Callable[..., None]]
 """``progress(description, total)`` returns an ``advance(n, **fields)`` callback (fields: e.g. rate).
 
@@ -14,7 +16,8 @@ Every long step of the library takes one, defaulting to ``no_progress``; the CLI
 
 
 def no_progress(description: str, total: int) -> Callable[..., None]:
-    return lambda n, **fields: None
+    # No bar, but each tick still honours a pending Ctrl-C (see tunewise.interrupt).
+    return lambda n, **fields: check_interrupt()
 
 
 def canonical_json(value: Any) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tunewise import interrupt
 from tunewise import workspace as ws
 from tunewise.config import METHODS, ConfigError, ProjectConfig, config_path, dump_config
 from tunewise.core import Record
@@ -128,16 +129,32 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
     """Fit one rung, predict the frozen test split, score it, time it and price it; write the run folder.
 
     The price comes from the rung's FLOPs at ``throughput`` (machine_throughput's dict; measured or
-    read from the cache when None), not from the seconds scoring took: see tunewise.evaluate.cost."""
+    read from the cache when None), not from the seconds scoring took: see tunewise.evaluate.cost.
+    Interrupted, it leaves no run folder behind."""
+    run_dir = ws.new_dir(project, "runs", f"{name}-{ws.timestamp()}")
+    try:
+        return _run_rung_in(run_dir, name, config, project, splits, progress, throughput)
+    except KeyboardInterrupt:
+        # A rung stopped half-way has no result: its folder goes, so no run folder lacks its metrics.
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _run_rung_in(run_dir: Path, name: str, config: ProjectConfig, project: Path, splits: Splits,
+                 progress: ProgressFn, throughput: dict | None) -> dict:
     from tunewise.evaluate.score import score_predictions, side_by_side, worst_errors
     from tunewise.rungs.base import time_predict
 
-    run_dir = ws.new_dir(project, "runs", f"{name}-{ws.timestamp()}")
     ws.write_text(run_dir / "config.yaml", dump_config(config))
     ws.write_json(run_dir / "lineage.json", ws.lineage(config, splits.test_hash))
+    interrupt.stage(f"{name}: load")
     rung = make_rung(name, config, project, run_dir, progress)
+    interrupt.stage(f"{name}: fit")
     rung.fit(splits.train, splits.val)
     rung.save(run_dir)  # what it learned, so `tunewise serve` answers exactly as measured here
+    interrupt.stage(f"{name}: predict test")
     preds = rung.predict(splits.test)
     # What fit and the test predictions warned about (the timing and OOD passes would repeat it).
     warnings = list(dict.fromkeys(getattr(rung, "warnings", [])))
@@ -145,6 +162,7 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
         {**p.to_json(), "target": r.target, **({"citations": p.citations} if hasattr(p, "citations") else {})}
         for p, r in zip(preds, splits.test, strict=True)
     ))
+    interrupt.stage(f"{name}: score")
     schema = task_schema(config, project)
     evidence, encoder = scoring_aids(config, project, splits.test)
     scored = score_predictions(config, splits.test, preds, getattr(rung, "passages", None), schema, evidence, encoder)
@@ -152,6 +170,7 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
     prompt_tokens = cost.prompt_tokens / max(cost.predict_examples, 1)
     throughput = throughput or machine_throughput(config.cost.gflops)
     compute = rung_compute(cost, throughput)
+    interrupt.stage(f"{name}: latency")
     latency = time_predict(rung, timing_sample(splits.test, config.eval.timing_examples, config.data.seed),
                            config.eval.timing_repeats)
     result = {
@@ -180,12 +199,14 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
     elif getattr(rung, "history", None):
         result["train_history"] = rung.history
     if splits.ood:
+        interrupt.stage(f"{name}: ood")
         ood_preds = rung.predict(splits.ood)
         ws.write_jsonl(run_dir / "ood_predictions.jsonl", (
             {**p.to_json(), "target": r.target} for p, r in zip(ood_preds, splits.ood, strict=True)))
         result["ood_metrics"] = score_predictions(config, splits.ood, ood_preds, getattr(rung, "passages", None), schema,
                                                   *scoring_aids(config, project, splits.ood)).metrics
     if splits.recent:
+        interrupt.stage(f"{name}: recent")
         recent_preds = rung.predict(splits.recent)
         result["recent_metrics"] = score_predictions(config, splits.recent, recent_preds, getattr(rung, "passages", None),
                                                      schema, *scoring_aids(config, project, splits.recent)).metrics
@@ -298,6 +319,7 @@ def run_rungs(names: list[str], config: ProjectConfig, project: Path, splits: Sp
             results.append(result)
             log.info("%s: %s %.3f in %.0f s", name, result["primary"], _value(result), result["wall_seconds"])
     except KeyboardInterrupt:
+        interrupt.handled()  # from here on the partial report is written, not interrupted again
         return results, failed, True
     return results, failed, False
 
@@ -319,6 +341,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
     throughput = machine_throughput(prices.gflops)  # once per machine; cached afterwards
     check_primary(config, str(config_path(project)))
     started = time.perf_counter()
+    interrupt.stage("prepare")
     splits = resolve_splits(config, project, "tunewise ladder", progress=progress)
     log.info("test split: %d rows, sha256 %s", len(splits.test), splits.test_hash)
     if "rag" in names:  # before any rung runs, not after the ones before rag
@@ -360,11 +383,13 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         "recommendation": guard_recommendation(recommend(results, config.eval.margin), results, config.eval.bootstrap,
                                                config.data.seed),
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "stages": interrupt.stage_times(),  # this process's stages so far (imports, prepare, each rung's)
     }
     from tunewise.report.curve_view import latest_curve
 
     if curve := latest_curve(project, splits.test_hash):  # `tunewise curve` measured on this same test split
         ladder["curve"] = curve
+    interrupt.stage("report")
     report_dir = ws.new_dir(project, "reports")
     # The exact rows every rung was scored on (a seeded subset when eval.max_test_examples is set).
     ws.write_jsonl(report_dir / "test.jsonl", (r.to_json() for r in splits.test))

@@ -64,12 +64,28 @@ def latest_dir(project: Path, kind: str) -> Path | None:
     return dirs[-1] if dirs else None
 
 
+# Temporary files and folders of writes in progress: removed by tunewise.interrupt when the process
+# has to end in the middle of one, so an interrupted command never leaves a half-written file.
+_IN_FLIGHT: set[str] = set()
+
+
+def discard_in_flight() -> None:
+    for tmp in list(_IN_FLIGHT):
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    _IN_FLIGHT.clear()
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it into place only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _IN_FLIGHT.add(tmp)
     os.close(fd)
     # mkstemp makes the file 0600; outputs follow the umask like any other tool's (0644 by default).
     os.chmod(tmp, 0o666 & ~_umask())
@@ -79,6 +95,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        _IN_FLIGHT.discard(tmp)
 
 
 @contextlib.contextmanager
@@ -87,6 +104,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _IN_FLIGHT.add(str(tmp))
     tmp.chmod(0o777 & ~_umask())
     try:
         yield tmp
@@ -96,6 +114,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        _IN_FLIGHT.discard(str(tmp))
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from tunewise.interrupt import check as check_interrupt
 from tunewise.workspace import write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,20 @@ class RichProgressCallback(TrainerCallback):
         tokens = getattr(self.trainer, "trained_tokens", 0) - self.tokens0
         tps = tokens / max(time.perf_counter() - self.started, 1e-9)
         self.advance(n, rate=f"{tps:,.0f} tok/s")
+
+
+class InterruptCheck(TrainerCallback):
+    """Honours a pending Ctrl-C or SIGTERM at every micro-step and evaluation batch, even one that a
+    library swallowed on its way up (see tunewise.interrupt)."""
+
+    def on_substep_end(self, args, state, control, **kwargs):
+        check_interrupt()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        check_interrupt()
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        check_interrupt()
 
 
 class CompleteMarker(TrainerCallback):
@@ -181,7 +196,7 @@ def tracking_callbacks(config, run_dir: Path, progress=None) -> tuple[list, Hist
     """The callbacks a training run uses, from its config; returns (callbacks, history)."""
     t = config.train
     history = HistoryCallback(t.overfit_gap)
-    callbacks: list = [history, CompleteMarker()]
+    callbacks: list = [history, CompleteMarker(), InterruptCheck()]
     if progress is not None:
         callbacks.append(RichProgressCallback(progress, f"{t.method}: training"))
     if t.tensorboard:

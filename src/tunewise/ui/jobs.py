@@ -17,7 +17,8 @@ from pathlib import Path
 
 from tunewise import workspace as ws
 
-LAUNCH = "from tunewise.cli import main; main()"
+# What the `tunewise` command runs: its signal handlers are in place before the heavy imports.
+LAUNCH = "from tunewise.__main__ import run; run()"
 
 
 @dataclass
