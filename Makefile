@@ -25,10 +25,17 @@ $(STAMP): $(LOCK) pyproject.toml
 	rm -f $(VENV)/.stamp-*
 	touch $@
 
-demo: setup
-	$(BIN)/tunewise init $(DEMO_DIR) --example bbc-news --force
-	$(BIN)/tunewise prepare $(DEMO_DIR)
-	time $(BIN)/tunewise ladder $(DEMO_DIR)
+# Each step's wall seconds, printed at the end (the ladder prints its own per-stage table before).
+demo:
+	@set -e; now() { date +%s.%N; }; t0=$$(now); \
+	$(MAKE) --no-print-directory setup; t1=$$(now); \
+	$(BIN)/tunewise init $(DEMO_DIR) --example bbc-news --force; t2=$$(now); \
+	$(BIN)/tunewise prepare $(DEMO_DIR); t3=$$(now); \
+	$(BIN)/tunewise ladder $(DEMO_DIR); t4=$$(now); \
+	echo "make demo, wall seconds per step:"; \
+	awk -v a=$$t0 -v b=$$t1 -v c=$$t2 -v d=$$t3 -v e=$$t4 'BEGIN { \
+	  printf "  %-8s %7.1f\n  %-8s %7.1f\n  %-8s %7.1f\n  %-8s %7.1f\n  %-8s %7.1f\n", \
+	  "setup", b-a, "init", c-b, "prepare", d-c, "ladder", e-d, "total", e-a }'
 
 # The report test screenshots report.html in headless Chromium (Debian's package).
 chromium:

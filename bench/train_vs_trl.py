@@ -24,11 +24,13 @@ import sys
 import time
 from pathlib import Path
 
-SIDES = ("trl", "tunewise-equal", "tunewise-sorted", "tunewise-packed")
-EXTRA_SIDES = ("tunewise-dense", "trl-random")  # attribution and noise floor: run with --sides
+SIDES = ("trl", "trl-packed", "tunewise-equal", "tunewise-sorted", "tunewise-packed")
+EXTRA_SIDES = ("tunewise-dense", "trl-random", "tunewise-bf16")  # attribution, noise floor, bf16: run with --sides
 DESCRIBE = {
     "trl": "TRL SFTTrainer: padded batches in a fixed (pre-shuffled) order, completion-only loss",
     "trl-random": "TRL SFTTrainer with its default shuffled order: how far example order alone moves val loss",
+    "trl-packed": "TRL SFTTrainer with its own padding_free packing, TRL's order, completion-only loss",
+    "tunewise-bf16": "tunewise-sorted with train.precision: bf16 (autocast; fp32 master weights)",
     "tunewise-equal": "tunewise: the same padded batches in the same order as TRL, sparse LM head",
     "tunewise-dense": "tunewise-equal with train.sparse_logits off: every position's logits, as a plain Trainer",
     "tunewise-sorted": "tunewise default: length-grouped batches, sparse LM head",
@@ -66,7 +68,8 @@ def project_config(args, side: str):
             "lr_scheduler": "linear", "max_length": 512, "eval_steps": args.steps, "seed": args.seed,
             "max_val_examples": args.val, "tensorboard": False,
             # equal and packed: the very batches TRL sees (sequential over the same pre-shuffled rows).
-            "sampling": "group_by_length" if side == "tunewise-sorted" else "sequential",
+            "sampling": "group_by_length" if side in ("tunewise-sorted", "tunewise-bf16") else "sequential",
+            "precision": "bf16" if side == "tunewise-bf16" else "fp32",
             "padding_free": side == "tunewise-packed", "sparse_logits": side != "tunewise-dense",
             "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
         },
@@ -122,7 +125,7 @@ def run_trl(args, side, model, tokenizer, train, timer):
     sft = SFTConfig(
         output_dir=str(Path(args.work) / side), per_device_train_batch_size=args.batch, max_steps=args.steps,
         learning_rate=5e-4, lr_scheduler_type="linear", warmup_steps=0, seed=args.seed, max_length=512,
-        packing=False, padding_free=False, completion_only_loss=True, bf16=False, fp16=False,
+        packing=False, padding_free=side == "trl-packed", completion_only_loss=True, bf16=False, fp16=False,
         gradient_checkpointing=False, activation_checkpointing=False, use_cpu=True, report_to=[],
         save_strategy="no", eval_strategy="no", logging_steps=args.steps, disable_tqdm=True,
         dataloader_num_workers=0, train_sampling_strategy="random" if side == "trl-random" else "sequential",
@@ -156,8 +159,22 @@ def run_tunewise(args, side, model, tokenizer, train, val, timer):
     return result.model, result.tokens, config
 
 
+def probe(args) -> dict:
+    """The cost model's matmul probe (tunewise.evaluate.throughput.calibrate) in fp32 and bf16, at the
+    bench's thread count, in its own process like every side: what a share of the machine is taken of."""
+    import torch
+
+    from tunewise.evaluate.throughput import calibrate
+
+    torch.set_num_threads(args.threads)
+    return {"side": "probe", **{f"{d}_gflops": calibrate(dtype=d)["gflops"] for d in ("float32", "bfloat16")}}
+
+
 def one_side(args) -> dict:
     import torch
+
+    if args.side == "probe":
+        return probe(args)
 
     from tunewise.assets import offline
     from tunewise.models.load import load
@@ -167,6 +184,9 @@ def one_side(args) -> dict:
     torch.manual_seed(args.seed)
     train, val = records(args.examples, args.seed, args.val)
     model, tokenizer, _ = load("smollm2-135m-instruct")
+    from tunewise.evaluate.cost import FORWARD_BACKWARD_FROZEN, model_shape
+
+    params = model_shape(model)[0]  # counted before LoRA wraps the model, as the ladder counts it
     timer = step_timer()
     start = time.perf_counter()
     if args.side.startswith("trl"):
@@ -174,9 +194,12 @@ def one_side(args) -> dict:
     else:
         model, tokens, config = run_tunewise(args, args.side, model, tokenizer, train, val, timer)
     wall = time.perf_counter() - start
+    # Useful work as the cost model counts it (4 x params per trained token: LoRA's frozen base).
+    gflops = FORWARD_BACKWARD_FROZEN * params * tokens / timer.seconds / 1e9
     return {
         "side": args.side, "what": DESCRIBE[args.side], "tokens": tokens, "step_seconds": round(timer.seconds, 2),
         "tokens_per_second": round(tokens / timer.seconds, 1), "wall_seconds": round(wall, 1),
+        "train_gflops_per_second": round(gflops, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "val_loss": round(val_loss(model, tokenizer, config, val), 4),
     }
@@ -201,11 +224,23 @@ def summarise(results: list[dict], sides: list[str]) -> list[dict]:
     def same_round(a: dict, b: dict) -> bool:
         return a["seed"] == b["seed"] and a["repeat"] == b["repeat"]
 
+    def ratios_to(peer: str, mine: list[dict], key: str = "tokens_per_second") -> list[float]:
+        found = [next((t for t in results if t["side"] == peer and same_round(t, r)), None) for r in mine]
+        return [r[key] / t[key] for r, t in zip(mine, found, strict=True) if t]
+
+    def median_or_none(xs: list[float]) -> float | None:
+        return round(statistics.median(xs), 3) if xs else None
+
+    probes = [r for r in results if r["side"] == "probe"]
     rows = []
-    for side in sides:
+    for side in [s for s in sides if s != "probe"]:
         mine = [r for r in results if r["side"] == side]
-        trl = [next((t for t in results if t["side"] == "trl" and same_round(t, r)), None) for r in mine]
-        ratios = [r["tokens_per_second"] / t["tokens_per_second"] for r, t in zip(mine, trl, strict=True) if t]
+        ratios = ratios_to("trl", mine)
+        # The share of the machine: useful training GFLOP/s over the same round's matmul probe, in the
+        # precision the side computes in.
+        dtype = "bfloat16" if side == "tunewise-bf16" else "float32"
+        shares = [r["train_gflops_per_second"] / p[f"{dtype}_gflops"] for r in mine for p in probes
+                  if same_round(p, r)]
         loss = {r["seed"]: r["val_loss"] for r in mine}
         trl_loss = {r["seed"]: r["val_loss"] for r in results if r["side"] == "trl"}
         diffs = [loss[k] - trl_loss[k] for k in loss if k in trl_loss]
@@ -214,6 +249,12 @@ def summarise(results: list[dict], sides: list[str]) -> list[dict]:
             "side": side, "runs": len(mine), "tokens": sorted({r["tokens"] for r in mine}),
             "tokens_per_second_median": round(statistics.median(rate), 1),
             "tokens_per_second_min": min(rate), "tokens_per_second_max": max(rate),
+            "x_trl_packed_median": median_or_none(ratios_to("trl-packed", mine)),
+            "rss_x_trl_median": median_or_none(ratios_to("trl", mine, "peak_rss_mib")),
+            "rss_x_trl_packed_median": median_or_none(ratios_to("trl-packed", mine, "peak_rss_mib")),
+            "train_gflops_per_second_median": round(statistics.median(r["train_gflops_per_second"] for r in mine), 1),
+            "share_of_matmul_probe_median": median_or_none(shares),
+            "probe_dtype": dtype,
             "x_trl_median": round(statistics.median(ratios), 3) if ratios else None,
             "x_trl_min": round(min(ratios), 3) if ratios else None,
             "x_trl_max": round(max(ratios), 3) if ratios else None,
@@ -237,7 +278,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1, help="rounds over the sides per seed, interleaved")
     p.add_argument("--seeds", help="comma-separated seeds (data sample, lengths, order), one round each: "
                                    "the spread of val loss across them says what a difference between sides means")
-    p.add_argument("--sides", default=",".join(SIDES))
+    p.add_argument("--sides", default=",".join(("probe", *SIDES)))
     p.add_argument("--side", help=argparse.SUPPRESS)
     p.add_argument("--work", default="/tmp/tunewise-bench-train")
     p.add_argument("--out", default="bench/results/train_vs_trl.json")
@@ -258,6 +299,9 @@ def main() -> None:
     print(f"\n{'side':18} {'tokens/s (median, range)':>26} {'x TRL (median, range)':>24} {'RSS MiB':>8} "
           f"{'val loss (mean)':>15} {'- TRL (mean, sd)':>17}")
     for r in summary:
+        print(f"{r['side']:18} x trl-packed {r['x_trl_packed_median']}  RSS x trl {r['rss_x_trl_median']}  RSS x "
+              f"trl-packed {r['rss_x_trl_packed_median']}  {r['train_gflops_per_second_median']} GFLOP/s = "
+              f"{r['share_of_matmul_probe_median']} of the {r['probe_dtype']} matmul probe")
         rate = f"{r['tokens_per_second_median']:.1f} ({r['tokens_per_second_min']:.1f}-{r['tokens_per_second_max']:.1f})"
         ratio = (f"{r['x_trl_median']:.2f} ({r['x_trl_min']:.2f}-{r['x_trl_max']:.2f})"
                  if r["x_trl_median"] is not None else "-")

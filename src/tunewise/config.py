@@ -203,8 +203,10 @@ class TrainConfig(_Strict):
     """Keep at most this many periodic checkpoints (the best one is always kept too)."""
     seed: int = 0
     """Seed of initialisation, dropout and example order."""
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    """Mixed precision: bf16 or fp16 where the hardware has it (checked before training)."""
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
+    """Mixed precision: bf16 where the hardware runs it natively (a GPU with bf16, or a CPU with
+    AVX512-BF16 or AMX), fp16 on a CUDA GPU; checked before training. Master weights stay fp32.
+    `auto`: bf16 where it runs natively, else fp32 (the run records which)."""
     early_stopping_patience: int | None = Field(default=None, gt=0)
     """Stop when val loss has not improved for this many evaluations (None: never stop early)."""
     overfit_gap: float = Field(0.5, gt=0)
@@ -216,6 +218,11 @@ class TrainConfig(_Strict):
     sparse_logits: bool = True
     """Compute the LM head only where the loss is taken (answer tokens): the same loss, less work.
     Applies to full, lora, dora and qlora."""
+    shared_prefix: bool = True
+    """Run the prompt prefix every row of a padded batch shares (system prompt, instruction) once per
+    batch and let each row attend to that one copy: the same loss and gradients as computing it per
+    row (a test checks both), less compute. With LoRA dropout the prefix's dropout draw is then
+    shared by the batch's rows. Applies to full, lora, dora and qlora with sparse_logits."""
     padding_free: bool = False
     """Opt-in: pack each batch into one row with per-example position ids (no padding). The same
     batches and loss as padded training, less compute and memory (see BENCHMARKS.md)."""
@@ -274,6 +281,11 @@ class EvalConfig(_Strict):
     """Size of the fixed, seeded test sample each rung predicts again to measure its latency (0: skip)."""
     timing_repeats: int = Field(3, ge=1)
     """How many times the timing sample is predicted; the report shows the median and the IQR."""
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    """Matmuls of every LLM rung's scoring and generation: fp32, or bf16 autocast where the hardware
+    runs bf16 natively (checked before any rung runs); softmax and scores stay fp32. On a CPU with
+    AVX512-BF16, bf16 matmuls run about twice as fast; BENCHMARKS.md shows the accuracy change.
+    `auto`: bf16 where it runs natively, else fp32 (each run records which)."""
     primary: str | None = None
     """The metric that ranks rungs and decides the recommendation (None: the task's default:
     accuracy, field_f1, or content_f1 for generation). Any per-item metric the task reports, e.g.

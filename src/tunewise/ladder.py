@@ -85,6 +85,12 @@ def check_rungs(names: list[str], config: ProjectConfig, project: Path) -> None:
             encoder_dir(config, project)  # a missing encoder.model fails here, not after other rungs ran
         if name in METHODS:
             check_training_rung(name, config, where)
+        if name in LLM_RUNGS and config.eval.precision == "bf16":
+            from tunewise.evaluate.decode import native_bf16
+
+            if not native_bf16():
+                raise ConfigError(f"{where}: eval.precision: bf16 needs a GPU with bf16 or a CPU with AVX512-BF16 "
+                                  "or AMX (none found); use fp32")
 
 
 def check_training_rung(name: str, config: ProjectConfig, where: Path) -> None:
@@ -191,6 +197,7 @@ def _run_rung_in(run_dir: Path, name: str, config: ProjectConfig, project: Path,
         "item_scores": scored.item_scores.tolist(),
         "metric_items": {k: v.tolist() for k, v in scored.items.items()},  # for report.content_guard
         "binary_items": scored.binary,
+        "precision": _precision(name, config),
     }
     result["warnings"] = warnings  # also in metrics.json, the report
     if hasattr(rung, "train_result"):
@@ -216,6 +223,16 @@ def _run_rung_in(run_dir: Path, name: str, config: ProjectConfig, project: Path,
         result["answers"] = side_by_side(splits.test, scored, preds, config.data.seed)
     ws.write_json(run_dir / "metrics.json", {k: v for k, v in result.items() if k not in ("item_scores", "metric_items")})
     return result
+
+
+def _precision(name: str, config: ProjectConfig) -> dict:
+    """What the rung computed in (``auto`` resolved on this machine): scoring, and training where it trains."""
+    from tunewise.evaluate.decode import resolve_precision
+
+    if name not in LLM_RUNGS:
+        return {"eval": "fp32"}
+    out = {"eval": resolve_precision(config.eval.precision)}
+    return {**out, "train": resolve_precision(config.train.precision)} if name in METHODS else out
 
 
 def _value(r: dict) -> float:

@@ -19,6 +19,8 @@ from tunewise.train.sft import (
     TrainingGuardError,
     check_loss_mask,
     check_same_template,
+    shared_prefix_length,
+    shared_prefix_loss,
     sparse_causal_loss,
     tokenize_examples,
     train_adapter,
@@ -114,13 +116,53 @@ def test_sparse_logits_and_padding_free_give_the_same_loss(builder, tiny_model_d
     torch.testing.assert_close(packed, full, rtol=1e-5, atol=1e-6)
 
 
-def test_mixed_precision_without_hardware_is_a_clear_error():
+def test_shared_prefix_gives_the_same_loss_and_gradients(builder, tiny_model_dir):
+    """The instruction every row shares, run once per batch, trains exactly as running it per row."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    model = get_peft_model(load(str(tiny_model_dir))[0],
+                           LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear"))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # B starts at zero; non-zero B makes the prefix's gradient path count
+            torch.nn.init.normal_(p, std=0.1)
+    model.train()
+    rows = tokenize_examples([_rec(1), _rec(2, "the match team goal cup player", "sports"), _rec(3, "the phone")],
+                             builder, 64)
+    batch = PadCollator(builder.tokenizer.pad_token_id)(rows)
+    prefix = shared_prefix_length(batch)
+    assert prefix >= 8 and bool((batch["labels"][:, : prefix + 1] == IGNORE).all())
+
+    def loss_and_grads(fn):
+        model.zero_grad()
+        loss = fn()
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    ref, ref_grads = loss_and_grads(lambda: sparse_causal_loss(model, batch))
+    got, got_grads = loss_and_grads(lambda: shared_prefix_loss(model, batch, prefix))
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(got_grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
+    # Rows that differ from their first token share nothing; a packed batch is left alone.
+    other = PadCollator(builder.tokenizer.pad_token_id)([{"input_ids": [5, *r["input_ids"][1:]], "labels": r["labels"]}
+                                                         if i else r for i, r in enumerate(rows)])
+    assert shared_prefix_length(other) == 0
+    assert shared_prefix_length(PackedCollator()(rows)) == 0
+
+
+def test_mixed_precision_without_hardware_is_a_clear_error(monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    with pytest.raises(MethodError, match="bf16 needs a GPU"):
+    import tunewise.evaluate.decode as decode
+
+    monkeypatch.setattr(decode, "native_bf16", lambda: False)
+    with pytest.raises(MethodError, match="bf16 needs a GPU with bf16 or a CPU with AVX512-BF16"):
         check_precision("bf16")
     with pytest.raises(MethodError, match="fp16 needs a CUDA GPU"):
         check_precision("fp16")
+    monkeypatch.setattr(decode, "native_bf16", lambda: True)  # a CPU with AVX512-BF16: bf16 trains there
+    check_precision("bf16")
 
 
 def test_mlflow_file_store_is_refused_before_training(make_config, monkeypatch):

@@ -7,9 +7,33 @@ pass over the prompts plus a few tokens per label, instead of one full pass per 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 import torch
+
+
+def native_bf16() -> bool:
+    """bf16 matmuls run natively here: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX tiles."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def resolve_precision(precision: str) -> str:
+    """The precision a run computes in: ``auto`` is bf16 where it runs natively, else fp32."""
+    if precision == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return precision
+
+
+def inference_precision(precision: str):
+    """The context every scoring and generation forward runs in: bf16 autocast (matmuls in bf16,
+    log-softmax and scores in fp32, as the callers cast logits) or plain fp32."""
+    if resolve_precision(precision) == "bf16":
+        return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def label_token_ids(tokenizer, builder, labels: Sequence[str]) -> list[list[int]]:

@@ -50,15 +50,17 @@ def machine() -> dict:
             "torch": torch.__version__.split("+")[0], "threads": torch.get_num_threads(), "benchmark": BENCHMARK}
 
 
-def calibrate(rounds: int = ROUNDS) -> dict:
+def calibrate(rounds: int = ROUNDS, dtype: str = "float32") -> dict:
     """Median and IQR of GFLOP/s over ``rounds`` interleaved rounds of the fixed matmuls, per core in
-    CPU time, scaled to torch's thread count."""
+    CPU time, scaled to torch's thread count. ``dtype``: float32 (what costs are priced at) or
+    bfloat16 (what bf16 training and scoring can reach; bench/train_vs_trl.py reports both)."""
     import numpy as np
     import torch
 
     threads = torch.get_num_threads()
     gen = torch.Generator().manual_seed(0)
-    mats = [(torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen)) for m, k, n in SHAPES]
+    kind = getattr(torch, dtype)
+    mats = [(torch.randn(m, k, generator=gen).to(kind), torch.randn(k, n, generator=gen).to(kind)) for m, k, n in SHAPES]
     samples = []
     torch.set_num_threads(1)  # the work then runs in this thread, so its CPU clock sees all of it
     try:

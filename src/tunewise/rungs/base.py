@@ -85,9 +85,12 @@ class LabelScorer:
         return
 
     def predict(self, records: list[Record]) -> list[Prediction]:
-        if self.config.task.type != "classification":
-            return self.generate(records)
-        return self.score(records)
+        from tunewise.evaluate.decode import inference_precision
+
+        with inference_precision(self.config.eval.precision):
+            if self.config.task.type != "classification":
+                return self.generate(records)
+            return self.score(records)
 
     def generate(self, records: list[Record]) -> list[Prediction]:
         """Extraction and generation: greedy decoding of the answer (JSON is parsed when scored)."""

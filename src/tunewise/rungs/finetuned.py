@@ -38,7 +38,8 @@ class FinetunedRung(LabelScorer):
         self.warnings += result.warnings
         self.cost.train_seconds += result.seconds
         self.cost.train_tokens += result.tokens
-        self.cost.train_flops += self.train_passes() * self.shape[0] * result.tokens
+        # A batch's shared prefix runs once: its copies in the other rows cost nothing.
+        self.cost.train_flops += self.train_passes() * self.shape[0] * (result.tokens - result.shared_tokens)
         # The val evaluations that choose the checkpoint are part of training's bill (forward only).
         self.cost.train_flops += FORWARD * self.shape[0] * getattr(result, "eval_tokens", 0)
         return self
@@ -77,9 +78,12 @@ class FinetunedRung(LabelScorer):
 
         if self.method not in PROMPT_LEARNING:
             return super().predict(records)
-        if self.config.task.type != "classification":
-            return self._generate_with_peft(records)
-        return self._predict_without_cache(records)
+        from tunewise.evaluate.decode import inference_precision
+
+        with inference_precision(self.config.eval.precision):
+            if self.config.task.type != "classification":
+                return self._generate_with_peft(records)
+            return self._predict_without_cache(records)
 
     def _generate_with_peft(self, records: list[Record]) -> list[Prediction]:
         """Prefix and prompt tuning on extraction and generation: PEFT's own generate, which feeds the

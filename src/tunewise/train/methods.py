@@ -141,9 +141,12 @@ def check_precision(precision: str) -> None:
     """Fail with a clear message when mixed precision is asked for on hardware without it."""
     if precision == "fp32":
         return
+    from tunewise.evaluate.decode import native_bf16
+
     cuda = torch.cuda.is_available()
-    if precision == "bf16" and not (cuda and torch.cuda.is_bf16_supported()):
-        raise MethodError("train.precision=bf16 needs a GPU with bf16 support (none found); use precision: fp32")
+    if precision == "bf16" and not native_bf16():
+        raise MethodError("train.precision=bf16 needs a GPU with bf16 or a CPU with AVX512-BF16 or AMX (none "
+                          "found); use precision: fp32")
     if precision == "fp16" and not cuda:
         raise MethodError("train.precision=fp16 needs a CUDA GPU (none found); use precision: fp32")
 
