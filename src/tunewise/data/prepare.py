@@ -383,13 +383,8 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None, origin
     advance = progress("prepare: splitting", 1)
     ledger = frozen.read_ledger(project)
     fresh = frozen.fresh_reason(ledger, config, resplit)
-    known = {} if fresh else frozen.known_parts(ledger, recs, content)
-    parts, left_out = split(recs, config, test is not None, None if fresh else known)
-    rejects += [_reject(r, why) for r, why in left_out]
-    split_parts = dict(parts)
-    epoch = frozen.next_epoch(ledger, fresh)
-    moves = {**frozen.movement(parts, known, None if fresh else ledger, content, len(left_out)),
-             "epoch": epoch, "fresh": fresh, "resplit": bool(fresh and ledger)}
+    parts, moves = _split_frozen(recs, config, test is not None, ledger, fresh, content, rejects)
+    split_parts, epoch = dict(parts), moves["epoch"]
     advance(1)
     if test is not None:
         parts["test"] = test
@@ -414,13 +409,26 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None, origin
     return folder, manifest
 
 
+def _split_frozen(recs: list[Record], config: ProjectConfig, has_test: bool, ledger: dict | None, fresh: str | None,
+                  content: dict[str, str], rejects: list[Reject]) -> tuple[dict[str, list[Record]], dict]:
+    """The split, and how it compares with the ledger's: rows kept, new, moved per part. Rows left out
+    so that no row changes part go to ``rejects`` with the reason."""
+    known = {} if fresh else frozen.known_parts(ledger, recs, content)
+    parts, left_out = split(recs, config, has_test, None if fresh else known)
+    rejects += [_reject(r, why) for r, why in left_out]
+    moves = {**frozen.movement(parts, known, None if fresh else ledger, content, len(left_out)),
+             "epoch": frozen.next_epoch(ledger, fresh), "fresh": fresh, "resplit": bool(fresh and ledger)}
+    return parts, moves
+
+
 def _first_record(folder: Path, moves: dict) -> dict:
-    """The same dataset prepared again keeps the record of how its split compared with the earlier
-    ones when it was first made (every row is 'kept' the second time), so its files stay identical."""
+    """The same dataset prepared again (same epoch) keeps the record of how its split compared with the
+    earlier ones when it was first made (every row is 'kept' the second time), so its files stay identical."""
     try:
-        return json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["frozen_split"]
+        first = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["frozen_split"]
     except (OSError, ValueError, KeyError, TypeError):
         return moves
+    return first if isinstance(first, dict) and first.get("epoch") == moves["epoch"] else moves
 
 
 def _refuse(project: Path, rejects: list[Reject], what: str, why: str) -> None:
