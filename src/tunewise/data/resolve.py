@@ -43,11 +43,13 @@ class Splits:
     """What prepared the dataset, from its manifest: `tunewise prepare` or the command that had to."""
     recent: list[Record] = field(default_factory=list)
     """Labelled recent production requests (data.recent_test), scored beside the frozen test split."""
+    frozen_split: dict = field(default_factory=dict)
+    """The manifest's record of the split against earlier ones (kept/new/moved, epoch, resplit)."""
 
     def record(self, with_test: bool = True) -> dict:
         """What an output (ladder.json, lineage.json, sweep.json) records about the data it used."""
         out = {"dir": str(self.dataset_dir), "hash": self.dataset_hash, "auto_prepared": self.auto_prepared,
-               "prepared_by": self.prepared_by, "note": self.note,
+               "prepared_by": self.prepared_by, "note": self.note, "frozen_split": self.frozen_split,
                "counts": {"train": len(self.train), "val": len(self.val), "rejected": len(self.rejects)}}
         if with_test:  # a sweep never looks at the test split, not even its size
             out["test_hash"] = self.test_hash
@@ -87,4 +89,4 @@ def resolve_splits(config: ProjectConfig, project: Path, command: str = "tunewis
     ood = subsample(ood, config.eval.max_test_examples, config.data.seed, key)
     return Splits(train, val, test, read_rejects(folder), records_hash(test), folder, ood,
                   manifest.get("hash", ""), bool(note), note, manifest.get("prepared_by", "tunewise prepare"),
-                  read_part(folder, "recent_test"))
+                  read_part(folder, "recent_test"), manifest.get("frozen_split", {}))
