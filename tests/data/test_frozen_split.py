@@ -18,7 +18,7 @@ from tunewise.config import load_config
 from tunewise.core import Record
 from tunewise.data.frozen import read_ledger
 from tunewise.data.load import DataError
-from tunewise.data.prepare import find_prepared, import_project_review, prepare_project, read_part
+from tunewise.data.prepare import _project_records, find_prepared, import_project_review, prepare_project, read_part
 from tunewise.data.split import frozen_split, stratified_split
 
 CONFIG = """name: t
@@ -162,8 +162,7 @@ def test_a_damaged_ledger_is_a_one_line_error(tmp_path):
 def test_a_decision_survives_a_line_inserted_above_its_row(tmp_path):
     rows = _rows(random.Random(4), 30, "r")
     _write(tmp_path, rows, with_ids=False)
-    records = {r.input: r for r in __import__("tunewise.data.prepare", fromlist=["x"])._project_records(
-        load_config(tmp_path), tmp_path)}
+    records = {r.input: r for r in _project_records(load_config(tmp_path), tmp_path)}
     reviewed = records[rows[10]["text"]]
     csv = tmp_path / "review.csv"
     csv.write_text(f"id,corrected_target\n{reviewed.id},c\n")
@@ -188,7 +187,6 @@ def test_a_decision_whose_row_is_gone_is_counted_not_silently_ignored(tmp_path):
 
 
 def test_ui_decisions_are_keyed_by_row_identity(tmp_path):
-    from tunewise.data.prepare import _project_records
     from tunewise.ui import decisions as dec
 
     rows = _rows(random.Random(6), 30, "r")

@@ -39,11 +39,13 @@ def read_ledger(project: Path) -> dict | None:
         return None
     try:
         ledger = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(ledger.get("rows"), dict) or not isinstance(ledger.get("epoch"), int):
-            raise ValueError("no 'rows' or 'epoch'")
-    except (OSError, ValueError, AttributeError) as e:
-        raise DataError(f"{path}: not a readable split ledger ({e}); `tunewise prepare --resplit` "
-                        "writes a new one (and makes a fresh split)") from None
+        why = None if isinstance(ledger, dict) and isinstance(ledger.get("rows"), dict) and \
+            isinstance(ledger.get("epoch"), int) else "no 'rows' or 'epoch'"
+    except (OSError, ValueError) as e:
+        why = str(e)
+    if why:
+        raise DataError(f"{path}: not a readable split ledger ({why}); `tunewise prepare --resplit` "
+                        "writes a new one (and makes a fresh split)")
     return ledger
 
 

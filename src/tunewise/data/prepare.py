@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from tunewise import workspace as ws
 from tunewise.config import ProjectConfig
 from tunewise.core import ProgressFn, Record, no_progress
-from tunewise.data.dedup import MEASURE, clusters, near_pairs, normalise
 from tunewise.data import frozen
+from tunewise.data.dedup import MEASURE, clusters, near_pairs, normalise
 from tunewise.data.load import DataError, Reject, content_id, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import find_pii, redact
 from tunewise.data.review import DROP, export_review, import_review, load_corrections
@@ -381,10 +382,7 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None, origin
         _refuse(project, rejects, ", ".join(data.files), _why_nothing_left(n_rows, n_rejected, steps, dropped, hints))
     hints = hints or _dropped_hints(n_rows, steps, dropped)  # the loading hints already say why rows lack targets
     advance = progress("prepare: splitting", 1)
-    ledger = frozen.read_ledger(project)
-    fresh = frozen.fresh_reason(ledger, config, resplit)
-    parts, moves = _split_frozen(recs, config, test is not None, ledger, fresh, content, rejects)
-    split_parts, epoch = dict(parts), moves["epoch"]
+    parts, moves, record_split = _split_frozen(recs, config, project, test is not None, resplit, content, rejects)
     advance(1)
     if test is not None:
         parts["test"] = test
@@ -394,7 +392,7 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None, origin
     if recent:
         parts["recent_test"] = sorted(recent, key=lambda r: r.id)
     digest = content_hash(parts)
-    manifest = _manifest(config, project, loaded.schemas, steps, parts, rejects, digest, corrections, epoch)
+    manifest = _manifest(config, project, loaded.schemas, steps, parts, rejects, digest, corrections, moves["epoch"])
     folder = ws.workspace(project) / "datasets" / digest[:16]
     manifest["frozen_split"] = _first_record(folder, moves)
     manifest["hints"] = hints
@@ -405,20 +403,23 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None, origin
         ws.write_jsonl(tmp / "rejects.jsonl", (r.to_json() for r in rejects))
         ws.write_json(tmp / "manifest.json", manifest)
         ws.write_text(tmp / "DATACARD.md", datacard(manifest))
-    frozen.write_ledger(project, ledger, fresh, split_parts, content, config)  # only once the dataset is written
+    record_split()  # only once the dataset is written
     return folder, manifest
 
 
-def _split_frozen(recs: list[Record], config: ProjectConfig, has_test: bool, ledger: dict | None, fresh: str | None,
-                  content: dict[str, str], rejects: list[Reject]) -> tuple[dict[str, list[Record]], dict]:
-    """The split, and how it compares with the ledger's: rows kept, new, moved per part. Rows left out
-    so that no row changes part go to ``rejects`` with the reason."""
+def _split_frozen(recs: list[Record], config: ProjectConfig, project: Path, has_test: bool, resplit: bool,
+                  content: dict[str, str], rejects: list[Reject]) -> tuple[dict[str, list[Record]], dict, Callable]:
+    """The split; how it compares with the ledger's (rows kept, new, moved per part; the epoch); and
+    the call that records it in the ledger. Rows left out so that no row changes part go to ``rejects``."""
+    ledger = frozen.read_ledger(project)
+    fresh = frozen.fresh_reason(ledger, config, resplit)
     known = {} if fresh else frozen.known_parts(ledger, recs, content)
     parts, left_out = split(recs, config, has_test, None if fresh else known)
     rejects += [_reject(r, why) for r, why in left_out]
     moves = {**frozen.movement(parts, known, None if fresh else ledger, content, len(left_out)),
              "epoch": frozen.next_epoch(ledger, fresh), "fresh": fresh, "resplit": bool(fresh and ledger)}
-    return parts, moves
+    split_parts = dict(parts)  # the caller adds the given test, ood and recent files, which are not split
+    return parts, moves, lambda: frozen.write_ledger(project, ledger, fresh, split_parts, content, config)
 
 
 def _first_record(folder: Path, moves: dict) -> dict:

@@ -6,6 +6,10 @@ offset; every row (or near-duplicate group) is then sorted by that position and 
 is cut into parts of exact, global sizes. Each part therefore gets every stratum in proportion
 (within one row), the sizes are exact, and a part whose fraction is above zero is never empty:
 when the data is too small for that, a one-line DataError gives the counts.
+
+``frozen_split`` adds rows to an earlier split (the split ledger, ``data.frozen``): earlier rows stay
+in their part, and only the new rows are spread and cut, in the sizes that bring each part nearest
+its fraction.
 """
 
 from __future__ import annotations
@@ -162,8 +166,8 @@ def frozen_split(records: list[Record], groups: list[int], links: list[tuple[int
             if rec.id in known or len(old) == 1:
                 parts[known.get(rec.id, old[0])].append(rec)
             else:
-                dropped.append((rec, f"near-duplicate of rows already in {' and '.join(old)}: "
-                                     "left out so that no row changes split"))
+                why = f"near-duplicate of rows already in {' and '.join(old)}: left out so that no row changes split"
+                dropped.append((rec, why))
     have = {k: len(v) for k, v in parts.items()}
     for name, rows in _cut(_spread(fresh, seed, key), fractions, _sizes_toward(fresh, have, fractions)).items():
         parts[name] += rows
