@@ -244,3 +244,15 @@ def test_a_new_row_joining_rows_of_two_parts_is_left_out_and_an_edited_leak_lose
 def test_a_frozen_part_left_empty_is_a_clear_error():
     with pytest.raises(DataError, match="test split would be empty.*--resplit"):
         frozen_split([Record("a", "x", "a")], [0], [], {"train": 0.8, "val": 0.0, "test": 0.2}, 1, {"a": "train"})
+
+
+def test_a_command_that_prepares_on_its_own_says_what_the_test_split_kept(tmp_path):
+    from tunewise.data.resolve import resolve_splits
+
+    rows = _rows(random.Random(8), 30, "r")
+    _write(tmp_path, rows, with_ids=True)
+    _parts(tmp_path)
+    _write(tmp_path, rows + _rows(random.Random(9), 10, "n"), with_ids=True)
+    said: list[str] = []
+    splits = resolve_splits(load_config(tmp_path), tmp_path, "tunewise ladder", say=said.append)
+    assert said[0].endswith("; test: 6 kept, 2 new, 0 moved") and splits.note == said[0]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tunewise.config import ProjectConfig
 from tunewise.core import ProgressFn, Record, no_progress
+from tunewise.data.frozen import summary_lines
 from tunewise.data.load import DataError, Reject
 from tunewise.data.prepare import find_prepared, prepare_project, read_part, read_rejects
 from tunewise.data.split import by_target, no_strata, records_hash, subsample
@@ -76,6 +77,9 @@ def resolve_splits(config: ProjectConfig, project: Path, command: str = "tunewis
         c = manifest["counts"]
         note = (f"no prepared dataset matches this config; prepared {manifest['hash'][:16]} (train {c['train']}, "
                 f"val {c['val']}, test {c['test']}, rejected {c['rejected']}) in {folder}")
+        lines = summary_lines(manifest["frozen_split"])  # a fresh split says why; otherwise what the test kept
+        how = lines[-1] if manifest["frozen_split"]["fresh"] else next((x for x in lines if x.startswith("test:")), "")
+        note += f"; {how}" if how else ""
         say(note)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     train, val, test, ood = (read_part(folder, n) for n in ("train", "val", "test", "ood"))
