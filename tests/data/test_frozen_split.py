@@ -256,3 +256,19 @@ def test_a_command_that_prepares_on_its_own_says_what_the_test_split_kept(tmp_pa
     said: list[str] = []
     splits = resolve_splits(load_config(tmp_path), tmp_path, "tunewise ladder", say=said.append)
     assert said[0].endswith("; test: 6 kept, 2 new, 0 moved") and splits.note == said[0]
+
+
+def test_without_a_ledger_the_newest_dataset_stands_in_and_a_new_fraction_splits_afresh(tmp_path):
+    rows = _rows(random.Random(10), 40, "r")
+    _write(tmp_path, rows, with_ids=False)
+    before, _ = _parts(tmp_path)
+    (tmp_path / ".tunewise" / "split-ledger.json").unlink()  # as after upgrading from a version without one
+    _write(tmp_path, [{"text": "a line on top", "label": "a"}, *rows], with_ids=False)
+    after, manifest = _parts(tmp_path)
+    assert before["test"] <= after["test"] and not before["train"] & after["test"]
+    assert manifest["frozen_split"]["note"].startswith("no split ledger yet: started it from dataset")
+    (tmp_path / "tunewise.yaml").write_text(CONFIG.format(seed=1).replace("test: 0.2", "test: 0.3")
+                                            .replace("train: 0.6", "train: 0.5"))
+    result = CliRunner().invoke(app, ["prepare", str(tmp_path)])
+    assert result.exit_code == 0 and "fresh split, epoch 1: data.split changed (train 0.6/val 0.2/test 0.2 → " \
+        "train 0.5/val 0.2/test 0.3); comparisons with reports on an earlier split are void" in result.output

@@ -8,8 +8,8 @@ by its id first, then by its content: renaming a data file, or adding a second o
 rows' ids (``load.load_files``) but keeps their parts.
 
 A fresh split replaces the ledger and starts a new *epoch*: the first `prepare`, `prepare --resplit`,
-or a change of ``data.seed`` or ``data.test_file`` (earlier parts mean nothing under another seed or
-test file). The epoch is part of the dataset fingerprint and of the manifest, so a report can say
+or a change of ``data.seed``, ``data.split`` or ``data.test_file`` (the split parameters a user sets
+to ask for another split; each is said in one line). The epoch is part of the dataset fingerprint and of the manifest, so a report can say
 that comparisons with reports on an earlier epoch are void.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from tunewise import workspace as ws
 from tunewise.config import ProjectConfig
 from tunewise.core import Record
-from tunewise.data.load import DataError
+from tunewise.data.load import DataError, content_id
 
 FILE = "split-ledger.json"
 PARTS = ("train", "val", "test")
@@ -49,6 +49,35 @@ def read_ledger(project: Path) -> dict | None:
     return ledger
 
 
+def ledger_from_dataset(project: Path, config: ProjectConfig) -> dict | None:
+    """Without a ledger, the newest dataset prepared for the same seed and test file (by a version
+    of tunewise that kept no ledger, or before the ledger was deleted) stands in for one, so
+    upgrading moves no row. Its rows are
+    found by id, else by content: rows once named by line number are found by what they say."""
+    found = []
+    for path in (ws.workspace(project) / "datasets").glob("*/manifest.json"):
+        try:
+            m = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(m, dict) and m.get("seed") == config.data.seed and m.get("test_file") == config.data.test_file:
+            found.append((path.stat().st_mtime, str(path.parent), m))
+    if not found:
+        return None
+    _, newest, m = max(found, key=lambda f: f[:2])
+    folder = Path(newest)
+    rows = {}
+    for part in PARTS:
+        path = folder / f"{part}.jsonl"
+        for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+            rec = json.loads(line)
+            rows[rec["id"]] = [part, content_id(rec["input"], rec.get("meta", {}).get("original_target", rec["target"]))]
+    fractions = m["split"] if isinstance(m.get("split"), dict) else config.data.split.model_dump()
+    return {"seed": config.data.seed, "test_file": config.data.test_file, "fractions": fractions, "epoch": 0,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "why": f"no split ledger yet: started it from dataset {folder.name}, prepared without one", "rows": rows}
+
+
 def epoch(project: Path) -> int:
     ledger = read_ledger(project)
     return ledger["epoch"] if ledger else 0
@@ -64,7 +93,14 @@ def fresh_reason(ledger: dict | None, config: ProjectConfig, resplit: bool) -> s
         return f"data.seed changed ({ledger.get('seed')} → {config.data.seed})"
     if ledger.get("test_file") != config.data.test_file:
         return f"data.test_file changed ({ledger.get('test_file')} → {config.data.test_file})"
+    fractions = config.data.split.model_dump()
+    if ledger.get("fractions", fractions) != fractions:
+        return f"data.split changed ({_shares(ledger['fractions'])} → {_shares(fractions)})"
     return None
+
+
+def _shares(fractions: dict) -> str:
+    return "/".join(f"{k} {v:g}" for k, v in fractions.items())
 
 
 def next_epoch(ledger: dict | None, fresh: str | None) -> int:
@@ -118,6 +154,8 @@ def summary_lines(frozen: dict) -> list[str]:
     if frozen.get("dropped_to_keep_split"):
         lines.append(f"{frozen['dropped_to_keep_split']} near-duplicate rows left out so that no row changes split "
                      "(listed in rejects.jsonl)")
+    if frozen.get("note"):
+        lines.append(frozen["note"])
     if frozen.get("fresh"):
         lines.append(f"fresh split, epoch {frozen['epoch']}: {frozen['fresh']}"
                      + ("; comparisons with reports on an earlier split are void" if frozen["epoch"] else ""))
@@ -129,7 +167,7 @@ def write_ledger(project: Path, ledger: dict | None, fresh: str | None, parts: d
     """Record the new rows' parts (all rows on a fresh split, as a new epoch); return the epoch."""
     if fresh or ledger is None:
         ledger = {"seed": config.data.seed, "test_file": config.data.test_file,
-                  "epoch": next_epoch(ledger, fresh), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "fractions": config.data.split.model_dump(), "epoch": next_epoch(ledger, fresh), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "why": fresh, "rows": {}}
     rows, added = ledger["rows"], 0
     for name, recs in parts.items():
@@ -137,6 +175,6 @@ def write_ledger(project: Path, ledger: dict | None, fresh: str | None, parts: d
             if rec.id not in rows:
                 rows[rec.id] = [name, content.get(rec.id, "")]
                 added += 1
-    if added or fresh:
+    if added or fresh or not ledger_path(project).exists():
         ws.write_json(ledger_path(project), ledger)
     return ledger["epoch"]

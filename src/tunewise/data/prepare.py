@@ -411,13 +411,17 @@ def _split_frozen(recs: list[Record], config: ProjectConfig, project: Path, has_
                   content: dict[str, str], rejects: list[Reject]) -> tuple[dict[str, list[Record]], dict, Callable]:
     """The split; how it compares with the ledger's (rows kept, new, moved per part; the epoch); and
     the call that records it in the ledger. Rows left out so that no row changes part go to ``rejects``."""
-    ledger = frozen.read_ledger(project)
+    ledger, say = frozen.read_ledger(project), None
+    if ledger is None:  # the first prepare since the ledger exists: say what it started from
+        ledger = frozen.ledger_from_dataset(project, config)
+        say = ledger and ledger["why"]
     fresh = frozen.fresh_reason(ledger, config, resplit)
     known = {} if fresh else frozen.known_parts(ledger, recs, content)
     parts, left_out = split(recs, config, has_test, None if fresh else known)
     rejects += [_reject(r, why) for r, why in left_out]
     moves = {**frozen.movement(parts, known, None if fresh else ledger, content, len(left_out)),
-             "epoch": frozen.next_epoch(ledger, fresh), "fresh": fresh, "resplit": bool(fresh and ledger)}
+             "epoch": frozen.next_epoch(ledger, fresh), "fresh": fresh, "resplit": bool(fresh and ledger),
+             **({"note": say} if say else {})}
     split_parts = dict(parts)  # the caller adds the given test, ood and recent files, which are not split
     return parts, moves, lambda: frozen.write_ledger(project, ledger, fresh, split_parts, content, config)
 
