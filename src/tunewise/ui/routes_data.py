@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
@@ -59,7 +57,7 @@ def add_data_routes(app, ui, page) -> None:
             raise HTTPException(404, "no flagged row with that id in the latest audit")
         action = form.get("action", "")
         if action == "skip":
-            return RedirectResponse(f"/p/{name}/review?after={quote(row['id'], safe='')}", 303)
+            return RedirectResponse(f"/p/{name}/review?after={row['id']}", 303)
         config = load_config(project)
         corrected = {"accept": row["suggested_target"], "keep": row["target"], "drop": DROP,
                      "label": form.get("label", "").strip(), "edit": form.get("text", "").strip()}.get(action)
@@ -69,4 +67,4 @@ def add_data_routes(app, ui, page) -> None:
         if labels and corrected != DROP and corrected not in labels:
             raise HTTPException(400, f"{corrected!r} is not in task.labels ({', '.join(labels)})")
         dec.save_decision(project, {**row, "input": row["input"]}, action, corrected)
-        return RedirectResponse(f"/p/{name}/review?after={quote(row['id'], safe='')}", 303)
+        return RedirectResponse(f"/p/{name}/review?after={row['id']}", 303)
