@@ -9,8 +9,8 @@ rows' ids (``load.load_files``) but keeps their parts.
 
 A fresh split replaces the ledger and starts a new *epoch*: the first `prepare`, `prepare --resplit`,
 or a change of ``data.seed``, ``data.split`` or ``data.test_file`` (the split parameters a user sets
-to ask for another split; each is said in one line). The epoch is part of the dataset fingerprint and of the manifest, so a report can say
-that comparisons with reports on an earlier epoch are void.
+to ask for another split; each is said in one line). The epoch is part of the dataset fingerprint
+and of the manifest, so a report can say that comparisons with reports on an earlier epoch are void.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def ledger_from_dataset(project: Path, config: ProjectConfig) -> dict | None:
     """Without a ledger, the newest dataset prepared for the same seed and test file (by a version
     of tunewise that kept no ledger, or before the ledger was deleted) stands in for one, so
     upgrading moves no row. Its rows are
-    found by id, else by content: rows once named by line number are found by what they say."""
+    found by id, else by content: rows once named by line number are found by what they say (unless
+    cleaning rewrote them, e.g. redacted personal data: those are split again as new rows)."""
     found = []
     for path in (ws.workspace(project) / "datasets").glob("*/manifest.json"):
         try:
@@ -71,7 +72,8 @@ def ledger_from_dataset(project: Path, config: ProjectConfig) -> dict | None:
         path = folder / f"{part}.jsonl"
         for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
             rec = json.loads(line)
-            rows[rec["id"]] = [part, content_id(rec["input"], rec.get("meta", {}).get("original_target", rec["target"]))]
+            target = rec.get("meta", {}).get("original_target", rec["target"])  # as read, before a review
+            rows[rec["id"]] = [part, content_id(rec["input"], target)]
     fractions = m["split"] if isinstance(m.get("split"), dict) else config.data.split.model_dump()
     return {"seed": config.data.seed, "test_file": config.data.test_file, "fractions": fractions, "epoch": 0,
             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -167,14 +169,14 @@ def write_ledger(project: Path, ledger: dict | None, fresh: str | None, parts: d
     """Record the new rows' parts (all rows on a fresh split, as a new epoch); return the epoch."""
     if fresh or ledger is None:
         ledger = {"seed": config.data.seed, "test_file": config.data.test_file,
-                  "fractions": config.data.split.model_dump(), "epoch": next_epoch(ledger, fresh), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "why": fresh, "rows": {}}
+                  "fractions": config.data.split.model_dump(), "epoch": next_epoch(ledger, fresh),
+                  "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "why": fresh, "rows": {}}
     rows, added = ledger["rows"], 0
     for name, recs in parts.items():
         for rec in recs if name in PARTS else []:
             if rec.id not in rows:
                 rows[rec.id] = [name, content.get(rec.id, "")]
                 added += 1
-    if added or fresh or not ledger_path(project).exists():
-        ws.write_json(ledger_path(project), ledger)
+    if added or fresh or not ledger_path(project).exists():  # compact: a row costs ~40 bytes, not 4 lines
+        ws.write_text(ledger_path(project), json.dumps(ledger, ensure_ascii=False, separators=(",", ":")) + "\n")
     return ledger["epoch"]
