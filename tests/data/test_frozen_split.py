@@ -272,3 +272,23 @@ def test_without_a_ledger_the_newest_dataset_stands_in_and_a_new_fraction_splits
     result = CliRunner().invoke(app, ["prepare", str(tmp_path)])
     assert result.exit_code == 0 and "fresh split, epoch 1: data.split changed (train 0.6/val 0.2/test 0.2 → " \
         "train 0.5/val 0.2/test 0.3); comparisons with reports on an earlier split are void" in result.output
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(10, 120), extra=st.integers(0, 120), n_groups=st.integers(5, 60))
+def test_new_near_duplicates_join_their_group_and_no_group_straddles_parts(seed, n, extra, n_groups):
+    from tunewise.data.split import group_stratified_split
+
+    rng = random.Random(seed)
+    fr = {"train": 0.7, "val": 0.1, "test": 0.2}
+    old, new = _recs(n, "o", rng), _recs(extra, "n", rng)
+    group_of = {r.id: rng.randrange(n_groups) for r in old + new}
+    first = group_stratified_split(old, [group_of[r.id] for r in old], fr, seed)
+    known = {r.id: name for name, rows in first.items() for r in rows}
+    recs = old + new
+    rng.shuffle(recs)
+    parts, dropped = frozen_split(recs, [group_of[r.id] for r in recs], [], fr, seed, known)
+    where = {r.id: name for name, rows in parts.items() for r in rows}
+    assert not dropped and all(where[i] == part for i, part in known.items())
+    for g in set(group_of.values()):
+        assert len({where[i] for i, gg in group_of.items() if gg == g}) <= 1
