@@ -64,3 +64,22 @@ def test_credentials_in_urls_are_never_written(tiny_project):
     for text in (dump_config(config), json.dumps(ws.lineage(config))):
         assert "s3cret" not in text and "alice" not in text and "https://***@mlflow.example.org/" in text
     assert ws.redact_secrets({"a": ["postgresql://u:p@db/x", "plain text"]}) == {"a": ["postgresql://***@db/x", "plain text"]}
+
+
+def test_atomic_writes_flush_the_file_and_its_folder(tmp_path, monkeypatch):
+    """A rename survives a power cut only when the file's bytes and the folder naming it are on disk."""
+    flushed = []
+    real = os.fsync
+
+    def spy(fd):
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    ws.write_json(tmp_path / "decisions.json", {"a": 1})
+    assert any(".decisions.json." in p for p in flushed) and str(tmp_path) in flushed
+    flushed.clear()
+    with ws.atomic_dir(tmp_path / "dataset") as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "test.jsonl").write_text("{}\n")
+    assert any(p.endswith("/sub/test.jsonl") for p in flushed) and str(tmp_path) in flushed

@@ -427,22 +427,29 @@ def audit(
 
 @app.command()
 @friendly
-def prepare(project: ProjectArg = Path("."), set_: SetOpt = None, quiet: QuietOpt = False) -> None:
-    """Clean, redact and split the data by the config's policy into a versioned dataset folder."""
+def prepare(project: ProjectArg = Path("."), set_: SetOpt = None, quiet: QuietOpt = False,
+            resplit: Annotated[bool, typer.Option(help="Split afresh, forgetting which part earlier rows were in: "
+                                                  "comparisons with earlier reports become void.")] = False) -> None:
+    """Clean, redact and split the data by the config's policy into a versioned dataset folder.
+
+    Rows split before stay in their part (train, val or test); only new rows are split."""
     from tunewise.config import load_config
+    from tunewise.data.frozen import summary_lines
     from tunewise.data.prepare import prepare_project
 
     config = load_config(project, set_)
     _writable(project)
     _setup_logging(quiet)
     with progress_bars(quiet) as progress:
-        folder, manifest = prepare_project(config, project, progress=progress)
+        folder, manifest = prepare_project(config, project, progress=progress, resplit=resplit)
     for hint in manifest.get("hints", []):
         console.print(f"[yellow]hint:[/] {hint}", highlight=False, soft_wrap=True)
     counts = manifest["counts"]
     ood = f", ood {counts['ood']}" if "ood" in counts else ""
     out.print(f"dataset {manifest['hash'][:16]}: train {counts['train']}, val {counts['val']}, test {counts['test']}{ood}, "
               f"rejected {counts['rejected']}\n{folder}")
+    for line in summary_lines(manifest["frozen_split"]):
+        out.print(line, highlight=False, soft_wrap=True)
 
 
 review_app = typer.Typer(help="The expert review loop: export flagged rows, import corrections.", no_args_is_help=True)

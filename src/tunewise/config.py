@@ -82,7 +82,7 @@ class DataConfig(_Strict):
         default=None, alias="schema")
     """The data schema; None detects it per file (and the audit says which was detected)."""
     id_field: str = "id"
-    """The field holding each row's id (the line number when absent)."""
+    """The field holding each row's id; a row without one is named by a hash of its input and target, so inserting or reordering lines renames no row."""
     annotator_field: str | None = None
     """The field naming who labelled a row; the audit then reports annotator agreement (kappa)."""
     documents: str | None = None

@@ -91,11 +91,23 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield Path(tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
         _IN_FLIGHT.discard(tmp)
+
+
+def _fsync(path: str | Path) -> None:
+    """Flush a file's or a folder's entries to disk: a rename alone survives a crash only when both the
+    file's bytes and the folder that now names it are on disk (decisions and datasets must)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -108,9 +120,15 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     tmp.chmod(0o777 & ~_umask())
     try:
         yield tmp
+        for folder, _, files in os.walk(tmp):
+            for name in files:
+                if not os.path.islink(os.path.join(folder, name)):
+                    _fsync(os.path.join(folder, name))
+            _fsync(folder)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+        _fsync(path.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -111,7 +111,7 @@ def test_ids_are_unique_across_files(tmp_path):
     _write(tmp_path, "a.jsonl", '{"id": 1, "input": "a", "target": "x"}\n{"id": 1, "input": "b", "target": "x"}\n')
     _write(tmp_path, "b.csv", "id,input,target\n1,c,y\n")
     loaded = load_files(["a.jsonl", "b.csv"], tmp_path, "input", "target")
-    assert [r.id for r in loaded.records] == ["a:1", "b:1"]
+    assert [r.id for r in loaded.records] == ["a.jsonl:1", "b.csv:1"]
     assert loaded.rejects[0].reason == "duplicate id '1'"
 
 

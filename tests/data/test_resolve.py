@@ -40,6 +40,8 @@ def test_no_matching_dataset_is_prepared_said_and_recorded(project):
     splits = resolve_splits(load_config(project), project, "tunewise ladder", say=said.append)
     assert len(said) == 1 and said[0].startswith("no prepared dataset matches this config; prepared ")
     assert splits.auto_prepared and splits.note == said[0] and str(splits.dataset_dir) in said[0]
+    assert said[0].endswith("; fresh split, epoch 0: the first split of this project")
+    assert splits.record()["frozen_split"]["epoch"] == 0
     manifest = json.loads((splits.dataset_dir / "manifest.json").read_text())
     assert "tunewise ladder" in manifest["prepared_by"] == splits.record()["prepared_by"]
     assert "Prepared automatically by `tunewise ladder`" in (splits.dataset_dir / "DATACARD.md").read_text()

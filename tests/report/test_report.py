@@ -127,3 +127,12 @@ def test_a_ladder_saved_before_flops_and_the_margin_still_renders():
     ladder["recommendation"] = {"rung": "lora", "reason": "old reason", "alpha": 0.05}
     md, html = render_markdown(ladder), render_html(ladder)
     assert "p ≥ 0.05" in md and "measured while scoring" in md and "old reason" in html
+
+
+def test_a_report_on_a_fresh_split_says_comparisons_with_earlier_reports_are_void():
+    ladder = standard_ladder()
+    ladder["dataset"] = {"frozen_split": {"epoch": 0, "resplit": False}}
+    assert "made afresh" not in render_markdown(ladder)
+    ladder["dataset"] = {"frozen_split": {"epoch": 2, "resplit": True}}
+    assert "comparisons with reports on an earlier split are void" in render_markdown(ladder)
+    assert "Test split made afresh (split epoch 2" in render_html(ladder)

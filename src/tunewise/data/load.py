@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import csv
 import difflib
+import hashlib
 import io
 import json
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tunewise.core import Record, canonical_json, chat_text
@@ -407,24 +409,39 @@ def load_file(path: Path, input_field: str = "input", target_field: str = "targe
     out = Loaded(schemas={str(path): schema}, rows_read={str(path): len(rows)}, objects={str(path): len(objects)},
                  samples={str(path): objects[:200]}, fields={str(path): dict(Counter(k for r in objects for k in r))})
     seen_ids: set[str] = set()
+    seen_content: Counter[str] = Counter()
     for lineno, row, raw in rows:
         try:
             text, target, extra = parse_row(row, schema, input_field, target_field)
             # Chat targets live in the messages, which are not rewritten here.
             if json_targets and target is not None and schema != "chat":
                 target = json_target(target, TARGET_FIELDS.get(schema, target_field))
-            rid = row.get(id_field, lineno)
-            if isinstance(rid, bool) or not isinstance(rid, str | int):
+            rid = row.get(id_field)
+            if rid is not None and (isinstance(rid, bool) or not isinstance(rid, str | int)):
                 raise _RowError(f"field '{id_field}' must be a string or integer")
-            if str(rid) in seen_ids:
+            if rid is not None and str(rid) in seen_ids:
                 raise _RowError(f"duplicate id '{rid}'")
         except _RowError as e:
             out.rejects.append(Reject(str(path), lineno, str(e), raw))
             continue
+        if rid is None:  # named by what it says, so inserting or moving lines renames no row
+            key = content_id(text, target)
+            seen_content[key] += 1
+            rid = key if seen_content[key] == 1 else f"{key}-{seen_content[key]}"
         seen_ids.add(str(rid))
         meta = {k: v for k, v in row.items() if k not in (*used, id_field)} | extra
         out.records.append(Record(id=str(rid), input=text, target=target, meta=meta, source=f"{path}:{lineno}"))
     return out
+
+
+def content_id(text: str, target: str | None) -> str:
+    """A row's identity when it has no id field: a hash of its input and target, Unicode- and
+    space-normalised (a file re-saved with other line endings or trailing spaces names its rows
+    the same); case and punctuation count. 16 hex digits: 64 bits, no collision in practice."""
+    def norm(value: str | None) -> str:
+        return " ".join(unicodedata.normalize("NFC", value or "").split())
+
+    return hashlib.sha256(json.dumps([norm(text), norm(target)], ensure_ascii=False).encode()).hexdigest()[:16]
 
 
 def load_jsonl(path: Path, input_field: str, target_field: str, id_field: str = "id") -> Loaded:
@@ -433,7 +450,14 @@ def load_jsonl(path: Path, input_field: str, target_field: str, id_field: str = 
 
 def load_files(files: list[str], project: Path, input_field: str, target_field: str,
                schema: str | None = None, id_field: str = "id", json_targets: bool = False) -> Loaded:
-    """Load every data file of a project; ids are made unique across files."""
+    """Load every data file of a project; ids are made unique across files.
+
+    With several files a row's id is ``<file as listed>:<key>`` (``data/a.jsonl:17``): the file's
+    path, not its stem, so ``a/train.jsonl`` and ``b/train.jsonl`` (or ``t.csv`` and ``t.jsonl``)
+    never share ids. One file keeps the bare key. Renaming a file or adding a second one therefore
+    renames its rows: the split ledger also knows each row by ``content_id``, so the split holds,
+    and `prepare` counts the review decisions that no longer name a row.
+    """
     out = Loaded()
     for name in files:
         path = Path(project) / name
@@ -442,7 +466,7 @@ def load_files(files: list[str], project: Path, input_field: str, target_field: 
         part = load_file(path, input_field, target_field, id_field, schema, json_targets)
         if len(files) > 1:
             for rec in part.records:
-                rec.id = f"{Path(name).stem}:{rec.id}"
+                rec.id = f"{PurePosixPath(Path(name).as_posix())}:{rec.id}"
         out.records += part.records
         out.rejects += part.rejects
         for name_ in ("schemas", "rows_read", "objects", "fields", "samples"):

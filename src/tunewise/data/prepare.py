@@ -12,16 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from tunewise import workspace as ws
 from tunewise.config import ProjectConfig
 from tunewise.core import ProgressFn, Record, no_progress
+from tunewise.data import frozen
 from tunewise.data.dedup import MEASURE, clusters, near_pairs, normalise
-from tunewise.data.load import DataError, Reject, load_files, nearest_label, unusable_hints
+from tunewise.data.load import DataError, Reject, content_id, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import find_pii, redact
 from tunewise.data.review import DROP, export_review, import_review, load_corrections
-from tunewise.data.split import by_target, group_stratified_split, no_strata
+from tunewise.data.split import by_target, frozen_split, group_stratified_split, no_strata
 
 Dropped = list[tuple[Record, str]]
 
@@ -39,7 +41,11 @@ def apply_reviews(recs: list[Record], corrections: dict[str, str]) -> tuple[list
             rec.meta["original_target"], rec.target = rec.target, fix
             changed += 1
         kept.append(rec)
-    return kept, dropped, f"applied {changed} reviewer corrections of the target and {len(dropped)} removals"
+    # A decision whose row is gone (removed, or named by an id this version no longer gives it) is
+    # not applied to anything: say how many, never silently.
+    stale = len(set(corrections) - {r.id for r in recs})
+    return kept, dropped, (f"applied {changed} reviewer corrections of the target and {len(dropped)} removals"
+                           + (f"; {stale} recorded decisions name no row of this data" if stale else ""))
 
 
 def drop_unusable(recs: list[Record], labels: list[str]) -> tuple[list[Record], Dropped, str]:
@@ -187,7 +193,7 @@ def source_files(config: ProjectConfig) -> list[str]:
     return d.files + [f for f in (d.test_file, d.ood_test, d.recent_test) if f]
 
 
-def fingerprint(config: ProjectConfig, project: Path, corrections: dict[str, str]) -> str:
+def fingerprint(config: ProjectConfig, project: Path, corrections: dict[str, str], epoch: int | None = None) -> str:
     """What a prepared dataset depends on, and nothing else.
 
     In: the bytes of every source file; how rows are read (task type, input/target fields, labels
@@ -196,8 +202,11 @@ def fingerprint(config: ProjectConfig, project: Path, corrections: dict[str, str
     only when that is set, the base model whose tokenizer counts); the reviewers' corrections.
     Out: anything that changes prompts, models or scoring but not the rows (task.instruction,
     task.max_input_tokens, task.json_schema, data.documents, data.annotator_field, train.*, eval.*),
-    so editing the instruction keeps the same frozen test split.
+    so editing the instruction keeps the same frozen test split. The split ledger's epoch (``epoch``,
+    read from the ledger when None) is in from the first fresh split on, so a dataset made before
+    `prepare --resplit` no longer matches.
     """
+    epoch = frozen.epoch(project) if epoch is None else epoch
     task, data = config.task, config.data
     parts = {
         "files": {f: ws.sha256_file(Path(project) / f) for f in source_files(config) if (Path(project) / f).is_file()},
@@ -210,6 +219,7 @@ def fingerprint(config: ProjectConfig, project: Path, corrections: dict[str, str
         "audit": {"near": config.audit.near_duplicate_threshold, "near_measure": MEASURE,
                   "max_tokens": config.audit.max_tokens},
         "model": config.model.base if config.audit.max_tokens else None, "corrections": corrections,
+        **({"split_epoch": epoch} if epoch else {}),
     }
     return ws.sha256_bytes(json.dumps(parts, sort_keys=True).encode())
 
@@ -246,11 +256,14 @@ def clean(recs: list[Record], config: ProjectConfig, corrections: dict[str, str]
     return recs, log, dropped
 
 
-def split(recs: list[Record], config: ProjectConfig, has_test: bool) -> dict[str, list[Record]]:
+def split(recs: list[Record], config: ProjectConfig, has_test: bool,
+          known: dict[str, str] | None = None) -> tuple[dict[str, list[Record]], Dropped]:
     """Stratified by label (classification only), grouped so near-duplicate clusters stay in one part.
 
     Free-text targets (generation, extraction) are not strata: each would be a stratum of one row.
     A DataError with the counts is raised when a part whose fraction is above zero would be empty.
+    ``known`` (row id → part, from the split ledger) keeps those rows where they were and splits
+    only the others (``split.frozen_split``); the rows it had to leave out come back with the reason.
     """
     fr = config.data.split.model_dump()
     if has_test:  # the test split is the given file: share its fraction between train and val
@@ -263,7 +276,10 @@ def split(recs: list[Record], config: ProjectConfig, has_test: bool) -> dict[str
     groups = clusters(len(recs), links)
     key = by_target if config.task.type == "classification" else no_strata
     try:
-        return group_stratified_split(recs, groups, fr, config.data.seed, key)
+        if known is None:
+            return group_stratified_split(recs, groups, fr, config.data.seed, key), []
+        known = {i: part for i, part in known.items() if part in fr}
+        return frozen_split(recs, groups, links, fr, config.data.seed, known, key)
     except DataError as e:
         raise DataError(f"prepare: {e} (data.split in tunewise.yaml)") from None
 
@@ -328,12 +344,13 @@ def held_out(config: ProjectConfig, project: Path, key: str, tokenizer) -> tuple
     return sorted(recs, key=lambda r: r.id), rejects, hints
 
 
-def prepare_project(config: ProjectConfig, project: Path, tokenizer=None,
-                    origin: str = "tunewise prepare", progress: ProgressFn = no_progress) -> tuple[Path, dict]:
+def prepare_project(config: ProjectConfig, project: Path, tokenizer=None, origin: str = "tunewise prepare",
+                    progress: ProgressFn = no_progress, resplit: bool = False) -> tuple[Path, dict]:
     """Load, clean, split and write the dataset; return its folder and manifest.
 
     ``origin`` says what asked for it (the manifest and data card record it): `tunewise prepare`,
-    or a command that found no prepared dataset matching its config.
+    or a command that found no prepared dataset matching its config. Rows split before keep their
+    part (the split ledger, ``data.frozen``) unless ``resplit``.
     """
     project = Path(project)
     task, data = config.task, config.data
@@ -347,6 +364,7 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None,
     loaded = load_files(data.files, project, task.input_field, task.target_field, data.schema_, data.id_field,
                         task.type == "extraction")
     hints = unusable_hints(loaded, task.input_field, task.target_field, task.labels)
+    content = {r.id: content_id(r.input, r.target) for r in loaded.records}  # before cleaning rewrites rows
     n_rows, n_rejected = len(loaded.records) + len(loaded.rejects), len(loaded.rejects)
     test = ood = None
     if data.test_file:
@@ -364,7 +382,7 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None,
         _refuse(project, rejects, ", ".join(data.files), _why_nothing_left(n_rows, n_rejected, steps, dropped, hints))
     hints = hints or _dropped_hints(n_rows, steps, dropped)  # the loading hints already say why rows lack targets
     advance = progress("prepare: splitting", 1)
-    parts = split(recs, config, test is not None)
+    parts, moves, record_split = _split_frozen(recs, config, project, test is not None, resplit, content, rejects)
     advance(1)
     if test is not None:
         parts["test"] = test
@@ -374,17 +392,48 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None,
     if recent:
         parts["recent_test"] = sorted(recent, key=lambda r: r.id)
     digest = content_hash(parts)
-    manifest = _manifest(config, project, loaded.schemas, steps, parts, rejects, digest, corrections)
+    manifest = _manifest(config, project, loaded.schemas, steps, parts, rejects, digest, corrections, moves["epoch"])
+    folder = ws.workspace(project) / "datasets" / digest[:16]
+    manifest["frozen_split"] = _first_record(folder, moves)
     manifest["hints"] = hints
     manifest["prepared_by"] = origin
-    folder = ws.workspace(project) / "datasets" / digest[:16]
     with ws.atomic_dir(folder) as tmp:
         for name, rows in parts.items():
             ws.write_jsonl(tmp / f"{name}.jsonl", (r.to_json() for r in rows))
         ws.write_jsonl(tmp / "rejects.jsonl", (r.to_json() for r in rejects))
         ws.write_json(tmp / "manifest.json", manifest)
         ws.write_text(tmp / "DATACARD.md", datacard(manifest))
+    record_split()  # only once the dataset is written
     return folder, manifest
+
+
+def _split_frozen(recs: list[Record], config: ProjectConfig, project: Path, has_test: bool, resplit: bool,
+                  content: dict[str, str], rejects: list[Reject]) -> tuple[dict[str, list[Record]], dict, Callable]:
+    """The split; how it compares with the ledger's (rows kept, new, moved per part; the epoch); and
+    the call that records it in the ledger. Rows left out so that no row changes part go to ``rejects``."""
+    ledger, say = frozen.read_ledger(project), None
+    if ledger is None:  # the first prepare since the ledger exists: say what it started from
+        ledger = frozen.ledger_from_dataset(project, config)
+        say = ledger and ledger["why"]
+    fresh = frozen.fresh_reason(ledger, config, resplit)
+    known = {} if fresh else frozen.known_parts(ledger, recs, content)
+    parts, left_out = split(recs, config, has_test, None if fresh else known)
+    rejects += [_reject(r, why) for r, why in left_out]
+    moves = {**frozen.movement(parts, known, None if fresh else ledger, content, len(left_out)),
+             "epoch": frozen.next_epoch(ledger, fresh), "fresh": fresh, "resplit": bool(fresh and ledger),
+             **({"note": say} if say else {})}
+    split_parts = dict(parts)  # the caller adds the given test, ood and recent files, which are not split
+    return parts, moves, lambda: frozen.write_ledger(project, ledger, fresh, split_parts, content, config)
+
+
+def _first_record(folder: Path, moves: dict) -> dict:
+    """The same dataset prepared again (same epoch) keeps the record of how its split compared with the
+    earlier ones when it was first made (every row is 'kept' the second time), so its files stay identical."""
+    try:
+        first = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["frozen_split"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return moves
+    return first if isinstance(first, dict) and first.get("epoch") == moves["epoch"] else moves
 
 
 def _refuse(project: Path, rejects: list[Reject], what: str, why: str) -> None:
@@ -421,11 +470,11 @@ def _dropped_hints(n_rows: int, steps: list[dict], dropped: Dropped) -> list[str
     return [f"{len(unusable)} of {n_rows} rows dropped as unusable: {common}"]
 
 
-def _manifest(config, project, schemas, steps, parts, rejects, digest, corrections) -> dict:
+def _manifest(config, project, schemas, steps, parts, rejects, digest, corrections, epoch) -> dict:
     labels = {n: dict(sorted(Counter(r.target for r in rows).items())) for n, rows in parts.items()}
     return {
         "hash": digest,
-        "fingerprint": fingerprint(config, project, corrections),
+        "fingerprint": fingerprint(config, project, corrections, epoch),
         "sources": {f: ws.sha256_file(Path(project) / f) for f in source_files(config)},
         "schema": {f: schemas.get(str(Path(project) / f)) for f in config.data.files},
         "task": config.task.type, "seed": config.data.seed, "split": config.data.split.model_dump(),
@@ -461,6 +510,9 @@ def datacard(m: dict) -> str:
                f"({m.get('near_duplicate_measure', 'Jaccard')} >= {m['near_duplicate_threshold']}) never straddle "
                f"splits; {split}."), ""]
     lines += [f"- {n}: {c} rows" for n, c in m["counts"].items() if n != "rejected"]
+    if m.get("frozen_split"):
+        lines += ["", "Against the project's earlier splits (the split ledger, `.tunewise/split-ledger.json`):", ""]
+        lines += [f"- {line}" for line in frozen.summary_lines(m["frozen_split"])]
     if m.get("recent_test"):
         lines += ["", f"- recent_test is a separate test split of labelled production requests from "
                   f"`{m['recent_test']}` (exported by `tunewise monitor --export-review`, labelled by a reviewer); "

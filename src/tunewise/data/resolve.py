@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tunewise.config import ProjectConfig
 from tunewise.core import ProgressFn, Record, no_progress
+from tunewise.data.frozen import summary_lines
 from tunewise.data.load import DataError, Reject
 from tunewise.data.prepare import find_prepared, prepare_project, read_part, read_rejects
 from tunewise.data.split import by_target, no_strata, records_hash, subsample
@@ -43,11 +44,13 @@ class Splits:
     """What prepared the dataset, from its manifest: `tunewise prepare` or the command that had to."""
     recent: list[Record] = field(default_factory=list)
     """Labelled recent production requests (data.recent_test), scored beside the frozen test split."""
+    frozen_split: dict = field(default_factory=dict)
+    """The manifest's record of the split against earlier ones (kept/new/moved, epoch, resplit)."""
 
     def record(self, with_test: bool = True) -> dict:
         """What an output (ladder.json, lineage.json, sweep.json) records about the data it used."""
         out = {"dir": str(self.dataset_dir), "hash": self.dataset_hash, "auto_prepared": self.auto_prepared,
-               "prepared_by": self.prepared_by, "note": self.note,
+               "prepared_by": self.prepared_by, "note": self.note, "frozen_split": self.frozen_split,
                "counts": {"train": len(self.train), "val": len(self.val), "rejected": len(self.rejects)}}
         if with_test:  # a sweep never looks at the test split, not even its size
             out["test_hash"] = self.test_hash
@@ -74,6 +77,9 @@ def resolve_splits(config: ProjectConfig, project: Path, command: str = "tunewis
         c = manifest["counts"]
         note = (f"no prepared dataset matches this config; prepared {manifest['hash'][:16]} (train {c['train']}, "
                 f"val {c['val']}, test {c['test']}, rejected {c['rejected']}) in {folder}")
+        lines = summary_lines(manifest["frozen_split"])  # a fresh split says why; otherwise what the test kept
+        how = lines[-1] if manifest["frozen_split"]["fresh"] else next((x for x in lines if x.startswith("test:")), "")
+        note += f"; {how}" if how else ""
         say(note)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     train, val, test, ood = (read_part(folder, n) for n in ("train", "val", "test", "ood"))
@@ -87,4 +93,4 @@ def resolve_splits(config: ProjectConfig, project: Path, command: str = "tunewis
     ood = subsample(ood, config.eval.max_test_examples, config.data.seed, key)
     return Splits(train, val, test, read_rejects(folder), records_hash(test), folder, ood,
                   manifest.get("hash", ""), bool(note), note, manifest.get("prepared_by", "tunewise prepare"),
-                  read_part(folder, "recent_test"))
+                  read_part(folder, "recent_test"), manifest.get("frozen_split", {}))

@@ -1,7 +1,9 @@
 """The expert review loop: export flagged rows to CSV, import corrections, measure annotator agreement.
 
 Corrections are stored in ``.tunewise/reviews/corrections.json`` (row id → corrected target, later
-imports win) and applied by ``prepare``; the user's data files are never modified.
+imports win) and applied by ``prepare``; the user's data files are never modified. A row id is its
+identity (``load.load_files``: the id field, else a hash of what the row says, namespaced by file when
+there are several), so a decision follows its row when lines are inserted, removed or reordered.
 """
 
 from __future__ import annotations
@@ -163,7 +165,8 @@ def import_review(project: Path, path: Path, known_ids: set[str], labels: list[s
     merged.update(corrections)
     folder = store.parent
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, folder / f"{ws.timestamp()}-{Path(path).name}")
+    with ws.atomic_path(folder / f"{ws.timestamp()}-{Path(path).name}") as tmp:
+        shutil.copyfile(path, tmp)
     ws.write_json(store, dict(sorted(merged.items())))
     return len(corrections), store
 

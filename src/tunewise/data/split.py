@@ -6,6 +6,10 @@ offset; every row (or near-duplicate group) is then sorted by that position and 
 is cut into parts of exact, global sizes. Each part therefore gets every stratum in proportion
 (within one row), the sizes are exact, and a part whose fraction is above zero is never empty:
 when the data is too small for that, a one-line DataError gives the counts.
+
+``frozen_split`` adds rows to an earlier split (the split ledger, ``data.frozen``): earlier rows stay
+in their part, and only the new rows are spread and cut, in the sizes that bring each part nearest
+its fraction.
 """
 
 from __future__ import annotations
@@ -81,11 +85,15 @@ def stratified_order(records: list[Record], seed: int, key: Key = by_target) -> 
     return [unit[0] for unit in _spread([[r] for r in records], seed, key)]
 
 
-def _cut(units: list[list[Record]], fractions: dict[str, float]) -> dict[str, list[Record]]:
-    """Cut ordered units into consecutive parts, each unit to the part its middle row falls in."""
+def _cut(units: list[list[Record]], fractions: dict[str, float],
+         sizes: dict[str, int] | None = None) -> dict[str, list[Record]]:
+    """Cut ordered units into consecutive parts, each unit to the part its middle row falls in.
+
+    ``sizes`` given (rows added to a frozen split): parts may stay empty, the kept rows fill them."""
     names = list(fractions)
     n = sum(len(u) for u in units)
-    sizes = part_sizes(n, fractions)
+    fixed = sizes is not None
+    sizes = sizes if fixed else part_sizes(n, fractions)
     bounds, edge = [], 0
     for name in names:
         edge += sizes[name]
@@ -97,7 +105,7 @@ def _cut(units: list[list[Record]], fractions: dict[str, float]) -> dict[str, li
         chosen[names[min(sum(middle > b for b in bounds), len(names) - 1)]].append(unit)
         start += len(unit)
     for name in names:  # groups larger than a part can leave it empty: move the nearest small group in
-        if fractions[name] > 0 and not chosen[name]:
+        if fractions[name] > 0 and not chosen[name] and not fixed:
             donors = [d for d in names if len(chosen[d]) > 1]
             if not donors:
                 got = ", ".join(f"{k} {sum(len(u) for u in chosen[k])}" for k in names)
@@ -132,6 +140,61 @@ def group_stratified_split(records: list[Record], groups: list[int], fractions: 
     for unit in units.values():
         unit.sort(key=lambda r: r.id)
     return _cut(_spread(list(units.values()), seed, key), fractions)
+
+
+def frozen_split(records: list[Record], groups: list[int], links: list[tuple[int, int]], fractions: dict[str, float],
+                 seed: int, known: dict[str, str], key: Key = by_target) -> tuple[dict[str, list[Record]], list[tuple[Record, str]]]:
+    """Add rows to an earlier split without moving any row: (parts, dropped rows with the reason).
+
+    ``known`` maps the ids of rows split before to their part; each stays there. A new row that is
+    a near-duplicate (``groups``) of earlier rows joins their part; one that would join rows of
+    several parts is dropped (it would leak either way). The other new rows are cut like
+    ``group_stratified_split``, in the sizes that bring each part nearest its fraction. Earlier rows
+    that are themselves near-duplicates across parts (``links``: an edited row, a lower threshold)
+    lose the row of the less-evaluated part (test over val over train), so no test row leaks.
+    """
+    units: dict[int, list[Record]] = defaultdict(list)
+    for rec, g in zip(records, groups, strict=True):
+        units[g].append(rec)
+    parts: dict[str, list[Record]] = {k: [] for k in fractions}
+    fresh, dropped = [], []
+    for unit in units.values():
+        old = sorted({known[r.id] for r in unit if r.id in known})
+        if not old:
+            fresh.append(sorted(unit, key=lambda r: r.id))
+        for rec in unit if old else []:
+            if rec.id in known or len(old) == 1:
+                parts[known.get(rec.id, old[0])].append(rec)
+            else:
+                why = f"near-duplicate of rows already in {' and '.join(old)}: left out so that no row changes split"
+                dropped.append((rec, why))
+    have = {k: len(v) for k, v in parts.items()}
+    for name, rows in _cut(_spread(fresh, seed, key), fractions, _sizes_toward(fresh, have, fractions)).items():
+        parts[name] += rows
+    where = {r.id: name for name, rows in parts.items() for r in rows}
+    rank = {name: i for i, name in enumerate(("test", "val", "train"))}
+    for i, j in links:
+        a, b = records[i], records[j]
+        if a.id in where and b.id in where and where[a.id] != where[b.id]:
+            keep, lose = sorted((a, b), key=lambda r: rank.get(where[r.id], 3))
+            dropped.append((lose, f"near-duplicate of {where[keep.id]} row {keep.id}, which stays in {where[keep.id]}"))
+            parts[where.pop(lose.id)].remove(lose)
+    empty = [k for k in fractions if fractions[k] > 0 and not parts[k]]
+    if empty:
+        raise DataError(f"the {'/'.join(empty)} split would be empty: none of its earlier rows is left and no new "
+                        "row was assigned to it; `tunewise prepare --resplit` splits afresh")
+    return {k: sorted(v, key=lambda r: r.id) for k, v in parts.items()}, dropped
+
+
+def _sizes_toward(units: list[list[Record]], have: dict[str, int], fractions: dict[str, float]) -> dict[str, int]:
+    """How many of the new rows each part gets: in proportion to how far each part is below its
+    share of all rows (the config's fractions when none is)."""
+    n = sum(len(u) for u in units)
+    names = list(fractions)
+    want = _allocate(n + sum(have.values()), [fractions[k] for k in names])
+    short = [max(0, w - have[k]) for k, w in zip(names, want, strict=True)]
+    weights = [x / sum(short) for x in short] if sum(short) else [fractions[k] for k in names]
+    return dict(zip(names, _allocate(n, weights), strict=True))
 
 
 def subsample(records: list[Record], n: int | None, seed: int, key: Key = by_target) -> list[Record]:

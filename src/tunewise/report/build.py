@@ -197,6 +197,9 @@ def run_status_lines(ladder: dict) -> list[str]:
     if ladder.get("reused"):
         lines.append(f"Reused from earlier runs with the same config, data and tunewise version: "
                      f"{', '.join(ladder['reused'])} (`tunewise ladder --fresh` recomputes them).")
+    if epoch := ((ladder.get("dataset") or {}).get("frozen_split") or {}).get("epoch"):
+        lines.append(f"**Test split made afresh** (split epoch {epoch}, by `tunewise prepare --resplit` or a new "
+                     "data.seed): comparisons with reports on an earlier split are void.")
     return lines
 
 
