@@ -42,6 +42,18 @@ def test_json_array_keeps_line_numbers(tmp_path):
     assert len(loaded.records) == 1 and loaded.rejects[0].line == 3
 
 
+def test_json_array_on_one_line_keeps_every_row(tmp_path):
+    rows = [{"input": f"q{i}", "target": f"a{i}"} for i in range(50)]
+    loaded = load_file(_write(tmp_path, "d.json", json.dumps(rows)))
+    assert not loaded.rejects and [r.input for r in loaded.records] == [f"q{i}" for i in range(50)]
+    assert loaded.records[49].source.endswith(":50")  # the element number locates each row
+
+
+def test_json_array_error_names_its_line(tmp_path):
+    with pytest.raises(DataError, match=r"d.json: not a valid JSON array \(line 3"):
+        load_file(_write(tmp_path, "d.json", '[\n {"input": "a"},\n {"input": }\n]'))
+
+
 def test_csv_multiline_quoted_fields_and_tsv(tmp_path):
     csv_path = _write(tmp_path, "d.csv", 'text,label\n"two\nlines, quoted",a\nplain,b\nbad,row,extra\n')
     loaded = load_file(csv_path, "text", "label")

@@ -93,7 +93,9 @@ def _rows_jsonl(raw: bytes) -> Iterator[tuple[int, Any, str]]:
 
 
 def _rows_json(raw: bytes, path: Path) -> Iterator[tuple[int, Any, str]]:
-    """A JSON array, element by element, so each element keeps the line it starts on."""
+    """A JSON array, element by element, each located by the line it starts on; when several
+    elements share a line (an array written on one line), by its element number instead, so every
+    row keeps a locator (and a default id) of its own. Linear: lines are counted as we go."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -104,28 +106,35 @@ def _rows_json(raw: bytes, path: Path) -> Iterator[tuple[int, Any, str]]:
         raise DataError(f"{path}: expected a JSON array of rows ('[' at the start); use .jsonl for one object per line")
     pos = _skip_space(text, pos + 1)
     if pos < len(text) and text[pos] == "]":
-        return
+        return iter(())
+    rows: list[tuple[int, Any, str]] = []
+    line, counted = 1, 0
     while True:
-        line = text.count("\n", 0, pos) + 1
+        line += text.count("\n", counted, pos)
+        counted = pos
         try:
             obj, end = decoder.raw_decode(text, pos)
         except (json.JSONDecodeError, RecursionError) as e:
             where = f"line {e.lineno}" if isinstance(e, json.JSONDecodeError) else f"line {line}"
             raise DataError(f"{path}: not a valid JSON array ({where}: {getattr(e, 'msg', 'nested too deeply')})") from None
-        yield line, obj, text[pos:end][:500]
+        rows.append((line, obj, text[pos:min(end, pos + 500)]))
         pos = _skip_space(text, end)
         if pos < len(text) and text[pos] == ",":
             pos = _skip_space(text, pos + 1)
             continue
         if pos < len(text) and text[pos] == "]":
-            return
-        raise DataError(f"{path}: not a valid JSON array (line {text.count(chr(10), 0, pos) + 1}: expected ',' or ']')")
+            break
+        raise DataError(f"{path}: not a valid JSON array (line {line + text.count(chr(10), counted, pos)}: expected ',' or ']')")
+    if len({r[0] for r in rows}) < len(rows):
+        rows = [(i, obj, shown) for i, (_, obj, shown) in enumerate(rows, start=1)]
+    return iter(rows)
+
+
+_SPACE = re.compile(r"[ \t\r\n]*")
 
 
 def _skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
+    return _SPACE.match(text, pos).end()
 
 
 def _rows_csv(raw: bytes, path: Path, delimiter: str) -> Iterator[tuple[int, Any, str]]:
@@ -190,7 +199,9 @@ def _refuse_binary(raw: bytes, path: Path, fmt: str) -> None:
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, Any, str]]:
-    """Yield (line or row number, parsed row or _RowError, raw text) for any supported format."""
+    """Yield (line or row number, parsed row or _RowError, raw text) for any supported format: the
+    line for JSONL, CSV and pretty-printed JSON arrays; the row number for Parquet and for a JSON
+    array with several rows on one line."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         known = ", ".join(sorted(FORMATS))
