@@ -66,6 +66,22 @@ class SplitConfig(_Strict):
         return self
 
 
+class ShareGPTTags(_Strict):
+    messages: str = "conversations"
+    """The field holding the list of turns."""
+    role_tag: str = "from"
+    """The key of a turn naming who speaks."""
+    content_tag: str = "value"
+    """The key of a turn holding its text."""
+    user_tag: str = "human"
+    assistant_tag: str = "gpt"
+    system_tag: str = "system"
+    function_tag: str = "function_call"
+    """A turn whose text is a JSON tool call {"name", "arguments"} (or a list of them)."""
+    observation_tag: str = "observation"
+    """A turn holding a tool's result."""
+
+
 class DataConfig(_Strict):
     # `schema` is a BaseModel attribute, so the field is schema_ under the alias the user writes.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, serialize_by_alias=True,
@@ -78,9 +94,12 @@ class DataConfig(_Strict):
     """Seed of the split; the same seed and data give the same test split and hash."""
     test_file: str | None = None
     """A fixed test file (relative to the project); `prepare` then splits only train/val from `files`."""
-    schema_: Literal["input_target", "prompt_completion", "alpaca", "chat", "preference"] | None = Field(
-        default=None, alias="schema")
-    """The data schema; None detects it per file (and the audit says which was detected)."""
+    schema_: Literal["input_target", "prompt_completion", "alpaca", "chat", "sharegpt", "preference", "kto",
+                     "text"] | None = Field(default=None, alias="schema")
+    """The data schema; None detects it per file (and the audit says which was detected). README's
+    data section shows each."""
+    sharegpt: ShareGPTTags = Field(default_factory=lambda: ShareGPTTags())
+    """ShareGPT field and role names, where a file's differ from LLaMA-Factory's defaults."""
     id_field: str = "id"
     """The field holding each row's id (the line number when absent)."""
     annotator_field: str | None = None

@@ -348,6 +348,7 @@ def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None
         "rows": len(recs),
         "usable_rows": usable,
         "schemas": loaded.schemas,
+        "fields": loaded.uses,
         "task": "classification" if is_class else (settings.task_type or "generation"),
         "rejected": [{"file": r.file, "line": r.line, "reason": r.reason} for r in loaded.rejects],
         "test_rows": len(test) if test else 0,
@@ -360,7 +361,7 @@ def audit_hints(audit: dict, loaded: Loaded, input_field: str, target_field: str
                 keys: tuple[str, str]) -> list[str]:
     """One line each for what made most rows unusable: wrong fields or malformed rows per file,
     labels outside task.labels; and, when nothing at all is usable, what the rows lacked."""
-    hints = unusable_hints(loaded, input_field, target_field, labels, keys)
+    hints = unusable_hints(loaded, input_field, target_field, labels, keys) + loaded.notes
     unknown = audit["checks"].get("unknown_labels", {})
     if unknown.get("count", 0) * 2 > audit["rows"]:
         shown = [f"'{lab}' ({v['rows']} rows{', nearest ' + repr(v['nearest']) if v['nearest'] else ''})"
@@ -425,7 +426,7 @@ def audit_project(project: Path, data: list[str] | None = None, test_file: str |
 
     project = Path(project)
     config = load_config(project, overrides) if config_path(project).exists() else None
-    settings, schema, id_field, test_flag = AuditSettings(), None, "id", test_file
+    settings, schema, id_field, tags, test_flag = AuditSettings(), None, "id", None, test_file
     input_flag, target_flag = input_field, target_field
     files = data or (config.data.files if config else None)
     if not files:
@@ -435,7 +436,7 @@ def audit_project(project: Path, data: list[str] | None = None, test_file: str |
         settings = AuditSettings(a.near_duplicate_threshold, a.max_tokens, a.min_label_count, a.review_sample,
                                  a.mislabels, a.mislabel_max_rows, a.seed, config.task.type,
                                  list(config.task.labels), config.data.annotator_field)
-        schema, id_field = config.data.schema_, config.data.id_field
+        schema, id_field, tags = config.data.schema_, config.data.id_field, config.data.sharegpt.model_dump()
         input_field = input_field or config.task.input_field
         target_field = target_field or config.task.target_field
         test_file = test_file or config.data.test_file
@@ -445,8 +446,8 @@ def audit_project(project: Path, data: list[str] | None = None, test_file: str |
     base = Path(".") if data else project
     test_base = Path(".") if test_flag else project
     json_targets = settings.task_type == "extraction"
-    loaded = load_files(list(files), base, input_field, target_field, schema, id_field, json_targets)
-    test = (load_files([test_file], test_base, input_field, target_field, schema, id_field, json_targets).records
+    loaded = load_files(list(files), base, input_field, target_field, schema, id_field, json_targets, tags)
+    test = (load_files([test_file], test_base, input_field, target_field, schema, id_field, json_targets, tags).records
             if test_file else None)
     tokenizer, warning = _tokenizer(config, project, progress) if config else (None, None)
     audit = run_audit(loaded, settings, test, tokenizer, embed, progress)

@@ -287,7 +287,7 @@ def _load_recent(config: ProjectConfig, project: Path, tokenizer, rejects: list[
         return []
     task = config.task
     loaded = load_files([config.data.recent_test], project, task.input_field, task.target_field, None,
-                        config.data.id_field)
+                        config.data.id_field, tags=config.data.sharegpt.model_dump())
     keep_near = config.model_copy(update={"prepare": config.prepare.model_copy(update={"near_duplicates": "keep"})})
     recent, _, lost = clean(loaded.records, keep_near, {}, tokenizer)
     recent, seen, _ = drop_leaks(recent, dataset, config.audit.near_duplicate_threshold)
@@ -317,7 +317,7 @@ def held_out(config: ProjectConfig, project: Path, key: str, tokenizer) -> tuple
     name = getattr(config.data, key.split(".")[1])
     task, data = config.task, config.data
     loaded = load_files([name], project, task.input_field, task.target_field, data.schema_, data.id_field,
-                        task.type == "extraction")
+                        task.type == "extraction", data.sharegpt.model_dump())
     hints = unusable_hints(loaded, task.input_field, task.target_field, task.labels)
     keep_near = config.model_copy(update={"prepare": config.prepare.model_copy(update={"near_duplicates": "keep"})})
     recs, steps, dropped = clean(loaded.records, keep_near, {}, tokenizer)
@@ -345,7 +345,7 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None,
         if warning:
             raise DataError(f"prepare: audit.max_tokens is set but {warning.split(';')[0]}")
     loaded = load_files(data.files, project, task.input_field, task.target_field, data.schema_, data.id_field,
-                        task.type == "extraction")
+                        task.type == "extraction", data.sharegpt.model_dump())
     hints = unusable_hints(loaded, task.input_field, task.target_field, task.labels)
     n_rows, n_rejected = len(loaded.records) + len(loaded.rejects), len(loaded.rejects)
     test = ood = None
@@ -362,7 +362,8 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None,
     rejects = loaded.rejects + [_reject(r, why) for r, why in dropped]
     if not recs:
         _refuse(project, rejects, ", ".join(data.files), _why_nothing_left(n_rows, n_rejected, steps, dropped, hints))
-    hints = hints or _dropped_hints(n_rows, steps, dropped)  # the loading hints already say why rows lack targets
+    # the loading hints already say why rows lack targets; the notes say what the load left out
+    hints = (hints or _dropped_hints(n_rows, steps, dropped)) + loaded.notes
     advance = progress("prepare: splitting", 1)
     parts = split(recs, config, test is not None)
     advance(1)
@@ -376,6 +377,7 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None,
     digest = content_hash(parts)
     manifest = _manifest(config, project, loaded.schemas, steps, parts, rejects, digest, corrections)
     manifest["hints"] = hints
+    manifest["fields"] = loaded.uses
     manifest["prepared_by"] = origin
     folder = ws.workspace(project) / "datasets" / digest[:16]
     with ws.atomic_dir(folder) as tmp:
@@ -422,7 +424,9 @@ def _dropped_hints(n_rows: int, steps: list[dict], dropped: Dropped) -> list[str
 
 
 def _manifest(config, project, schemas, steps, parts, rejects, digest, corrections) -> dict:
-    labels = {n: dict(sorted(Counter(r.target for r in rows).items())) for n, rows in parts.items()}
+    # Labels are a distribution only for classification; free-text answers are summarised by length.
+    labels = ({n: dict(sorted(Counter(r.target for r in rows).items())) for n, rows in parts.items()}
+              if config.task.type == "classification" else {})
     return {
         "hash": digest,
         "fingerprint": fingerprint(config, project, corrections),
@@ -436,7 +440,19 @@ def _manifest(config, project, schemas, steps, parts, rejects, digest, correctio
         "steps": steps, "reviews_applied": len(corrections) if config.prepare.apply_reviews else 0,
         "counts": {**{n: len(rows) for n, rows in parts.items()}, "rejected": len(rejects)},
         "labels": labels,
+        "answer_words": {} if labels else {n: _length_stats(rows) for n, rows in parts.items()},
     }
+
+
+def _length_stats(rows: list[Record]) -> dict:
+    """Words per answer (characters for scripts written without spaces are counted as words)."""
+    from tunewise.tokens import words
+
+    sizes = sorted(len(words(r.target)) for r in rows if r.target is not None)
+    if not sizes:
+        return {"answers": 0}
+    return {"answers": len(sizes), "min": sizes[0], "median": sizes[len(sizes) // 2],
+            "p90": sizes[min(len(sizes) - 1, int(len(sizes) * 0.9))], "max": sizes[-1]}
 
 
 def datacard(m: dict) -> str:
@@ -466,9 +482,17 @@ def datacard(m: dict) -> str:
                   f"`{m['recent_test']}` (exported by `tunewise monitor --export-review`, labelled by a reviewer); "
                   "rows repeating a row of the dataset were left out of it. The frozen test split is unchanged."]
     lines += ["", f"Every removed or malformed row ({m['counts']['rejected']}) is listed with its reason in rejects.jsonl.", ""]
-    lines += ["## Labels per split", ""] + [f"- {n}: {json.dumps(v, ensure_ascii=False)}" for n, v in m["labels"].items()]
+    if m["labels"]:
+        lines += ["## Labels per split", ""] + [f"- {n}: {json.dumps(v, ensure_ascii=False)}" for n, v in m["labels"].items()]
+    else:
+        lines += ["## Answer length per split (words)", ""] + [
+            f"- {n}: {json.dumps(v)}" for n, v in m.get("answer_words", {}).items()]
+    if m.get("fields"):
+        lines += ["", "## Fields", "", "| file | field | rows | used for |", "|---|---|---|---|"]
+        lines += [f"| `{f}` | `{name}` | {u['rows']} | {u['use'] or 'ignored'} |"
+                  for f, uses in m["fields"].items() for name, u in uses.items()]
     if m.get("hints"):
-        lines += ["", "## Most rows unusable", ""] + [f"- {h}" for h in m["hints"]]
+        lines += ["", "## Notes and hints", ""] + [f"- {h}" for h in m["hints"]]
     return "\n".join(lines) + "\n"
 
 
@@ -516,7 +540,7 @@ def load_prepared(config: ProjectConfig, project: Path):
 def _project_records(config: ProjectConfig, project: Path) -> list[Record]:
     task, data = config.task, config.data
     return load_files(data.files, project, task.input_field, task.target_field, data.schema_, data.id_field,
-                      task.type == "extraction").records
+                      task.type == "extraction", data.sharegpt.model_dump()).records
 
 
 def export_project_review(project: Path, output: Path | None, overrides: list[str] | None,

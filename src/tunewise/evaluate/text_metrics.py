@@ -155,7 +155,9 @@ def evaluate_generation(config: ProjectConfig, records: list[Record], preds: lis
 
     from tunewise.evaluate.content import content_columns, retrieval_hits, semantic_similarity
 
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    from tunewise.tokens import RougeTokenizer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False, tokenizer=RougeTokenizer())
     chrf = CHRF()
     cols: dict[str, list[float]] = {"rouge_l": [], "chrf": [], "exact_match": [], "format_compliance": []}
     for rec, pred in zip(records, preds, strict=True):
