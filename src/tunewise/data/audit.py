@@ -7,6 +7,7 @@ is one function returning ``{"count": int, …}`` where count is defined in its 
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections import Counter, defaultdict
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from tunewise.core import ProgressFn, Record, no_progress
+from tunewise.data.boilerplate import SHARE, boilerplate_finding, shared_lines
 from tunewise.data.dedup import method, near_pairs, normalise
 from tunewise.data.load import DataError, Loaded, Reject, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import PII_TYPES, find_pii
@@ -25,7 +27,7 @@ from tunewise.data.pii import PII_TYPES, find_pii
 GENERATIVE_SCHEMAS = ("chat", "preference", "alpaca", "prompt_completion")
 
 CHECK_NAMES = (
-    "exact_duplicates", "near_duplicates", "conflicting_targets", "empty_inputs", "missing_targets", "too_long",
+    "exact_duplicates", "shared_boilerplate", "near_duplicates", "conflicting_targets", "empty_inputs", "missing_targets", "too_long",
     "pii", "leakage", "class_balance", "unknown_labels", "suspected_mislabels",
     "empty_assistant_replies", "assistant_coverage", "template_round_trip", "eos_coverage",  # chat data only
     "annotator_agreement",  # with data.annotator_field
@@ -73,8 +75,17 @@ def near_duplicates(records: list[Record], threshold: float) -> dict:
     pairs = near_pairs([r.input for r in records], threshold)
     items = [{"a": records[i].id, "b": records[j].id, "similarity": s} for i, j, s in pairs
              if normalise(records[i].input) != normalise(records[j].input)]
+    shared = shared_lines([r.input for r in records])
     return {"count": len(items), "threshold": threshold, "method": method(threshold),
+            "compared_on": (f"each input without the {len(shared)} lines shared by at least {SHARE:.0%} of rows "
+                            "(see shared_boilerplate)" if shared else "each whole input"),
             "pairs": items}
+
+
+def shared_boilerplate(records: list[Record]) -> dict:
+    """count: lines (a system prompt, a template) shared by many rows, compared out of near-duplicates."""
+    tools = [json.dumps(r.meta["tools"], sort_keys=True) if r.meta.get("tools") else None for r in records]
+    return boilerplate_finding([r.input for r in records], tools)
 
 
 def conflicting_targets(records: list[Record]) -> dict:
@@ -313,6 +324,7 @@ def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None
     not_class = {"count": 0, "items": [], "skipped": "not classification data"}
     plan: list[tuple[str, Callable[[], dict]]] = [
         ("exact_duplicates", lambda: exact_duplicates(recs)),
+        ("shared_boilerplate", lambda: shared_boilerplate(recs)),
         ("near_duplicates", lambda: near_duplicates(recs, settings.near_threshold)),
         ("conflicting_targets", lambda: conflicting_targets(recs)),
         ("empty_inputs", lambda: empty_inputs(recs)),
@@ -497,6 +509,8 @@ def summary_rows(audit: dict) -> list[tuple[str, str, str]]:
         elif name == "unknown_labels" and check.get("labels"):
             detail = ", ".join(f"{lab!r} {v['rows']}" + (f" (-> {v['nearest']!r})" if v["nearest"] else "")
                                for lab, v in list(check["labels"].items())[:4])
+        elif name == "shared_boilerplate" and check.get("note"):
+            detail = check["note"]
         elif name == "annotator_agreement" and "kappa" in check:
             detail = f"{check['method']} kappa {check['kappa']}"
         rows.append((name, str(check["count"]), detail))

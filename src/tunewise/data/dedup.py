@@ -25,6 +25,7 @@ from zlib import crc32
 
 import numpy as np
 
+from tunewise.data.boilerplate import varying_texts
 from tunewise.tokens import words
 
 _MAX = np.uint64((1 << 32) - 1)
@@ -153,8 +154,9 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def near_pairs(texts: list[str], threshold: float = 0.8, num_perm: int = 64) -> list[tuple[int, int, float]]:
-    """(i, j, Jaccard) for every pair whose word-and-word-pair Jaccard is >= threshold, i < j, sorted."""
-    flat, lengths = shingle_rows(texts)
+    """(i, j, Jaccard) for every pair whose word-and-word-pair Jaccard is >= threshold, i < j, sorted.
+    Texts are compared on what varies: lines shared by many of them are left out (``boilerplate``)."""
+    flat, lengths = shingle_rows(varying_texts(texts))
     return confirmed_pairs(flat, lengths, threshold, lsh_params(threshold, num_perm), num_perm)
 
 
