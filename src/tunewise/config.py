@@ -146,8 +146,10 @@ class PrepareConfig(_Strict):
     """Drop rows whose input and target repeat an earlier row."""
     near_duplicates: Literal["collapse", "keep"] = "collapse"
     """Keep one row (the first by id) of each near-duplicate cluster with the same target."""
-    conflicts: Literal["majority", "drop", "keep"] = "majority"
-    """Rows with the same input but different targets: keep the majority target, drop all, or keep."""
+    conflicts: Literal["majority", "drop", "keep"] | None = None
+    """Rows with the same input but different targets: keep the majority target, drop all, or keep.
+    None: majority for classification (labels conflict); keep for generation and extraction, where
+    different answers to one input are alternatives (trained on, and all used as references)."""
     pii: Literal["redact", "drop", "keep"] = "redact"
     """Replace personal data with typed placeholders ([EMAIL]…), drop the row, or keep with a warning."""
     too_long: Literal["drop", "truncate", "keep"] = "drop"

@@ -102,6 +102,14 @@ def conflicting_targets(records: list[Record]) -> dict:
     return {"count": len(items), "rows": sum(len(g["ids"]) for g in items), "groups": items}
 
 
+def alternatives(records: list[Record]) -> dict:
+    """Generation: inputs with several different answers are alternatives, not conflicts."""
+    found = conflicting_targets(records)
+    return {"count": 0, "alternatives": found["count"], "rows": found["rows"], "groups": found["groups"],
+            "skipped": (f"not classification: {found['count']} inputs have several different answers, kept as "
+                        "alternatives (trained on; all are references in scoring)")}
+
+
 def empty_inputs(records: list[Record]) -> dict:
     """count: rows whose input is empty or only whitespace."""
     ids = [r.id for r in records if not r.input.strip()]
@@ -326,7 +334,7 @@ def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None
         ("exact_duplicates", lambda: exact_duplicates(recs)),
         ("shared_boilerplate", lambda: shared_boilerplate(recs)),
         ("near_duplicates", lambda: near_duplicates(recs, settings.near_threshold)),
-        ("conflicting_targets", lambda: conflicting_targets(recs)),
+        ("conflicting_targets", lambda: conflicting_targets(recs) if is_class else alternatives(recs)),
         ("empty_inputs", lambda: empty_inputs(recs)),
         ("missing_targets", lambda: missing_targets(recs)),
         ("too_long", lambda: too_long(recs, settings.max_tokens, tokenizer, settings.seed)),

@@ -70,7 +70,7 @@ def drop_exact_duplicates(recs: list[Record]) -> tuple[list[Record], Dropped, st
     return kept, dropped, "kept the first of rows with the same input and target"
 
 
-def resolve_conflicts(recs: list[Record], policy: str) -> tuple[list[Record], Dropped, str]:
+def resolve_conflicts(recs: list[Record], policy: str, task_type: str = "classification") -> tuple[list[Record], Dropped, str]:
     groups: dict[str, list[Record]] = defaultdict(list)
     for rec in recs:
         groups[normalise(rec.input)].append(rec)
@@ -86,7 +86,9 @@ def resolve_conflicts(recs: list[Record], policy: str) -> tuple[list[Record], Dr
             elif r.target != votes[0][0]:
                 bad[r.id] = f"conflicting target; the majority label is {votes[0][0]!r}"
     kept = [r for r in recs if r.id not in bad]
-    notes = {"keep": "kept rows with the same input and different targets",
+    keep = ("kept rows with the same input and different targets" if task_type == "classification" else
+            "kept different answers to one input as alternatives (trained on; all are references in scoring)")
+    notes = {"keep": keep,
              "drop": "dropped every row of an input with more than one target",
              "majority": "for inputs with several targets, kept the majority target's rows (all dropped on a tie)"}
     return kept, [(r, bad[r.id]) for r in recs if r.id in bad], notes[policy]
@@ -220,12 +222,13 @@ def clean(recs: list[Record], config: ProjectConfig, corrections: dict[str, str]
     pol, task = config.prepare, config.task
     labels = task.labels if task.type == "classification" else []
     threshold = config.audit.near_duplicate_threshold
+    conflicts = pol.conflicts or ("majority" if task.type == "classification" else "keep")
     steps: list[tuple[str, str, object]] = [
         ("reviews", "on" if pol.apply_reviews else "off", lambda r: apply_reviews(r, corrections if pol.apply_reviews else {})),
         ("unusable_rows", "drop", lambda r: drop_unusable(r, labels)),
         ("exact_duplicates", pol.exact_duplicates,
          lambda r: drop_exact_duplicates(r) if pol.exact_duplicates == "drop" else (r, [], "kept exact duplicates")),
-        ("conflicting_targets", pol.conflicts, lambda r: resolve_conflicts(r, pol.conflicts)),
+        ("conflicting_targets", conflicts, lambda r: resolve_conflicts(r, conflicts, task.type)),
         ("near_duplicates", pol.near_duplicates, lambda r: collapse_near_duplicates(r, threshold)
          if pol.near_duplicates == "collapse" else (r, [], "kept near-duplicates (they still never straddle splits)")),
         ("pii", pol.pii, lambda r: handle_pii(r, pol.pii)),
