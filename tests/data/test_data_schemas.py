@@ -127,6 +127,10 @@ def test_plain_text_corpus(tmp_path):
     loaded, uses = _load(tmp_path, [{"text": "A domain document."}, {"text": "Another one."}], name="d.jsonl")
     assert set(loaded.schemas.values()) == {"text"} and [r.input for r in loaded.records] == ["A domain document.", "Another one."]
     assert uses["text"]["use"].startswith("text")
+    from tunewise.data.load import unusable_hints
+
+    (hint,) = unusable_hints(loaded, "input", "target")
+    assert "2 of 2 rows unusable" in hint and "plain-text rows (schema text) have no target" in hint
 
 
 @pytest.mark.parametrize("row, named", [

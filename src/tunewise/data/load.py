@@ -365,6 +365,9 @@ def unusable_hints(loaded: Loaded, input_field: str, target_field: str, labels: 
         why = _separator_hint(file, loaded.fields.get(file, {}))
         if not why and loaded.schemas.get(file) == "input_target":
             why = _field_hint(loaded, file, (input_field, target_field), keys, labels or [])
+        if not why and loaded.schemas.get(file) == "text":
+            why = ("plain-text rows (schema text) have no target: continued pre-training on a text corpus is not "
+                   "supported yet; give input/target rows, or chat rows, to fine-tune")
         if not why and rejects:
             why = _commonest_reason(rejects)
         hints.append(f"{line}; {why}" if why else line)
