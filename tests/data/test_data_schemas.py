@@ -151,3 +151,14 @@ def test_multimodal_rows_refused_naming_field_and_count(tmp_path, row, named):
 def test_chinese_answers_read_as_given(tmp_path):
     loaded, _ = _load(tmp_path, [{"instruction": "首都是哪里？", "input": "法国", "output": "巴黎"}])
     assert loaded.records[0].target == "巴黎" and loaded.records[0].input == "首都是哪里？\n\n法国"
+
+
+def test_trl_conversational_prompt_completion_and_unpaired_preference(tmp_path):
+    rows = [{"prompt": [{"role": "user", "content": "What color is the sky?"}],
+             "completion": [{"role": "assistant", "content": "It is blue."}]}]
+    loaded, _ = _load(tmp_path, rows, name="pc.jsonl")
+    assert set(loaded.schemas.values()) == {"prompt_completion"} and not loaded.rejects
+    assert loaded.records[0].target == "It is blue." and loaded.records[0].meta["messages"][0]["role"] == "user"
+    kto = [{**rows[0], "label": True}, {**rows[0], "completion": [{"role": "assistant", "content": "green"}], "label": False}]
+    loaded, _ = _load(tmp_path, kto, name="kto.jsonl")
+    assert [r.target for r in loaded.records] == ["It is blue."] and len(loaded.rejects) == 1

@@ -299,6 +299,9 @@ def _turns(row: dict, schema: str, tags: dict) -> list | None:
         return ([{"role": "system", "content": system}] if system else []) + turns
     if schema == "alpaca" and (row.get("system") or row.get("history")):
         return _alpaca_messages(row)
+    if schema == "prompt_completion" and isinstance(row.get("prompt"), list):
+        # TRL's conversational prompt-completion: message lists on both sides
+        return [*row["prompt"], _answer(row.get("completion"), "completion", tags)]
     return None
 
 
@@ -388,7 +391,7 @@ def field_uses(schema: str, input_field: str, target_name: str, tags: dict | Non
     common = {"tools": "tool definitions (the chat template's tools)", "system": "system prompt"}
     uses = {
         "input_target": {input_field: "input", target_name: "target"},
-        "prompt_completion": {"prompt": "input", "completion": "target"},
+        "prompt_completion": {"prompt": "input", "completion": "target", **common},
         "alpaca": {"instruction": "input", "input": "input (after the instruction)", "output": "target",
                    "history": "earlier turns", "system": "system prompt"},
         "chat": {"messages": "turns (input, and the last assistant turn as target)", **common},
