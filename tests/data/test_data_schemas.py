@@ -162,3 +162,16 @@ def test_trl_conversational_prompt_completion_and_unpaired_preference(tmp_path):
     kto = [{**rows[0], "label": True}, {**rows[0], "completion": [{"role": "assistant", "content": "green"}], "label": False}]
     loaded, _ = _load(tmp_path, kto, name="kto.jsonl")
     assert [r.target for r in loaded.records] == ["It is blue."] and len(loaded.rejects) == 1
+
+
+def test_audit_lists_every_field_in_json_and_html(tmp_path):
+    from tunewise.data.audit import audit_project
+
+    rows = [{"instruction": f"Say {i}", "input": "", "output": f"{i}", "source": "web", "score": 0.5} for i in range(6)]
+    path = _json(tmp_path, rows)
+    audit, _, html = audit_project(tmp_path, data=[str(path)], json_path=tmp_path / "a.json", html_path=tmp_path / "a.html")
+    uses = audit["fields"][str(path)]
+    assert uses["output"] == {"rows": 6, "use": "target"} and uses["score"] == {"rows": 6, "use": None}
+    assert any("fields ignored: source (6 rows), score (6 rows)" in h for h in audit["hints"])
+    page = html.read_text()
+    assert "fields: what each is used for" in page and "<td>score</td><td>6</td><td>ignored</td>" in page
