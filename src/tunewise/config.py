@@ -174,8 +174,8 @@ class LoraConfig(_Strict):
     """The linear layers that get adapters: a list of module names, or all-linear."""
 
 
-METHODS = ("full", "lora", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo")
-Method = Literal["full", "lora", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo"]
+METHODS = ("full", "lora", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo", "kto")
+Method = Literal["full", "lora", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo", "kto"]
 
 
 class DpoConfig(_Strict):
@@ -190,9 +190,23 @@ class DpoConfig(_Strict):
     rejected = another label chosen with the seed) when no preference file is given."""
 
 
+class KtoConfig(_Strict):
+    beta: float = Field(0.1, gt=0)
+    """Strength of the pull towards the reference model (KTO's beta)."""
+    weights: Literal["lora", "full"] = "lora"
+    """Train a LoRA adapter (the frozen base is the reference) or all weights (a frozen copy is)."""
+    data: str | None = None
+    """A file of unpaired preference rows (prompt/completion or messages, and label true/false: is
+    the answer desirable?), in any format the loader reads, relative to the project folder."""
+    desirable_weight: float = Field(1.0, gt=0)
+    """Weight of the desirable rows' loss (raise it when they are the fewer)."""
+    undesirable_weight: float = Field(1.0, gt=0)
+    """Weight of the undesirable rows' loss."""
+
+
 class TrainConfig(_Strict):
     method: Method = "lora"
-    """The fine-tuning method: full, lora, dora, qlora, prefix, prompt-tuning, ia3 or dpo."""
+    """The fine-tuning method: full, lora, dora, qlora, prefix, prompt-tuning, ia3, dpo or kto."""
     epochs: float = Field(1.0, gt=0)
     """Passes over the train split (ignored when `max_steps` is set)."""
     max_steps: int = -1
@@ -256,6 +270,8 @@ class TrainConfig(_Strict):
     """Load or export pickle (.bin) weights; off because unpickling can run arbitrary code."""
     lora: LoraConfig = Field(default_factory=LoraConfig)
     dpo: DpoConfig = Field(default_factory=DpoConfig)
+    kto: KtoConfig = Field(default_factory=KtoConfig)
+    """KTO: unpaired preference (a desirable or undesirable answer per row), TRL's KTOTrainer."""
 
     @field_validator("save_steps")
     @classmethod
@@ -448,7 +464,7 @@ class LabelingConfig(_Strict):
 RUNGS = ("zero-shot", "lora")
 RungName = Literal[
     "zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune",
-    "lora", "full", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo",
+    "lora", "full", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo", "kto",
 ]
 
 
@@ -548,7 +564,8 @@ def path_keys(config: ProjectConfig) -> list[tuple[str, str]]:
     keys = [(f"data.files[{i}]", f) for i, f in enumerate(d.files)]
     keys += [("data.test_file", d.test_file), ("data.ood_test", d.ood_test), ("data.recent_test", d.recent_test),
              ("data.documents", d.documents),
-             ("task.json_schema", config.task.json_schema), ("train.dpo.data", config.train.dpo.data)]
+             ("task.json_schema", config.task.json_schema), ("train.dpo.data", config.train.dpo.data),
+             ("train.kto.data", config.train.kto.data)]
     return [(k, v) for k, v in keys if v]
 
 

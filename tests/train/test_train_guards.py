@@ -185,3 +185,18 @@ def test_dpo_renders_message_rows_as_their_turns(tmp_path, tiny_project, tiny_mo
     first, second = _render(read_preferences(path), builder)
     assert "<|im_start|>system\nbe kind" in first["prompt"] and first["prompt"].endswith("<|im_start|>assistant\n")
     assert second["prompt"] == builder.prompt("the match") and first["chosen"] == "good" + builder.end_of_answer
+
+
+def test_kto_data_errors_name_file_and_line(tmp_path, make_config):
+    from tunewise.train.kto import kto_rows, read_unpaired
+
+    only_good = tmp_path / "kto.jsonl"
+    only_good.write_text('{"prompt": "p", "completion": "a", "label": true}\n{"prompt": "q", "completion": "b", "label": true}\n')
+    with pytest.raises(PreferenceDataError, match="KTO needs desirable and undesirable answers.*found only desirable"):
+        read_unpaired(only_good)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"prompt": "p", "completion": "a", "label": True}, {"prompt": "q", "completion": "b"}]))
+    with pytest.raises(PreferenceDataError, match=r"bad.json:2: field 'label' must be true or false"):
+        read_unpaired(bad)
+    with pytest.raises(PreferenceDataError, match="set train.kto.data"):
+        kto_rows(make_config("train.method=kto"), tmp_path)
