@@ -175,3 +175,11 @@ def test_audit_lists_every_field_in_json_and_html(tmp_path):
     assert any("fields ignored: source (6 rows), score (6 rows)" in h for h in audit["hints"])
     page = html.read_text()
     assert "fields: what each is used for" in page and "<td>score</td><td>6</td><td>ignored</td>" in page
+
+
+def test_keys_inside_turns_that_nothing_reads_are_listed_as_ignored(tmp_path):
+    rows = [{"messages": [{"role": "user", "content": "hi", "loss_weight": 0.0},
+                          {"role": "assistant", "content": "hello", "thinking": "greet back", "loss_weight": 1.0}]}] * 2
+    loaded, uses = _load(tmp_path, rows)
+    assert uses["messages[].loss_weight"] == {"rows": 2, "use": None} and uses["messages[].thinking"]["use"] is None
+    assert any("messages[].thinking (2 rows)" in n for n in loaded.notes)

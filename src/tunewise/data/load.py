@@ -24,7 +24,7 @@ from typing import Any
 
 from tunewise.core import Record, canonical_json
 from tunewise.data.schemas import (SCHEMAS, RowError, check_messages, detect_schema, field_uses,  # noqa: F401
-                                   multimodal_rows, parse_row, transcript)
+                                   ignored_turn_fields, multimodal_rows, parse_row, transcript)
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
            ".parquet": "parquet", ".pq": "parquet"}
 
@@ -281,6 +281,8 @@ def load_file(path: Path, input_field: str = "input", target_field: str = "targe
         out.records.append(Record(id=str(rid), input=text, target=target, meta=meta, source=f"{path}:{lineno}"))
     out.uses[str(path)] = {name: {"rows": n, "use": used.get(name) or ("id" if name == id_field else None)}
                            for name, n in out.fields[str(path)].items()}
+    out.uses[str(path)].update({name: {"rows": n, "use": None}
+                                for name, n in ignored_turn_fields(objects, schema, tags).items()})
     out.notes += _notes(path, out)
     return out
 

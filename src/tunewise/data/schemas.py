@@ -405,6 +405,25 @@ def field_uses(schema: str, input_field: str, target_name: str, tags: dict | Non
     return uses[schema]
 
 
+TURN_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name", "weight")
+
+
+def ignored_turn_fields(objects: list[dict], schema: str, tags: dict | None = None) -> dict[str, int]:
+    """Keys inside the turns that no schema reads (``messages[].loss_weight``, ``thinking``), and in
+    how many rows: a turn is normalised to its known keys, so these would otherwise vanish unseen."""
+    tags = {**SHAREGPT_TAGS, **(tags or {})}
+    field = {"chat": "messages", "kto": "messages", "sharegpt": tags["messages"]}.get(schema)
+    if field is None:
+        return {}
+    known = TURN_KEYS if field == "messages" else (tags["role_tag"], tags["content_tag"])
+    found: Counter[str] = Counter()
+    for row in objects:
+        turns = row.get(field)
+        if isinstance(turns, list):
+            found.update({f"{field}[].{k}" for t in turns if isinstance(t, dict) for k in t if k not in known})
+    return dict(found)
+
+
 def multimodal_rows(objects: list[dict], tags: dict | None = None) -> dict[str, int]:
     """How many rows hold images, video or audio, by the field (or placeholder) that shows it."""
     found: Counter[str] = Counter()
