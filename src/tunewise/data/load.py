@@ -23,8 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from tunewise.core import Record, canonical_json
-from tunewise.data.schemas import (SCHEMAS, RowError, check_messages, detect_schema, field_uses,  # noqa: F401
-                                   ignored_turn_fields, multimodal_rows, parse_row, transcript)
+# check_messages and transcript stay importable from here: serving and monitoring read them from data.load.
+from tunewise.data.schemas import (  # noqa: F401
+    SCHEMAS,
+    RowError,
+    check_messages,
+    detect_schema,
+    field_uses,
+    ignored_turn_fields,
+    multimodal_rows,
+    parse_row,
+    transcript,
+)
+
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
            ".parquet": "parquet", ".pq": "parquet"}
 

@@ -176,7 +176,6 @@ def evaluate_generation(config: ProjectConfig, records: list[Record], preds: lis
     from sacrebleu.metrics import CHRF
 
     from tunewise.evaluate.content import retrieval_hits, semantic_similarity
-
     from tunewise.tokens import RougeTokenizer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False, tokenizer=RougeTokenizer())

@@ -10,7 +10,6 @@ labels (chosen = the label, rejected = another label drawn with the seed).
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import time
 from pathlib import Path
