@@ -70,3 +70,15 @@ def test_rows_without_boilerplate_are_compared_whole():
         ["the cat sat on the mat today\nand slept", "the cat sat on the mat today\nand slept well", "a dog ran"])]
     assert shared_boilerplate(recs)["count"] == 0
     assert [(p["a"], p["b"]) for p in near_duplicates(recs, 0.8)["pairs"]] == [("0", "1")]
+
+
+def test_prepare_keeps_the_paraphrases_and_says_what_it_compared(tmp_path):
+    from tunewise.config import load_config
+    from tunewise.data.prepare import prepare_project
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(REQUESTS * 1)))
+    (tmp_path / "tunewise.yaml").write_text("task: {type: generation}\ndata: {files: [data/d.jsonl]}\nmodel: {base: m}\n")
+    _, manifest = prepare_project(load_config(tmp_path), tmp_path)
+    step = next(s for s in manifest["steps"] if s["step"] == "near_duplicates")
+    assert step["dropped"] == 0 and "without the 1 lines shared by at least 30% of rows" in step["note"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from tunewise import workspace as ws
 from tunewise.config import ProjectConfig
 from tunewise.core import ProgressFn, Record, no_progress
+from tunewise.data.boilerplate import SHARE, shared_lines
 from tunewise.data.dedup import MEASURE, clusters, near_pairs, normalise
 from tunewise.data.load import DataError, Reject, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import find_pii, redact
@@ -106,7 +107,10 @@ def collapse_near_duplicates(recs: list[Record], threshold: float) -> tuple[list
         else:
             first[key] = rec.id
             kept.append(rec)
-    return kept, dropped, f"kept one row per near-duplicate cluster ({MEASURE} >= {threshold}) and target"
+    shared = shared_lines([r.input for r in recs])
+    varying = (f", on each input without the {len(shared)} lines shared by at least {SHARE:.0%} of rows "
+               f"({sum(len(line.split()) for line in shared)} words: a system prompt or template)" if shared else "")
+    return kept, dropped, f"kept one row per near-duplicate cluster ({MEASURE} >= {threshold}{varying}) and target"
 
 
 def handle_pii(recs: list[Record], policy: str) -> tuple[list[Record], Dropped, str]:
