@@ -24,7 +24,7 @@ from tunewise.data.dedup import method, near_pairs, normalise
 from tunewise.data.load import DataError, Loaded, Reject, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import PII_TYPES, find_pii
 
-GENERATIVE_SCHEMAS = ("chat", "preference", "alpaca", "prompt_completion")
+GENERATIVE_SCHEMAS = ("chat", "sharegpt", "preference", "kto", "alpaca", "prompt_completion", "text")
 
 CHECK_NAMES = (
     "exact_duplicates", "shared_boilerplate", "near_duplicates", "conflicting_targets", "empty_inputs", "missing_targets", "too_long",

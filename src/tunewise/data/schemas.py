@@ -32,6 +32,9 @@ from tunewise.core import canonical_json, chat_text
 
 SCHEMAS = ("input_target", "prompt_completion", "alpaca", "chat", "sharegpt", "preference", "kto", "text")
 CHAT_ROLES = ("system", "user", "assistant", "tool")
+TURN_SCHEMAS = ("chat", "sharegpt", "kto")
+"""Schemas whose rows are always turns (``meta["messages"]``); alpaca with system/history, message-form
+preference and conversational prompt/completion rows are turns row by row."""
 SHAREGPT_TAGS = {"messages": "conversations", "role_tag": "from", "content_tag": "value", "user_tag": "human",
                  "assistant_tag": "gpt", "system_tag": "system", "function_tag": "function_call",
                  "observation_tag": "observation"}
