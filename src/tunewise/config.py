@@ -66,6 +66,25 @@ class SplitConfig(_Strict):
         return self
 
 
+class ShareGPTTags(_Strict):
+    messages: str = "conversations"
+    """The field holding the list of turns."""
+    role_tag: str = "from"
+    """The key of a turn naming who speaks."""
+    content_tag: str = "value"
+    """The key of a turn holding its text."""
+    user_tag: str = "human"
+    """The role tag of the user's turns."""
+    assistant_tag: str = "gpt"
+    """The role tag of the assistant's turns (the answers trained and scored)."""
+    system_tag: str = "system"
+    """The role tag of a system turn (first only)."""
+    function_tag: str = "function_call"
+    """A turn whose text is a JSON tool call {"name", "arguments"} (or a list of them)."""
+    observation_tag: str = "observation"
+    """A turn holding a tool's result."""
+
+
 class DataConfig(_Strict):
     # `schema` is a BaseModel attribute, so the field is schema_ under the alias the user writes.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, serialize_by_alias=True,
@@ -78,9 +97,12 @@ class DataConfig(_Strict):
     """Seed of the split; the same seed and data give the same test split and hash."""
     test_file: str | None = None
     """A fixed test file (relative to the project); `prepare` then splits only train/val from `files`."""
-    schema_: Literal["input_target", "prompt_completion", "alpaca", "chat", "preference"] | None = Field(
-        default=None, alias="schema")
-    """The data schema; None detects it per file (and the audit says which was detected)."""
+    schema_: Literal["input_target", "prompt_completion", "alpaca", "chat", "sharegpt", "preference", "kto",
+                     "text"] | None = Field(default=None, alias="schema")
+    """The data schema; None detects it per file (and the audit says which was detected). README's
+    data section shows each."""
+    sharegpt: ShareGPTTags = Field(default_factory=lambda: ShareGPTTags())
+    """ShareGPT field and role names, where a file's differ from LLaMA-Factory's defaults."""
     id_field: str = "id"
     """The field holding each row's id; a row without one is named by a hash of its input and target, so inserting or reordering lines renames no row."""
     annotator_field: str | None = None
@@ -124,8 +146,10 @@ class PrepareConfig(_Strict):
     """Drop rows whose input and target repeat an earlier row."""
     near_duplicates: Literal["collapse", "keep"] = "collapse"
     """Keep one row (the first by id) of each near-duplicate cluster with the same target."""
-    conflicts: Literal["majority", "drop", "keep"] = "majority"
-    """Rows with the same input but different targets: keep the majority target, drop all, or keep."""
+    conflicts: Literal["majority", "drop", "keep"] | None = None
+    """Rows with the same input but different targets: keep the majority target, drop all, or keep.
+    None: majority for classification (labels conflict); keep for generation and extraction, where
+    different answers to one input are alternatives (trained on, and all used as references)."""
     pii: Literal["redact", "drop", "keep"] = "redact"
     """Replace personal data with typed placeholders ([EMAIL]…), drop the row, or keep with a warning."""
     too_long: Literal["drop", "truncate", "keep"] = "drop"
@@ -150,8 +174,8 @@ class LoraConfig(_Strict):
     """The linear layers that get adapters: a list of module names, or all-linear."""
 
 
-METHODS = ("full", "lora", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo")
-Method = Literal["full", "lora", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo"]
+METHODS = ("full", "lora", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo", "kto")
+Method = Literal["full", "lora", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo", "kto"]
 
 
 class DpoConfig(_Strict):
@@ -166,9 +190,23 @@ class DpoConfig(_Strict):
     rejected = another label chosen with the seed) when no preference file is given."""
 
 
+class KtoConfig(_Strict):
+    beta: float = Field(0.1, gt=0)
+    """Strength of the pull towards the reference model (KTO's beta)."""
+    weights: Literal["lora", "full"] = "lora"
+    """Train a LoRA adapter (the frozen base is the reference) or all weights (a frozen copy is)."""
+    data: str | None = None
+    """A file of unpaired preference rows (prompt/completion or messages, and label true/false: is
+    the answer desirable?), in any format the loader reads, relative to the project folder."""
+    desirable_weight: float = Field(1.0, gt=0)
+    """Weight of the desirable rows' loss (raise it when they are the fewer)."""
+    undesirable_weight: float = Field(1.0, gt=0)
+    """Weight of the undesirable rows' loss."""
+
+
 class TrainConfig(_Strict):
     method: Method = "lora"
-    """The fine-tuning method: full, lora, dora, qlora, prefix, prompt-tuning, ia3 or dpo."""
+    """The fine-tuning method: full, lora, dora, qlora, prefix, prompt-tuning, ia3, dpo or kto."""
     epochs: float = Field(1.0, gt=0)
     """Passes over the train split (ignored when `max_steps` is set)."""
     max_steps: int = -1
@@ -239,6 +277,8 @@ class TrainConfig(_Strict):
     """Load or export pickle (.bin) weights; off because unpickling can run arbitrary code."""
     lora: LoraConfig = Field(default_factory=LoraConfig)
     dpo: DpoConfig = Field(default_factory=DpoConfig)
+    kto: KtoConfig = Field(default_factory=KtoConfig)
+    """KTO: unpaired preference (a desirable or undesirable answer per row), TRL's KTOTrainer."""
 
     @field_validator("save_steps")
     @classmethod
@@ -436,7 +476,7 @@ class LabelingConfig(_Strict):
 RUNGS = ("zero-shot", "lora")
 RungName = Literal[
     "zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune",
-    "lora", "full", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo",
+    "lora", "full", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo", "kto",
 ]
 
 
@@ -536,7 +576,8 @@ def path_keys(config: ProjectConfig) -> list[tuple[str, str]]:
     keys = [(f"data.files[{i}]", f) for i, f in enumerate(d.files)]
     keys += [("data.test_file", d.test_file), ("data.ood_test", d.ood_test), ("data.recent_test", d.recent_test),
              ("data.documents", d.documents),
-             ("task.json_schema", config.task.json_schema), ("train.dpo.data", config.train.dpo.data)]
+             ("task.json_schema", config.task.json_schema), ("train.dpo.data", config.train.dpo.data),
+             ("train.kto.data", config.train.kto.data)]
     return [(k, v) for k, v in keys if v]
 
 

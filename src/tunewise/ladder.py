@@ -103,6 +103,9 @@ def check_training_rung(name: str, config: ProjectConfig, where: Path) -> None:
         hint = " or train.dpo.pairs_from_labels: true" if config.task.type == "classification" else ""
         raise ConfigError(f"{where}: rung 'dpo' needs preference data: set train.dpo.data (a JSONL of "
                           f"prompt/chosen/rejected rows){hint}")
+    if name == "kto" and not config.train.kto.data:
+        raise ConfigError(f"{where}: rung 'kto' needs unpaired preference data: set train.kto.data (rows with "
+                          "prompt/completion or messages, and label true/false)")
 
 
 def task_schema(config: ProjectConfig, project: Path) -> dict | None:

@@ -77,7 +77,8 @@ def test_most_rows_unusable_is_a_hint_not_a_failure(tmp_path):
     assert audit["usable_rows"] == 10
     assert audit["hints"] == [(f"{tmp_path / 'data' / 'd.jsonl'}: 30 of 40 rows unusable (0 rejected, 30 without a target); "
                               "only 10 rows have the field 'target' (task.target_field); nearest: 'label' (its values "
-                              "match task.labels); the rows' fields: id, text, label, target")]
+                              "match task.labels); the rows' fields: id, text, label, target"),
+                             f"{tmp_path / 'data' / 'd.jsonl'}: schema input_target; fields ignored: label (30 rows)"]
     assert "hint:" in result.output
 
 
@@ -274,3 +275,15 @@ def test_review_import_refuses_labels_outside_task_labels(tmp_path):
     assert not (project / ".tunewise" / "reviews" / "corrections.json").exists()
     ok = runner.invoke(app, ["review", "import", str(tmp_path / "good.csv"), str(project)])
     assert ok.exit_code == 0 and "recorded 2 corrections" in ok.output
+
+
+def test_hints_never_propose_tool_json_or_turn_lists(tmp_path):
+    from tunewise.data.load import load_file, unusable_hints
+
+    tools = json.dumps([{"name": "f", "description": "a long description of a tool " * 5, "parameters": {}}])
+    rows = [{"tools": tools, "turns": [{"role": "user", "content": "hi"}], "note": f"short note {i}"} for i in range(6)]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    loaded = load_file(path, "input", "target", schema="input_target")
+    (hint,) = unusable_hints(loaded, "input", "target")
+    assert "nearest: 'note'" in hint and "nearest: 'tools'" not in hint and "nearest: 'turns'" not in hint

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tunewise.config import load_config
-from tunewise.data.load import load_file
+from tunewise.data.load import DataError, load_file
 from tunewise.models.chat import PromptBuilder, TemplateError
 from tunewise.models.load import load, load_tokenizer
 from tunewise.train.sft import IGNORE, PadCollator, check_loss_mask, tokenize_examples
@@ -111,18 +111,16 @@ def test_template_without_an_end_of_turn_token_is_refused(tiny_project, tok):
         PromptBuilder(load_config(tiny_project).task, tok).check_template()
 
 
-def test_content_part_lists_load_and_image_parts_are_rejected_with_the_field(tmp_path):
+def test_content_part_lists_load_and_image_parts_refuse_the_file_naming_them(tmp_path):
     parts = [{"role": "user", "content": [{"type": "text", "text": "the market "}, {"type": "text", "text": "news"}]},
              {"role": "assistant", "content": [{"type": "text", "text": "business"}]}]
     image = [{"role": "user", "content": [{"type": "text", "text": "what is it"},
                                           {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]},
              {"role": "assistant", "content": "a tent"}]
-    loaded = _load(tmp_path, parts, image)
-    (rec,) = loaded.records
+    (rec,) = _load(tmp_path, parts).records
     assert rec.meta["messages"][0]["content"] == "the market news" and rec.target == "business"
-    (rej,) = loaded.rejects
-    assert rej.line == 2 and rej.file.endswith("chats.jsonl")
-    assert rej.reason == "messages[0].content[1].type must be 'text' (only text parts are supported), got 'image_url'"
+    with pytest.raises(DataError, match=r"chats.jsonl: multimodal rows \('image, audio or video content parts' in 1 of 2"):
+        _load(tmp_path, parts, image)
 
 
 TOOL_CHAT = [
@@ -242,3 +240,37 @@ def test_audit_checks_the_end_of_turn_not_the_eos_and_reads_tool_call_turns(tmp_
     assert checks["eos_coverage"]["eos_token"] == "<|end|>"
     assert checks["eos_coverage"]["count"] == 0 and checks["empty_assistant_replies"]["count"] == 0
     assert checks["template_round_trip"]["count"] == 0
+
+
+TOOLS = [{"type": "function", "function": {"name": "lookup", "description": "stock of an item",
+                                           "parameters": {"type": "object", "properties": {"item": {"type": "string"}}}}}]
+
+
+def _tool_row(tmp_path):
+    path = tmp_path / "tools.jsonl"
+    path.write_text(json.dumps({"messages": TOOL_CHAT, "tools": json.dumps(TOOLS)}) + "\n")
+    (rec,) = load_file(path).records
+    return rec
+
+
+def test_tool_definitions_reach_a_template_with_a_tools_argument(tmp_path, tiny_project, tok):
+    tok.chat_template = (
+        "{% if tools %}<tools>{% for t in tools %}{{ t.function.name }};{% endfor %}</tools>{% endif %}"
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    builder = PromptBuilder(load_config(tiny_project).task, tok)
+    rec = _tool_row(tmp_path)
+    prompt = builder.record_prompt(rec)
+    assert prompt.startswith("<tools>lookup;</tools>")
+    ids, _ = builder.train_ids(rec)
+    assert ids[: len(builder.prompt_ids(rec))] == builder.prompt_ids(rec)  # training sees the evaluation prompt
+    assert builder.chat_prompt(TOOL_CHAT[:1], TOOLS).startswith("<tools>lookup;</tools>")  # serving's entry point
+
+
+def test_tool_definitions_join_the_system_turn_when_the_template_ignores_them(tmp_path, builder, tok):
+    rec = _tool_row(tmp_path)
+    assert not builder.template_takes_tools
+    prompt = builder.record_prompt(rec)
+    assert "Tools you can call (JSON):" in prompt and '"name": "lookup"' in prompt
+    text = tok.decode(builder.train_ids(rec)[0])
+    assert '"description": "stock of an item"' in text

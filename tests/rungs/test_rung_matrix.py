@@ -23,6 +23,8 @@ def refusal(rung: str, task: str) -> str | None:
         return "data.documents"
     if rung == "dpo":
         return "needs preference data"
+    if rung == "kto":
+        return "needs unpaired preference data"
     return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -183,10 +185,21 @@ def test_save_steps_must_fall_on_an_eval(tiny_project):
 def test_preference_file_errors_name_file_and_line(tmp_path, make_config):
     bad = tmp_path / "prefs.jsonl"
     bad.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "chosen": "a"}\n')
-    with pytest.raises(PreferenceDataError, match=r"prefs.jsonl:2: missing or empty field\(s\) rejected"):
+    with pytest.raises(PreferenceDataError, match=r"prefs.jsonl:2: missing field 'rejected'"):
         read_preferences(bad)
     with pytest.raises(PreferenceDataError, match="train.dpo.data"):
         preference_splits(make_config("train.method=dpo"), [], [], tmp_path)
+
+
+def test_preference_file_in_message_form_as_a_json_array(tmp_path):
+    rows = [{"prompt": [{"role": "system", "content": "be kind"}, {"role": "user", "content": f"q{i}"}],
+             "chosen": [{"role": "assistant", "content": "good"}], "rejected": [{"role": "assistant", "content": "bad"}]}
+            for i in range(3)]
+    path = tmp_path / "prefs.json"
+    path.write_text(json.dumps(rows))
+    read = read_preferences(path)
+    assert [(r["chosen"], r["rejected"]) for r in read] == [("good", "bad")] * 3
+    assert read[0]["messages"][0] == {"role": "system", "content": "be kind"}
 
 
 def test_overfitting_warning_when_the_gap_grows():
@@ -199,3 +212,33 @@ def test_overfitting_warning_when_the_gap_grows():
         h.on_log(None, state, None, logs={"eval_loss": val})
     assert len(h.warnings) == 2 and "overfitting" in h.warnings[0] and "step 2" in h.warnings[0]
     assert [p["loss"] for p in h.curves()["val"]] == [1.1, 1.2, 1.5]
+
+
+def test_dpo_renders_message_rows_as_their_turns(tmp_path, tiny_project, tiny_model_dir):
+    from tunewise.models.chat import PromptBuilder
+    from tunewise.models.load import load_tokenizer
+    from tunewise.train.dpo import _render
+
+    rows = [{"prompt": [{"role": "system", "content": "be kind"}, {"role": "user", "content": "the market"}],
+             "chosen": "good", "rejected": "bad"}, {"prompt": "the match", "chosen": "good", "rejected": "bad"}]
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    builder = PromptBuilder(load_config(tiny_project).task, load_tokenizer(tiny_model_dir))
+    first, second = _render(read_preferences(path), builder)
+    assert "<|im_start|>system\nbe kind" in first["prompt"] and first["prompt"].endswith("<|im_start|>assistant\n")
+    assert second["prompt"] == builder.prompt("the match") and first["chosen"] == "good" + builder.end_of_answer
+
+
+def test_kto_data_errors_name_file_and_line(tmp_path, make_config):
+    from tunewise.train.kto import kto_rows, read_unpaired
+
+    only_good = tmp_path / "kto.jsonl"
+    only_good.write_text('{"prompt": "p", "completion": "a", "label": true}\n{"prompt": "q", "completion": "b", "label": true}\n')
+    with pytest.raises(PreferenceDataError, match="KTO needs desirable and undesirable answers.*found only desirable"):
+        read_unpaired(only_good)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"prompt": "p", "completion": "a", "label": True}, {"prompt": "q", "completion": "b"}]))
+    with pytest.raises(PreferenceDataError, match=r"bad.json:2: field 'label' must be true or false"):
+        read_unpaired(bad)
+    with pytest.raises(PreferenceDataError, match="set train.kto.data"):
+        kto_rows(make_config("train.method=kto"), tmp_path)

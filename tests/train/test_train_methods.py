@@ -3,6 +3,8 @@ parameters changed and frozen ones did not."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from transformers import set_seed
@@ -24,7 +26,20 @@ CASES = {
     "ia3": ["train.method=ia3"],
     "dpo-lora": ["train.method=dpo", "train.dpo.pairs_from_labels=true"],
     "dpo-full": ["train.method=dpo", "train.dpo.pairs_from_labels=true", "train.dpo.weights=full"],
+    "kto-lora": ["train.method=kto"],
 }
+
+
+def _kto_file(project, splits) -> str:
+    """Unpaired preference rows from the train split: the right label desirable, a wrong one not."""
+    labels = ["business", "sports", "tech"]
+    rows = []
+    for i, r in enumerate(splits.train):
+        answer = r.target if i % 2 else labels[(labels.index(r.target) + 1) % 3]
+        rows.append({"prompt": r.input, "completion": answer, "label": answer == r.target})
+    path = project / "kto.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return f"train.kto.data={path}"
 
 
 def _snapshot(model) -> dict[str, torch.Tensor]:
@@ -32,8 +47,9 @@ def _snapshot(model) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_method_trains_saves_reloads_predicts(case, make_config, splits, tiny_model_dir, tmp_path):
-    config = make_config(*CASES[case])
+def test_method_trains_saves_reloads_predicts(case, make_config, splits, tiny_model_dir, tmp_path, tiny_project):
+    extra = [_kto_file(tiny_project, splits)] if case.startswith("kto") else []
+    config = make_config(*CASES[case], *extra)
     method = config.train.method
     model, tok, _ = load(str(tiny_model_dir))
     set_seed(config.train.seed)

@@ -7,6 +7,7 @@ is one function returning ``{"count": int, …}`` where count is defined in its 
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections import Counter, defaultdict
@@ -18,14 +19,15 @@ from typing import Any
 import numpy as np
 
 from tunewise.core import ProgressFn, Record, no_progress
+from tunewise.data.boilerplate import SHARE, boilerplate_finding, shared_lines
 from tunewise.data.dedup import method, near_pairs, normalise
 from tunewise.data.load import DataError, Loaded, Reject, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import PII_TYPES, find_pii
 
-GENERATIVE_SCHEMAS = ("chat", "preference", "alpaca", "prompt_completion")
+GENERATIVE_SCHEMAS = ("chat", "sharegpt", "preference", "kto", "alpaca", "prompt_completion", "text")
 
 CHECK_NAMES = (
-    "exact_duplicates", "near_duplicates", "conflicting_targets", "empty_inputs", "missing_targets", "too_long",
+    "exact_duplicates", "shared_boilerplate", "near_duplicates", "conflicting_targets", "empty_inputs", "missing_targets", "too_long",
     "pii", "leakage", "class_balance", "unknown_labels", "suspected_mislabels",
     "empty_assistant_replies", "assistant_coverage", "template_round_trip", "eos_coverage",  # chat data only
     "annotator_agreement",  # with data.annotator_field
@@ -73,8 +75,17 @@ def near_duplicates(records: list[Record], threshold: float) -> dict:
     pairs = near_pairs([r.input for r in records], threshold)
     items = [{"a": records[i].id, "b": records[j].id, "similarity": s} for i, j, s in pairs
              if normalise(records[i].input) != normalise(records[j].input)]
+    shared = shared_lines([r.input for r in records])
     return {"count": len(items), "threshold": threshold, "method": method(threshold),
+            "compared_on": (f"each input without the {len(shared)} lines shared by at least {SHARE:.0%} of rows "
+                            "(see shared_boilerplate)" if shared else "each whole input"),
             "pairs": items}
+
+
+def shared_boilerplate(records: list[Record]) -> dict:
+    """count: lines (a system prompt, a template) shared by many rows, compared out of near-duplicates."""
+    tools = [json.dumps(r.meta["tools"], sort_keys=True) if r.meta.get("tools") else None for r in records]
+    return boilerplate_finding([r.input for r in records], tools)
 
 
 def conflicting_targets(records: list[Record]) -> dict:
@@ -89,6 +100,14 @@ def conflicting_targets(records: list[Record]) -> dict:
         if len(targets) > 1:
             items.append({"input": recs[0].input[:200], "ids": [r.id for r in recs], "targets": dict(targets)})
     return {"count": len(items), "rows": sum(len(g["ids"]) for g in items), "groups": items}
+
+
+def alternatives(records: list[Record]) -> dict:
+    """Generation: inputs with several different answers are alternatives, not conflicts."""
+    found = conflicting_targets(records)
+    return {"count": 0, "alternatives": found["count"], "rows": found["rows"], "groups": found["groups"],
+            "skipped": (f"not classification: {found['count']} inputs have several different answers, kept as "
+                        "alternatives (trained on; all are references in scoring)")}
 
 
 def empty_inputs(records: list[Record]) -> dict:
@@ -313,8 +332,9 @@ def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None
     not_class = {"count": 0, "items": [], "skipped": "not classification data"}
     plan: list[tuple[str, Callable[[], dict]]] = [
         ("exact_duplicates", lambda: exact_duplicates(recs)),
+        ("shared_boilerplate", lambda: shared_boilerplate(recs)),
         ("near_duplicates", lambda: near_duplicates(recs, settings.near_threshold)),
-        ("conflicting_targets", lambda: conflicting_targets(recs)),
+        ("conflicting_targets", lambda: conflicting_targets(recs) if is_class else alternatives(recs)),
         ("empty_inputs", lambda: empty_inputs(recs)),
         ("missing_targets", lambda: missing_targets(recs)),
         ("too_long", lambda: too_long(recs, settings.max_tokens, tokenizer, settings.seed)),
@@ -348,6 +368,7 @@ def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None
         "rows": len(recs),
         "usable_rows": usable,
         "schemas": loaded.schemas,
+        "fields": loaded.uses,
         "task": "classification" if is_class else (settings.task_type or "generation"),
         "rejected": [{"file": r.file, "line": r.line, "reason": r.reason} for r in loaded.rejects],
         "test_rows": len(test) if test else 0,
@@ -360,7 +381,7 @@ def audit_hints(audit: dict, loaded: Loaded, input_field: str, target_field: str
                 keys: tuple[str, str]) -> list[str]:
     """One line each for what made most rows unusable: wrong fields or malformed rows per file,
     labels outside task.labels; and, when nothing at all is usable, what the rows lacked."""
-    hints = unusable_hints(loaded, input_field, target_field, labels, keys)
+    hints = unusable_hints(loaded, input_field, target_field, labels, keys) + loaded.notes
     unknown = audit["checks"].get("unknown_labels", {})
     if unknown.get("count", 0) * 2 > audit["rows"]:
         shown = [f"'{lab}' ({v['rows']} rows{', nearest ' + repr(v['nearest']) if v['nearest'] else ''})"
@@ -425,7 +446,7 @@ def audit_project(project: Path, data: list[str] | None = None, test_file: str |
 
     project = Path(project)
     config = load_config(project, overrides) if config_path(project).exists() else None
-    settings, schema, id_field, test_flag = AuditSettings(), None, "id", test_file
+    settings, schema, id_field, tags, test_flag = AuditSettings(), None, "id", None, test_file
     input_flag, target_flag = input_field, target_field
     files = data or (config.data.files if config else None)
     if not files:
@@ -435,7 +456,7 @@ def audit_project(project: Path, data: list[str] | None = None, test_file: str |
         settings = AuditSettings(a.near_duplicate_threshold, a.max_tokens, a.min_label_count, a.review_sample,
                                  a.mislabels, a.mislabel_max_rows, a.seed, config.task.type,
                                  list(config.task.labels), config.data.annotator_field)
-        schema, id_field = config.data.schema_, config.data.id_field
+        schema, id_field, tags = config.data.schema_, config.data.id_field, config.data.sharegpt.model_dump()
         input_field = input_field or config.task.input_field
         target_field = target_field or config.task.target_field
         test_file = test_file or config.data.test_file
@@ -445,8 +466,8 @@ def audit_project(project: Path, data: list[str] | None = None, test_file: str |
     base = Path(".") if data else project
     test_base = Path(".") if test_flag else project
     json_targets = settings.task_type == "extraction"
-    loaded = load_files(list(files), base, input_field, target_field, schema, id_field, json_targets)
-    test = (load_files([test_file], test_base, input_field, target_field, schema, id_field, json_targets).records
+    loaded = load_files(list(files), base, input_field, target_field, schema, id_field, json_targets, tags)
+    test = (load_files([test_file], test_base, input_field, target_field, schema, id_field, json_targets, tags).records
             if test_file else None)
     tokenizer, warning = _tokenizer(config, project, progress) if config else (None, None)
     audit = run_audit(loaded, settings, test, tokenizer, embed, progress)
@@ -496,6 +517,8 @@ def summary_rows(audit: dict) -> list[tuple[str, str, str]]:
         elif name == "unknown_labels" and check.get("labels"):
             detail = ", ".join(f"{lab!r} {v['rows']}" + (f" (-> {v['nearest']!r})" if v["nearest"] else "")
                                for lab, v in list(check["labels"].items())[:4])
+        elif name == "shared_boilerplate" and check.get("note"):
+            detail = check["note"]
         elif name == "annotator_agreement" and "kappa" in check:
             detail = f"{check['method']} kappa {check['kappa']}"
         rows.append((name, str(check["count"]), detail))

@@ -38,6 +38,7 @@ def audit_fingerprint(project: Path, config, data: list[str] | None = None, test
             "task": {"type": config.task.type, "input_field": config.task.input_field,
                      "target_field": config.task.target_field, "labels": list(config.task.labels)},
             "data": {"schema": config.data.schema_, "id_field": config.data.id_field,
+                     "sharegpt": config.data.sharegpt.model_dump(),
                      "annotator_field": config.data.annotator_field},
             "audit": config.audit.model_dump(mode="json"), "model": config.model.base,
         },

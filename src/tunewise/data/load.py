@@ -1,9 +1,9 @@
 """Read a project's data files into Records.
 
-Formats: JSONL, JSON (an array of objects), CSV/TSV (quoted multi-line fields), Parquet.
-Schemas, detected per file unless given: ``input_target`` (the config's field names),
-``prompt_completion``, ``alpaca`` (instruction/input/output), ``chat`` (OpenAI ``messages``) and
-``preference`` (prompt/chosen/rejected).
+Formats: JSONL, JSON (an array of objects, on one line or many), CSV/TSV (quoted multi-line
+fields), Parquet. Schemas (``data/schemas.py``), detected per file unless given: ``input_target``
+(the config's field names), ``prompt_completion``, ``alpaca``, ``chat`` (OpenAI ``messages``),
+``sharegpt``, ``preference``, ``kto`` and ``text``.
 
 A malformed row never stops the load and is never silently dropped: it becomes a ``Reject``
 naming the file, the line and the reason. A file that cannot be read at all raises ``DataError``.
@@ -24,10 +24,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tunewise.core import Record, canonical_json, chat_text
+from tunewise.core import Record, canonical_json
+# check_messages and transcript stay importable from here: serving and monitoring read them from data.load.
+from tunewise.data.schemas import (  # noqa: F401
+    SCHEMAS,
+    RowError,
+    check_messages,
+    detect_schema,
+    field_uses,
+    ignored_turn_fields,
+    multimodal_rows,
+    parse_row,
+    transcript,
+)
 
-SCHEMAS = ("input_target", "prompt_completion", "alpaca", "chat", "preference")
-CHAT_ROLES = ("system", "user", "assistant", "tool")
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
            ".parquet": "parquet", ".pq": "parquet"}
 
@@ -61,10 +71,13 @@ class Loaded:
     """For each file, every field its rows have and in how many rows: what a hint can suggest."""
     samples: dict[str, list[dict]] = field(default_factory=dict)
     """The first rows of each file that are objects, to guess which field holds what."""
+    uses: dict[str, dict[str, dict]] = field(default_factory=dict)
+    """For each file, every field: in how many rows, and what tunewise uses it for (None: ignored)."""
+    notes: list[str] = field(default_factory=list)
+    """One line per thing done other than reading a row as given (ignored fields, excluded rows)."""
 
 
-class _RowError(ValueError):
-    """One row is malformed; the message is the reason written to rejects.jsonl."""
+_RowError = RowError  # one row is malformed; the message is the reason written to rejects.jsonl
 
 
 # ---------------------------------------------------------------- reading raw rows per format
@@ -95,7 +108,9 @@ def _rows_jsonl(raw: bytes) -> Iterator[tuple[int, Any, str]]:
 
 
 def _rows_json(raw: bytes, path: Path) -> Iterator[tuple[int, Any, str]]:
-    """A JSON array, element by element, so each element keeps the line it starts on."""
+    """A JSON array, element by element, each located by the line it starts on; when several
+    elements share a line (an array written on one line), by its element number instead, so every
+    row keeps a locator (and a default id) of its own. Linear: lines are counted as we go."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -106,28 +121,35 @@ def _rows_json(raw: bytes, path: Path) -> Iterator[tuple[int, Any, str]]:
         raise DataError(f"{path}: expected a JSON array of rows ('[' at the start); use .jsonl for one object per line")
     pos = _skip_space(text, pos + 1)
     if pos < len(text) and text[pos] == "]":
-        return
+        return iter(())
+    rows: list[tuple[int, Any, str]] = []
+    line, counted = 1, 0
     while True:
-        line = text.count("\n", 0, pos) + 1
+        line += text.count("\n", counted, pos)
+        counted = pos
         try:
             obj, end = decoder.raw_decode(text, pos)
         except (json.JSONDecodeError, RecursionError) as e:
             where = f"line {e.lineno}" if isinstance(e, json.JSONDecodeError) else f"line {line}"
             raise DataError(f"{path}: not a valid JSON array ({where}: {getattr(e, 'msg', 'nested too deeply')})") from None
-        yield line, obj, text[pos:end][:500]
+        rows.append((line, obj, text[pos:min(end, pos + 500)]))
         pos = _skip_space(text, end)
         if pos < len(text) and text[pos] == ",":
             pos = _skip_space(text, pos + 1)
             continue
         if pos < len(text) and text[pos] == "]":
-            return
-        raise DataError(f"{path}: not a valid JSON array (line {text.count(chr(10), 0, pos) + 1}: expected ',' or ']')")
+            break
+        raise DataError(f"{path}: not a valid JSON array (line {line + text.count(chr(10), counted, pos)}: expected ',' or ']')")
+    if len({r[0] for r in rows}) < len(rows):
+        rows = [(i, obj, shown) for i, (_, obj, shown) in enumerate(rows, start=1)]
+    return iter(rows)
+
+
+_SPACE = re.compile(r"[ \t\r\n]*")
 
 
 def _skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
+    return _SPACE.match(text, pos).end()
 
 
 def _rows_csv(raw: bytes, path: Path, delimiter: str) -> Iterator[tuple[int, Any, str]]:
@@ -192,7 +214,9 @@ def _refuse_binary(raw: bytes, path: Path, fmt: str) -> None:
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, Any, str]]:
-    """Yield (line or row number, parsed row or _RowError, raw text) for any supported format."""
+    """Yield (line or row number, parsed row or _RowError, raw text) for any supported format: the
+    line for JSONL, CSV and pretty-printed JSON arrays; the row number for Parquet and for a JSON
+    array with several rows on one line."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         known = ", ".join(sorted(FORMATS))
@@ -210,170 +234,8 @@ def read_rows(path: Path) -> Iterator[tuple[int, Any, str]]:
     return _rows_csv(raw, path, "," if fmt == "csv" else "\t")
 
 
-# ---------------------------------------------------------------- schemas
+# ---------------------------------------------------------------- schemas (data/schemas.py)
 
-def detect_schema(rows: list[Any], input_field: str, target_field: str) -> str:
-    """The schema most of the first rows match; ``input_target`` when none does."""
-    votes: Counter[str] = Counter()
-    for row in rows:
-        if not isinstance(row, dict):
-            continue
-        if "messages" in row:
-            votes["chat"] += 1
-        elif {"prompt", "chosen", "rejected"} <= row.keys():
-            votes["preference"] += 1
-        elif input_field in row and (target_field in row or input_field != "input"):
-            votes["input_target"] += 1
-        elif {"instruction", "output"} <= row.keys():
-            votes["alpaca"] += 1
-        elif {"prompt", "completion"} <= row.keys():
-            votes["prompt_completion"] += 1
-        elif input_field in row:
-            votes["input_target"] += 1
-    return votes.most_common(1)[0][0] if votes else "input_target"
-
-
-def _text(row: dict, name: str, required: bool = True, allow_int: bool = False) -> str | None:
-    if name not in row or row[name] is None:
-        if required:
-            raise _RowError(f"missing field '{name}'")
-        return None
-    value = row[name]
-    # Integer labels (0/1) are common in classification data; everything else must be text.
-    if not isinstance(value, str) and not (allow_int and isinstance(value, int) and not isinstance(value, bool)):
-        raise _RowError(f"field '{name}' must be a string, got {type(value).__name__}")
-    return str(value)
-
-
-def _target(row: dict, name: str) -> str | None:
-    """A missing or null target is kept (the audit counts it), a wrong type is a reject; a JSON
-    object or array (extraction fields) becomes its canonical JSON text."""
-    if isinstance(row.get(name), dict | list):
-        return canonical_json(row[name])
-    value = _text(row, name, required=False, allow_int=True)
-    return None if value is None or not value.strip() else value
-
-
-def _content(value: Any, where: str) -> str:
-    """A message's text: a string, or OpenAI content parts of type text (joined as they are)."""
-    if isinstance(value, str):
-        return value
-    if not isinstance(value, list):
-        raise _RowError(f"{where} must be a string or a list of text parts, got {type(value).__name__}")
-    texts = []
-    for j, part in enumerate(value):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind != "text":
-            shown = repr(kind) if kind is not None else type(part).__name__
-            raise _RowError(f"{where}[{j}].type must be 'text' (only text parts are supported), got {shown}")
-        if not isinstance(part.get("text"), str):
-            raise _RowError(f"{where}[{j}].text must be a string")
-        texts.append(part["text"])
-    return "".join(texts)
-
-
-def _tool_calls(value: Any, where: str) -> list[dict]:
-    """OpenAI tool calls, kept as given: each needs function.name and function.arguments."""
-    if not isinstance(value, list) or not value:
-        raise _RowError(f"{where} must be a non-empty list")
-    for j, call in enumerate(value):
-        fn = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
-            raise _RowError(f"{where}[{j}].function.name must be a non-empty string")
-        if not isinstance(fn.get("arguments", {}), str | dict):
-            raise _RowError(f"{where}[{j}].function.arguments must be a JSON string or an object")
-    return value
-
-
-def _message(msg: Any, i: int) -> dict:
-    """One checked message: role, content (text), and tool_calls / tool_call_id / name / weight if given."""
-    if not isinstance(msg, dict):
-        raise _RowError(f"messages[{i}] must be an object with role and content")
-    role, content = msg.get("role"), msg.get("content")
-    if role not in CHAT_ROLES:
-        raise _RowError(f"messages[{i}].role must be one of {', '.join(CHAT_ROLES)}, got {role!r}")
-    clean: dict[str, Any] = {"role": role}
-    if role == "assistant" and msg.get("tool_calls") is not None:
-        clean["tool_calls"] = _tool_calls(msg["tool_calls"], f"messages[{i}].tool_calls")
-        content = "" if content is None else content  # OpenAI writes content: null beside tool calls
-    clean["content"] = _content(content, f"messages[{i}].content") if content is not None else None
-    if clean["content"] is None:
-        raise _RowError(f"messages[{i}].content must be a string, got null")
-    if role == "tool":
-        clean.update({k: msg[k] for k in ("tool_call_id", "name") if isinstance(msg.get(k), str)})
-    if "weight" in msg:
-        if msg["weight"] not in (0, 1) or isinstance(msg["weight"], bool):
-            raise _RowError(f"messages[{i}].weight must be 0 or 1")
-        clean["weight"] = msg["weight"]
-    return clean
-
-
-def check_messages(messages: Any) -> list[dict]:
-    """Check and normalise OpenAI messages that need not end with an answer (a request to serve):
-    the same rules and the same normal form as a chat row's; a ValueError names the field."""
-    if not isinstance(messages, list) or not messages:
-        raise _RowError("field 'messages' must be a non-empty list")
-    clean = [_message(msg, i) for i, msg in enumerate(messages)]
-    for i, m in enumerate(clean):
-        if m["role"] == "system" and i != 0:
-            raise _RowError(f"messages[{i}]: a system message may only come first")
-    return clean
-
-
-def _chat(row: dict) -> tuple[str, str | None, list[dict]]:
-    """Check the OpenAI fine-tuning rules; input is the transcript, target the last assistant turn.
-
-    The messages are kept (``meta["messages"]``) and rendered as real turns by the model's chat
-    template; the transcript only serves text-level checks (dedup, leakage, encoders, retrieval).
-    """
-    messages = row.get("messages")
-    if messages is None:
-        raise _RowError("missing field 'messages'")
-    if not isinstance(messages, list) or not messages:
-        raise _RowError("field 'messages' must be a non-empty list")
-    clean = check_messages(messages)
-    roles = [m["role"] for m in clean]
-    if "assistant" not in roles:
-        raise _RowError("chat has no assistant turn")
-    first = next((r for r in roles if r != "system"), None)
-    if first != "user":
-        raise _RowError("the first non-system message must be from the user")
-    if roles[-1] != "assistant":
-        raise _RowError(f"messages[{len(roles) - 1}]: a chat must end with an assistant turn "
-                        "(the answer to learn and to score)")
-    target = chat_text(clean[-1])
-    return transcript(clean[:-1]), (target if target.strip() else None), clean
-
-
-def transcript(messages: list[dict]) -> str:
-    """A chat's turns as "role: text" lines: the text form encoders, dedup and retrieval see (the model
-    sees the real turns through its template)."""
-    return "\n".join(f"{m['role']}: {chat_text(m)}" for m in messages)
-
-
-def parse_row(row: Any, schema: str, input_field: str, target_field: str) -> tuple[str, str | None, dict]:
-    """Turn one parsed row into (input, target, extra meta) or raise _RowError."""
-    if isinstance(row, _RowError):
-        raise row
-    if not isinstance(row, dict):
-        raise _RowError(f"expected a JSON object, got {type(row).__name__}")
-    if schema == "chat":
-        text, target, messages = _chat(row)
-        return text, target, {"messages": messages}
-    if schema == "preference":
-        rejected = _text(row, "rejected")
-        return _text(row, "prompt") or "", _target(row, "chosen"), {"rejected": rejected}
-    if schema == "alpaca":
-        instruction, extra = _text(row, "instruction"), _text(row, "input", required=False) or ""
-        text = f"{instruction}\n\n{extra}" if extra.strip() else instruction or ""
-        return text, _target(row, "output"), {}
-    if schema == "prompt_completion":
-        return _text(row, "prompt") or "", _target(row, "completion"), {}
-    return _text(row, input_field) or "", _target(row, target_field), {}
-
-
-SCHEMA_FIELDS = {"chat": ("messages",), "preference": ("prompt", "chosen", "rejected"),
-                 "alpaca": ("instruction", "input", "output"), "prompt_completion": ("prompt", "completion")}
 TARGET_FIELDS = {"preference": "chosen", "alpaca": "output", "prompt_completion": "completion"}
 
 
@@ -393,28 +255,32 @@ def json_target(target: str, name: str) -> str:
 # ---------------------------------------------------------------- files
 
 def load_file(path: Path, input_field: str = "input", target_field: str = "target", id_field: str = "id",
-              schema: str | None = None, json_targets: bool = False) -> Loaded:
+              schema: str | None = None, json_targets: bool = False, tags: dict | None = None) -> Loaded:
     """Load one file of any supported format; ``schema`` None detects it from the first rows.
-    ``json_targets`` (extraction): every target must be a JSON object or array, kept canonical."""
+    ``json_targets`` (extraction): every target must be a JSON object or array, kept canonical.
+    ``tags``: ShareGPT field and role names (``data.sharegpt``) where they differ from the defaults."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such data file")
     rows = list(read_rows(path))
     if schema is None:
-        schema = detect_schema([r for _, r, _ in rows[:200]], input_field, target_field)
+        schema = detect_schema([r for _, r, _ in rows[:200]], input_field, target_field, tags)
     elif schema not in SCHEMAS:
         raise DataError(f"{path}: unknown schema '{schema}' (known: {', '.join(SCHEMAS)})")
-    used = SCHEMA_FIELDS.get(schema, (input_field, target_field))
     objects = [r for _, r, _ in rows if isinstance(r, dict)]
+    _refuse_multimodal(path, objects, tags)
+    used = field_uses(schema, input_field, target_field, tags)
     out = Loaded(schemas={str(path): schema}, rows_read={str(path): len(rows)}, objects={str(path): len(objects)},
                  samples={str(path): objects[:200]}, fields={str(path): dict(Counter(k for r in objects for k in r))})
     seen_ids: set[str] = set()
     seen_content: Counter[str] = Counter()
     for lineno, row, raw in rows:
         try:
-            text, target, extra = parse_row(row, schema, input_field, target_field)
+            text, target, extra = _parse(row, schema, input_field, target_field, tags)
+            if extra.get("desirable") is False:
+                raise _RowError(UNDESIRABLE)
             # Chat targets live in the messages, which are not rewritten here.
-            if json_targets and target is not None and schema != "chat":
+            if json_targets and target is not None and "messages" not in extra:
                 target = json_target(target, TARGET_FIELDS.get(schema, target_field))
             rid = row.get(id_field)
             if rid is not None and (isinstance(rid, bool) or not isinstance(rid, str | int)):
@@ -431,6 +297,11 @@ def load_file(path: Path, input_field: str = "input", target_field: str = "targe
         seen_ids.add(str(rid))
         meta = {k: v for k, v in row.items() if k not in (*used, id_field)} | extra
         out.records.append(Record(id=str(rid), input=text, target=target, meta=meta, source=f"{path}:{lineno}"))
+    out.uses[str(path)] = {name: {"rows": n, "use": used.get(name) or ("id" if name == id_field else None)}
+                           for name, n in out.fields[str(path)].items()}
+    out.uses[str(path)].update({name: {"rows": n, "use": None}
+                                for name, n in ignored_turn_fields(objects, schema, tags).items()})
+    out.notes += _notes(path, out)
     return out
 
 
@@ -444,12 +315,47 @@ def content_id(text: str, target: str | None) -> str:
     return hashlib.sha256(json.dumps([norm(text), norm(target)], ensure_ascii=False).encode()).hexdigest()[:16]
 
 
+UNDESIRABLE = "an undesirable answer (label: false): excluded, never trained or scored as a good answer"
+
+
+def _parse(row: Any, schema: str, input_field: str, target_field: str, tags: dict | None) -> tuple[str, str | None, dict]:
+    if isinstance(row, _RowError):
+        raise row
+    if not isinstance(row, dict):
+        raise _RowError(f"expected a JSON object, got {type(row).__name__}")
+    return parse_row(row, schema, input_field, target_field, tags)
+
+
+def _refuse_multimodal(path: Path, objects: list[dict], tags: dict | None) -> None:
+    """Images, audio or video would be silently dropped (and their placeholders trained as text)."""
+    found = multimodal_rows(objects, tags)
+    if found:
+        shown = ", ".join(f"'{name}' in {n} of {len(objects)} rows" for name, n in found.items())
+        raise DataError(f"{path}: multimodal rows ({shown}); tunewise fine-tunes text-only models, so these rows "
+                        "cannot be used as they are: remove the media fields and placeholders to train on the text alone")
+
+
+def _notes(path: Path, out: Loaded) -> list[str]:
+    """One line per thing the load did other than read a row as given: fields it ignores, answers
+    it excludes as undesirable."""
+    notes, total = [], out.objects[str(path)]
+    ignored = [f"{name} ({u['rows']} rows)" for name, u in out.uses[str(path)].items() if u["use"] is None]
+    if ignored:
+        notes.append(f"{path}: schema {out.schemas[str(path)]}; fields ignored: {', '.join(ignored)}")
+    bad = sum(r.reason == UNDESIRABLE for r in out.rejects)
+    if bad:
+        notes.append(f"{path}: {bad} of {total} rows are undesirable answers (label: false): excluded from "
+                     "training and scoring (listed in rejects.jsonl)")
+    return notes
+
+
 def load_jsonl(path: Path, input_field: str, target_field: str, id_field: str = "id") -> Loaded:
     return load_file(path, input_field, target_field, id_field, schema="input_target")
 
 
 def load_files(files: list[str], project: Path, input_field: str, target_field: str,
-               schema: str | None = None, id_field: str = "id", json_targets: bool = False) -> Loaded:
+               schema: str | None = None, id_field: str = "id", json_targets: bool = False,
+               tags: dict | None = None) -> Loaded:
     """Load every data file of a project; ids are made unique across files.
 
     With several files a row's id is ``<file as listed>:<key>`` (``data/a.jsonl:17``): the file's
@@ -463,14 +369,15 @@ def load_files(files: list[str], project: Path, input_field: str, target_field: 
         path = Path(project) / name
         if not path.exists():
             raise DataError(f"{path}: no such data file (data.files in tunewise.yaml)")
-        part = load_file(path, input_field, target_field, id_field, schema, json_targets)
+        part = load_file(path, input_field, target_field, id_field, schema, json_targets, tags)
         if len(files) > 1:
             for rec in part.records:
                 rec.id = f"{PurePosixPath(Path(name).as_posix())}:{rec.id}"
         out.records += part.records
         out.rejects += part.rejects
-        for name_ in ("schemas", "rows_read", "objects", "fields", "samples"):
+        for name_ in ("schemas", "rows_read", "objects", "fields", "samples", "uses"):
             getattr(out, name_).update(getattr(part, name_))
+        out.notes += part.notes
     return out
 
 
@@ -495,6 +402,9 @@ def unusable_hints(loaded: Loaded, input_field: str, target_field: str, labels: 
         why = _separator_hint(file, loaded.fields.get(file, {}))
         if not why and loaded.schemas.get(file) == "input_target":
             why = _field_hint(loaded, file, (input_field, target_field), keys, labels or [])
+        if not why and loaded.schemas.get(file) == "text":
+            why = ("plain-text rows (schema text) have no target: continued pre-training on a text corpus is not "
+                   "supported yet; give input/target rows, or chat rows, to fine-tune")
         if not why and rejects:
             why = _commonest_reason(rejects)
         hints.append(f"{line}; {why}" if why else line)
@@ -557,6 +467,8 @@ def _nearest_field(name: str, role: str, fields: dict[str, int], sample: list[di
     if close:
         return lower[close[0]], "a similar name"
     values = {f: [r[f] for r in sample if r.get(f) is not None] for f in candidates}
+    # A JSON string (tool definitions, a schema) or a list of turns is never text input or a target.
+    values = {f: v for f, v in values.items() if not any(_structured(x) for x in v)}
     texts = {f: v for f, v in values.items() if v and all(isinstance(x, str) for x in v)}
     if role == "input":
         best = max(texts, key=lambda f: sum(map(len, texts[f])) / len(texts[f]), default=None)
@@ -571,3 +483,16 @@ def _nearest_field(name: str, role: str, fields: dict[str, int], sample: list[di
     short = {f: len(set(v)) for f, v in texts.items() if all(len(x) <= 50 for x in v) and len(set(v)) < len(v)}
     best = min(short, key=short.__getitem__, default=None)
     return (best, f"{short[best]} distinct values, like labels") if best else None
+
+
+def _structured(value: Any) -> bool:
+    """JSON text of an object or array, or a list of turns (objects with a role or speaker)."""
+    if isinstance(value, str):
+        head = value.lstrip()[:1]
+        if head not in ("{", "["):
+            return False
+        try:
+            return isinstance(json.loads(value), dict | list)
+        except json.JSONDecodeError:
+            return False
+    return isinstance(value, list) and any(isinstance(x, dict) and ({"role", "from"} & x.keys()) for x in value)

@@ -19,6 +19,7 @@ from tunewise import workspace as ws
 from tunewise.config import ProjectConfig
 from tunewise.core import ProgressFn, Record, no_progress
 from tunewise.data import frozen
+from tunewise.data.boilerplate import SHARE, shared_lines
 from tunewise.data.dedup import MEASURE, clusters, near_pairs, normalise
 from tunewise.data.load import DataError, Reject, content_id, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import find_pii, redact
@@ -76,7 +77,7 @@ def drop_exact_duplicates(recs: list[Record]) -> tuple[list[Record], Dropped, st
     return kept, dropped, "kept the first of rows with the same input and target"
 
 
-def resolve_conflicts(recs: list[Record], policy: str) -> tuple[list[Record], Dropped, str]:
+def resolve_conflicts(recs: list[Record], policy: str, task_type: str = "classification") -> tuple[list[Record], Dropped, str]:
     groups: dict[str, list[Record]] = defaultdict(list)
     for rec in recs:
         groups[normalise(rec.input)].append(rec)
@@ -92,7 +93,9 @@ def resolve_conflicts(recs: list[Record], policy: str) -> tuple[list[Record], Dr
             elif r.target != votes[0][0]:
                 bad[r.id] = f"conflicting target; the majority label is {votes[0][0]!r}"
     kept = [r for r in recs if r.id not in bad]
-    notes = {"keep": "kept rows with the same input and different targets",
+    keep = ("kept rows with the same input and different targets" if task_type == "classification" else
+            "kept different answers to one input as alternatives (trained on; all are references in scoring)")
+    notes = {"keep": keep,
              "drop": "dropped every row of an input with more than one target",
              "majority": "for inputs with several targets, kept the majority target's rows (all dropped on a tie)"}
     return kept, [(r, bad[r.id]) for r in recs if r.id in bad], notes[policy]
@@ -110,7 +113,10 @@ def collapse_near_duplicates(recs: list[Record], threshold: float) -> tuple[list
         else:
             first[key] = rec.id
             kept.append(rec)
-    return kept, dropped, f"kept one row per near-duplicate cluster ({MEASURE} >= {threshold}) and target"
+    shared = shared_lines([r.input for r in recs])
+    varying = (f", on each input without the {len(shared)} lines shared by at least {SHARE:.0%} of rows "
+               f"({sum(len(line.split()) for line in shared)} words: a system prompt or template)" if shared else "")
+    return kept, dropped, f"kept one row per near-duplicate cluster ({MEASURE} >= {threshold}{varying}) and target"
 
 
 def handle_pii(recs: list[Record], policy: str) -> tuple[list[Record], Dropped, str]:
@@ -230,12 +236,13 @@ def clean(recs: list[Record], config: ProjectConfig, corrections: dict[str, str]
     pol, task = config.prepare, config.task
     labels = task.labels if task.type == "classification" else []
     threshold = config.audit.near_duplicate_threshold
+    conflicts = pol.conflicts or ("majority" if task.type == "classification" else "keep")
     steps: list[tuple[str, str, object]] = [
         ("reviews", "on" if pol.apply_reviews else "off", lambda r: apply_reviews(r, corrections if pol.apply_reviews else {})),
         ("unusable_rows", "drop", lambda r: drop_unusable(r, labels)),
         ("exact_duplicates", pol.exact_duplicates,
          lambda r: drop_exact_duplicates(r) if pol.exact_duplicates == "drop" else (r, [], "kept exact duplicates")),
-        ("conflicting_targets", pol.conflicts, lambda r: resolve_conflicts(r, pol.conflicts)),
+        ("conflicting_targets", conflicts, lambda r: resolve_conflicts(r, conflicts, task.type)),
         ("near_duplicates", pol.near_duplicates, lambda r: collapse_near_duplicates(r, threshold)
          if pol.near_duplicates == "collapse" else (r, [], "kept near-duplicates (they still never straddle splits)")),
         ("pii", pol.pii, lambda r: handle_pii(r, pol.pii)),
@@ -303,7 +310,7 @@ def _load_recent(config: ProjectConfig, project: Path, tokenizer, rejects: list[
         return []
     task = config.task
     loaded = load_files([config.data.recent_test], project, task.input_field, task.target_field, None,
-                        config.data.id_field)
+                        config.data.id_field, tags=config.data.sharegpt.model_dump())
     keep_near = config.model_copy(update={"prepare": config.prepare.model_copy(update={"near_duplicates": "keep"})})
     recent, _, lost = clean(loaded.records, keep_near, {}, tokenizer)
     recent, seen, _ = drop_leaks(recent, dataset, config.audit.near_duplicate_threshold)
@@ -333,7 +340,7 @@ def held_out(config: ProjectConfig, project: Path, key: str, tokenizer) -> tuple
     name = getattr(config.data, key.split(".")[1])
     task, data = config.task, config.data
     loaded = load_files([name], project, task.input_field, task.target_field, data.schema_, data.id_field,
-                        task.type == "extraction")
+                        task.type == "extraction", data.sharegpt.model_dump())
     hints = unusable_hints(loaded, task.input_field, task.target_field, task.labels)
     keep_near = config.model_copy(update={"prepare": config.prepare.model_copy(update={"near_duplicates": "keep"})})
     recs, steps, dropped = clean(loaded.records, keep_near, {}, tokenizer)
@@ -362,7 +369,7 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None, origin
         if warning:
             raise DataError(f"prepare: audit.max_tokens is set but {warning.split(';')[0]}")
     loaded = load_files(data.files, project, task.input_field, task.target_field, data.schema_, data.id_field,
-                        task.type == "extraction")
+                        task.type == "extraction", data.sharegpt.model_dump())
     hints = unusable_hints(loaded, task.input_field, task.target_field, task.labels)
     content = {r.id: content_id(r.input, r.target) for r in loaded.records}  # before cleaning rewrites rows
     n_rows, n_rejected = len(loaded.records) + len(loaded.rejects), len(loaded.rejects)
@@ -380,7 +387,8 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None, origin
     rejects = loaded.rejects + [_reject(r, why) for r, why in dropped]
     if not recs:
         _refuse(project, rejects, ", ".join(data.files), _why_nothing_left(n_rows, n_rejected, steps, dropped, hints))
-    hints = hints or _dropped_hints(n_rows, steps, dropped)  # the loading hints already say why rows lack targets
+    # the loading hints already say why rows lack targets; the notes say what the load left out
+    hints = (hints or _dropped_hints(n_rows, steps, dropped)) + loaded.notes
     advance = progress("prepare: splitting", 1)
     parts, moves, record_split = _split_frozen(recs, config, project, test is not None, resplit, content, rejects)
     advance(1)
@@ -396,6 +404,7 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None, origin
     folder = ws.workspace(project) / "datasets" / digest[:16]
     manifest["frozen_split"] = _first_record(folder, moves)
     manifest["hints"] = hints
+    manifest["fields"] = loaded.uses
     manifest["prepared_by"] = origin
     with ws.atomic_dir(folder) as tmp:
         for name, rows in parts.items():
@@ -471,7 +480,9 @@ def _dropped_hints(n_rows: int, steps: list[dict], dropped: Dropped) -> list[str
 
 
 def _manifest(config, project, schemas, steps, parts, rejects, digest, corrections, epoch) -> dict:
-    labels = {n: dict(sorted(Counter(r.target for r in rows).items())) for n, rows in parts.items()}
+    # Labels are a distribution only for classification; free-text answers are summarised by length.
+    labels = ({n: dict(sorted(Counter(r.target for r in rows).items())) for n, rows in parts.items()}
+              if config.task.type == "classification" else {})
     return {
         "hash": digest,
         "fingerprint": fingerprint(config, project, corrections, epoch),
@@ -485,7 +496,19 @@ def _manifest(config, project, schemas, steps, parts, rejects, digest, correctio
         "steps": steps, "reviews_applied": len(corrections) if config.prepare.apply_reviews else 0,
         "counts": {**{n: len(rows) for n, rows in parts.items()}, "rejected": len(rejects)},
         "labels": labels,
+        "answer_words": {} if labels else {n: _length_stats(rows) for n, rows in parts.items()},
     }
+
+
+def _length_stats(rows: list[Record]) -> dict:
+    """Words per answer (characters for scripts written without spaces are counted as words)."""
+    from tunewise.tokens import words
+
+    sizes = sorted(len(words(r.target)) for r in rows if r.target is not None)
+    if not sizes:
+        return {"answers": 0}
+    return {"answers": len(sizes), "min": sizes[0], "median": sizes[len(sizes) // 2],
+            "p90": sizes[min(len(sizes) - 1, int(len(sizes) * 0.9))], "max": sizes[-1]}
 
 
 def datacard(m: dict) -> str:
@@ -518,9 +541,17 @@ def datacard(m: dict) -> str:
                   f"`{m['recent_test']}` (exported by `tunewise monitor --export-review`, labelled by a reviewer); "
                   "rows repeating a row of the dataset were left out of it. The frozen test split is unchanged."]
     lines += ["", f"Every removed or malformed row ({m['counts']['rejected']}) is listed with its reason in rejects.jsonl.", ""]
-    lines += ["## Labels per split", ""] + [f"- {n}: {json.dumps(v, ensure_ascii=False)}" for n, v in m["labels"].items()]
+    if m["labels"]:
+        lines += ["## Labels per split", ""] + [f"- {n}: {json.dumps(v, ensure_ascii=False)}" for n, v in m["labels"].items()]
+    else:
+        lines += ["## Answer length per split (words)", ""] + [
+            f"- {n}: {json.dumps(v)}" for n, v in m.get("answer_words", {}).items()]
+    if m.get("fields"):
+        lines += ["", "## Fields", "", "| file | field | rows | used for |", "|---|---|---|---|"]
+        lines += [f"| `{f}` | `{name}` | {u['rows']} | {u['use'] or 'ignored'} |"
+                  for f, uses in m["fields"].items() for name, u in uses.items()]
     if m.get("hints"):
-        lines += ["", "## Most rows unusable", ""] + [f"- {h}" for h in m["hints"]]
+        lines += ["", "## Notes and hints", ""] + [f"- {h}" for h in m["hints"]]
     return "\n".join(lines) + "\n"
 
 
@@ -568,7 +599,7 @@ def load_prepared(config: ProjectConfig, project: Path):
 def _project_records(config: ProjectConfig, project: Path) -> list[Record]:
     task, data = config.task, config.data
     return load_files(data.files, project, task.input_field, task.target_field, data.schema_, data.id_field,
-                      task.type == "extraction").records
+                      task.type == "extraction", data.sharegpt.model_dump()).records
 
 
 def export_project_review(project: Path, output: Path | None, overrides: list[str] | None,

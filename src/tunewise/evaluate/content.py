@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tunewise.tokens import words
+
 
 @lru_cache(maxsize=1)
 def _stopwords() -> frozenset[str]:
@@ -50,8 +52,9 @@ def _stem(word: str) -> str:
 def content_words(text: str) -> set[str]:
     """Stemmed content words: not stop words; numbers kept (a 3 vs a 5 is the whole answer)."""
     stop = _stopwords()
-    words = re.findall(r"[a-z0-9]+", str(text).lower())
-    return {_stem(w) for w in words if w not in stop and (len(w) > 1 or w.isdigit())}
+    # A one-character word is noise in English ("s" of "it's") but a whole word in Chinese or Thai.
+    return {_stem(w) if w.isascii() else w for w in words(str(text))
+            if w not in stop and (len(w) > 1 or w.isdigit() or not w.isascii())}
 
 
 def new_content(text: str, prompt_words: set[str]) -> set[str]:

@@ -139,6 +139,28 @@ def check_gold_field(config, records: list, where: str = "") -> None:
         raise ConfigError(f"{where}bad value for 'retrieval.gold_field': no test row has a field {gold!r}")
 
 
+def reference_sets(records: list[Record]) -> list[list[str]]:
+    """Each row's target, then the other answers the same input has among these rows: different
+    answers to one input are alternatives, and an answer matching any of them is right."""
+    by_input: dict[str, list[str]] = {}
+    for r in records:
+        if r.target is not None:
+            by_input.setdefault(_norm(r.input), []).append(r.target)
+    return [[r.target or "", *dict.fromkeys(t for t in by_input.get(_norm(r.input), []) if t != r.target)]
+            for r in records]
+
+
+def best_content_columns(prompts: list[str], refs: list[list[str]], answers: list[str],
+                         evidence: list[list[str]] | None) -> dict[str, list[float]]:
+    """Content precision / recall / F1 against the reference the answer matches best (by F1)."""
+    from tunewise.evaluate.content import content_columns
+
+    slots = [content_columns(prompts, [r[min(k, len(r) - 1)] for r in refs], answers, evidence)
+             for k in range(max(map(len, refs), default=1))]
+    best = [max(range(len(slots)), key=lambda k: slots[k]["content_f1"][i]) for i in range(len(answers))]
+    return {key: [slots[k][key][i] for i, k in enumerate(best)] for key in slots[0]}
+
+
 def evaluate_generation(config: ProjectConfig, records: list[Record], preds: list[Prediction],
                         passages: list[list[str]] | None = None, evidence: list[list[str]] | None = None,
                         encoder: Path | None = None) -> tuple[dict, dict[str, np.ndarray]]:
@@ -153,19 +175,20 @@ def evaluate_generation(config: ProjectConfig, records: list[Record], preds: lis
     from rouge_score import rouge_scorer
     from sacrebleu.metrics import CHRF
 
-    from tunewise.evaluate.content import content_columns, retrieval_hits, semantic_similarity
+    from tunewise.evaluate.content import retrieval_hits, semantic_similarity
+    from tunewise.tokens import RougeTokenizer
 
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False, tokenizer=RougeTokenizer())
     chrf = CHRF()
     cols: dict[str, list[float]] = {"rouge_l": [], "chrf": [], "exact_match": [], "format_compliance": []}
-    for rec, pred in zip(records, preds, strict=True):
-        target = rec.target or ""
-        cols["rouge_l"].append(scorer.score(target, pred.output)["rougeL"].fmeasure)
-        cols["chrf"].append(chrf.sentence_score(pred.output, [target]).score / 100)
-        cols["exact_match"].append(float(_norm(pred.output) == _norm(target)))
+    refs = reference_sets(records)
+    for targets, pred in zip(refs, preds, strict=True):
+        cols["rouge_l"].append(max(scorer.score(t, pred.output)["rougeL"].fmeasure for t in targets))
+        cols["chrf"].append(max(chrf.sentence_score(pred.output, [t]).score for t in targets) / 100)
+        cols["exact_match"].append(float(any(_norm(pred.output) == _norm(t) for t in targets)))
         cols["format_compliance"].append(float(format_ok(pred.output, config)))
     prompts = [f"{config.task.instruction}\n{r.input}" for r in records]
-    cols |= content_columns(prompts, [r.target or "" for r in records], [p.output for p in preds], evidence)
+    cols |= best_content_columns(prompts, refs, [p.output for p in preds], evidence)
     if encoder is not None:
         cols["semantic_similarity"] = semantic_similarity(
             encoder, [r.target or "" for r in records], [p.output for p in preds], config.encoder.max_seq_length,

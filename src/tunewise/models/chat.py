@@ -18,6 +18,9 @@ The end of turn is the special token the template writes right after an assistan
 (``<|im_end|>`` for ChatML, ``<|eot_id|>`` for Llama 3, ``<end_of_turn>`` for Gemma), found by
 rendering a probe. It closes every trained answer and stops generation; it need not be the EOS.
 
+Tool definitions (``meta["tools"]``) go to the template's ``tools`` argument; a template that never
+mentions ``tools`` would drop them silently, so they join the system turn as JSON lines instead.
+
 Tool calls: a template that mentions ``tool_calls`` gets them as they are (JSON-text arguments
 parsed into an object, as transformers' templates expect). Otherwise an assistant tool-call turn
 is rendered as its text followed by ``{"tool_calls": [{"name": ..., "arguments": ...}]}`` (see
@@ -95,12 +98,19 @@ class PromptBuilder:
     def ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def render(self, messages: list[dict], generation: bool) -> str:
+    def render(self, messages: list[dict], generation: bool, tools: list[dict] | None = None) -> str:
+        """The turns as the model sees them; ``tools`` (OpenAI tool definitions) go to the template's
+        ``tools`` argument, or into the system turn as text when the template ignores them."""
+        if tools and not self.template_takes_tools:
+            messages = tools_in_system(messages, tools)
+            tools = None
         if self.has_template:
             from jinja2 import TemplateError as JinjaError
 
             try:
-                return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+                extra = {"tools": tools} if tools else {}
+                return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation,
+                                                          **extra)
             except JinjaError as e:  # e.g. a template that refuses a system turn or a tool role
                 roles = ", ".join(m["role"] for m in messages)
                 raise TemplateError(f"the model's chat template refuses these turns ({roles}): {e}") from None
@@ -108,6 +118,12 @@ class PromptBuilder:
         eos = self.tokenizer.eos_token or ""
         lines = [f"{m['role']}: {m['content']}{eos if m['role'] == 'assistant' else ''}\n" for m in messages]
         return "".join(lines) + ("assistant: " if generation else "")
+
+    @property
+    def template_takes_tools(self) -> bool:
+        """Whether the chat template renders a ``tools`` argument (most tool-calling templates do;
+        one that never mentions it would drop the definitions silently)."""
+        return self.has_template and "tools" in self.tokenizer.chat_template
 
     @property
     def end_of_answer(self) -> str:
@@ -203,12 +219,17 @@ class PromptBuilder:
         turns = self.chat_messages(messages, clip, instruction)
         return turns[:-1] if turns and turns[-1]["role"] == "assistant" else turns
 
+    def chat_prompt(self, messages: list[dict], tools: list[dict] | None = None) -> str:
+        """The rendered prompt of a chat (a row's turns or a request to serve) with its tool
+        definitions: what training, evaluation and serving all feed the model."""
+        return self.render(self.prompt_turns(messages), generation=True, tools=tools)
+
     def record_prompt(self, rec: Record) -> str:
         """The rendered prompt for any record: a chat row's real turns, else instruction + input."""
         messages = rec.meta.get("messages") if rec.meta else None
         if not messages:
             return self.prompt(rec.input)
-        return self.render(self.prompt_turns(messages), generation=True)
+        return self.chat_prompt(messages, rec.meta.get("tools"))
 
     def prompt_ids(self, rec: Record) -> list[int]:
         return self.ids(self.record_prompt(rec))
@@ -220,29 +241,30 @@ class PromptBuilder:
             prompt_ids, answer_ids = self.encode(rec.input, rec.target)
             return prompt_ids + answer_ids, [IGNORE] * len(prompt_ids) + answer_ids
         turns = self.chat_messages(messages)
+        tools = rec.meta.get("tools")
         weights = iter([m.get("weight", 1) for m in messages if m["role"] == "assistant"])
         ids: list[int] = []
         labels: list[int] = []
         for k, turn in enumerate(turns):
             if turn["role"] != "assistant":
                 continue
-            prompt = self.render(turns[:k], generation=True)
+            prompt = self.render(turns[:k], generation=True, tools=tools)
             prompt_ids = self.ids(prompt)
             if prompt_ids[: len(ids)] != ids:
                 raise TemplateError(
                     f"record {rec.id}: the chat template renders earlier turns differently once a later "
                     "turn follows; a multi-turn answer would be trained on a context it never sees"
                 )
-            answer_ids = self.ids(self._answer_text(turns[: k + 1], prompt, rec))
+            answer_ids = self.ids(self._answer_text(turns[: k + 1], prompt, rec, tools))
             context = prompt_ids[len(ids):]
             trained = next(weights, 1) != 0
             ids += context + answer_ids
             labels += [IGNORE] * len(context) + (answer_ids if trained else [IGNORE] * len(answer_ids))
         return ids, labels
 
-    def _answer_text(self, turns: list[dict], prompt: str, rec: Record) -> str:
+    def _answer_text(self, turns: list[dict], prompt: str, rec: Record, tools: list[dict] | None = None) -> str:
         """The text the template writes for the last (assistant) turn, up to its end of turn."""
-        full = self.render(turns, generation=False)
+        full = self.render(turns, generation=False, tools=tools)
         if not full.startswith(prompt):
             raise TemplateError(
                 f"record {rec.id}: the chat template renders the prompt differently with and without "
@@ -254,6 +276,15 @@ class PromptBuilder:
             raise TemplateError(f"record {rec.id}: the chat template does not close an assistant turn "
                                 f"with {self.end_of_answer!r}")
         return rest[: end + len(self.end_of_answer)]
+
+
+def tools_in_system(messages: list[dict], tools: list[dict]) -> list[dict]:
+    """Tool definitions as text at the end of the system turn (one is added when the chat has none),
+    for a template that has no ``tools`` argument."""
+    text = "Tools you can call (JSON):\n" + "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
+    if messages and messages[0]["role"] == "system":
+        return [{**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}, *messages[1:]]
+    return [{"role": "system", "content": text}, *messages]
 
 
 def _hf_call(call: dict) -> dict:

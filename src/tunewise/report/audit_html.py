@@ -82,6 +82,10 @@ def render_audit(audit: dict, recs: dict[str, Record]) -> str:
         (f"<p class='muted'>schemas: {escape(json.dumps(audit['schemas']))}; task: {escape(audit['task'])}; "
          f"test rows: {audit['test_rows']}</p>"),
         *(f"<p class='bad'>hint: {escape(h)}</p>" for h in audit.get("hints", [])),
+        "<h2 id='fields'>fields: what each is used for</h2>",
+        _table(["file", "field", "rows", "used for"], [[f, name, u["rows"], u["use"] or "ignored"]
+                                                     for f, uses in audit.get("fields", {}).items()
+                                                     for name, u in uses.items()]),
         "<h2>Summary</h2>",
         "<table><tr><th>check</th><th>count</th><th>note</th></tr>" + "".join(
             f"<tr><td><a href='#{escape(n)}'>{escape(n)}</a></td>"

@@ -11,7 +11,7 @@ from tunewise.rungs.base import LabelScorer
 
 
 class FinetunedRung(LabelScorer):
-    """Fine-tune with ``method`` (full, lora, dora, qlora, prefix, prompt-tuning, ia3, dpo); the
+    """Fine-tune with ``method`` (full, lora, dora, qlora, prefix, prompt-tuning, ia3, dpo, kto); the
     checkpoint with the best val loss is kept."""
 
     name = "lora"
@@ -49,9 +49,10 @@ class FinetunedRung(LabelScorer):
         reference model forward over every token."""
         from tunewise.evaluate.cost import FORWARD, FORWARD_BACKWARD, FORWARD_BACKWARD_FROZEN
 
-        full = self.method == "full" or (self.method == "dpo" and self.config.train.dpo.weights == "full")
-        passes = FORWARD_BACKWARD if full else FORWARD_BACKWARD_FROZEN
-        return passes + FORWARD if self.method == "dpo" else passes
+        from tunewise.train.methods import PREFERENCE, full_weights
+
+        passes = FORWARD_BACKWARD if full_weights(self.config) else FORWARD_BACKWARD_FROZEN
+        return passes + FORWARD if self.method in PREFERENCE else passes
 
     def save(self, run_dir) -> None:
         """Training already wrote the best weights (PEFT adapter or full safetensors); name them."""

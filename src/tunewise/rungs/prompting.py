@@ -165,7 +165,7 @@ class FewShot(LabelScorer):
             messages = shot.meta.get("messages") or [
                 {"role": "user", "content": shot.input}, {"role": "assistant", "content": shot.target or ""}]
             examples += [t for t in b.chat_messages(messages, clip, instruction=False) if t["role"] != "system"]
-        return b.render(head + examples + turns[len(head):], generation=True)
+        return b.render(head + examples + turns[len(head):], generation=True, tools=rec.meta.get("tools"))
 
     def context_budget(self) -> int:
         limit = getattr(self.model.config, "max_position_embeddings", None) or 2048

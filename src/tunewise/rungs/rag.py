@@ -217,7 +217,8 @@ class Rag(LabelScorer):
             if messages and b.has_template:
                 # A chat row keeps its real turns (as every other rung renders it); the passages go
                 # into its last user turn, next to the question they answer.
-                text = b.render(_with_passages(b.prompt_turns(messages), block), generation=True)
+                text = b.render(_with_passages(b.prompt_turns(messages), block), generation=True,
+                                tools=rec.meta.get("tools"))
             else:
                 text = _render(b, "\n\n".join(x for x in (
                     self.config.task.instruction.strip(), block, f"Input: {b.truncate(rec.input)}") if x))

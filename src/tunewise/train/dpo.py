@@ -1,6 +1,7 @@
 """Direct preference optimisation with TRL's DPOTrainer, on LoRA or full weights.
 
-Preference rows are ``{prompt, chosen, rejected}``: ``prompt`` is the user's input, rendered with the
+Preference rows are ``{prompt, chosen, rejected}`` in any form the loader reads (``data/schemas.py``):
+``prompt`` is the user's input (or the row's turns, with their tools), rendered with the
 same PromptBuilder (task instruction + chat template) as training, evaluation and serving; TRL
 appends the EOS to both answers. A classification project can opt in to pairs built from its
 labels (chosen = the label, rejected = another label drawn with the seed).
@@ -9,7 +10,6 @@ labels (chosen = the label, rejected = another label drawn with the seed).
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import time
 from pathlib import Path
@@ -24,24 +24,24 @@ class PreferenceDataError(ValueError):
 
 
 def read_preferences(path: Path) -> list[dict]:
-    """Rows of a ``{prompt, chosen, rejected}`` JSONL file; each error names the file and line."""
+    """Rows of a preference file, in any format and any preference form the loader reads (flat
+    strings, message lists, ShareGPT, alpaca; JSONL, JSON arrays, ...); an error names the file and line.
+    A row given as turns keeps them (``messages``, ``tools``) to be rendered as real turns."""
+    from tunewise.data.load import DataError, load_file
+
     path = Path(path)
     if not path.exists():
         raise PreferenceDataError(f"train.dpo.data: no such file: {path}")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise PreferenceDataError(f"{path}:{n}: not valid JSON") from None
-        missing = [k for k in ("prompt", "chosen", "rejected") if not isinstance(row.get(k), str) or not row[k]]
-        if missing:
-            raise PreferenceDataError(f"{path}:{n}: missing or empty field(s) {', '.join(missing)}")
-        if row["chosen"] == row["rejected"]:
-            raise PreferenceDataError(f"{path}:{n}: chosen and rejected are the same text")
-        rows.append({k: row[k] for k in ("prompt", "chosen", "rejected")})
+    try:
+        loaded = load_file(path, schema="preference")
+    except DataError as e:
+        raise PreferenceDataError(f"train.dpo.data: {e}") from None
+    if loaded.rejects:
+        r = loaded.rejects[0]
+        more = f" ({len(loaded.rejects) - 1} more rows rejected)" if len(loaded.rejects) > 1 else ""
+        raise PreferenceDataError(f"{r.file}:{r.line}: {r.reason}{more}")
+    rows = [{"prompt": rec.input, "chosen": rec.target, "rejected": rec.meta["rejected"],
+             "messages": rec.meta.get("messages"), "tools": rec.meta.get("tools")} for rec in loaded.records]
     if len(rows) < 2:
         raise PreferenceDataError(f"{path}: needs at least two preference rows, found {len(rows)}")
     return rows
@@ -89,8 +89,11 @@ def _render(rows: list[dict], builder: PromptBuilder):
     def close(answer: str) -> str:
         return answer if answer.endswith(end) else answer + end
 
-    return Dataset.from_list([{**r, "prompt": builder.prompt(r["prompt"]), "chosen": close(r["chosen"]),
-                               "rejected": close(r["rejected"])} for r in rows])
+    def prompt(r: dict) -> str:
+        return builder.chat_prompt(r["messages"], r.get("tools")) if r.get("messages") else builder.prompt(r["prompt"])
+
+    return Dataset.from_list([{"prompt": prompt(r), "chosen": close(r["chosen"]), "rejected": close(r["rejected"])}
+                              for r in rows])
 
 
 def train_dpo(model, tokenizer, config: ProjectConfig, train: list[Record], val: list[Record],
@@ -135,8 +138,8 @@ def train_dpo(model, tokenizer, config: ProjectConfig, train: list[Record], val:
     if trainer.args.should_save:
         history.save(run_dir)
     # DPO runs the prompt with each answer: count both sequences of every pair the steps consumed.
-    per_pair = sum(len(tokenizer(builder.prompt(r["prompt"]) + r["chosen"] + r["rejected"])["input_ids"])
-                   for r in pref_train) / len(pref_train)
+    rendered = _render(pref_train, builder)
+    per_pair = sum(len(tokenizer(r["prompt"] + r["chosen"] + r["rejected"])["input_ids"]) for r in rendered) / len(rendered)
     pairs_seen = trainer.state.global_step * t.batch_size * t.grad_accum * trainer.args.world_size
     return TrainResult(trainer.model, seconds, int(per_pair * pairs_seen), trainer.state.global_step,
                        trainer.state.best_model_checkpoint, history.rows, history.warnings)

@@ -22,6 +22,8 @@ PROMPT_LEARNING = ("prefix", "prompt-tuning")
 # Methods whose forward passes keyword arguments through to the base model (logits_to_keep,
 # position_ids): the ones that can use sparse logits and padding-free batches.
 PASS_THROUGH = ("full", "lora", "dora", "qlora")
+PREFERENCE = ("dpo", "kto")
+"""Methods trained on preferences by a TRL trainer, on LoRA or full weights (train.<method>.weights)."""
 
 
 class MethodError(ValueError):
@@ -71,9 +73,9 @@ PEFT_CONFIGS = {
 
 
 def peft_config(config: ProjectConfig):
-    """The PEFT config of an adapter method (dpo with LoRA weights uses plain LoRA)."""
+    """The PEFT config of an adapter method (dpo and kto with LoRA weights use plain LoRA)."""
     method = config.train.method
-    if method == "dpo":
+    if method in PREFERENCE:
         return _lora(config)
     return PEFT_CONFIGS[method](config)
 
@@ -126,7 +128,7 @@ def disable_avx512_bf16(model, bnb=None) -> int:
 def prepare_model(model, config: ProjectConfig):
     """Return the model to train: full weights trainable, or a PEFT model around the base."""
     method = config.train.method
-    if method == "full" or (method == "dpo" and config.train.dpo.weights == "full"):
+    if full_weights(config):
         for p in model.parameters():
             p.requires_grad_(True)
         return model
@@ -175,6 +177,10 @@ def check_method(config: ProjectConfig) -> None:
 
 def output_name(config: ProjectConfig) -> str:
     """Where the trained weights go inside a run folder."""
+    return "model" if full_weights(config) else "adapter"
+
+
+def full_weights(config: ProjectConfig) -> bool:
+    """Whether the method trains every weight (full; dpo or kto with weights: full)."""
     t = config.train
-    full = t.method == "full" or (t.method == "dpo" and t.dpo.weights == "full")
-    return "model" if full else "adapter"
+    return t.method == "full" or (t.method in PREFERENCE and getattr(t, t.method).weights == "full")

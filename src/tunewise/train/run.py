@@ -30,11 +30,12 @@ def resolve_config(project: Path, method: str | None, overrides: list[str] | Non
     if method:
         overrides.append(f"train.method={method}")
     config = load_config(project, overrides)
-    data = config.train.dpo.data
-    if data and not Path(data).is_absolute():
-        # Child processes and the ladder may run elsewhere: pin the preference file to the project.
-        dpo = config.train.dpo.model_copy(update={"data": str((Path(project) / data).resolve())})
-        config = config.model_copy(update={"train": config.train.model_copy(update={"dpo": dpo})})
+    for key in ("dpo", "kto"):
+        section = getattr(config.train, key)
+        if section.data and not Path(section.data).is_absolute():
+            # Child processes and the ladder may run elsewhere: pin the preference file to the project.
+            pinned = section.model_copy(update={"data": str((Path(project) / section.data).resolve())})
+            config = config.model_copy(update={"train": config.train.model_copy(update={key: pinned})})
     return config
 
 
@@ -88,6 +89,10 @@ def train_project(project: Path, method: str | None = None, overrides: list[str]
         from tunewise.train.dpo import preference_splits
 
         preference_splits(config, [], [], project)  # a bad preference file fails before any model loads
+    if config.train.method == "kto":
+        from tunewise.train.kto import kto_rows
+
+        kto_rows(config, project)
     splits = resolve_splits(config, project, "tunewise train", progress=progress or no_progress)
     run_dir = run_folder(project, config.train.method, resume, run)
     if resume:

@@ -388,6 +388,10 @@ def train_adapter(model, tokenizer, config: ProjectConfig, train: list[Record], 
         from tunewise.train.dpo import train_dpo
 
         return train_dpo(model, tokenizer, config, train, val, run_dir, progress, resume, project)
+    if config.train.method == "kto":
+        from tunewise.train.kto import train_kto
+
+        return train_kto(model, tokenizer, config, run_dir, progress, resume, project)
     from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
 
     from tunewise.data.split import subsample
