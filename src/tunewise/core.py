@@ -66,6 +66,8 @@ class Cost:
     prompt_tokens: int = 0
     train_flops: float = 0.0
     """FLOPs of training (see tunewise.evaluate.cost); what training is priced by."""
+    train_eval_tokens: int = 0
+    """Val tokens evaluated during training to choose the checkpoint (forward only; in ``train_flops``)."""
     predict_flops: float = 0.0
     """Forward FLOPs of the requests predicted (generated tokens included); what a request is priced by."""
     decode_tokens: int = 0

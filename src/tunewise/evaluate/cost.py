@@ -162,6 +162,8 @@ def rung_work(cost) -> dict:
     return {
         "flops_per_request": cost.predict_flops / n,
         "train_flops": cost.train_flops,
+        "train_tokens": cost.train_tokens,
+        "train_eval_tokens": cost.train_eval_tokens,
         "decode_tokens_per_request": cost.decode_tokens / n,
         "decode_flops_per_request": cost.decode_flops / n,
         "decode_bytes_per_request": cost.decode_bytes / n,

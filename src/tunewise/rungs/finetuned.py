@@ -40,6 +40,7 @@ class FinetunedRung(LabelScorer):
         self.cost.train_tokens += result.tokens
         self.cost.train_flops += training_flops(self.shape[0], result.tokens, self.train_passes())
         # The val evaluations that choose the checkpoint are part of training's bill (forward only).
+        self.cost.train_eval_tokens += getattr(result, "eval_tokens", 0)
         self.cost.train_flops += training_flops(self.shape[0], getattr(result, "eval_tokens", 0), FORWARD)
         return self
 
