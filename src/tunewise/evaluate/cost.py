@@ -392,7 +392,8 @@ def render_break_even_md(result: dict) -> list[str]:
     """The break-even as a Markdown section (lines), for report.md and `tunewise estimate --break-even`."""
     lines = ["## Break-even: when does training pay for itself?", ""]
     if not result["comparisons"]:
-        return lines + ["No trained rung and no untrained rung in the same ladder, so no break-even to show.", ""]
+        return lines + ["No trained rung and no untrained rung in the same ladder, so no break-even to show.", "",
+                        prices_line(result), ""]
     lines += [f"- {s}" for s in break_even_sentences(result)] + [""]
     lines += ["| rung | quality % | prompt tokens | compute ms / request | train $ | $ per 1,000 requests |",
               "|---|---|---|---|---|---|"]
