@@ -118,3 +118,28 @@ def test_estimate_and_ladder_price_the_same_training_run_alike(tiny_project, tin
     params = work["train_flops"] / (4 * work["train_tokens"] + 2 * work["train_eval_tokens"])
     eval_s = 2 * params * work["train_eval_tokens"] / machine["flops_per_second"]
     assert ladder_train_s - eval_s == pytest.approx(work["train_tokens"] / tps, rel=0.01)
+
+
+def test_generated_tokens_book_their_bytes_and_scored_labels_do_not(tiny_model_dir):
+    import time
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForCausalLM
+
+    from tunewise.core import Cost
+    from tunewise.evaluate.cost import kv_bytes_per_position, model_shape
+    from tunewise.rungs.base import LabelScorer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    c = model.config
+    assert kv_bytes_per_position(model) == 2 * c.num_hidden_layers * c.num_key_value_heads * (
+        c.hidden_size // c.num_attention_heads) * 2
+    rung = SimpleNamespace(shape=model_shape(model), kv_bytes=kv_bytes_per_position(model), cost=Cost())
+    prompts = [[1] * 10, [2] * 12]
+    LabelScorer.charge(rung, time.perf_counter(), prompts, [[3], [3]])
+    assert rung.cost.decode_tokens == 0 and rung.cost.decode_bytes == 0 and rung.cost.predict_flops > 0
+    LabelScorer.charge(rung, time.perf_counter(), prompts, [[3], [5]], decoded=True)
+    assert rung.cost.decode_tokens == 8
+    assert rung.cost.decode_bytes == (decode_bytes(rung.shape[0], rung.kv_bytes, 3, 10)
+                                      + decode_bytes(rung.shape[0], rung.kv_bytes, 5, 12))
+    assert rung.cost.decode_flops == forward_flops(rung.shape, 3, 10) + forward_flops(rung.shape, 5, 12)
