@@ -100,5 +100,18 @@ def test_changing_only_the_prices_reuses_every_rung_and_the_report_reprices(tiny
     # Same work, same machine, same prices: the re-priced report agrees with a ladder run at them.
     again = read(ladder_mod.run_ladder(load_config(tiny_project, ["cost.gpu=L4"]), tiny_project, CHEAP))
     assert [r["cost"] for r in again["rungs"]] == [r["cost"] for r in l4["rungs"]]
+    assert again["recommendation"] == l4["recommendation"] and again["break_even"] == l4["break_even"]
     refused = runner.invoke(app, ["report", str(tiny_project), "--set", "few_shot.k=1"])
     assert refused.exit_code == 2 and "re-prices only" in refused.output and "Traceback" not in refused.output
+
+
+def test_repricing_restores_the_content_scores_from_the_run_folders(tmp_path):
+    """ladder.json leaves per-item content scores out; re-pricing reads them back from each run's
+    result.json so the recommendation's content check runs again."""
+    run = tmp_path / "runs" / "rag-1"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps({"metric_items": {"content_f1": [1.0, 0.0]}}))
+    rungs = [{"name": "rag", "run_dir": str(run)}, {"name": "gone", "run_dir": str(tmp_path / "nope")}, {"name": "x"}]
+    ladder_mod.restore_metric_items(rungs)
+    assert rungs[0]["metric_items"] == {"content_f1": [1.0, 0.0]}
+    assert "metric_items" not in rungs[1] and "metric_items" not in rungs[2]

@@ -311,6 +311,15 @@ def price_ladder(ladder: dict, prices, seed: int) -> dict:
     return ladder
 
 
+def restore_metric_items(rungs: list[dict]) -> None:
+    """The per-item content scores the recommendation's content check needs: ladder.json leaves them out,
+    each run folder's result.json keeps them. A rung whose folder is gone is checked without them."""
+    for r in rungs:
+        path = Path(r["run_dir"]) / "result.json" if r.get("run_dir") else None
+        if "metric_items" not in r and path and path.is_file():
+            r["metric_items"] = json.loads(path.read_text(encoding="utf-8")).get("metric_items")
+
+
 def reprice_report(project: Path, overrides: list[str], folder: Path | None = None) -> Path:
     """A new report folder holding the latest (or ``folder``'s) ladder re-priced by the project's config
     with ``overrides`` (`--set cost.gpu=H100-80GB`); only prices and the recommendation change."""
@@ -324,6 +333,9 @@ def reprice_report(project: Path, overrides: list[str], folder: Path | None = No
         raise ConfigError(f"{project}: no saved ladder to report on (run `tunewise ladder {project}` first)")
     config = load_config(project, overrides)
     ladder = json.loads((Path(folder) / "ladder.json").read_text(encoding="utf-8"))
+    ladder.setdefault("margin", config.eval.margin)  # ladders saved before these were recorded
+    ladder.setdefault("bootstrap", config.eval.bootstrap)
+    restore_metric_items(ladder["rungs"])
     price_ladder(ladder, resolve_prices(config.cost), config.data.seed)
     ladder["repriced_from"] = str(folder)
     report_dir = ws.new_dir(project, "reports")
