@@ -80,3 +80,38 @@ def test_every_rung_failing_is_one_error(tiny_project, monkeypatch):
     monkeypatch.setattr(ladder_mod, "run_rung", lambda name, *a, **k: (_ for _ in ()).throw(ValueError("bad")))
     with pytest.raises(ladder_mod.RungsFailed, match="every rung failed: zero-shot: ValueError: bad"):
         ladder_mod.run_ladder(load_config(tiny_project), tiny_project, ["zero-shot"])
+
+
+def test_changing_only_the_prices_reuses_every_rung_and_the_report_reprices(tiny_project):
+    """Prices are computed from the recorded work: a change under `cost:` re-runs nothing, and
+    `tunewise report --set cost.gpu=…` writes a new report priced on that GPU."""
+    cpu = read(ladder_mod.run_ladder(load_config(tiny_project), tiny_project, CHEAP))
+    h100 = read(ladder_mod.run_ladder(load_config(tiny_project, ["cost.gpu=H100-80GB"]), tiny_project, CHEAP))
+    assert h100["reused"] == CHEAP and h100["machine"]["name"] == "H100-80GB"
+    assert cpu["machine"]["name"].startswith("this CPU")
+    for a, b in zip(cpu["rungs"], h100["rungs"], strict=True):
+        assert b["compute"] == a["compute"] and b["cost"] != a["cost"]
+    result = runner.invoke(app, ["report", str(tiny_project), "--set", "cost.gpu=L4"])
+    assert result.exit_code == 0, result.output
+    latest = sorted((tiny_project / ".tunewise" / "reports").iterdir())[-1]
+    l4 = read(latest)
+    assert l4["machine"]["name"] == "L4" and l4["prices"]["usd_per_hour"] == 0.7
+    assert [r["name"] for r in l4["rungs"]] == CHEAP and "one L4" in (latest / "report.md").read_text()
+    # Same work, same machine, same prices: the re-priced report agrees with a ladder run at them.
+    again = read(ladder_mod.run_ladder(load_config(tiny_project, ["cost.gpu=L4"]), tiny_project, CHEAP))
+    assert [r["cost"] for r in again["rungs"]] == [r["cost"] for r in l4["rungs"]]
+    assert again["recommendation"] == l4["recommendation"] and again["break_even"] == l4["break_even"]
+    refused = runner.invoke(app, ["report", str(tiny_project), "--set", "few_shot.k=1"])
+    assert refused.exit_code == 2 and "re-prices only" in refused.output and "Traceback" not in refused.output
+
+
+def test_repricing_restores_the_content_scores_from_the_run_folders(tmp_path):
+    """ladder.json leaves per-item content scores out; re-pricing reads them back from each run's
+    result.json so the recommendation's content check runs again."""
+    run = tmp_path / "runs" / "rag-1"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps({"metric_items": {"content_f1": [1.0, 0.0]}}))
+    rungs = [{"name": "rag", "run_dir": str(run)}, {"name": "gone", "run_dir": str(tmp_path / "nope")}, {"name": "x"}]
+    ladder_mod.restore_metric_items(rungs)
+    assert rungs[0]["metric_items"] == {"content_f1": [1.0, 0.0]}
+    assert "metric_items" not in rungs[1] and "metric_items" not in rungs[2]

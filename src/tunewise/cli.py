@@ -34,7 +34,7 @@ QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No progress bars;
 # turned a Ctrl-C during start-up into a second error (or a crash).
 USER_ERRORS = (
     ("tunewise.assets", "AssetMissing"), ("tunewise.config", "ConfigError"), ("tunewise.data.load", "DataError"),
-    ("tunewise.examples", "ExampleError"), ("tunewise.models.chat", "TemplateError"),
+    ("tunewise.examples", "ExampleError"), ("tunewise.gpus", "GpuError"), ("tunewise.models.chat", "TemplateError"),
     ("tunewise.models.load", "ModelError"), ("tunewise.plan.estimate", "PlanError"),
     ("tunewise.train.dpo", "PreferenceDataError"), ("tunewise.train.launch", "LaunchError"),
     ("tunewise.train.methods", "MethodError"), ("tunewise.train.sft", "TrainingGuardError"),
@@ -306,12 +306,22 @@ def _print_report_paths(report_dir: Path) -> None:
 def report(
     project: ProjectArg = Path("."),
     run: Annotated[Path | None, typer.Option(help="A report folder (default: the latest).")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Re-price with a `cost.` key changed (e.g. cost.gpu=H100-80GB): writes a new report "
+                      "folder from the rungs' recorded work, re-running nothing (repeatable).")] = None,
 ) -> None:
-    """Rebuild the report files from the latest (or a given) saved ladder.json."""
+    """Rebuild the report files from the latest (or a given) saved ladder.json; --set cost.…: re-price it."""
     from tunewise import workspace as ws
     from tunewise.config import ConfigError
     from tunewise.report.build import rebuild
 
+    if set_:
+        if bad := [s for s in set_ if not s.startswith("cost.")]:
+            raise ConfigError(f"--set {bad[0]}: the report re-prices only; change other keys and re-run the ladder")
+        from tunewise.ladder import reprice_report
+
+        _print_report_paths(reprice_report(project, set_, run))
+        return
     folder = run or ws.latest_dir(project, "reports")
     if folder is None or not (folder / "ladder.json").exists():
         raise ConfigError(f"{project}: no saved ladder to report on (run `tunewise ladder {project}` first)")
@@ -327,7 +337,7 @@ def estimate(
     method: Annotated[str, typer.Option(help="full, lora or qlora.")] = "lora",
     seq_len: Annotated[int, typer.Option(help="Tokens per training sequence.")] = 512,
     batch: Annotated[int, typer.Option(help="Micro-batch per GPU.")] = 8,
-    gpu: Annotated[str | None, typer.Option(help="A GPU of plan/gpus.yaml (default A100-80GB).")] = None,
+    gpu: Annotated[str | None, typer.Option(help="A GPU of tunewise/gpus.yaml (default A100-80GB).")] = None,
     gpus: Annotated[int, typer.Option(help="Data-parallel GPUs.")] = 1,
     precision: Annotated[str, typer.Option(help="bf16, fp16, mixed or fp32.")] = "bf16",
     optimizer: Annotated[str, typer.Option(help="adamw, adamw8bit, paged_adamw8bit or sgd.")] = "adamw",

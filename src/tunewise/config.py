@@ -382,15 +382,19 @@ class RetrievalConfig(_Strict):
 
 
 class CostConfig(_Strict):
-    """Prices that turn measured seconds and tokens into money. The ladder report, its recommendation
-    and `tunewise estimate --break-even` all price with this one section. Set it to what you pay."""
+    """Prices that turn the work a rung recorded (FLOPs, tokens, bytes read) into money. The ladder
+    report, its recommendation and `tunewise estimate --break-even` all price with this one section. Set
+    it to what you pay. A change here re-runs no rung: `tunewise report PROJECT --set cost.gpu=L4`
+    re-prices the latest ladder."""
 
     usd_per_hour: float = Field(1.0, ge=0)
     """Price of the machine that serves (and, unless `train_usd_per_hour` says otherwise, trains), per
     hour: a cloud GPU or CPU instance. Latencies are measured on the machine the ladder ran on."""
     gpu: str | None = None
-    """Price the machine as this GPU of the catalogue (plan/gpus.yaml, or your copy in $TUNEWISE_HOME):
-    its hourly price replaces `usd_per_hour` unless you also set `usd_per_hour`."""
+    """Price the work on this GPU of the catalogue (tunewise/gpus.yaml, or your copy in $TUNEWISE_HOME):
+    prefill and training FLOPs at its peak and generated tokens by its memory bandwidth, each at the
+    catalogue's stated utilisation; its hourly price replaces `usd_per_hour` unless you also set
+    `usd_per_hour`. None: this CPU."""
     train_usd_per_hour: float | None = Field(default=None, ge=0)
     """Price of the training machine, per hour, when it differs from the serving one (None: the same)."""
     usd_per_1m_prompt_tokens: float = Field(0.0, ge=0)
@@ -399,9 +403,9 @@ class CostConfig(_Strict):
     """Expected traffic: ranks rungs by training + one month of serving in the recommendation, and turns a
     break-even volume into months."""
     gflops: float | None = Field(default=None, gt=0)
-    """Sustained GFLOP/s of the machine a request's (and a training run's) FLOPs are priced on. None:
-    measured once on this machine by a short matmul benchmark and cached in $TUNEWISE_HOME. Set it to
-    price a machine other than the one the ladder runs on."""
+    """Sustained GFLOP/s of the CPU machine a request's (and a training run's) FLOPs are priced on when
+    `gpu` is not set. None: measured once on this machine by a short matmul benchmark and cached in
+    $TUNEWISE_HOME. Set it to price a machine other than the one the ladder runs on."""
 
 
 class MonitorConfig(_Strict):

@@ -69,8 +69,16 @@ class Cost:
     prompt_tokens: int = 0
     train_flops: float = 0.0
     """FLOPs of training (see tunewise.evaluate.cost); what training is priced by."""
+    train_eval_tokens: int = 0
+    """Val tokens evaluated during training to choose the checkpoint (forward only; in ``train_flops``)."""
     predict_flops: float = 0.0
-    """Forward FLOPs of the requests predicted; what a request is priced by."""
+    """Forward FLOPs of the requests predicted (generated tokens included); what a request is priced by."""
+    decode_tokens: int = 0
+    """Tokens generated one at a time (after the prompt's forward pass)."""
+    decode_flops: float = 0.0
+    """The part of ``predict_flops`` spent generating those tokens."""
+    decode_bytes: float = 0.0
+    """Bytes those tokens read in 16-bit: weights once per token plus the KV cache; a GPU's decode time."""
 
     @property
     def ms_per_example(self) -> float:

@@ -14,7 +14,7 @@ from tunewise import workspace as ws
 from tunewise.config import METHODS, ConfigError, ProjectConfig, config_path, dump_config
 from tunewise.core import Record
 from tunewise.data.resolve import Splits, resolve_splits
-from tunewise.evaluate.cost import add_break_even, cost_spread, resolve_prices, rung_compute, rung_cost
+from tunewise.evaluate.cost import add_break_even, resolve_prices, rung_work
 from tunewise.evaluate.score import check_primary
 from tunewise.evaluate.stats import mcnemar, paired_bootstrap_diff
 from tunewise.evaluate.text_metrics import check_gold_field
@@ -135,10 +135,11 @@ def timing_sample(test: list[Record], size: int, seed: int) -> list[Record]:
 
 def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, progress: ProgressFn,
              throughput: dict | None = None) -> dict:
-    """Fit one rung, predict the frozen test split, score it, time it and price it; write the run folder.
+    """Fit one rung, predict the frozen test split, score it and time it; write the run folder.
 
-    The price comes from the rung's FLOPs at ``throughput`` (machine_throughput's dict; measured or
-    read from the cache when None), not from the seconds scoring took: see tunewise.evaluate.cost.
+    The result records the rung's work (FLOPs, decoded tokens, bytes read), not its price: the ladder
+    prices every rung from that record at the end (price_ladder), so a change under ``cost:`` re-prices
+    without re-running (see tunewise.evaluate.cost). ``throughput`` is unused; kept for callers.
     Interrupted, it leaves no run folder behind."""
     run_dir = ws.new_dir(project, "runs", f"{name}-{ws.timestamp()}")
     try:
@@ -177,8 +178,6 @@ def _run_rung_in(run_dir: Path, name: str, config: ProjectConfig, project: Path,
     scored = score_predictions(config, splits.test, preds, getattr(rung, "passages", None), schema, evidence, encoder)
     cost = rung.cost
     prompt_tokens = cost.prompt_tokens / max(cost.predict_examples, 1)
-    throughput = throughput or machine_throughput(config.cost.gflops)
-    compute = rung_compute(cost, throughput)
     interrupt.stage(f"{name}: latency")
     latency = time_predict(rung, timing_sample(splits.test, config.eval.timing_examples, config.data.seed),
                            config.eval.timing_repeats)
@@ -193,9 +192,7 @@ def _run_rung_in(run_dir: Path, name: str, config: ProjectConfig, project: Path,
         "ms_per_example": round(cost.ms_per_example, 2),  # measured while scoring: load moves it
         "latency": latency,
         "prompt_tokens_per_request": round(prompt_tokens, 1),
-        "compute": compute,
-        "cost": rung_cost(compute["train_seconds"], compute["ms_per_request"], prompt_tokens, config.cost),
-        "cost_spread_per_1k": cost_spread(compute, prompt_tokens, config.cost, throughput),
+        "compute": rung_work(cost),  # priced at report time: price_ladder
         "worst_errors": worst_errors(splits.test, preds, scored.item_scores),
         "item_scores": scored.item_scores.tolist(),
         "metric_items": {k: v.tolist() for k, v in scored.items.items()},  # for report.content_guard
@@ -284,11 +281,12 @@ class LadderInterrupted(KeyboardInterrupt):
 
 
 def reuse_key(name: str, config: ProjectConfig, splits: Splits) -> str:
-    """What a rung's result depends on: its name, the resolved config (the rung list aside), the data
-    and the tunewise version. A finished rung with the same key is reused instead of recomputed."""
+    """What a rung's result depends on: its name, the resolved config (the rung list and the prices
+    aside: a rung records its work, priced afterwards), the data and the tunewise version. A finished
+    rung with the same key is reused instead of recomputed."""
     from importlib.metadata import version
 
-    parts = {"rung": name, "config": config.model_dump(mode="json", exclude={"rungs"}),
+    parts = {"rung": name, "config": config.model_dump(mode="json", exclude={"rungs", "cost"}),
              "dataset": splits.dataset_hash, "test": splits.test_hash, "tunewise": version("tunewise")}
     return ws.sha256_bytes(json.dumps(parts, sort_keys=True).encode())
 
@@ -344,6 +342,52 @@ def run_rungs(names: list[str], config: ProjectConfig, project: Path, splits: Sp
     return results, failed, False
 
 
+def price_ladder(ladder: dict, prices, seed: int) -> dict:
+    """Price every rung of ``ladder`` from its recorded work at ``prices`` (resolved), say on what machine
+    with which figures, and recommend (the recommendation ranks by cost). Run when a ladder finishes and
+    by `tunewise report --set cost.…`, which re-prices a saved ladder without re-running a rung."""
+    be = add_break_even(ladder["rungs"], prices, ladder.get("throughput"))
+    ladder.update(prices=prices.model_dump(), machine=be["machine"], break_even=be)
+    ladder["recommendation"] = guard_recommendation(recommend(ladder["rungs"], ladder["margin"]), ladder["rungs"],
+                                                    ladder["bootstrap"], seed)
+    return ladder
+
+
+def restore_metric_items(rungs: list[dict]) -> None:
+    """The per-item content scores the recommendation's content check needs: ladder.json leaves them out,
+    each run folder's result.json keeps them. A rung whose folder is gone is checked without them."""
+    for r in rungs:
+        path = Path(r["run_dir"]) / "result.json" if r.get("run_dir") else None
+        if "metric_items" not in r and path and path.is_file():
+            r["metric_items"] = json.loads(path.read_text(encoding="utf-8")).get("metric_items")
+
+
+def reprice_report(project: Path, overrides: list[str], folder: Path | None = None) -> Path:
+    """A new report folder holding the latest (or ``folder``'s) ladder re-priced by the project's config
+    with ``overrides`` (`--set cost.gpu=H100-80GB`); only prices and the recommendation change."""
+    import shutil
+
+    from tunewise.config import load_config
+
+    project = Path(project)
+    folder = folder or ws.latest_dir(project, "reports")
+    if folder is None or not (Path(folder) / "ladder.json").exists():
+        raise ConfigError(f"{project}: no saved ladder to report on (run `tunewise ladder {project}` first)")
+    config = load_config(project, overrides)
+    ladder = json.loads((Path(folder) / "ladder.json").read_text(encoding="utf-8"))
+    ladder.setdefault("margin", config.eval.margin)  # ladders saved before these were recorded
+    ladder.setdefault("bootstrap", config.eval.bootstrap)
+    restore_metric_items(ladder["rungs"])
+    price_ladder(ladder, resolve_prices(config.cost), config.data.seed)
+    ladder["repriced_from"] = str(folder)
+    report_dir = ws.new_dir(project, "reports")
+    if (Path(folder) / "test.jsonl").exists():
+        shutil.copyfile(Path(folder) / "test.jsonl", report_dir / "test.jsonl")
+    ws.write_json(report_dir / "ladder.json", ladder)
+    write_report(ladder, report_dir)
+    return report_dir
+
+
 def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = None,
                progress: ProgressFn = no_progress, fresh: bool = False) -> Path:
     """Run the ladder and write ladder.json, report.md and report.html; return the report folder.
@@ -372,7 +416,6 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
             raise LadderInterrupted(None)
         raise RungsFailed("every rung failed: " + "; ".join(f"{f['name']}: {f['error']}" for f in failed))
     compare(results, config.eval.bootstrap, config.data.seed)
-    break_even = add_break_even(results, prices, throughput)
     ladder = {
         "project": config.name,
         "task": config.task.type,
@@ -392,19 +435,16 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         "dataset": splits.record(),
         "test_file": "test.jsonl",
         "labels": config.task.labels,
-        "prices": prices.model_dump(),
         "throughput": throughput,
-        "break_even": break_even,
         "bootstrap": config.eval.bootstrap,
         "margin": config.eval.margin,
         "timing": {"examples": min(config.eval.timing_examples, len(splits.test)),
                    "repeats": config.eval.timing_repeats, "batch_size": config.eval.batch_size},
         "rungs": results,
-        "recommendation": guard_recommendation(recommend(results, config.eval.margin), results, config.eval.bootstrap,
-                                               config.data.seed),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "stages": interrupt.stage_times(),  # this process's stages so far (imports, prepare, each rung's)
     }
+    price_ladder(ladder, prices, config.data.seed)
     from tunewise.report.curve_view import latest_curve
 
     if curve := latest_curve(project, splits.test_hash):  # `tunewise curve` measured on this same test split

@@ -106,4 +106,4 @@ def test_break_even_prices_flops_not_measured_seconds_and_cost_gflops_reprices_t
     faster = break_even(ladder, {**prices, "gflops": 100})
     (pair,) = faster["comparisons"]
     assert pair["one_off_usd"] == pytest.approx(0.36) and pair["break_even_requests"] == 36000
-    assert faster["throughput"]["source"] == "cost.gflops"
+    assert faster["machine"]["figures_source"] == "cost.gflops"

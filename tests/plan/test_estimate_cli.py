@@ -65,7 +65,8 @@ def test_catalogue_ships_inside_the_package_with_the_issue_gpus():
     gpus = load_gpus()
     for name in ("T4", "L4", "A10G", "A100-40GB", "A100-80GB", "H100-80GB", "H200", "RTX-4090"):
         assert gpus[name].memory_gib > 0 and gpus[name].tflops > 0 and gpus[name].hourly_usd > 0
-    assert resources.files("tunewise.plan").joinpath("gpus.yaml").is_file()
+        assert gpus[name].memory_gbps > 0 and gpus[name].source.startswith("https://")
+    assert resources.files("tunewise").joinpath("gpus.yaml").is_file()
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -98,12 +99,25 @@ def test_unknown_lora_target_is_named():
 
 def test_an_edited_catalogue_in_tunewise_home_wins(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNEWISE_HOME", str(tmp_path))
-    (tmp_path / "gpus.yaml").write_text("gpus:\n  MyGPU: {memory_gib: 10, tflops: 100, bf16: true, hourly_usd: 0.5}\n")
+    (tmp_path / "gpus.yaml").write_text(
+        "gpus:\n  MyGPU: {memory_gib: 10, tflops: 100, bf16: true, memory_gbps: 500, hourly_usd: 0.5}\n"
+        "utilisation: {mfu: 0.5, mfu_source: mine, bandwidth_share: 0.5, bandwidth_share_source: mine}\n")
     e = estimate("1b", Setup("qlora", 256, 1), gpu="MyGPU", examples=100)
     assert e.gpu == "MyGPU" and e.smallest_gpu_checkpointed == "MyGPU"
     (tmp_path / "gpus.yaml").write_text("gpus:\n  Bad: {memory: 10}\n")
     result = run("estimate", "--model", "1b", "--gpu", "Bad")
     assert result.exit_code != 0 and "not a GPU catalogue" in result.output
+    assert "gpus.Bad has no memory_gib, tflops, bf16, memory_gbps, hourly_usd" in result.output
+    assert str(tmp_path / "gpus.yaml") in result.output and "Traceback" not in result.output
+
+
+def test_a_catalogue_without_utilisation_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEWISE_HOME", str(tmp_path))
+    (tmp_path / "gpus.yaml").write_text(
+        "gpus:\n  MyGPU: {memory_gib: 10, tflops: 100, bf16: true, memory_gbps: 500, hourly_usd: 0.5}\n")
+    result = run("estimate", "--model", "1b", "--gpu", "MyGPU")
+    assert result.exit_code != 0 and "needs a utilisation section" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_gpu_names_forgive_case_dashes_and_unique_prefixes():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tunewise.config import CostConfig
-from tunewise.evaluate.cost import add_break_even, cost_spread, resolve_prices, rung_cost
+from tunewise.evaluate.cost import add_break_even, resolve_prices, rung_cost
 from tunewise.evaluate.metrics import evaluate_classification
 from tunewise.ladder import compare
 from tunewise.report.decide import recommend
@@ -29,8 +29,7 @@ def fake_rung(name: str, accuracy: float, train_s: float, ms: float, tokens: flo
     return {
         "name": name, "primary": "accuracy", "metrics": metrics, "train_seconds": train_s, "train_tokens": 0,
         "ms_per_example": ms, "prompt_tokens_per_request": tokens,
-        "cost": rung_cost(train_s, ms, tokens, PRICES), "compute": compute,
-        "cost_spread_per_1k": cost_spread(compute, tokens, PRICES, THROUGHPUT),
+        "compute": compute,  # priced by add_break_even, as the ladder prices its rungs
         "latency": {"median_ms": ms * 1.5, "q1_ms": ms * 1.2, "q3_ms": ms * 1.9, "examples": 8, "repeats": 3},
         "worst_errors": [{"id": "7", "input": "the <b>market</b> & shares", "target": "business", "output": "sports"}],
         "item_scores": right.astype(float).tolist(), "binary_items": True, "train_history": history,

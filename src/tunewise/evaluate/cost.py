@@ -17,8 +17,15 @@ The model is deliberately simple, so a reader can check it by hand. With the pri
   for full-weight training, FORWARD_BACKWARD_FROZEN (4) when the base is frozen (adapters: the
   backward pass still runs through every layer but computes no weight gradients), FORWARD (2) for a
   forward-only fit (frozen embeddings + logistic regression);
-- FLOPs become seconds at one throughput per machine (``tunewise.evaluate.throughput``: measured once
-  and cached, or ``cost.gflops``), and seconds become money at ``usd_per_hour``;
+- work becomes seconds on the machine priced (``priced_machine``). This CPU: every FLOP at its
+  measured throughput (``tunewise.evaluate.throughput``: measured once and cached), or at
+  ``cost.gflops``. A catalogue GPU (``cost.gpu``, tunewise/gpus.yaml) by the roofline: prefill, label
+  scoring and training FLOPs at the stated utilisation (``mfu``) of its dense 16-bit peak, and each
+  generated token at the slower of its FLOPs and the bytes it must read (every weight once, in 16-bit,
+  plus the KV cache of the tokens before it: 2 × layers × KV width × 2 bytes per position) at the
+  stated share of the memory bandwidth: one request decoding alone, as a low-traffic deployment
+  serves it. The figures and their sources are in gpus.yaml and travel with every priced result;
+- seconds become money at ``usd_per_hour`` (the GPU's catalogue price unless set);
 - the break-even is the number of requests after which a trained rung's cheaper requests have
   repaid its training, against a rung that needs no training; at ``requests_per_month`` it is
   reached after break-even / requests_per_month months.
@@ -30,10 +37,16 @@ still measured and reported beside the cost (training wall time; latency from a 
 pass, median and IQR), and the throughput's own spread is reported as the cost's spread.
 
 What FLOPs leave out, and so the direction of the error: framework overheads, the lower efficiency of
-the backward pass on a CPU, checkpointing, tokenization (the val evaluations during training are
-counted). For a request of a 135M model on a CPU the FLOP figure is close to an idle machine's
-latency; for a short training run it is a lower bound, well below the measured wall time, which the
-report shows beside it.
+the backward pass on a CPU, checkpointing, tokenization, and attention during training (the ladder
+does not keep each training sequence's length; under 10% of a 7-8B model's training FLOPs at 2k
+tokens); the val evaluations during training are counted. For a request of a 135M model on a CPU the
+FLOP figure is close to an idle machine's latency; for a short training run it is a lower bound, well
+below the measured wall time, which the report shows beside it.
+
+Re-pricing is free: a rung records its work (``rung_work``: FLOPs, decoded tokens, bytes read), never
+its price, and every price is computed from that record when a ladder or a report is written, so a
+change under ``cost:`` reuses every rung and ``tunewise report --set cost.gpu=…`` re-prices a saved
+ladder. ``tunewise estimate`` turns a planned run's FLOPs into seconds on the same machines here.
 """
 
 from __future__ import annotations
@@ -43,6 +56,7 @@ import math
 from pathlib import Path
 
 from tunewise.config import CostConfig
+from tunewise.gpus import catalogue_path, find_gpu, load_gpus, load_utilisation
 
 
 def resolve_prices(prices: CostConfig | dict | None, gpus_path: Path | None = None) -> CostConfig:
@@ -50,8 +64,6 @@ def resolve_prices(prices: CostConfig | dict | None, gpus_path: Path | None = No
     ``usd_per_hour`` was set too, ``train_usd_per_hour`` defaulting to the serving price.
 
     A PlanError names an unknown GPU. Resolving resolved prices changes nothing."""
-    from tunewise.plan.estimate import find_gpu, load_gpus
-
     if prices is None:
         prices = CostConfig()
     elif isinstance(prices, dict):
@@ -116,26 +128,132 @@ def forward_flops(shape: tuple[int, int, int], tokens: int, context: int = 0, ca
     return FORWARD * params * tokens + 4 * layers * width * attended
 
 
-def rung_compute(cost, throughput: dict) -> dict:
-    """FLOPs of a rung (a ``core.Cost``) and the seconds they take at ``throughput`` (machine_throughput's
-    dict): what the rung is priced by."""
-    per_request = cost.predict_flops / max(cost.predict_examples, 1)
-    flops_per_second = throughput["gflops"] * 1e9
+def training_flops(params: float, tokens: float, passes: int) -> float:
+    """FLOPs of training ``tokens`` through ``params`` weights at ``passes`` FLOPs per weight per token
+    (FORWARD_BACKWARD, FORWARD_BACKWARD_FROZEN, FORWARD, +FORWARD for a recomputed or reference pass):
+    the one formula the ladder records and `tunewise estimate` plans with."""
+    return passes * params * tokens
+
+
+def kv_bytes_per_position(model) -> int:
+    """Bytes of KV cache one position holds in 16-bit: K and V for every layer, at the KV width (GQA
+    models keep fewer KV heads than query heads)."""
+    c = model.config
+    heads = int(c.num_attention_heads)
+    head_dim = int(getattr(c, "head_dim", None) or c.hidden_size // heads)
+    kv_heads = int(getattr(c, "num_key_value_heads", None) or heads)
+    return 2 * int(c.num_hidden_layers) * kv_heads * head_dim * BYTES_16BIT
+
+
+BYTES_16BIT = 2  # a GPU serves weights and KV cache in bf16/fp16: the bytes decoding reads are counted so
+
+
+def decode_bytes(params: int, kv_per_position: int, tokens: int, context: int) -> float:
+    """Bytes ``tokens`` generated one at a time after ``context`` prompt tokens read: every weight once per
+    token in 16-bit, plus the KV cache of every position before it."""
+    attended = tokens * context + tokens * (tokens - 1) / 2
+    return BYTES_16BIT * params * tokens + kv_per_position * attended
+
+
+def rung_work(cost) -> dict:
+    """What a rung's price is computed from (a ``core.Cost``): FLOPs per request and of training, and per
+    request the generated tokens with their FLOPs and the bytes they read. Recorded, never priced."""
+    n = max(cost.predict_examples, 1)
     return {
-        "flops_per_request": per_request,
+        "flops_per_request": cost.predict_flops / n,
         "train_flops": cost.train_flops,
-        "ms_per_request": round(1000 * per_request / flops_per_second, 6),
-        "train_seconds": round(cost.train_flops / flops_per_second, 6),
+        "train_tokens": cost.train_tokens,
+        "train_eval_tokens": cost.train_eval_tokens,
+        "decode_tokens_per_request": cost.decode_tokens / n,
+        "decode_flops_per_request": cost.decode_flops / n,
+        "decode_bytes_per_request": cost.decode_bytes / n,
     }
 
 
-def cost_spread(compute: dict, prompt_tokens: float, prices: CostConfig, throughput: dict) -> list[float]:
-    """$ per 1,000 requests at the throughput's upper and lower quartile: the spread of the priced figure."""
-    def at(gflops: float) -> float:
-        ms = 1000 * compute["flops_per_request"] / (gflops * 1e9)
-        return rung_cost(0, ms, prompt_tokens, prices)["usd_per_1k_requests"]
+def rung_compute(cost, throughput: dict) -> dict:
+    """A rung's work (rung_work) with its seconds on this CPU at ``throughput`` (machine_throughput's
+    dict): for callers that price on the spot instead of at report time (`tunewise curve`)."""
+    work = rung_work(cost)
+    train, request = work_seconds(work, {"kind": "cpu", "flops_per_second": throughput["gflops"] * 1e9})
+    return {**work, "train_seconds": round(train, 6), "ms_per_request": round(1000 * request, 6)}
 
-    return [at(throughput["gflops_q3"]), at(throughput["gflops_q1"])]
+
+def gpu_machine(gpu, gpus_path: Path | None = None) -> dict:
+    """A catalogue GPU (tunewise.gpus.Gpu) as the roofline prices it: sustained FLOP/s and bytes/s at the
+    catalogue's stated utilisation, with the sources of every figure. `tunewise estimate` uses it too."""
+    u = load_utilisation(gpus_path)
+    return {"kind": "gpu", "name": gpu.name, "peak_tflops": gpu.tflops, "mfu": u.mfu,
+            "flops_per_second": gpu.tflops * 1e12 * u.mfu, "memory_gbps": gpu.memory_gbps,
+            "bandwidth_share": u.bandwidth_share, "bytes_per_second": gpu.memory_gbps * 1e9 * u.bandwidth_share,
+            "figures_source": gpu.source, "mfu_source": u.mfu_source, "bandwidth_share_source": u.bandwidth_share_source,
+            "catalogue": str(gpus_path or catalogue_path() or "tunewise/gpus.yaml")}
+
+
+def priced_machine(prices: CostConfig, throughput: dict | None = None, gpus_path: Path | None = None) -> dict:
+    """The machine ``prices`` (as resolve_prices gives) price work on: how its FLOP/s and bytes/s are
+    obtained, its hourly price, and where each figure comes from.
+
+    ``cost.gpu``: the catalogue GPU by the roofline; else ``cost.gflops``; else this CPU's measured
+    ``throughput``; with neither, the seconds measured while the ladder ran (old ladders)."""
+    hourly = {"usd_per_hour": prices.usd_per_hour, "train_usd_per_hour": prices.train_usd_per_hour}
+    if prices.gpu:
+        gpu = find_gpu(prices.gpu, load_gpus(gpus_path))
+        source = ("catalogue price" if prices.usd_per_hour == gpu.hourly_usd
+                  else f"cost.usd_per_hour (the catalogue's is ${gpu.hourly_usd:g}/h)")
+        return {**gpu_machine(gpu, gpus_path), **hourly, "hourly_source": source}
+    if prices.gflops:
+        return {"kind": "cpu", "name": f"a machine of {prices.gflops:g} GFLOP/s", "gflops": prices.gflops,
+                "flops_per_second": prices.gflops * 1e9, **hourly, "hourly_source": "cost.usd_per_hour",
+                "figures_source": "cost.gflops"}
+    if throughput:
+        m = throughput.get("machine", {})
+        return {"kind": "cpu", "name": f"this CPU ({m.get('cpu', '?')}, {m.get('threads', '?')} torch threads)",
+                "gflops": throughput["gflops"], "gflops_q1": throughput["gflops_q1"],
+                "gflops_q3": throughput["gflops_q3"], "flops_per_second": throughput["gflops"] * 1e9, **hourly,
+                "hourly_source": "cost.usd_per_hour",
+                "figures_source": f"measured {throughput.get('measured_at', '?')}, cached in {throughput.get('source')}"}
+    return {"kind": "measured", "name": "the machine the ladder ran on (seconds measured while it ran)", **hourly,
+            "hourly_source": "cost.usd_per_hour", "figures_source": "wall time measured while scoring and training"}
+
+
+def work_seconds(work: dict, machine: dict, flops_per_second: float | None = None) -> tuple[float, float]:
+    """(training seconds, seconds per request) of recorded ``work`` (rung_work's dict) on ``machine``
+    (priced_machine's dict); ``flops_per_second`` overrides the machine's (the spread of a CPU's)."""
+    fps = flops_per_second or machine["flops_per_second"]
+    decode = work.get("decode_flops_per_request", 0.0)
+    per_request = (work["flops_per_request"] - decode) / fps
+    if machine.get("bytes_per_second"):  # a GPU: decoding waits for memory unless its FLOPs take longer
+        per_request += max(decode / fps, work.get("decode_bytes_per_request", 0.0) / machine["bytes_per_second"])
+    else:
+        per_request += decode / fps
+    return work["train_flops"] / fps, per_request
+
+
+def priced_seconds(r: dict, machine: dict) -> tuple[float, float]:
+    """(training seconds, ms per request) a rung result is priced by: its recorded work on ``machine``.
+    With no machine figures (a ladder dict without throughput), the seconds its FLOPs were priced at
+    when it ran; ladders saved before FLOPs were counted carry only measured seconds, used as such."""
+    work = r.get("compute")
+    if work and machine["kind"] != "measured":
+        train, request = work_seconds(work, machine)
+        return train, 1000 * request
+    if work and "ms_per_request" in work:
+        return float(work["train_seconds"]), float(work["ms_per_request"])
+    return float(r.get("train_seconds") or 0), float(r.get("ms_per_example") or 0)
+
+
+def cost_spread(r: dict, machine: dict, prices: CostConfig) -> list[float] | None:
+    """$ per 1,000 requests at this CPU's measured throughput's upper and lower quartile: the spread of
+    the priced figure. None where no spread was measured (a catalogue GPU, cost.gflops)."""
+    work = r.get("compute")
+    if not work or "gflops_q1" not in machine:
+        return None
+    prompt = float(r.get("prompt_tokens_per_request") or 0)
+
+    def at(gflops: float) -> float:
+        return rung_cost(0, 1000 * work_seconds(work, machine, gflops * 1e9)[1], prompt, prices)["usd_per_1k_requests"]
+
+    return [at(machine["gflops_q3"]), at(machine["gflops_q1"])]
 
 
 def break_even_requests(trained: dict, reference: dict) -> int | None:
@@ -157,29 +275,18 @@ def _primary(r: dict) -> float | None:
     return r.get("metrics", {}).get(r.get("primary", "accuracy"))
 
 
-def _priced(r: dict, gflops: float | None = None) -> tuple[float, float]:
-    """(training seconds, ms per request) a rung is priced by: its FLOPs at the throughput the ladder
-    ran with, or at ``gflops`` (``cost.gflops``) when set; ladders saved before FLOPs were counted
-    carry only measured seconds."""
-    c = r.get("compute")
-    if c and gflops:
-        return c["train_flops"] / (gflops * 1e9), 1000 * c["flops_per_request"] / (gflops * 1e9)
-    if c:
-        return float(c["train_seconds"]), float(c["ms_per_request"])
-    return float(r.get("train_seconds") or 0), float(r.get("ms_per_example") or 0)
-
-
 def break_even(ladder: dict, prices: CostConfig | dict | None = None) -> dict:
     """Every trained rung of ``ladder`` (a ladder.json dict) against every rung that needs no training,
-    priced from the rungs' training and per-request compute and prompt tokens.
+    priced from the rungs' recorded work and prompt tokens on the machine ``prices`` name.
 
     ``prices`` None: the prices the ladder ran with (``ladder["prices"]``), so this reproduces the
     report. ``reference`` is the best untrained rung by the primary metric, the one the report's rung
     table and its recommendation compare against.
     """
     prices = resolve_prices(ladder.get("prices") if prices is None else prices)
+    machine = priced_machine(prices, ladder.get("throughput"))
     rungs = ladder.get("rungs", [])
-    priced = {r["name"]: _priced(r, prices.gflops) for r in rungs}
+    priced = {r["name"]: priced_seconds(r, machine) for r in rungs}
     costs = {r["name"]: rung_cost(*priced[r["name"]], float(r.get("prompt_tokens_per_request") or 0), prices)
              for r in rungs}
     untrained = [r for r in rungs if not float(r.get("train_seconds") or 0) > 0]
@@ -199,22 +306,26 @@ def break_even(ladder: dict, prices: CostConfig | dict | None = None) -> dict:
             })
     summary = [{"name": r["name"], "primary": r.get("primary", ladder.get("primary", "accuracy")),
                 "value": _primary(r), "train_seconds": priced[r["name"]][0], "ms_per_example": priced[r["name"]][1],
-                "prompt_tokens": float(r.get("prompt_tokens_per_request") or 0), **costs[r["name"]]}
+                "prompt_tokens": float(r.get("prompt_tokens_per_request") or 0), **costs[r["name"]],
+                "spread_per_1k": cost_spread(r, machine, prices)}
                for r in untrained + trained]
-    throughput = ({"gflops": prices.gflops, "gflops_q1": prices.gflops, "gflops_q3": prices.gflops,
-                   "source": "cost.gflops"} if prices.gflops else ladder.get("throughput"))
-    return {"prices": prices.model_dump(), "throughput": throughput, "reference": reference,
-            "rungs": summary, "comparisons": pairs}
+    return {"prices": prices.model_dump(), "machine": machine, "throughput": ladder.get("throughput"),
+            "reference": reference, "rungs": summary, "comparisons": pairs}
 
 
 def add_break_even(results: list[dict], prices: CostConfig, throughput: dict | None = None) -> dict:
-    """Price every rung and set each trained rung's ``break_even`` against the best untrained rung;
-    return the full break-even (every trained × every untrained pair) for ladder.json."""
+    """Price every rung from its recorded work (``cost``, ``cost_spread_per_1k``, ``priced``) and set each
+    trained rung's ``break_even`` against the best untrained rung; return the full break-even (every
+    trained × every untrained pair, and the machine priced) for ladder.json."""
     result = break_even({"rungs": results, "throughput": throughput}, prices)
     costs = {r["name"]: r for r in result["rungs"]}
     for r in results:
         c = costs[r["name"]]
         r["cost"] = {k: c[k] for k in ("train_usd", "usd_per_1k_requests", "usd_first_month", "requests_per_month")}
+        r["cost_spread_per_1k"] = c["spread_per_1k"]
+        r["priced"] = {"machine": result["machine"]["name"], "train_seconds": round(c["train_seconds"], 6),
+                       "ms_per_request": round(c["ms_per_example"], 6)}
+        r.pop("break_even", None)  # a reused rung's old one was priced at other prices
         pair = next((p for p in result["comparisons"]
                      if p["trained"] == r["name"] and p["vs"] == result["reference"]), None)
         if pair:
@@ -248,35 +359,41 @@ def break_even_sentences(result: dict) -> list[str]:
     return out
 
 
-def throughput_line(t: dict | None) -> str:
-    """How FLOPs became seconds, with the measurement's spread; '' for ladders priced by measured seconds."""
-    if not t:
+def machine_line(m: dict) -> str:
+    """What the work was priced on, its figures and where they come from, in one or two sentences."""
+    if m["kind"] == "gpu":
+        return (f"Work is priced on one {m['name']} (GPU catalogue {m['catalogue']}): prefill, scoring and training "
+                f"FLOPs at {m['mfu']:.0%} of its {m['peak_tflops']:g} TFLOP/s dense 16-bit peak, each generated "
+                f"token at the slower of its FLOPs and the bytes it reads (16-bit weights + KV cache) at "
+                f"{m['bandwidth_share']:.0%} of its {m['memory_gbps']:g} GB/s; peaks and bandwidth from "
+                f"{m['figures_source']}; utilisation: {m['mfu_source']} Bandwidth share: {m['bandwidth_share_source']}")
+    if m["kind"] == "measured":
         return ("Training time and latency were measured on the machine the ladder ran on, while it ran "
                 "(a ladder saved before FLOPs were counted).")
-    if t.get("source") == "cost.gflops":
-        return f"FLOPs are priced at {t['gflops']:g} GFLOP/s (`cost.gflops`)."
-    m = t.get("machine", {})
-    return (f"FLOPs are priced at {t['gflops']:g} GFLOP/s (IQR {t['gflops_q1']:g}–{t['gflops_q3']:g} over "
-            f"{t.get('samples', '?')} interleaved matmul rounds, timed in CPU time so that other processes "
-            f"do not slow it), measured once on this machine ({m.get('cpu', '?')}, {m.get('threads', '?')} torch "
-            f"threads) at {t.get('measured_at', '?')} and cached; on a faster machine both the requests and the "
-            "training cost less.")
+    if m["figures_source"] == "cost.gflops":
+        return f"FLOPs are priced at {m['gflops']:g} GFLOP/s (`cost.gflops`)."
+    return (f"FLOPs are priced on {m['name']} at {m['gflops']:g} GFLOP/s (IQR {m['gflops_q1']:g}–{m['gflops_q3']:g} "
+            f"over interleaved matmul rounds, timed in CPU time so that other processes do not slow it), "
+            f"{m['figures_source']}; on a faster machine both the requests and the training cost less "
+            "(`cost.gpu` prices a GPU).")
 
 
-def prices_line(prices: dict, throughput: dict | None = None) -> str:
-    p = prices
+def prices_line(result: dict) -> str:
+    """The prices and the machine of a break-even result (break_even's dict), with their sources."""
+    p = result["prices"]
+    m = result.get("machine") or priced_machine(resolve_prices(p), result.get("throughput"))
     train = "" if p["train_usd_per_hour"] == p["usd_per_hour"] else f", training machine ${p['train_usd_per_hour']:g}/h"
-    gpu = f" ({p['gpu']}, catalogue price)" if p.get("gpu") else ""
     tokens = f", ${p['usd_per_1m_prompt_tokens']:g} per 1M prompt tokens" if p["usd_per_1m_prompt_tokens"] else ""
-    return (f"Prices (`cost:` section): machine ${p['usd_per_hour']:g}/h{gpu}{train}{tokens}; "
-            f"{p['requests_per_month']:,} requests a month. {throughput_line(throughput)}")
+    return (f"Prices (`cost:` section): {m['name']} at ${p['usd_per_hour']:g}/h ({m['hourly_source']}){train}{tokens}; "
+            f"{p['requests_per_month']:,} requests a month. {machine_line(m)}")
 
 
 def render_break_even_md(result: dict) -> list[str]:
     """The break-even as a Markdown section (lines), for report.md and `tunewise estimate --break-even`."""
     lines = ["## Break-even: when does training pay for itself?", ""]
     if not result["comparisons"]:
-        return lines + ["No trained rung and no untrained rung in the same ladder, so no break-even to show.", ""]
+        return lines + ["No trained rung and no untrained rung in the same ladder, so no break-even to show.", "",
+                        prices_line(result), ""]
     lines += [f"- {s}" for s in break_even_sentences(result)] + [""]
     lines += ["| rung | quality % | prompt tokens | compute ms / request | train $ | $ per 1,000 requests |",
               "|---|---|---|---|---|---|"]
@@ -291,7 +408,7 @@ def render_break_even_md(result: dict) -> list[str]:
         months = "–" if c["break_even_months"] is None else f"{c['break_even_months']:.3g}"
         lines.append(f"| {c['trained']} | {c['vs']} | {c['one_off_usd']:.4f} | "
                      f"{c['saving_per_1k_requests_usd']:.4f} | {volume} | {months} |")
-    return lines + ["", prices_line(result["prices"], result.get("throughput")), ""]
+    return lines + ["", prices_line(result), ""]
 
 
 def latest_ladder(project: Path) -> dict:

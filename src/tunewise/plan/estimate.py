@@ -27,20 +27,20 @@ One principled model with the same constants for every case (none is tuned to a 
   (``torch.cuda.max_memory_allocated``) do not see the context, so published figures read from
   them are compared with ``peak - cuda_context``.
 
-Throughput comes from FLOPs (6N per token for full fine-tuning, 4N for LoRA where no weight
-gradients are computed, +2N when activations are recomputed, plus attention) at a stated share of
-the GPU's dense 16-bit peak.
+Throughput comes from the one cost model (tunewise.evaluate.cost): training FLOPs as the ladder
+records them (6N per token for full fine-tuning, 4N for LoRA where no weight gradients are computed,
++2N when activations are recomputed; attention left out, as the ladder leaves it out) on the
+catalogue GPU at the utilisation stated in tunewise/gpus.yaml. So an estimate and a ladder's training
+cost agree on the same run.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 
-import yaml
-
+from tunewise.evaluate.cost import FORWARD, FORWARD_BACKWARD, FORWARD_BACKWARD_FROZEN, gpu_machine, training_flops
+from tunewise.gpus import Gpu, GpuError, catalogue_path, find_gpu, load_gpus  # noqa: F401  (re-exported)
 from tunewise.plan.families import Arch, family, from_folder
 
 GIB = 1024**3
@@ -52,12 +52,12 @@ OPTIMIZERS = ("adamw", "adamw8bit", "paged_adamw8bit", "sgd")
 NF4_BYTES = 4.127 / 8  # 4-bit NF4 + an fp8 absmax per 64 weights + an fp32 absmax per 256 absmaxes (QLoRA paper)
 CUDA_CONTEXT_GIB = 0.5
 ALLOCATOR_SHARE = 0.05
-MFU = 0.40  # the share of the GPU's dense 16-bit peak a well-configured fine-tuning run sustains
 FP32_SPEED = 0.5  # fp32 runs on TF32 tensor cores at about half the 16-bit peak
 
 
-class PlanError(ValueError):
-    """A bad estimate input (model, method, GPU, size); the message names it."""
+# A bad estimate input (model, method, GPU, size) or catalogue; the message names it. One class with the
+# catalogue's own error, so a bad --gpu and a bad --method are caught alike.
+PlanError = GpuError
 
 
 @dataclass(frozen=True)
@@ -90,48 +90,6 @@ class Setup:
         for key, value in sizes:
             if value <= 0:
                 raise PlanError(f"--{key} {value}: must be a positive number")
-
-
-@dataclass(frozen=True)
-class Gpu:
-    name: str
-    memory_gib: float
-    tflops: float
-    bf16: bool
-    hourly_usd: float
-
-
-def catalogue_path() -> Path | None:
-    """Your edited catalogue, $TUNEWISE_HOME/gpus.yaml (default ~/.cache/tunewise), if you made one."""
-    home = Path(os.environ.get("TUNEWISE_HOME") or Path.home() / ".cache" / "tunewise")
-    return home / "gpus.yaml" if (home / "gpus.yaml").is_file() else None
-
-
-def load_gpus(path: Path | None = None) -> dict[str, Gpu]:
-    """The GPU catalogue: ``path``, else your copy in $TUNEWISE_HOME, else plan/gpus.yaml in the package."""
-    path = path or catalogue_path()
-    text = Path(path).read_text(encoding="utf-8") if path else (
-        resources.files("tunewise.plan").joinpath("gpus.yaml").read_text(encoding="utf-8"))
-    try:
-        return {name: Gpu(name, **spec) for name, spec in yaml.safe_load(text)["gpus"].items()}
-    except (yaml.YAMLError, KeyError, TypeError) as e:
-        raise PlanError(f"{path or 'plan/gpus.yaml'}: not a GPU catalogue ({type(e).__name__}: {e}); "
-                        "expected gpus: {NAME: {memory_gib, tflops, bf16, hourly_usd}}") from None
-
-
-def find_gpu(name: str, gpus: dict[str, Gpu]) -> Gpu:
-    """A catalogue GPU by name, ignoring case and dashes; a unique prefix will do (`h100`, `4090`)."""
-    def norm(s: str) -> str:
-        return "".join(c for c in s.lower() if c.isalnum())
-
-    wanted = norm(name)
-    exact = [g for key, g in gpus.items() if norm(key) == wanted]
-    partial = [g for key, g in gpus.items() if wanted and (norm(key).startswith(wanted) or
-                                                           norm(key).removeprefix("rtx").startswith(wanted))]
-    if exact or len(partial) == 1:
-        return (exact or partial)[0]
-    hint = f"it could be {' or '.join(g.name for g in partial)}" if partial else "add it to plan/gpus.yaml"
-    raise PlanError(f"--gpu {name!r}: not in the catalogue ({', '.join(gpus)}); {hint}")
 
 
 def resolve_arch(model: str) -> Arch:
@@ -227,13 +185,12 @@ def memory_breakdown(arch: Arch, s: Setup) -> dict[str, float]:
 
 
 def flops_per_token(arch: Arch, s: Setup, checkpointing: bool) -> float:
-    """Training FLOPs per token: matmuls over the weights the token passes through, plus attention."""
-    matmul_params = arch.layer_linear_params() + arch.vocab * arch.hidden  # the embedding lookup is free
-    passes = 6 if s.method == "full" else 4  # LoRA computes input gradients but no base-weight gradients
-    if checkpointing:
-        passes += 2
-    attention = 2 * 2 * s.seq_len * arch.q_width * (arch.layers + arch.encoder_layers)  # QKᵀ and AV, forward
-    return passes * matmul_params + attention * passes / 2
+    """Training FLOPs per token: the weights the token passes through (the embedding lookup is free) at
+    the ladder's passes per weight (tunewise.evaluate.cost.training_flops), one more forward pass when
+    activations are recomputed."""
+    matmul_params = arch.layer_linear_params() + arch.vocab * arch.hidden
+    passes = FORWARD_BACKWARD if s.method == "full" else FORWARD_BACKWARD_FROZEN
+    return training_flops(matmul_params, 1, passes + (FORWARD if checkpointing else 0))
 
 
 @dataclass
@@ -273,7 +230,8 @@ def estimate(model: str, setup: Setup, gpu: str = "A100-80GB", examples: int | N
     fits, fits_ckpt = peak <= chosen.memory_gib, peak_ckpt <= chosen.memory_gib
     # Checkpointing costs one more forward pass; use it only when it is needed to fit.
     checkpointing = fits_ckpt and not fits
-    speed = chosen.tflops * 1e12 * MFU * (FP32_SPEED if setup.precision == "fp32" else 1)
+    machine = gpu_machine(chosen, gpus_path)  # the cost model's GPU: the ladder prices training on it too
+    speed = machine["flops_per_second"] * (FP32_SPEED if setup.precision == "fp32" else 1)
     tps = setup.gpus * speed / flops_per_token(arch, setup, checkpointing)
     notes = []
     if setup.precision == "bf16" and not chosen.bf16:
@@ -293,7 +251,7 @@ def estimate(model: str, setup: Setup, gpu: str = "A100-80GB", examples: int | N
            "trainable_params_million": round(mem["trainable_params"] / 1e6, 3)},
         gpu=chosen.name, gpu_memory_gib=chosen.memory_gib, fits=fits, fits_checkpointed=fits_ckpt,
         smallest_gpu=smallest, smallest_gpu_checkpointed=smallest_ckpt,
-        tokens_per_second=round(tps, 1), mfu=MFU, notes=notes,
+        tokens_per_second=round(tps, 1), mfu=machine["mfu"], notes=notes,
     )
     if examples is not None:
         if examples <= 0 or epochs <= 0:

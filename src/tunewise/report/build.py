@@ -80,9 +80,12 @@ def method_note(ladder: dict) -> str:
         "Cost is computed, not timed: each request costs its forward FLOPs (2 × the model's weights, embedding "
         "lookups excluded, × its prompt and answer tokens) and training its training FLOPs (6 × weights × tokens "
         "trained on, 4 with a frozen base, 2 for a forward-only fit, +2 for DPO's reference model, plus 2 × weights × "
-        "tokens of the val evaluations that pick the checkpoint), priced at the machine's throughput. So rungs "
+        "tokens of the val evaluations that pick the checkpoint), priced on the machine named below the "
+        "break-even (a GPU also prices each generated token by the bytes it reads). So rungs "
         "that run the same model on the same tokens cost the same, whatever else the machine ran meanwhile; "
-        "the $ / 1k range is the cost at the throughput's interquartile range. Latency is measured separately: "
+        "the $ / 1k range, on this CPU, is the cost at its measured throughput's interquartile range. The rungs "
+        "record their work, not their price, so `tunewise report --set cost.…` re-prices without re-running. "
+        "Latency is measured separately, on this machine: "
         f"the same {timing['examples']} seeded test rows predicted {timing['repeats']} times per rung "
         f"(batch size {timing['batch_size']}), median (IQR) ms per example; it moves with the machine's load. "
         "'train s' is measured wall time; FLOPs leave out framework overheads, the backward pass's lower "
@@ -276,8 +279,7 @@ def render_html(ladder: dict) -> str:
         notes=recommendation_notes(ladder["recommendation"]), why_primary=why_primary(ladder).replace("**", ""),
         status_lines=run_status_lines(ladder),
         be=ladder_break_even(ladder), be_sentences=break_even_sentences(ladder_break_even(ladder)),
-        prices_line=prices_line(ladder_break_even(ladder)["prices"],
-                                ladder_break_even(ladder).get("throughput")).replace("`", ""),
+        prices_line=prices_line(ladder_break_even(ladder)).replace("`", ""),
     )
 
 

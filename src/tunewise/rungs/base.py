@@ -12,7 +12,7 @@ from typing import Protocol
 
 from tunewise.config import ProjectConfig
 from tunewise.core import Cost, Prediction, ProgressFn, Record, no_progress
-from tunewise.evaluate.cost import forward_flops, model_shape
+from tunewise.evaluate.cost import decode_bytes, forward_flops, kv_bytes_per_position, model_shape
 
 
 class Predictor(Protocol):
@@ -42,6 +42,7 @@ class LabelScorer:
         self.cost = Cost()
         # Counted before any adapter wraps the model: a merged adapter serves with the base's weights.
         self.shape = model_shape(self.model)
+        self.kv_bytes = kv_bytes_per_position(self.model)
         self.warnings: list[str] = []  # what this rung warned about; the ladder records it per rung
 
     def builder(self):
@@ -53,13 +54,14 @@ class LabelScorer:
         b = self.builder()
         return [b.prompt_ids(r) for r in records]
 
-    def charge(self, start: float, prompts: list[list[int]], answers: list[list[int]]) -> float:
+    def charge(self, start: float, prompts: list[list[int]], answers: list[list[int]], decoded: bool = False) -> float:
         """Book a predict call's time, prompt tokens and forward FLOPs in ``self.cost``; return ms per record.
 
         ``prompts``: each record's whole prompt (shared prefix included); ``answers``: the lengths of the
         token runs after every prompt (each label's scored answer, or the generated tokens). The prefix
         all prompts share is priced as cached, as ``score_labels`` and a prefix-caching server run it
-        (tunewise.evaluate.cost)."""
+        (tunewise.evaluate.cost). ``decoded``: the runs were generated one token at a time, so their
+        bytes read are booked too (a GPU prices them by memory bandwidth)."""
         from tunewise.evaluate.decode import MIN_SHARED_PREFIX, common_prefix_length
 
         elapsed = time.perf_counter() - start
@@ -68,7 +70,12 @@ class LabelScorer:
         cached = shared if shared >= MIN_SHARED_PREFIX else 0
         for p, runs in zip(prompts, answers, strict=True):
             flops = forward_flops(self.shape, len(p) - cached, cached)
-            self.cost.predict_flops += flops + sum(forward_flops(self.shape, n, len(p)) for n in runs)
+            after = sum(forward_flops(self.shape, n, len(p)) for n in runs)
+            self.cost.predict_flops += flops + after
+            if decoded:
+                self.cost.decode_tokens += sum(runs)
+                self.cost.decode_flops += after
+                self.cost.decode_bytes += sum(decode_bytes(self.shape[0], self.kv_bytes, n, len(p)) for n in runs)
         self.cost.predict_seconds += elapsed
         self.cost.predict_examples += len(prompts)
         self.cost.prompt_tokens += sum(len(p) for p in prompts)
@@ -105,7 +112,7 @@ class LabelScorer:
             self.model, full, self.tokenizer.pad_token_id, self.builder().stop_ids,
             self.config.eval.max_new_tokens, self.config.eval.batch_size, on_batch=advance,
         )
-        per_ms = self.charge(start, full, [[len(o)] for o in outs])
+        per_ms = self.charge(start, full, [[len(o)] for o in outs], decoded=True)
         return [
             Prediction(id=r.id, output=self.tokenizer.decode(o, skip_special_tokens=True).strip(),
                        latency_ms=per_ms, prompt_tokens=len(p))

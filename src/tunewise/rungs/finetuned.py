@@ -26,7 +26,7 @@ class FinetunedRung(LabelScorer):
             self.config = self.config.model_copy(update={"train": train})
 
     def fit(self, train: list[Record], val: list[Record]) -> FinetunedRung:
-        from tunewise.evaluate.cost import FORWARD
+        from tunewise.evaluate.cost import FORWARD, training_flops
         from tunewise.train.sft import train_adapter
 
         result = train_adapter(
@@ -39,9 +39,10 @@ class FinetunedRung(LabelScorer):
         self.cost.train_seconds += result.seconds
         self.cost.train_tokens += result.tokens
         # A batch's shared prefix runs once: its copies in the other rows cost nothing.
-        self.cost.train_flops += self.train_passes() * self.shape[0] * (result.tokens - result.shared_tokens)
+        self.cost.train_flops += training_flops(self.shape[0], result.tokens - result.shared_tokens, self.train_passes())
         # The val evaluations that choose the checkpoint are part of training's bill (forward only).
-        self.cost.train_flops += FORWARD * self.shape[0] * getattr(result, "eval_tokens", 0)
+        self.cost.train_eval_tokens += getattr(result, "eval_tokens", 0)
+        self.cost.train_flops += training_flops(self.shape[0], getattr(result, "eval_tokens", 0), FORWARD)
         return self
 
     def train_passes(self) -> int:
@@ -107,7 +108,7 @@ class FinetunedRung(LabelScorer):
             answers += [_until(row[width:].tolist(), stop) for row in out]
             advance(len(chunk))
         outputs = [tok.decode(a, skip_special_tokens=True).strip() for a in answers]
-        per_ms = self.charge(start, prompts, [[len(a)] for a in answers])
+        per_ms = self.charge(start, prompts, [[len(a)] for a in answers], decoded=True)
         return [Prediction(id=r.id, output=o, latency_ms=per_ms, prompt_tokens=len(p))
                 for r, o, p in zip(records, outputs, prompts, strict=True)]
 
