@@ -124,7 +124,9 @@ def run_trl(args, side, model, tokenizer, train, timer):
     data = Dataset.from_list([{"prompt": b.prompt(r.input), "completion": b.answer(r.target)} for r in train])
     sft = SFTConfig(
         output_dir=str(Path(args.work) / side), per_device_train_batch_size=args.batch, max_steps=args.steps,
-        learning_rate=5e-4, lr_scheduler_type="linear", warmup_steps=0, seed=args.seed, max_length=512,
+        learning_rate=5e-4, lr_scheduler_type="linear", warmup_steps=0, seed=args.seed,
+        # TRL refuses max_length with padding_free unless it packs; the inputs (<= 96 words) never reach 512.
+        max_length=None if side == "trl-packed" else 512,
         packing=False, padding_free=side == "trl-packed", completion_only_loss=True, bf16=False, fp16=False,
         gradient_checkpointing=False, activation_checkpointing=False, use_cpu=True, report_to=[],
         save_strategy="no", eval_strategy="no", logging_steps=args.steps, disable_tqdm=True,
