@@ -631,4 +631,4 @@ def main() -> None:
 
 
 # The lifecycle commands (monitor, serve, ui, export) live in their own module and register on `app`.
-from tunewise import cli_lifecycle  # noqa: E402,F401
+from tunewise import cli_lifecycle  # noqa: F401

@@ -20,6 +20,8 @@ interpreter's default behaviour. Standard library only: this runs before any hea
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import signal
 import sys
@@ -89,12 +91,10 @@ def hard_exit(why: str) -> None:
     workspace = sys.modules.get("tunewise.workspace")
     if workspace is not None:
         workspace.discard_in_flight()
-    try:
+    with contextlib.suppress(OSError, ValueError):  # a closed pipe must not keep the process alive
         sys.stderr.write(f"interrupted ({signal_name()}): {why}\n")
         sys.stderr.flush()
         sys.stdout.flush()
-    except Exception:  # a closed pipe must not keep the process alive
-        pass
     os._exit(exit_code())
 
 
@@ -106,18 +106,16 @@ def stage(name: str) -> None:
     check()
     _stages.append((name, time.perf_counter(), time.process_time()))
     if os.environ.get("TUNEWISE_STAGE_MARKERS"):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             sys.stderr.write(f"stage: {name}\n")
             sys.stderr.flush()
-        except Exception:
-            pass
 
 
 def stage_times(since: int = 0) -> list[dict]:
     """Wall and CPU seconds of each stage marked from index ``since`` on (the last one ends now)."""
     marks = [*_stages[since:], ("", time.perf_counter(), time.process_time())]
     return [{"stage": a[0], "wall_s": round(b[1] - a[1], 2), "cpu_s": round(b[2] - a[2], 2)}
-            for a, b in zip(marks, marks[1:])]
+            for a, b in itertools.pairwise(marks)]
 
 
 def stage_count() -> int:

@@ -156,7 +156,7 @@ def test_shared_prefix_gives_the_same_loss_and_gradients(builder, tiny_model_dir
 def test_mixed_precision_without_hardware_is_a_clear_error(monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    import tunewise.evaluate.decode as decode
+    from tunewise.evaluate import decode
 
     monkeypatch.setattr(decode, "native_bf16", lambda: False)
     with pytest.raises(MethodError, match="bf16 needs a GPU with bf16 or a CPU with AVX512-BF16"):
