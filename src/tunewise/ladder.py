@@ -15,12 +15,11 @@ from tunewise.core import Record
 from tunewise.data.resolve import Splits, resolve_splits
 from tunewise.evaluate.cost import add_break_even, cost_spread, resolve_prices, rung_compute, rung_cost
 from tunewise.evaluate.score import check_primary
-from tunewise.evaluate.stats import mcnemar, paired_bootstrap_diff
+from tunewise.evaluate.stats import mcnemar
 from tunewise.evaluate.text_metrics import check_gold_field
 from tunewise.evaluate.throughput import machine_throughput
 from tunewise.report.build import write_report
-from tunewise.report.content_guard import guard_recommendation
-from tunewise.report.decide import recommend
+from tunewise.report.decide import compare, recommend
 from tunewise.rungs.base import ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
@@ -201,35 +200,6 @@ def _value(r: dict) -> float:
     return r["metrics"][r["primary"]]
 
 
-def paired_test(a: np.ndarray, b: np.ndarray, binary: bool, resamples: int, seed: int) -> dict:
-    """A vs B on the same items: McNemar when items are right/wrong, paired bootstrap otherwise.
-
-    The paired bootstrap's CI of the difference is reported either way, so every gap has an interval.
-    """
-    boot = paired_bootstrap_diff(lambda idx, s: (a if s == "a" else b)[idx].mean(), len(a), resamples, seed)
-    # The per-item SD of the differences sizes the test set a non-inferiority decision would need.
-    spread = {"diff": float(a.mean() - b.mean()), "diff_ci": boot["diff_ci"], "n": len(a),
-              "diff_sd": float(np.std(a - b, ddof=1)) if len(a) > 1 else 0.0}
-    if binary:
-        return {"test": "mcnemar", **mcnemar(a.astype(bool), b.astype(bool)), **spread}
-    return {"test": "paired-bootstrap", "p_value": boot["p_value"], **spread}
-
-
-def compare(results: list[dict], resamples: int, seed: int) -> None:
-    """Add paired tests against the best rung (and best vs the runner-up), on the same test items."""
-    items = {r["name"]: np.array(r.pop("item_scores"), dtype=float) for r in results}
-    best = max(results, key=_value)
-
-    def paired(x: dict, y: dict) -> dict:
-        return {"vs": y["name"], **paired_test(items[x["name"]], items[y["name"]], x["binary_items"], resamples, seed)}
-
-    for r in results:
-        r["paired_vs_best"] = paired(r, best) if r is not best else {"vs": best["name"], "p_value": 1.0, "diff": 0.0}
-    rest = [r for r in results if r is not best]
-    if rest:
-        best["paired_vs_best_of_rest"] = paired(best, max(rest, key=_value))
-
-
 class RungsFailed(RuntimeError):
     """Every rung of a ladder failed: there is nothing to report."""
 
@@ -328,7 +298,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         if interrupted:
             raise LadderInterrupted(None)
         raise RungsFailed("every rung failed: " + "; ".join(f"{f['name']}: {f['error']}" for f in failed))
-    compare(results, config.eval.bootstrap, config.data.seed)
+    compare(results)
     break_even = add_break_even(results, prices, throughput)
     ladder = {
         "project": config.name,
@@ -357,8 +327,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         "timing": {"examples": min(config.eval.timing_examples, len(splits.test)),
                    "repeats": config.eval.timing_repeats, "batch_size": config.eval.batch_size},
         "rungs": results,
-        "recommendation": guard_recommendation(recommend(results, config.eval.margin), results, config.eval.bootstrap,
-                                               config.data.seed),
+        "recommendation": recommend(results, config.eval.margin, config.eval.guard_margins),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     from tunewise.report.curve_view import latest_curve

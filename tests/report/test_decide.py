@@ -22,20 +22,47 @@ def test_a_cheaper_rung_shown_within_the_margin_wins_and_says_dont_fine_tune():
 
 
 def test_a_ci_straddling_the_margin_is_too_small_to_decide_and_names_the_rows_needed():
-    # 80 rows, 4 points apart: the 95% CI runs from well below -2 points to above it.
+    # 80 rows, 4 points apart: the 95% CI runs from well below -2 points to above it. A clearly worse
+    # zero-shot is decided, so the ladder as a whole is informative and the best is kept.
     ladder = fake_ladder([
+        fake_rung("zero-shot", 0.3, 0, 30, 60, n=80, seed=7),
         fake_rung("few-shot", 0.84, 0, 40, 300, n=80, seed=1),
         fake_rung("lora", 0.88, 600, 40, 60, n=80, seed=1),
     ])
     rec = ladder["recommendation"]
-    few = ladder["rungs"][0]["paired_vs_best"]
+    few = ladder["rungs"][1]["paired_vs_best"]
     assert few["diff_ci"][0] <= -0.02 < few["diff_ci"][1]
-    assert few["p_value"] >= 0.05  # the old rule called this a tie and picked few-shot by default
-    assert rec["rung"] == "lora" and not rec["decided"]
+    assert few["p_value"] >= 0.05  # "not significantly worse" would have called this a tie
+    assert rec["rung"] == "lora" and not rec["decided"] and rec["status"]["zero-shot"] == "worse"
     (open_,) = rec["undecided"]
     rows = noninferiority_rows(few["diff"], few["diff_sd"], 0.02)
     assert open_ == {"rung": "few-shot", "rows_needed": rows} and rows > 80
     assert "too small to decide whether few-shot" in rec["reason"] and f"about {rows:,} test rows" in rec["reason"]
+
+
+def test_a_split_too_small_to_tell_rungs_apart_withholds_and_names_the_rows():
+    # The case: a one-row test split. Nothing is decided and a power calculation says why.
+    ladder = fake_ladder([fake_rung("few-shot", 1.0, 0, 40, 300, n=1, seed=1),
+                          fake_rung("lora", 1.0, 600, 40, 60, n=1, seed=1)])
+    rec = ladder["recommendation"]
+    assert rec["rung"] is None and rec["withheld"] and rec["provisional"] == "few-shot"
+    assert rec["rows_needed"] > 1000 and f"needs about {rec['rows_needed']:,} test rows" in rec["reason"]
+    lo, hi = ladder["rungs"][0]["metrics"]["accuracy_ci"]
+    assert hi - lo > 0.5  # Wilson from one row, not "100.0 (100.0-100.0)"
+    # 80 rows 4 points apart and nothing else decided: withheld too, not "lora" by default.
+    small = fake_ladder([fake_rung("few-shot", 0.84, 0, 40, 300, n=80, seed=1),
+                         fake_rung("lora", 0.88, 600, 40, 60, n=80, seed=1)])["recommendation"]
+    assert small["rung"] is None and small["rows_needed"] > 80
+
+
+def test_a_rung_without_its_primary_metric_is_not_measured_and_never_recommended():
+    nan_rung = fake_rung("zero-shot", 0.9, 0, 1, 60, n=400, seed=2)
+    nan_rung["metrics"]["accuracy"] = float("nan")
+    ladder = fake_ladder([nan_rung, fake_rung("lora", 0.8, 600, 40, 60, n=400, seed=3)])
+    rec = ladder["recommendation"]
+    assert rec["rung"] == "lora" and rec["status"]["zero-shot"] == "not measured"
+    assert "Not measured" in rec["reason"] and "zero-shot" in rec["reason"]
+    assert ladder["rungs"][0]["paired_vs_best"]["not_measured"]
 
 
 def test_a_cheaper_rung_clearly_worse_leaves_the_best_recommended():
@@ -53,15 +80,15 @@ def test_a_wider_margin_accepts_what_the_default_leaves_open():
     rungs = [fake_rung("few-shot", 0.84, 0, 40, 300, n=80, seed=1), fake_rung("lora", 0.88, 600, 40, 60, n=80, seed=1)]
     ladder = fake_ladder(rungs)
     lo = ladder["rungs"][0]["paired_vs_best"]["diff_ci"][0]
-    wide = recommend(ladder["rungs"], margin=-lo + 0.01)
+    wide = recommend(ladder["rungs"], margin=-lo + 0.02)
     assert wide["rung"] == "few-shot" and wide["decided"]
 
 
 def test_computed_cost_not_the_fixed_order_ranks_ties():
     # Zero-shot is first in the fixed order, but the embedding classifier is far cheaper to run.
     ladder = fake_ladder([
-        fake_rung("zero-shot", 0.9, 0, 400, 120, n=60, seed=4),
-        fake_rung("embedding-classifier", 0.9, 5, 3, 128, n=60, seed=4),
+        fake_rung("zero-shot", 0.9, 0, 400, 120, n=2000, seed=4),
+        fake_rung("embedding-classifier", 0.9, 5, 3, 128, n=2000, seed=4),
     ])
     assert ladder["recommendation"]["rung"] == "embedding-classifier"
 

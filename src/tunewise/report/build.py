@@ -19,7 +19,9 @@ METRIC_COLUMNS = {
 
 
 def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}"
+    if x is None:
+        return "–"
+    return "not measured" if x != x else f"{100 * x:.1f}"  # NaN: the one policy of report.decide
 
 
 def _ci(pair) -> str:
@@ -32,6 +34,8 @@ def _money(x: float) -> str:
 
 def _paired(r: dict) -> str:
     p = r.get("paired_vs_best", {})
+    if p.get("not_measured"):
+        return "not measured"
     if "diff_ci" not in p:
         return "best"
     lo, hi = p["diff_ci"]
@@ -64,11 +68,14 @@ def rule_text(ladder: dict) -> str:
         return (f"the cheapest rung whose {ladder['primary']} is not significantly below the best rung's "
                 f"(paired test on the same test items, p ≥ {rec.get('alpha', 0.05)}).")
     m = f"{100 * rec['margin']:g}"
-    return (f"the cheapest rung shown to be at most {m} points of {ladder['primary']} below the best rung: the "
-            f"lower bound of the 95% CI of its paired difference to the best (same test items) is above -{m} "
-            f"(`eval.margin: {rec['margin']:g}`). Where a cheaper rung's interval straddles -{m}, the report says "
-            "the test set is too small to decide and estimates the rows needed (normal approximation with the "
-            "observed per-item SD of the difference, 80% power).")
+    return (f"the cheapest rung shown to be at most {m} points of {ladder['primary']} below the best rung: its "
+            f"paired difference to the best (same test items) is shown above -{m} (`eval.margin: {rec['margin']:g}`) "
+            "at one-sided alpha 0.025 after Holm's correction over all rungs (the lower end of the 95% interval "
+            f"is above -{m} when only one rung is compared). Where a cheaper rung's interval straddles -{m}, the "
+            "report says the test set is too small to decide and estimates the rows needed (normal approximation "
+            "with the observed per-item SD of the difference, 80% power); when nothing at all is decided and a "
+            "power calculation says the split is too small, the recommendation is withheld. A rung whose "
+            "primary metric could not be computed is not measured and never recommended. docs/decision.md.")
 
 
 def method_note(ladder: dict) -> str:
@@ -100,7 +107,10 @@ def _breakeven(r: dict) -> str:
 
 def ladder_break_even(ladder: dict) -> dict:
     """The break-even saved with the ladder, or computed from it (ladders saved before it was stored)."""
-    return ladder.get("break_even") or break_even(ladder)
+    result = ladder.get("break_even") or break_even(ladder)
+    # NaN is "not measured" (report.decide); the break-even table shows it as None does: "–".
+    rows = [{**r, "value": None if r.get("value") != r.get("value") else r.get("value")} for r in result.get("rungs", [])]
+    return {**result, "rungs": rows}
 
 
 def metric_columns(ladder: dict) -> list[str]:
@@ -213,7 +223,7 @@ def render_markdown(ladder: dict) -> str:
         "",
         "## Recommendation",
         "",
-        f"**{rec['rung']}**: {rec['reason']}",
+        f"**{rec['rung'] or 'withheld'}**: {rec['reason']}",
         "",
         f"Rule: {rule_text(ladder)}",
         *(f"- {line}" for line in recommendation_notes(rec)),
@@ -224,9 +234,10 @@ def render_markdown(ladder: dict) -> str:
         "",
         *rung_table(ladder),
         "",
-        ("Confidence intervals are 95% bootstrap percentiles over test examples. 'vs best' is the paired "
-         "difference to the best rung on the same examples: exact McNemar p for right/wrong items, "
-         "paired-bootstrap p otherwise. Money uses the prices in the config's `cost:` section. "
+        ("Confidence intervals are 95%: Wilson score intervals for proportions (accuracy, exact match), "
+         "bootstrap percentiles (scipy) for other metrics. 'vs best' is the paired difference to the best rung "
+         "on the same examples, with Newcombe's hybrid score interval and exact McNemar p for right/wrong "
+         "items, the paired t interval and p otherwise. Money uses the prices in the config's `cost:` section. "
          + method_note(ladder)),
         "",
         *render_break_even_md(ladder_break_even(ladder)),
