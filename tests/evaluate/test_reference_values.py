@@ -92,3 +92,10 @@ def test_newcombe_paired_interval_covers_the_true_difference_under_the_null():
     # One row, both right: an interval that says it knows nothing, not "0.0 (0.0-0.0)".
     lo, hi = interval(paired_stats(np.ones(1), np.ones(1)))
     assert lo < -0.5 and hi > 0.5
+
+
+def test_wilson_matches_statsmodels():
+    from statsmodels.stats.proportion import proportion_confint
+
+    for k, n in [(0, 1), (1, 1), (3, 7), (50, 80), (799, 800)]:
+        assert wilson_ci(k, n) == pytest.approx(proportion_confint(k, n, 0.05, method="wilson"))
