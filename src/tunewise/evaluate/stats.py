@@ -39,7 +39,10 @@ def wilson_ci(successes: float, n: int, level: float = LEVEL) -> tuple[float, fl
     z = _Z.inv_cdf(1 - (1 - level) / 2) if level > 0 else 0.0
     p, z2 = successes / n, z * z
     centre, half = p + z2 / (2 * n), z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return max(0.0, (centre - half) / (1 + z2 / n)), min(1.0, (centre + half) / (1 + z2 / n))
+    # All right (or all wrong) has an exact end at 1 (or 0); the closed form lands a rounding error short.
+    lo = 0.0 if successes <= 0 else max(0.0, (centre - half) / (1 + z2 / n))
+    hi = 1.0 if successes >= n else min(1.0, (centre + half) / (1 + z2 / n))
+    return lo, hi
 
 
 def bootstrap_ci(statistic: Callable[..., float], data: tuple[np.ndarray, ...], resamples: int = 1000,
