@@ -104,3 +104,31 @@ def test_rows_needed_by_hand():
     assert noninferiority_rows(-0.04, 0.5, 0.02) == 4906  # as far beyond the margin: as many rows to show it
     assert noninferiority_rows(-0.02, 0.5, 0.02) is None
     assert noninferiority_rows(0.01, 0.0, 0.02) is None
+
+
+def _with_draws(rung: dict, accuracies: list[float], n: int) -> dict:
+    """Give a rung several example-set draws, each a fake rung's items on the same test rows."""
+    rung["draws"] = []
+    for i, acc in enumerate(accuracies):
+        d = fake_rung(rung["name"], acc, 0, 40, 300, n=n, seed=1)
+        rung["draws"].append({"seed": i, "value": d["metrics"]["accuracy"], "item_scores": d["item_scores"]})
+    return rung
+
+
+def test_prompting_as_good_is_withheld_when_the_example_sets_disagree():
+    # Set 0 (served) is as good as lora; sets 1 and 2 are 15 points worse: the verdict flips with the draw.
+    few = _with_draws(fake_rung("few-shot", 0.875, 0, 40, 300, n=2000, seed=1), [0.875, 0.73, 0.72], 2000)
+    ladder = fake_ladder([few, fake_rung("lora", 0.88, 600, 40, 60, n=2000, seed=1)])
+    rec = ladder["recommendation"]
+    assert rec["status"]["few-shot"] == "flips" and rec["flips"] == ["few-shot"]
+    assert rec["rung"] == "lora" and "don't fine-tune" not in rec["reason"]
+    assert "verdict flips with the random draw" in rec["reason"] and "1 of 3 example sets" in rec["reason"]
+    d = ladder["rungs"][0]["draw_summary"]
+    assert d["k"] == 3 and d["ci"][0] < d["min"] <= d["max"] < d["ci"][1]  # the spread of draws is in the CI
+    assert all("item_scores" not in x for x in ladder["rungs"][0]["draws"])  # ladder.json keeps every set, small
+
+
+def test_prompting_as_good_holds_when_every_example_set_is_within_the_margin():
+    few = _with_draws(fake_rung("few-shot", 0.875, 0, 40, 300, n=2000, seed=1), [0.875, 0.876, 0.874], 2000)
+    rec = fake_ladder([few, fake_rung("lora", 0.88, 600, 40, 60, n=2000, seed=1)])["recommendation"]
+    assert rec["rung"] == "few-shot" and rec["status"]["few-shot"] == "non-inferior" and "don't fine-tune" in rec["reason"]

@@ -94,23 +94,66 @@ def compare(results: list[dict]) -> None:
             r["paired_vs_best"] = {"vs": best["name"], "p_value": 1.0, "diff": 0.0}
         else:
             r["paired_vs_best"] = paired(r, best) if measured(_value(r)) else {"vs": best["name"], "not_measured": True}
+        if r.get("draws"):
+            add_draws(r, items[best["name"]] if r is not best else None)
     rest = [r for r in scored if r is not best]
     if rest:
         best["paired_vs_best_of_rest"] = paired(best, max(rest, key=_value))
 
 
+def add_draws(r: dict, best_items: np.ndarray | None) -> None:
+    """A rung measured on several random draws (few-shot example sets): ``r["draws"]`` holds each draw's
+    seed, value and item_scores (popped here). Adds each draw's paired comparison to the best and
+    ``draw_summary``: mean, SD and range over draws, and a 95% t interval of the mean over draws, which
+    holds the between-draw variance as well as the test rows' (each draw's value carries both)."""
+    from scipy import stats as sps
+
+    values = np.array([d["value"] for d in r["draws"]], dtype=float)
+    k = len(values)
+    sd = float(values.std(ddof=1)) if k > 1 else float("nan")
+    half = float(sps.t.ppf(0.975, k - 1) * sd / math.sqrt(k)) if k > 1 else float("nan")
+    r["draw_summary"] = {"k": k, "mean": float(values.mean()), "sd": sd, "min": float(values.min()),
+                         "max": float(values.max()), "ci": [float(values.mean() - half), float(values.mean() + half)]}
+    for d in r["draws"]:
+        items = np.asarray(d.pop("item_scores", []), dtype=float)
+        if best_items is not None and len(items):
+            d["paired_vs_best"] = paired_summary(items, best_items)
+
+
+def _draw_p(r: dict, margin: float) -> tuple[float, list[float]]:
+    """The non-inferiority p of a rung: on one draw its own; over several draws the largest (an
+    intersection-union test: "as good" must hold on every draw, so no correction is owed for them)."""
+    draws = [d["paired_vs_best"] for d in r.get("draws", []) if "paired_vs_best" in d]
+    own = p_above(r["paired_vs_best"]["stats"], -margin)
+    each = [p_above(d["stats"], -margin) for d in draws]
+    return (max(each) if each else own), each
+
+
 def statuses(scored: list[dict], best: dict, margin: float) -> dict[str, str]:
-    """'best'; 'non-inferior' (Holm-corrected one-sided test against -margin rejects 'worse by the margin');
-    'worse' (the 95% interval lies at or below -margin); else 'undecided'."""
+    """'best'; 'non-inferior' (Holm-corrected one-sided test against -margin rejects 'worse by the margin',
+    on every draw for a drawn rung); 'flips' (non-inferior on some draws, not on others); 'worse' (the
+    95% interval lies at or below -margin); else 'undecided'."""
     others = [r for r in scored if r is not best]
-    p = [p_above(r["paired_vs_best"]["stats"], -margin) for r in others]
+    tests = [_draw_p(r, margin) for r in others]
+    p = [t[0] for t in tests]
     for r, pv in zip(others, p, strict=True):
         r["paired_vs_best"]["p_noninferior"] = pv
     out = {best["name"]: "best"}
-    for r, ok in zip(others, holm(p, ALPHA), strict=True):
+    for r, ok, (_, each) in zip(others, holm(p, ALPHA), tests, strict=True):
         hi = r["paired_vs_best"]["diff_ci"][1]
-        out[r["name"]] = "non-inferior" if ok else "worse" if hi <= -margin else "undecided"
+        flips = each and not ok and any(x < ALPHA for x in each)
+        out[r["name"]] = ("non-inferior" if ok else "flips" if flips else "worse" if hi <= -margin
+                          else "undecided")
     return out
+
+
+def _flip_text(r: dict, margin: float) -> str:
+    each = _draw_p(r, margin)[1]
+    passed = sum(x < ALPHA for x in each)
+    d = r["draw_summary"]
+    return (f"{r['name']}'s verdict flips with the random draw: within {100 * margin:g} points of the best on "
+            f"{passed} of {len(each)} example sets, not on the others ({100 * d['min']:.1f}–{100 * d['max']:.1f}% "
+            f"across sets, mean {100 * d['mean']:.1f}%); \"as good\" is withheld for it.")
 
 
 def _gap(r: dict) -> str:
@@ -226,6 +269,10 @@ def recommend(rungs: list[dict], margin: float = DEFAULT_MARGIN, guard_margins: 
                   f"{_ratio(choice, best)}; {verdict}.")
     if open_:
         reason += " " + _too_small(open_, best, choice, margin)
+    flipped = [r for r in scored if states[r["name"]] == "flips"]
+    for r in flipped:
+        reason += " " + _flip_text(r, margin)
+    base["flips"] = [r["name"] for r in flipped]
     return _guard({**base, "reason": reason + unmeasured}, rungs, guard_margins)
 
 
