@@ -295,7 +295,15 @@ class FewShotConfig(_Strict):
     max_example_tokens: int = Field(48, gt=0)
     """Truncate each example's input to this many tokens; short examples keep every call cheap."""
     seed: int = 0
-    """Seed of the random example set."""
+    """Seed of the random example set (the first of ``sets``: the one saved and served)."""
+    sets: int = Field(3, ge=1)
+    """With `selection: random`, how many example sets (seeds seed, seed+1, ...) the ladder scores: the
+    score of few-shot depends on the draw, so the report shows the mean, the spread and a CI over sets,
+    and calls few-shot "as good" only when every set is (docs/decision.md). 1: one draw, as before."""
+    calibrate: bool = False
+    """Contextual calibration (Zhao et al. 2021): divide each label's probability by its probability
+    for content-free inputs ("N/A", "", "[MASK]") under the same prompt. Applies to zero-shot and
+    few-shot classification under likelihood scoring. Off by default: not yet measured to help here."""
 
 
 class EncoderConfig(_Strict):

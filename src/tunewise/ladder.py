@@ -172,6 +172,11 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
         "metric_items": {k: v.tolist() for k, v in scored.items.items()},  # for report.content_guard
         "binary_items": scored.binary,
     }
+    from tunewise.rungs.prompting import score_draws  # every example set of few-shot (docs/decision.md)
+
+    if draws := score_draws(rung, splits.test, scored, lambda p: score_predictions(
+            config, splits.test, p, getattr(rung, "passages", None), schema, evidence, encoder)):
+        result["draws"] = draws
     result["warnings"] = warnings  # also in metrics.json, the report
     if hasattr(rung, "train_result"):
         result["train_history"] = rung.train_result.history
