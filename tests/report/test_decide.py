@@ -132,3 +132,13 @@ def test_prompting_as_good_holds_when_every_example_set_is_within_the_margin():
     few = _with_draws(fake_rung("few-shot", 0.875, 0, 40, 300, n=2000, seed=1), [0.875, 0.876, 0.874], 2000)
     rec = fake_ladder([few, fake_rung("lora", 0.88, 600, 40, 60, n=2000, seed=1)])["recommendation"]
     assert rec["rung"] == "few-shot" and rec["status"]["few-shot"] == "non-inferior" and "don't fine-tune" in rec["reason"]
+
+
+def test_the_report_shows_every_sets_score_and_the_spread():
+    from tunewise.report.build import render_html, render_markdown
+
+    few = _with_draws(fake_rung("few-shot", 0.875, 0, 40, 300, n=2000, seed=1), [0.875, 0.73, 0.72], 2000)
+    ladder = fake_ladder([few, fake_rung("lora", 0.88, 600, 40, 60, n=2000, seed=1)])
+    d = ladder["rungs"][0]["draw_summary"]
+    for text in (render_markdown(ladder), render_html(ladder)):
+        assert "few-shot across 3 example sets (seeds 0, 1, 2)" in text and f"SD {100 * d['sd']:.1f} points" in text

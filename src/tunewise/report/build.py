@@ -131,9 +131,22 @@ def why_primary(ladder: dict) -> str:
     return f"Rungs are ranked on **{metric}**, as set by `eval.primary`."
 
 
-def recommendation_notes(rec: dict) -> list[str]:
-    """The content check's verdict and every surface-vs-content disagreement, one line each."""
+def draw_lines(ladder: dict) -> list[str]:
+    """One line per rung measured on several random draws (few-shot example sets): the spread."""
     lines = []
+    for r in ladder["rungs"]:
+        d = r.get("draw_summary")
+        if d:
+            values = ", ".join(_pct(x["value"]) for x in r.get("draws", []))
+            lines.append(f"{r['name']} across {d['k']} example sets (seeds {', '.join(str(x['seed']) for x in r['draws'])}): "
+                         f"{values}; mean {_pct(d['mean'])}, SD {_pct(d['sd'])} points, 95% CI {_ci(d['ci'])} "
+                         "(includes the between-set variance; the table shows the first set, the one served).")
+    return lines
+
+
+def recommendation_notes(rec: dict, ladder: dict | None = None) -> list[str]:
+    """The content check's verdict, every surface-vs-content disagreement and every drawn rung's spread."""
+    lines = draw_lines(ladder) if ladder else []
     if rec.get("overruled"):
         lines.append(f"Overruled: **{rec['overruled']['rung']}** was the choice on {rec.get('metric')} "
                      f"({rec['overruled']['reason']})")
@@ -226,7 +239,7 @@ def render_markdown(ladder: dict) -> str:
         f"**{rec['rung'] or 'withheld'}**: {rec['reason']}",
         "",
         f"Rule: {rule_text(ladder)}",
-        *(f"- {line}" for line in recommendation_notes(rec)),
+        *(f"- {line}" for line in recommendation_notes(rec, ladder)),
         "",
         why_primary(ladder),
         "",
@@ -281,7 +294,7 @@ def render_html(ladder: dict) -> str:
         ood=any(r.get("ood_metrics") for r in ladder["rungs"]),
         pct=_pct, ci=_ci, money=_money, paired=_paired, breakeven=_breakeven, latency=_latency, gflops=_gflops,
         per_1k=_per_1k, rule=rule_text(ladder).replace("`", ""), method_note=method_note(ladder),
-        notes=recommendation_notes(ladder["recommendation"]), why_primary=why_primary(ladder).replace("**", ""),
+        notes=recommendation_notes(ladder["recommendation"], ladder), why_primary=why_primary(ladder).replace("**", ""),
         status_lines=run_status_lines(ladder),
         be=ladder_break_even(ladder), be_sentences=break_even_sentences(ladder_break_even(ladder)),
         prices_line=prices_line(ladder_break_even(ladder)["prices"],
