@@ -194,13 +194,10 @@ def rows_for_noninferiority(sd: float, margin: float, diff: float = 0.0, alpha: 
     return math.ceil((z * sd / gap) ** 2)
 
 
-def noninferiority_rows(diff: float, sd: float, margin: float, level: float = LEVEL, power: float = 0.8) -> int | None:
-    """Test items needed for a paired difference's CI at ``level`` to settle against ``-margin`` with
-    ``power``, if the true difference and per-item SD are those observed: n = ((z_(1-a/2) + z_power) ·
-    sd / |diff + margin|)². None when it cannot be settled (the difference sits on the margin, or the
-    items never differ)."""
+def noninferiority_rows(diff: float, sd: float, margin: float, power: float = 0.8) -> int | None:
+    """Test items needed for a paired difference's 95% interval to settle against ``-margin`` with
+    ``power``, if the true difference and per-item SD are those observed: ``rows_for_noninferiority``
+    with the distance to the margin taken either way (showing "worse" needs as many rows as "within").
+    None when it cannot be settled (the difference sits on the margin, or the items never differ)."""
     gap = abs(diff + margin)
-    if gap < 1e-12 or sd <= 0:
-        return None
-    z = _Z.inv_cdf(1 - (1 - level) / 2) + _Z.inv_cdf(power)
-    return math.ceil((z * sd / gap) ** 2)
+    return rows_for_noninferiority(sd, gap, 0.0, power=power) if gap >= 1e-12 else None
