@@ -86,8 +86,13 @@ def test_full_cheap_ladder_with_ood_writes_every_metric(tmp_path, tiny_model_dir
     by = {r["name"]: r for r in ladder["rungs"]}
     assert by["few-shot"]["prompt_tokens_per_request"] > by["zero-shot"]["prompt_tokens_per_request"]
     assert by["encoder-finetune"]["train_seconds"] > 0 and "break_even" in by["encoder-finetune"]
+    few = by["few-shot"]
+    assert [d["seed"] for d in few["draws"]] == [0, 1, 2] and few["draw_summary"]["k"] == 3
+    assert few["draws"][0]["value"] == few["metrics"]["accuracy"]  # the first set is the rung as served
     rec = ladder["recommendation"]
-    assert rec["rung"] in rec["non_inferior"]
+    # Withheld (a split too small to tell rungs apart) exactly when no rung is named; else a good one.
+    assert (rec["rung"] is None) == bool(rec.get("withheld"))
+    assert rec["rung"] is None or rec["rung"] in rec["non_inferior"]
     html = (report_dir / "report.html").read_text()
     assert all(f">{n}</td>" in html for n in names)
 

@@ -315,8 +315,12 @@ class EvalConfig(_Strict):
     """Score every rung on a seeded, stratified subset of the test split (None: all of it)."""
     margin: float = Field(0.02, ge=0, lt=1)
     """Non-inferiority margin of the recommendation, in units of the primary metric (0.02: 2 points
-    of accuracy). A cheaper rung is recommended over the best only when the lower bound of the 95% CI
-    of its paired difference to the best is above -margin."""
+    of accuracy). A cheaper rung is recommended over the best only when its paired difference to the
+    best is shown above -margin (one-sided alpha 0.025, Holm-corrected over rungs; docs/decision.md)."""
+    guard_margins: dict[str, float] = Field(default_factory=lambda: {"content_f1": 0.02, "groundedness": 0.02})
+    """Guard metrics (higher is better) and their own margins: the recommended rung is overruled only
+    when another rung is shown better on a guard metric by more than its margin (one-sided alpha 0.025,
+    Holm-corrected over rungs and guard metrics). A guard is used only when every rung measured it."""
     timing_examples: int = Field(8, ge=0)
     """Size of the fixed, seeded test sample each rung predicts again to measure its latency (0: skip)."""
     timing_repeats: int = Field(3, ge=1)
@@ -343,7 +347,15 @@ class FewShotConfig(_Strict):
     max_example_tokens: int = Field(48, gt=0)
     """Truncate each example's input to this many tokens; short examples keep every call cheap."""
     seed: int = 0
-    """Seed of the random example set."""
+    """Seed of the random example set (the first of ``sets``: the one saved and served)."""
+    sets: int = Field(3, ge=1)
+    """With `selection: random`, how many example sets (seeds seed, seed+1, ...) the ladder scores: the
+    score of few-shot depends on the draw, so the report shows the mean, the spread and a CI over sets,
+    and calls few-shot "as good" only when every set is (docs/decision.md). 1: one draw, as before."""
+    calibrate: bool = False
+    """Contextual calibration (Zhao et al. 2021): divide each label's probability by its probability
+    for content-free inputs ("N/A", "", "[MASK]") under the same prompt. Applies to zero-shot and
+    few-shot classification under likelihood scoring. Off by default: not yet measured to help here."""
 
 
 class EncoderConfig(_Strict):

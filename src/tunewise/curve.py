@@ -400,9 +400,9 @@ def _pick(strategy: str, config: ProjectConfig, project: Path, splits: Splits, r
     rung.fit(splits.train, splits.val)
     preds = rung.predict(rows)
     labels = config.task.labels
-    logp = np.array([[p.scores[lab] for lab in labels] for p in preds])
-    proba = np.exp(logp - logp.max(1, keepdims=True))
-    proba /= proba.sum(1, keepdims=True)
+    from scipy.special import softmax
+
+    proba = softmax(np.array([[p.scores[lab] for lab in labels] for p in preds]), axis=1)
     picks = least_confident(proba, n)
     flags = [f"uncertainty;top_p={proba[i].max():.3f}" for i in picks]
     n_fit = rung.history[0]["n_train"] if getattr(rung, "history", None) else len(splits.train)

@@ -16,12 +16,11 @@ from tunewise.core import Record
 from tunewise.data.resolve import Splits, resolve_splits
 from tunewise.evaluate.cost import add_break_even, resolve_prices, rung_work
 from tunewise.evaluate.score import check_primary
-from tunewise.evaluate.stats import mcnemar, paired_bootstrap_diff
+from tunewise.evaluate.stats import mcnemar
 from tunewise.evaluate.text_metrics import check_gold_field
 from tunewise.evaluate.throughput import machine_throughput
 from tunewise.report.build import write_report
-from tunewise.report.content_guard import guard_recommendation
-from tunewise.report.decide import recommend
+from tunewise.report.decide import compare, recommend
 from tunewise.rungs.base import ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
@@ -199,6 +198,11 @@ def _run_rung_in(run_dir: Path, name: str, config: ProjectConfig, project: Path,
         "binary_items": scored.binary,
         "precision": _precision(name, config),
     }
+    from tunewise.rungs.prompting import score_draws  # every example set of few-shot (docs/decision.md)
+
+    if draws := score_draws(rung, splits.test, scored, lambda p: score_predictions(
+            config, splits.test, p, getattr(rung, "passages", None), schema, evidence, encoder)):
+        result["draws"] = draws
     result["warnings"] = warnings  # also in metrics.json, the report
     if hasattr(rung, "train_result"):
         result["train_history"] = rung.train_result.history
@@ -237,35 +241,6 @@ def _precision(name: str, config: ProjectConfig) -> dict:
 
 def _value(r: dict) -> float:
     return r["metrics"][r["primary"]]
-
-
-def paired_test(a: np.ndarray, b: np.ndarray, binary: bool, resamples: int, seed: int) -> dict:
-    """A vs B on the same items: McNemar when items are right/wrong, paired bootstrap otherwise.
-
-    The paired bootstrap's CI of the difference is reported either way, so every gap has an interval.
-    """
-    boot = paired_bootstrap_diff(lambda idx, s: (a if s == "a" else b)[idx].mean(), len(a), resamples, seed)
-    # The per-item SD of the differences sizes the test set a non-inferiority decision would need.
-    spread = {"diff": float(a.mean() - b.mean()), "diff_ci": boot["diff_ci"], "n": len(a),
-              "diff_sd": float(np.std(a - b, ddof=1)) if len(a) > 1 else 0.0}
-    if binary:
-        return {"test": "mcnemar", **mcnemar(a.astype(bool), b.astype(bool)), **spread}
-    return {"test": "paired-bootstrap", "p_value": boot["p_value"], **spread}
-
-
-def compare(results: list[dict], resamples: int, seed: int) -> None:
-    """Add paired tests against the best rung (and best vs the runner-up), on the same test items."""
-    items = {r["name"]: np.array(r.pop("item_scores"), dtype=float) for r in results}
-    best = max(results, key=_value)
-
-    def paired(x: dict, y: dict) -> dict:
-        return {"vs": y["name"], **paired_test(items[x["name"]], items[y["name"]], x["binary_items"], resamples, seed)}
-
-    for r in results:
-        r["paired_vs_best"] = paired(r, best) if r is not best else {"vs": best["name"], "p_value": 1.0, "diff": 0.0}
-    rest = [r for r in results if r is not best]
-    if rest:
-        best["paired_vs_best_of_rest"] = paired(best, max(rest, key=_value))
 
 
 class RungsFailed(RuntimeError):
@@ -342,14 +317,13 @@ def run_rungs(names: list[str], config: ProjectConfig, project: Path, splits: Sp
     return results, failed, False
 
 
-def price_ladder(ladder: dict, prices, seed: int) -> dict:
+def price_ladder(ladder: dict, prices) -> dict:
     """Price every rung of ``ladder`` from its recorded work at ``prices`` (resolved), say on what machine
     with which figures, and recommend (the recommendation ranks by cost). Run when a ladder finishes and
     by `tunewise report --set cost.…`, which re-prices a saved ladder without re-running a rung."""
     be = add_break_even(ladder["rungs"], prices, ladder.get("throughput"))
     ladder.update(prices=prices.model_dump(), machine=be["machine"], break_even=be)
-    ladder["recommendation"] = guard_recommendation(recommend(ladder["rungs"], ladder["margin"]), ladder["rungs"],
-                                                    ladder["bootstrap"], seed)
+    ladder["recommendation"] = recommend(ladder["rungs"], ladder["margin"], ladder.get("guard_margins"))
     return ladder
 
 
@@ -378,7 +352,8 @@ def reprice_report(project: Path, overrides: list[str], folder: Path | None = No
     ladder.setdefault("margin", config.eval.margin)  # ladders saved before these were recorded
     ladder.setdefault("bootstrap", config.eval.bootstrap)
     restore_metric_items(ladder["rungs"])
-    price_ladder(ladder, resolve_prices(config.cost), config.data.seed)
+    ladder.setdefault("guard_margins", config.eval.guard_margins)
+    price_ladder(ladder, resolve_prices(config.cost))
     ladder["repriced_from"] = str(folder)
     report_dir = ws.new_dir(project, "reports")
     if (Path(folder) / "test.jsonl").exists():
@@ -415,7 +390,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         if interrupted:
             raise LadderInterrupted(None)
         raise RungsFailed("every rung failed: " + "; ".join(f"{f['name']}: {f['error']}" for f in failed))
-    compare(results, config.eval.bootstrap, config.data.seed)
+    compare(results)
     ladder = {
         "project": config.name,
         "task": config.task.type,
@@ -438,13 +413,14 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         "throughput": throughput,
         "bootstrap": config.eval.bootstrap,
         "margin": config.eval.margin,
+        "guard_margins": config.eval.guard_margins,
         "timing": {"examples": min(config.eval.timing_examples, len(splits.test)),
                    "repeats": config.eval.timing_repeats, "batch_size": config.eval.batch_size},
         "rungs": results,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "stages": interrupt.stage_times(),  # this process's stages so far (imports, prepare, each rung's)
     }
-    price_ladder(ladder, prices, config.data.seed)
+    price_ladder(ladder, prices)
     from tunewise.report.curve_view import latest_curve
 
     if curve := latest_curve(project, splits.test_hash):  # `tunewise curve` measured on this same test split

@@ -13,10 +13,8 @@ import pytest
 from tunewise.config import ProjectConfig
 from tunewise.core import Prediction, Record
 from tunewise.evaluate.score import score_predictions
-from tunewise.ladder import compare
+from tunewise.report.decide import compare, recommend
 from tunewise.report.build import render_markdown
-from tunewise.report.content_guard import guard_recommendation
-from tunewise.report.decide import recommend
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "company-glossary"
 
@@ -75,8 +73,8 @@ def _ladder(config: ProjectConfig) -> tuple[list[dict], dict]:
     evidence = [[r.meta["entry"] + " " + r.target, _neighbour(records, i)] for i, r in enumerate(records)]
     rungs = [_rung("rag", score_predictions(config, records, _copies(records), evidence=evidence), 2.0),
              _rung("lora", score_predictions(config, records, _invents(records), evidence=evidence), 1.0)]
-    compare(rungs, 500, 0)
-    return rungs, guard_recommendation(recommend(rungs), rungs, 500, 0)
+    compare(rungs)
+    return rungs, recommend(rungs)
 
 
 def test_default_metric_ranks_copying_above_invention_and_recommendation_follows():

@@ -8,7 +8,7 @@ from scipy import stats as sps
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 from tunewise.evaluate.metrics import classification_report, confusion, macro_f1
-from tunewise.evaluate.stats import accuracy_ci, bootstrap_ci, mcnemar, paired_bootstrap_diff
+from tunewise.evaluate.stats import bootstrap_ci, interval, mcnemar, p_above, paired_stats, paired_summary, wilson_ci
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -44,31 +44,58 @@ def test_mcnemar_is_the_exact_binomial_test_on_discordant_pairs(a_only, b_only):
     assert result["p_value"] == pytest.approx(expected)
 
 
-def test_accuracy_ci_agrees_with_scipy_bootstrap_percentile():
-    correct = (np.random.default_rng(3).random(300) < 0.7).astype(float)
-    lo, hi = accuracy_ci(correct, resamples=4000, seed=0)
-    ref = sps.bootstrap((correct,), np.mean, n_resamples=4000, method="percentile", random_state=0).confidence_interval
-    assert lo == pytest.approx(ref.low, abs=0.01) and hi == pytest.approx(ref.high, abs=0.01)
-    # The normal approximation of a proportion is a second, independent reference.
-    half = 1.96 * np.sqrt(correct.mean() * (1 - correct.mean()) / len(correct))
-    assert hi - lo == pytest.approx(2 * half, rel=0.1)
+def test_wilson_interval_by_hand_and_never_zero_width():
+    # Wilson: (p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n); 1 of 1 right: (1/(1+z²), 1).
+    z = sps.norm.ppf(0.975)
+    assert wilson_ci(1, 1) == pytest.approx((1 / (1 + z * z), 1.0))
+    lo, hi = wilson_ci(0, 40)
+    assert lo == pytest.approx(0.0, abs=1e-12) and hi == pytest.approx(z * z / (40 + z * z))
+    k, n = 210, 300
+    p = k / n
+    centre, half = p + z * z / (2 * n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert wilson_ci(k, n) == pytest.approx(((centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)))
 
 
-def test_bootstrap_ci_of_a_mean_agrees_with_scipy():
+def test_bootstrap_ci_of_a_mean_agrees_with_the_normal_approximation():
     x = np.random.default_rng(4).normal(2.0, 1.0, 150)
-    lo, hi = bootstrap_ci(lambda idx: x[idx].mean(), len(x), resamples=3000, seed=1)
-    ref = sps.bootstrap((x,), np.mean, n_resamples=3000, method="percentile", random_state=1).confidence_interval
-    assert lo == pytest.approx(ref.low, abs=0.03) and hi == pytest.approx(ref.high, abs=0.03)
+    lo, hi = bootstrap_ci(np.mean, (x,), resamples=3000, seed=1)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
+    assert lo == pytest.approx(x.mean() - half, abs=0.03) and hi == pytest.approx(x.mean() + half, abs=0.03)
+    assert bootstrap_ci(np.mean, (x[:1],)) != bootstrap_ci(np.mean, (x[:1],))  # nan: one item has no spread
 
 
-def test_paired_bootstrap_separates_a_real_gap_from_none():
+def test_paired_t_interval_and_its_inverted_p_match_scipy():
     rng = np.random.default_rng(5)
     base = rng.random(200)
-    better = base + 0.05 + rng.normal(0, 0.01, 200)  # better on almost every item
-    same = paired_bootstrap_diff(lambda idx, s: base[idx].mean(), 200, 1000, 0)
-    gap = paired_bootstrap_diff(lambda idx, s: (better if s == "a" else base)[idx].mean(), 200, 1000, 0)
-    assert same["p_value"] == 1.0 and same["diff_ci"] == [0.0, 0.0]
-    assert gap["p_value"] < 0.01 and 0.045 < gap["diff_ci"][0] < 0.05 < gap["diff_ci"][1] < 0.055
-    # The paired t-test on the same items is the analytic reference for the gap's interval.
+    better = base + 0.05 + rng.normal(0, 0.01, 200)
+    gap = paired_summary(better, base)
     t = sps.ttest_rel(better, base).confidence_interval(0.95)
-    assert gap["diff_ci"] == pytest.approx([t.low, t.high], abs=0.002)
+    assert gap["test"] == "paired-t" and gap["diff_ci"] == pytest.approx([t.low, t.high])
+    st = paired_stats(better, base)
+    assert 0.049 < gap["diff"] < 0.051
+    for bound in (0.047, 0.048, 0.049):
+        ref = sps.ttest_1samp(better - base, bound, alternative="greater").pvalue
+        assert p_above(st, bound) == pytest.approx(ref, rel=1e-3, abs=1e-8)
+    assert p_above(st, 0.06) == 1.0  # the observed difference is not above the bound: reported as 1
+
+
+def test_newcombe_paired_interval_covers_the_true_difference_under_the_null():
+    # Two rungs right on 80% of items, disagreeing on 10%: the true difference is 0.
+    rng = np.random.default_rng(6)
+    trials, n, missed = 400, 60, 0
+    for _ in range(trials):
+        u = rng.random(n)
+        a, b = u < 0.8, (u < 0.75) | ((u >= 0.8) & (u < 0.85))
+        lo, hi = interval(paired_stats(a.astype(float), b.astype(float)))
+        missed += not lo <= 0.0 <= hi
+    assert missed / trials <= 0.06
+    # One row, both right: an interval that says it knows nothing, not "0.0 (0.0-0.0)".
+    lo, hi = interval(paired_stats(np.ones(1), np.ones(1)))
+    assert lo < -0.5 and hi > 0.5
+
+
+def test_wilson_matches_statsmodels():
+    from statsmodels.stats.proportion import proportion_confint
+
+    for k, n in [(0, 1), (1, 1), (3, 7), (50, 80), (799, 800)]:
+        assert wilson_ci(k, n) == pytest.approx(proportion_confint(k, n, 0.05, method="wilson"))

@@ -65,8 +65,8 @@ def test_shifted_stream_alarms_and_exports_rows_to_review(project, tmp_path):
     log = stream(tmp_path / "log.jsonl", shifted)
     res = runner.invoke(app, ["monitor", str(project), "--log", str(log), "--export-review", "5"])
     folder, result = latest(project)
-    assert res.exit_code in (3, 4), res.output
-    assert result["exit_code"] == res.exit_code and result["verdict"] in ("watch", "retrain")
+    # Out-of-vocabulary rows in the last window: the rung is off its training distribution, so retrain (3).
+    assert (res.exit_code, result["verdict"], result["exit_code"]) == (3, "retrain", 3), res.output
     late = result["windows"][-1]
     assert {"embedding", "new_vocab"} <= set(late["alarms"])
     assert not result["windows"][0]["alarms"]
@@ -108,7 +108,8 @@ def test_labelled_requests_are_scored_against_the_ladder_figure(project, tmp_pat
     labelled.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(texts, labels, strict=True)))
     res = runner.invoke(app, ["monitor", str(project), "--log", str(log), "--labeled", str(labelled)])
     _, result = latest(project)
-    assert res.exit_code in (0, 3, 4), res.output
+    # Rows like the training data, labelled as the tiny model labels them: nothing to act on.
+    assert (res.exit_code, result["verdict"]) == (0, "stable"), res.output
     fresh = result["labelled"]
     assert fresh["n"] == 60 and 0 <= fresh["accuracy_ci"][0] <= fresh["accuracy"] <= fresh["accuracy_ci"][1]
     assert 0 <= fresh["p_value"] <= 1 and "unpaired" in fresh["test"]
@@ -146,7 +147,11 @@ def test_sqlite_log_with_the_served_rungs_probabilities(project, tmp_path):
     con.close()
     res = runner.invoke(app, ["monitor", str(project), "--log", str(db)])
     _, result = latest(project)
-    assert res.exit_code in (0, 3, 4), res.output
+    # The exit code is the verdict's (0 stable, 4 watch, 3 retrain), whichever it is; with the tiny
+    # encoder this in-distribution stream raises an out-of-distribution watch (seen 2026-12), so the
+    # verdict itself is not pinned here.
+    assert res.exit_code == result["exit_code"] == {"stable": 0, "watch": 4, "retrain": 3}[result["verdict"]]
+    assert result["verdict"] in res.output
     assert result["predictions"].startswith("probabilities from the request log")
     assert result["reference"]["ladder"]["report"] is not None and result["n_requests"] == 60
     assert result["windows"][0]["confidence"]["mean"] == pytest.approx(0.8)

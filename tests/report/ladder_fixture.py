@@ -7,7 +7,7 @@ import numpy as np
 from tunewise.config import CostConfig
 from tunewise.evaluate.cost import add_break_even, resolve_prices, rung_cost
 from tunewise.evaluate.metrics import evaluate_classification
-from tunewise.ladder import compare
+from tunewise.report.decide import compare
 from tunewise.report.decide import recommend
 
 LABELS = ["business", "sports", "tech"]
@@ -37,7 +37,7 @@ def fake_rung(name: str, accuracy: float, train_s: float, ms: float, tokens: flo
 
 
 def fake_ladder(rungs: list[dict]) -> dict:
-    compare(rungs, 200, 0)
+    compare(rungs)
     break_even = add_break_even(rungs, PRICES, THROUGHPUT)
     return {
         "project": "tiny", "task": "classification", "primary": "accuracy", "test_hash": "ab" * 32, "n_test": 120,

@@ -100,6 +100,7 @@ def test_reports_show_the_margin_the_cost_spread_the_latency_and_too_small_to_de
     from ladder_fixture import fake_ladder, fake_rung
 
     ladder = fake_ladder([
+        fake_rung("zero-shot", 0.3, 0, 30, 60, n=80, seed=7),
         fake_rung("few-shot", 0.84, 0, 40, 300, n=80, seed=1),
         fake_rung("lora", 0.88, 600, 40, 60, n=80, seed=1),
     ])
@@ -110,7 +111,8 @@ def test_reports_show_the_margin_the_cost_spread_the_latency_and_too_small_to_de
         assert "above -2 (" in text and "eval.margin: 0.02" in text
         assert "60.0 (48.0–76.0)" in text  # latency median (IQR) of the timing pass
         assert "50 GFLOP/s (IQR 45–55" in text and "Cost is computed, not timed" in text
-    few = ladder["rungs"][0]
+    assert "Wilson" in md and "Holm" in md
+    few = ladder["rungs"][1]
     lo, hi = few["cost_spread_per_1k"]
     assert lo < few["cost"]["usd_per_1k_requests"] < hi and f"({lo:.4f}–{hi:.4f})" in md
     assert 'class="verdict undecided"' in html
@@ -136,3 +138,16 @@ def test_a_report_on_a_fresh_split_says_comparisons_with_earlier_reports_are_voi
     ladder["dataset"] = {"frozen_split": {"epoch": 2, "resplit": True}}
     assert "comparisons with reports on an earlier split are void" in render_markdown(ladder)
     assert "Test split made afresh (split epoch 2" in render_html(ladder)
+
+
+def test_a_withheld_recommendation_renders_as_withheld_and_not_measured_as_such():
+    from ladder_fixture import fake_ladder, fake_rung
+
+    nan_rung = fake_rung("zero-shot", 0.5, 0, 30, 60, n=1, seed=7)
+    nan_rung["metrics"]["accuracy"] = float("nan")
+    ladder = fake_ladder([nan_rung, fake_rung("few-shot", 1.0, 0, 40, 300, n=1, seed=1),
+                          fake_rung("lora", 1.0, 600, 40, 60, n=1, seed=1)])
+    md, html = render_markdown(ladder), render_html(ladder)
+    for text in (md, html):
+        assert "withheld" in text and "None" not in text.split("Recommendation")[1][:200]
+        assert "not measured" in text and "nan" not in text

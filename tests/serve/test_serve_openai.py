@@ -138,10 +138,12 @@ def test_concurrent_load_has_no_errors(client):
         r = client.chat.completions.create(model=models[i % 4], max_tokens=4,
                                            messages=[{"role": "user", "content": f"the goal bank {i}"}])
         assert r.choices[0].message.content is not None
-        return time.perf_counter() - start
+        return r.model, time.perf_counter() - start
 
     with ThreadPoolExecutor(8) as pool:
-        latencies = sorted(pool.map(one, range(64)))
-    assert len(latencies) == 64
+        answered = list(pool.map(one, range(64)))
+    # Each request answered by the adapter it named (a batcher mixing adapters up fails here).
+    assert [m for m, _ in answered] == [models[i % 4] for i in range(64)]
+    latencies = sorted(t for _, t in answered)
     p50, p95 = statistics.median(latencies), latencies[int(0.95 * len(latencies)) - 1]
     print(f"\nload test: 64 requests, concurrency 8: p50 {1000 * p50:.0f} ms, p95 {1000 * p95:.0f} ms")

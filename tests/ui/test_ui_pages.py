@@ -58,6 +58,18 @@ def test_traversal_attempts_get_404(client, ui_project, path):
     assert "classify the topic" not in r.text and "root:" not in r.text
 
 
+@pytest.mark.parametrize("folder", ["..", "../..", "../../..", "/etc", "..\\..", "x/../..", "%2e%2e"])
+def test_the_page_handler_refuses_traversal_itself(ui_project, folder):
+    # The client and the router decode %2F before a route matches, so the URLs above mostly die in
+    # routing; this is the handler's own check, reached with the names a decoded URL would carry.
+    from tunewise.ui import pages
+
+    for kind in ("reports", "audits", "datasets", "monitor", "runs"):
+        assert pages.child(ui_project, kind, folder) is None, (kind, folder)
+    real = ws.latest_dir(ui_project, "reports").name
+    assert pages.child(ui_project, "reports", real) is not None  # and it does serve what exists
+
+
 def test_post_without_or_with_a_wrong_csrf_token_is_refused(client, ui_project):
     name = ui_project.name
     page = client.get(f"/p/{name}/review").text

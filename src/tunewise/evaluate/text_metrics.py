@@ -17,13 +17,10 @@ from tunewise.core import Prediction, Record, canonical_json
 
 
 def mean_ci(values: np.ndarray, resamples: int, seed: int) -> list[float]:
-    """Percentile CI of the mean of the non-NaN values (NaN: the metric does not apply to the item)."""
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return [float("nan"), float("nan")]
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
-    return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
+    """CI of the mean of the non-NaN values (NaN: the metric does not apply to the item); see stats.mean_ci."""
+    from tunewise.evaluate import stats
+
+    return list(stats.mean_ci(values, resamples, seed))
 
 
 def _summarise(items: dict[str, np.ndarray], resamples: int, seed: int) -> dict:

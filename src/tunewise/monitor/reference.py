@@ -70,10 +70,9 @@ def _embeddings(config: ProjectConfig, project: Path, digest: str, parts: dict[s
 
 def softmax_rows(scores: list[dict], labels: list[str]) -> np.ndarray:
     """Probabilities from per-label log-scores (a rung's predictions.jsonl) or probabilities."""
-    x = np.array([[s.get(lab, -np.inf) for lab in labels] for s in scores], dtype=float)
-    x = x - x.max(1, keepdims=True)
-    p = np.exp(x)
-    return p / p.sum(1, keepdims=True)
+    from scipy.special import softmax
+
+    return softmax(np.array([[s.get(lab, -np.inf) for lab in labels] for s in scores], dtype=float), axis=1)
 
 
 def ladder_rung(project: Path, rung: str) -> dict | None:

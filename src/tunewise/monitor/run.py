@@ -133,7 +133,7 @@ def attach_labels(ref: Reference, result: dict, rows: list[Served], labelled: di
     """Measured accuracy on labelled requests, per window and overall, against the ladder's figure."""
     from scipy.stats import fisher_exact
 
-    from tunewise.evaluate.stats import accuracy_ci
+    from tunewise.evaluate.stats import wilson_ci
 
     probs, keys = result["features"]["probs"], result["features"]["keys"]
     if probs is None:
@@ -155,7 +155,7 @@ def attach_labels(ref: Reference, result: dict, rows: list[Served], labelled: di
     # Different items than the ladder's test split: an unpaired test of the two proportions.
     _, p = fisher_exact([[k, n - k], [k_base, n_base - k_base]], alternative="less")
     return {"n": n, "matched_of": len(labelled), "accuracy": k / n,
-            "accuracy_ci": accuracy_ci(correct, bootstrap, seed), "ladder_accuracy": base["accuracy"],
+            "accuracy_ci": wilson_ci(k, n), "ladder_accuracy": base["accuracy"],
             "ladder_n_test": n_base, "diff": k / n - base["accuracy"],
             "test": "Fisher's exact test, one-sided (fresh accuracy lower), unpaired: different items",
             "p_value": float(p)}

@@ -19,7 +19,9 @@ METRIC_COLUMNS = {
 
 
 def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}"
+    if x is None:
+        return "–"
+    return "not measured" if x != x else f"{100 * x:.1f}"  # NaN: the one policy of report.decide
 
 
 def _ci(pair) -> str:
@@ -32,6 +34,8 @@ def _money(x: float) -> str:
 
 def _paired(r: dict) -> str:
     p = r.get("paired_vs_best", {})
+    if p.get("not_measured"):
+        return "not measured"
     if "diff_ci" not in p:
         return "best"
     lo, hi = p["diff_ci"]
@@ -64,11 +68,14 @@ def rule_text(ladder: dict) -> str:
         return (f"the cheapest rung whose {ladder['primary']} is not significantly below the best rung's "
                 f"(paired test on the same test items, p ≥ {rec.get('alpha', 0.05)}).")
     m = f"{100 * rec['margin']:g}"
-    return (f"the cheapest rung shown to be at most {m} points of {ladder['primary']} below the best rung: the "
-            f"lower bound of the 95% CI of its paired difference to the best (same test items) is above -{m} "
-            f"(`eval.margin: {rec['margin']:g}`). Where a cheaper rung's interval straddles -{m}, the report says "
-            "the test set is too small to decide and estimates the rows needed (normal approximation with the "
-            "observed per-item SD of the difference, 80% power).")
+    return (f"the cheapest rung shown to be at most {m} points of {ladder['primary']} below the best rung: its "
+            f"paired difference to the best (same test items) is shown above -{m} (`eval.margin: {rec['margin']:g}`) "
+            "at one-sided alpha 0.025 after Holm's correction over all rungs (the lower end of the 95% interval "
+            f"is above -{m} when only one rung is compared). Where a cheaper rung's interval straddles -{m}, the "
+            "report says the test set is too small to decide and estimates the rows needed (normal approximation "
+            "with the observed per-item SD of the difference, 80% power); when nothing at all is decided and a "
+            "power calculation says the split is too small, the recommendation is withheld. A rung whose "
+            "primary metric could not be computed is not measured and never recommended. docs/decision.md.")
 
 
 def method_note(ladder: dict) -> str:
@@ -103,7 +110,10 @@ def _breakeven(r: dict) -> str:
 
 def ladder_break_even(ladder: dict) -> dict:
     """The break-even saved with the ladder, or computed from it (ladders saved before it was stored)."""
-    return ladder.get("break_even") or break_even(ladder)
+    result = ladder.get("break_even") or break_even(ladder)
+    # NaN is "not measured" (report.decide); the break-even table shows it as None does: "–".
+    rows = [{**r, "value": None if r.get("value") != r.get("value") else r.get("value")} for r in result.get("rungs", [])]
+    return {**result, "rungs": rows}
 
 
 def metric_columns(ladder: dict) -> list[str]:
@@ -124,9 +134,22 @@ def why_primary(ladder: dict) -> str:
     return f"Rungs are ranked on **{metric}**, as set by `eval.primary`."
 
 
-def recommendation_notes(rec: dict) -> list[str]:
-    """The content check's verdict and every surface-vs-content disagreement, one line each."""
+def draw_lines(ladder: dict) -> list[str]:
+    """One line per rung measured on several random draws (few-shot example sets): the spread."""
     lines = []
+    for r in ladder["rungs"]:
+        d = r.get("draw_summary")
+        if d:
+            values = ", ".join(_pct(x["value"]) for x in r.get("draws", []))
+            lines.append(f"{r['name']} across {d['k']} example sets (seeds {', '.join(str(x['seed']) for x in r['draws'])}): "
+                         f"{values}; mean {_pct(d['mean'])}, SD {_pct(d['sd'])} points, 95% CI {_ci(d['ci'])} "
+                         "(includes the between-set variance; the table shows the first set, the one served).")
+    return lines
+
+
+def recommendation_notes(rec: dict, ladder: dict | None = None) -> list[str]:
+    """The content check's verdict, every surface-vs-content disagreement and every drawn rung's spread."""
+    lines = draw_lines(ladder) if ladder else []
     if rec.get("overruled"):
         lines.append(f"Overruled: **{rec['overruled']['rung']}** was the choice on {rec.get('metric')} "
                      f"({rec['overruled']['reason']})")
@@ -219,10 +242,10 @@ def render_markdown(ladder: dict) -> str:
         "",
         "## Recommendation",
         "",
-        f"**{rec['rung']}**: {rec['reason']}",
+        f"**{rec['rung'] or 'withheld'}**: {rec['reason']}",
         "",
         f"Rule: {rule_text(ladder)}",
-        *(f"- {line}" for line in recommendation_notes(rec)),
+        *(f"- {line}" for line in recommendation_notes(rec, ladder)),
         "",
         why_primary(ladder),
         "",
@@ -230,9 +253,10 @@ def render_markdown(ladder: dict) -> str:
         "",
         *rung_table(ladder),
         "",
-        ("Confidence intervals are 95% bootstrap percentiles over test examples. 'vs best' is the paired "
-         "difference to the best rung on the same examples: exact McNemar p for right/wrong items, "
-         "paired-bootstrap p otherwise. Money uses the prices in the config's `cost:` section. "
+        ("Confidence intervals are 95%: Wilson score intervals for proportions (accuracy, exact match), "
+         "bootstrap percentiles (scipy) for other metrics. 'vs best' is the paired difference to the best rung "
+         "on the same examples, with Newcombe's hybrid score interval and exact McNemar p for right/wrong "
+         "items, the paired t interval and p otherwise. Money uses the prices in the config's `cost:` section. "
          + method_note(ladder)),
         "",
         *render_break_even_md(ladder_break_even(ladder)),
@@ -276,7 +300,7 @@ def render_html(ladder: dict) -> str:
         ood=any(r.get("ood_metrics") for r in ladder["rungs"]),
         pct=_pct, ci=_ci, money=_money, paired=_paired, breakeven=_breakeven, latency=_latency, gflops=_gflops,
         per_1k=_per_1k, rule=rule_text(ladder).replace("`", ""), method_note=method_note(ladder),
-        notes=recommendation_notes(ladder["recommendation"]), why_primary=why_primary(ladder).replace("**", ""),
+        notes=recommendation_notes(ladder["recommendation"], ladder), why_primary=why_primary(ladder).replace("**", ""),
         status_lines=run_status_lines(ladder),
         be=ladder_break_even(ladder), be_sentences=break_even_sentences(ladder_break_even(ladder)),
         prices_line=prices_line(ladder_break_even(ladder)).replace("`", ""),

@@ -37,7 +37,9 @@ def _ci(r: dict) -> tuple[float, float]:
 
 def ladder_chart(ladder: dict) -> str:
     """One bar per rung: the primary metric with its 95% CI as a whisker; the recommended rung in green."""
-    rungs = ladder["rungs"]
+    from tunewise.report.decide import measured
+
+    rungs = [r for r in ladder["rungs"] if measured(r["metrics"].get(r["primary"]))]  # not measured: no bar
     rec = ladder["recommendation"]["rung"]
     fig, ax = _figure(7, 0.5 + 0.55 * len(rungs))
     names = [r["name"] for r in rungs][::-1]
@@ -58,8 +60,10 @@ def ladder_chart(ladder: dict) -> str:
 def quality_vs_cost(ladder: dict) -> str:
     """Quality against first-month cost (training + a month of requests), log scale."""
     fig, ax = _figure(7, 4)
+    from tunewise.report.decide import measured
+
     rec = ladder["recommendation"]["rung"]
-    for r in ladder["rungs"]:
+    for r in (r for r in ladder["rungs"] if measured(r["metrics"].get(r["primary"]))):
         x = max(r["cost"]["usd_first_month"], 1e-6)
         y = 100 * r["metrics"][r["primary"]]
         lo, hi = _ci(r)

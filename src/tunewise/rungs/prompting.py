@@ -4,35 +4,86 @@ from __future__ import annotations
 
 import logging
 
-from tunewise.core import Record
+import numpy as np
+
+from tunewise.core import Prediction, Record
 from tunewise.rungs.base import LabelScorer
 
 log = logging.getLogger(__name__)
+CONTENT_FREE = ("N/A", "", "[MASK]")  # Zhao et al. 2021, "Calibrate Before Use"
 
 
-class ZeroShot(LabelScorer):
+class Calibrated(LabelScorer):
+    """Contextual calibration of label scores: p(label | x) / p(label | content-free x), renormalised.
+
+    The prior is measured once per prompt (per example set) from the content-free inputs, scored in the
+    same way as any row, and kept with the rung so that serving applies exactly what was measured."""
+
+    prior: list[float] | None = None
+
+    def calibrating(self) -> bool:
+        return self.config.few_shot.calibrate and self.config.task.type == "classification"
+
+    def measure_prior(self) -> None:
+        from scipy.special import softmax
+
+        self.prior = None
+        if not self.calibrating():
+            return
+        rows = [Record(f"content-free-{i}", text, None) for i, text in enumerate(CONTENT_FREE)]
+        labels = self.config.task.labels
+        probs = softmax(np.array([[p.scores[lab] for lab in labels] for p in super().score(rows)]), axis=1)
+        self.prior = probs.mean(0).tolist()
+
+    def score(self, records: list[Record]) -> list[Prediction]:
+        from scipy.special import log_softmax
+
+        preds = super().score(records)
+        if not self.prior:
+            return preds
+        labels = self.config.task.labels
+        raw = np.array([[p.scores[lab] for lab in labels] for p in preds])
+        cal = log_softmax(raw, axis=1) - np.log(np.asarray(self.prior))
+        for p, row in zip(preds, cal, strict=True):
+            p.output, p.scores = labels[int(row.argmax())], {lab: float(v) for lab, v in zip(labels, row, strict=True)}
+        return preds
+
+
+class ZeroShot(Calibrated):
     """The instruction and the input through the model's chat template; labels scored by likelihood."""
 
     name = "zero-shot"
 
     def fit(self, train: list[Record], val: list[Record]) -> ZeroShot:
         self.builder().check_template()
+        self.measure_prior()
         return self
 
     def save(self, run_dir) -> None:
-        """Nothing is learned: the run's config.yaml (instruction, base model) is the whole rung."""
+        """Nothing is learned but the calibration prior: config.yaml (instruction, base model) is the rest."""
+        from pathlib import Path
+
+        from tunewise import workspace as ws
         from tunewise.rungs.saved import write_manifest
 
+        if self.prior:
+            ws.write_json(Path(run_dir) / "calibration.json", {"prior": self.prior, "content_free": CONTENT_FREE})
         write_manifest(run_dir, self.name)
 
     @classmethod
     def load(cls, run_dir, config, project, manifest: dict, base: tuple | None = None) -> ZeroShot:
+        import json
+        from pathlib import Path
+
         from tunewise.rungs.saved import llm_base
 
-        return cls(config, llm_base(config, project, base), run_dir, project=project)
+        self = cls(config, llm_base(config, project, base), run_dir, project=project)
+        path = Path(run_dir) / "calibration.json"
+        self.prior = json.loads(path.read_text(encoding="utf-8"))["prior"] if path.exists() else None
+        return self
 
 
-class FewShot(LabelScorer):
+class FewShot(Calibrated):
     """k solved train examples before the input, then label scoring like zero-shot.
 
     With ``few_shot.selection: random`` every prompt carries the same examples, so the tokens they
@@ -52,7 +103,9 @@ class FewShot(LabelScorer):
         self.pool_inputs = [_clip(self.tokenizer, r.input, fs.max_example_tokens) for r in self.pool]
         self.k = min(fs.k, len(self.pool))
         if fs.selection == "random":
-            self.fixed = _balanced_sample(self.pool, self.k, fs.seed)
+            self.sets = example_sets(self.pool, self.k, fs.seed, fs.sets)
+            self.fixed = self.sets[0]
+            self.measure_prior()
         else:
             from tunewise.rungs.encoder import Embedder, encoder_dir
 
@@ -71,7 +124,7 @@ class FewShot(LabelScorer):
         run_dir = Path(run_dir)
         ws.write_json(run_dir / "few_shot.json", {
             "pool": [r.to_json() for r in self.pool], "pool_inputs": self.pool_inputs, "k": self.k,
-            "fixed": getattr(self, "fixed", None),
+            "fixed": getattr(self, "fixed", None), "sets": getattr(self, "sets", None), "prior": self.prior,
         })
         if self.config.few_shot.selection != "random":
             save_arrays(run_dir / "few_shot_vectors.safetensors", {"pool": self.pool_vectors})
@@ -89,8 +142,10 @@ class FewShot(LabelScorer):
         state = json.loads((run_dir / "few_shot.json").read_text(encoding="utf-8"))
         self.pool = [Record.from_json(r) for r in state["pool"]]
         self.pool_inputs, self.k = state["pool_inputs"], state["k"]
+        self.prior = state.get("prior")
         if config.few_shot.selection == "random":
             self.fixed = state["fixed"]
+            self.sets = state.get("sets") or [self.fixed]
         else:
             from tunewise.rungs.encoder import Embedder, encoder_dir
 
@@ -98,6 +153,21 @@ class FewShot(LabelScorer):
             self.embed = Embedder(encoder_dir(config, project), enc.max_seq_length, enc.batch_size)
             self.pool_vectors = load_arrays(run_dir / "few_shot_vectors.safetensors")["pool"]
         return self
+
+    def predict_draws(self, records: list[Record]) -> list[tuple[int, list[int], list[Prediction]]]:
+        """(seed, example indices, predictions) of every example set after the first (which the ladder
+        scores as the rung itself); the first set is restored afterwards, so serving uses it."""
+        if self.config.few_shot.selection != "random":
+            return []
+        first, first_prior, out = self.fixed, self.prior, []
+        try:
+            for i, shots in enumerate(self.sets[1:], start=1):
+                self.fixed = shots
+                self.measure_prior()  # the content-free prior belongs to this set's prompt
+                out.append((self.config.few_shot.seed + i, shots, self.predict(records)))
+        finally:
+            self.fixed, self.prior = first, first_prior
+        return out
 
     def shots_for(self, records: list[Record]) -> list[list[int]]:
         """Indices into the pool of each record's examples."""
@@ -207,6 +277,39 @@ def _balanced_sample(pool: list[Record], k: int, seed: int) -> list[int]:
                 chosen.append(q.pop())
     rng.shuffle(chosen)  # no label order for the model to copy
     return chosen
+
+
+def example_sets(pool: list[Record], k: int, seed: int, n_sets: int) -> list[list[int]]:
+    """``n_sets`` balanced example sets (seeds seed, seed+1, ...). A model leans toward the label of the
+    last example (Zhao et al. 2021), so while labels remain, no two sets end on the same label: a set whose
+    last example repeats an earlier set's last label has it swapped with one of an unused label."""
+    sets, last_labels = [], set()
+    for i in range(n_sets):
+        shots = _balanced_sample(pool, k, seed + i)
+        if shots and pool[shots[-1]].target in last_labels:
+            swap = next((j for j, s in enumerate(shots) if pool[s].target not in last_labels), None)
+            if swap is not None:
+                shots[swap], shots[-1] = shots[-1], shots[swap]
+        if shots:
+            last_labels.add(pool[shots[-1]].target)
+        sets.append(shots)
+    return sets
+
+
+def score_draws(rung, records: list[Record], first, score) -> list[dict] | None:
+    """Every example set of a drawn rung, scored by ``score`` (predictions -> scored, as the ladder
+    scores the rung): seed, example indices, primary value and per-item scores (for report.decide).
+    ``first``: the ladder's scoring of the first set. None for a rung without draws."""
+    extra = rung.predict_draws(records) if hasattr(rung, "predict_draws") else []
+    if not extra:
+        return None
+    fs = rung.config.few_shot
+    out = [{"seed": fs.seed, "examples": rung.sets[0], "value": first.metrics[first.primary],
+            "item_scores": first.item_scores.tolist()}]
+    for seed, shots, preds in extra:
+        s = score(preds)
+        out.append({"seed": seed, "examples": shots, "value": s.metrics[s.primary], "item_scores": s.item_scores.tolist()})
+    return out
 
 
 def _common_prefix(seqs: list[list[int]]) -> list[int]:

@@ -12,7 +12,6 @@ import asyncio
 import ipaddress
 import json
 import logging
-import math
 import time
 import uuid
 from pathlib import Path
@@ -65,10 +64,9 @@ def check_bind(host: str, token: str | None) -> None:
 
 def softmax(scores: dict[str, float]) -> dict[str, float]:
     """Label log-likelihoods -> each label's share of probability among the labels."""
-    top = max(scores.values())
-    exp = {k: math.exp(v - top) if v != -math.inf else 0.0 for k, v in scores.items()}
-    total = sum(exp.values())
-    return {k: v / total for k, v in exp.items()}
+    from scipy.special import softmax as _softmax
+
+    return dict(zip(scores, (float(p) for p in _softmax(list(scores.values()))), strict=True))
 
 
 class Service:
