@@ -104,7 +104,11 @@ def export(
     run: Annotated[Path, typer.Argument(help="A trained run folder (.tunewise/runs/<rung>-<time>).")],
     merge: Annotated[bool, typer.Option(help="Merge the adapter into its base (needed for GGUF).")] = False,
     format_: Annotated[str, typer.Option("--format", help="safetensors or gguf (Llama-family models).")] = "safetensors",
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: RUN/export).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: RUN/export); must be new "
+                                                 "or empty unless --force.")] = None,
+    force: Annotated[bool, typer.Option(help="Write into a folder that holds files: replace only the entries export "
+                                        "writes (adapter/, model/, *.gguf, DEPLOY.md, MODEL_CARD.md, Modelfile, "
+                                        "export.json); everything else there is kept.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Export a trained run (adapter, merged safetensors or GGUF) with DEPLOY.md and MODEL_CARD.md,
@@ -112,5 +116,5 @@ def export(
     _setup_logging(quiet)
     from tunewise.export.run import export_run
 
-    folder = export_run(run, merge, format_, out_dir)
+    folder = export_run(run, merge, format_, out_dir, force)
     out.print(f"exported to {folder} (checks: {folder / 'export.json'}; next: {folder / 'DEPLOY.md'})")
