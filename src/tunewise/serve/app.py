@@ -24,28 +24,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tunewise.config import ServeConfig
 from tunewise.core import Record
 from tunewise.data.load import check_messages, transcript
-from tunewise.serve.batching import Batcher, QueueFull
+from tunewise.serve.batching import Batcher, QueueFull, WorkerDied
 from tunewise.serve.metrics import Metrics
 from tunewise.serve.registry import Served, ServeError
 from tunewise.serve.requestlog import RequestLog
+from tunewise.serve.validate import SAMPLING, ApiError, check_message_shapes, check_params, check_text, parse_body
 
 log = logging.getLogger(__name__)
-
-SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "seed", "logit_bias", "stop")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
-
 
 def error_response(status: int, message: str, type: str = "invalid_request_error", param=None, code=None,
                    headers: dict | None = None) -> JSONResponse:
     """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}."""
     body = {"error": {"message": message, "type": type, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def internal_error(rid: str) -> JSONResponse:
+    return error_response(500, f"the server failed on this request; its log holds the details under request id {rid}",
+                          type="server_error", code="internal_error")
 
 
 def is_loopback(host: str) -> bool:
@@ -96,17 +92,14 @@ class Service:
                                   type="rate_limit_error", code="concurrency_limit", headers={"Retry-After": "1"})
         return None
 
-    async def body_of(self, request: Request) -> dict:
+    async def body_of(self, request: Request, endpoint: str) -> dict:
+        """The checked body: valid JSON, within the limits, only parameters ``endpoint`` honours."""
         raw = await request.body()
         if len(raw) > self.settings.max_body_bytes:
             raise ApiError(413, f"request body over the limit of {self.settings.max_body_bytes} bytes",
                            code="body_too_large")
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ApiError(400, f"the request body is not valid JSON ({e})") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "the request body must be a JSON object")
+        body = parse_body(raw)
+        check_params(body, endpoint)
         return body
 
     def model_of(self, body: dict) -> Served:
@@ -129,13 +122,7 @@ class Service:
         return [self.check_text(t, param) for t in texts]
 
     def check_text(self, text, param: str) -> str:
-        if not isinstance(text, str):
-            raise ApiError(400, f"'{param}' must be a string", param=param)
-        if len(text) > self.settings.max_prompt_chars:
-            limit = self.settings.max_prompt_chars
-            raise ApiError(400, f"'{param}' is {len(text)} characters, over the limit of {limit}",
-                           param=param, code="prompt_too_long")
-        return text
+        return check_text(text, param, self.settings.max_prompt_chars)
 
     def max_tokens_of(self, body: dict, s: Served) -> int | None:
         value = body.get("max_completion_tokens", body.get("max_tokens"))
@@ -164,6 +151,8 @@ class Service:
             job = await self.batcher.submit(s, record, max_tokens)
         except QueueFull as e:
             raise ApiError(503, str(e), type="server_error", code="queue_full") from None
+        except WorkerDied as e:
+            raise ApiError(503, str(e), type="server_error", code="worker_restarted") from None
         pred = job.future.result()
         probs = softmax(pred.scores) if pred.scores else None
         seconds = time.perf_counter() - started
@@ -202,23 +191,26 @@ def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path,
     async def api_error(request, exc: ApiError):
         return error_response(exc.status, exc.message, exc.type, exc.param, exc.code)
 
-    @app.exception_handler(Exception)
-    async def server_error(request, exc: Exception):
-        log.exception("request to %s failed", request.url.path)
-        return error_response(500, f"the model failed on this request: {type(exc).__name__}: {exc}"[:500],
-                              type="server_error")
-
     @app.middleware("http")
     async def guard(request: Request, call_next):
+        # Every response carries a request id; a 5xx body is this fixed message and the traceback
+        # goes to the server log under the same id. Answering here, not re-raising, keeps the
+        # connection open for the client's next request.
+        rid = uuid.uuid4().hex[:16]
+        request.state.rid = rid
         response = svc.refusal(request)
         if response is None:
             svc.metrics.in_flight += 1
             try:
                 response = await call_next(request)
+            except Exception:  # noqa: BLE001 - whatever failed, the client gets the id, the log the details
+                log.exception("request %s to %s failed", rid, request.url.path)
+                response = internal_error(rid)
             finally:
                 svc.metrics.in_flight -= 1
         if response.status_code >= 400:  # successes are counted per model where they are answered
             svc.metrics.observe_request("", request.url.path, response.status_code, 0.0)
+        response.headers["x-request-id"] = rid
         return response
 
     app.include_router(router)
@@ -252,15 +244,10 @@ async def models(request: Request):
 async def chat(request: Request):
     started = time.perf_counter()
     svc: Service = request.app.state.svc
-    body = await svc.body_of(request)
+    body = await svc.body_of(request, "chat")
     s = svc.model_of(body)
     messages = body.get("messages")
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        raise ApiError(400, "'messages' must be a non-empty list of {role, content} objects", param="messages")
-    if messages[-1].get("role") != "user":
-        raise ApiError(400, "the last message must be the user's turn", param="messages")
-    if body.get("n", 1) != 1:
-        raise ApiError(400, "'n' must be 1: decoding is greedy, every choice would be the same", param="n")
+    check_message_shapes(messages)
     max_tokens = svc.max_tokens_of(body, s)
     notes = svc.notes_for(body)
     turns = None
@@ -295,7 +282,7 @@ async def chat(request: Request):
 async def completions(request: Request):
     started = time.perf_counter()
     svc: Service = request.app.state.svc
-    body = await svc.body_of(request)
+    body = await svc.body_of(request, "completions")
     s = svc.model_of(body)
     if body.get("stream"):
         raise ApiError(400, "'stream' is supported on /v1/chat/completions only", param="stream")
@@ -317,7 +304,7 @@ async def completions(request: Request):
 async def classify(request: Request):
     started = time.perf_counter()
     svc: Service = request.app.state.svc
-    body = await svc.body_of(request)
+    body = await svc.body_of(request, "classify")
     s = svc.model_of(body)
     if s.task != "classification":
         raise ApiError(400, f"'{s.id}' is a {s.task} rung; /v1/classify serves classification rungs",

@@ -11,15 +11,22 @@ sub-batches of the same batch, not in one mixed forward.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tunewise.core import Prediction, Record
 
+log = logging.getLogger(__name__)
+
 
 class QueueFull(RuntimeError):
     pass
+
+
+class WorkerDied(RuntimeError):
+    """The batch worker failed outside a model call; its batch is answered 503 and it is restarted."""
 
 
 @dataclass
@@ -58,10 +65,28 @@ class Batcher:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="tunewise-model")
         self.queue: asyncio.Queue | None = None
         self.task: asyncio.Task | None = None
+        self.current: list[Job] = []  # the batch in hand, failed with 503 if the worker dies
+        self.restarts = 0
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
+        self._spawn()
+
+    def _spawn(self) -> None:
         self.task = asyncio.create_task(self._loop())
+        self.task.add_done_callback(self._died)
+
+    def _died(self, task: asyncio.Task) -> None:
+        if task.cancelled():  # stopped on purpose
+            return
+        log.error("the batch worker died; answering its %d request(s) 503 and restarting it", len(self.current),
+                  exc_info=task.exception())
+        for j in self.current:
+            if not j.future.done():
+                j.future.set_exception(WorkerDied("the model worker failed and was restarted; retry the request"))
+        self.current = []
+        self.restarts += 1
+        self._spawn()
 
     async def stop(self) -> None:
         if self.task:
@@ -97,9 +122,9 @@ class Batcher:
         return batch
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect()
+            self.current = []
+            batch = self.current = await self._collect()
             if self.metrics:
                 self.metrics.observe_batch(len(batch))
             groups: dict[tuple, list[Job]] = {}
@@ -107,17 +132,27 @@ class Batcher:
                 groups.setdefault((job.served.id, job.max_tokens), []).append(job)
             for jobs in groups.values():
                 live = [j for j in jobs if not j.future.done()]  # a client that hung up is skipped
-                if not live:
-                    continue
-                try:
-                    preds = await loop.run_in_executor(
-                        self.executor, run_group, live[0].served, [j.record for j in live], live[0].max_tokens)
-                except Exception as e:  # noqa: BLE001 - the error goes back to each waiting request
-                    for j in live:
-                        if not j.future.done():
-                            j.future.set_exception(e)
-                    continue
-                for j, p in zip(live, preds, strict=True):
-                    j.batch_size = len(batch)
-                    if not j.future.done():
-                        j.future.set_result(p)
+                if live:
+                    await self._run(live, len(batch))
+
+    async def _run(self, jobs: list[Job], batch_size: int) -> None:
+        """Answer one group; if it fails, answer each member alone, so only the request that caused
+        the fault fails and every other gets exactly the answer it gets alone."""
+        loop = asyncio.get_running_loop()
+        try:
+            preds = await loop.run_in_executor(
+                self.executor, run_group, jobs[0].served, [j.record for j in jobs], jobs[0].max_tokens)
+        except Exception as e:  # noqa: BLE001 - isolated below, or returned to the one request
+            if len(jobs) == 1:
+                if not jobs[0].future.done():
+                    jobs[0].future.set_exception(e)
+                return
+            log.warning("a batch of %d requests to %s failed (%s); answering each alone", len(jobs),
+                        jobs[0].served.id, type(e).__name__)
+            for j in jobs:
+                await self._run([j], batch_size)
+            return
+        for j, p in zip(jobs, preds, strict=True):
+            j.batch_size = batch_size
+            if not j.future.done():
+                j.future.set_result(p)
