@@ -63,7 +63,7 @@ def serve(
 
     check_bind(host, token)
     _setup_logging(quiet)
-    app_ = build(targets or [Path(".")], token)
+    app_ = build(targets or [Path(".")], token, host)
     out.print(f"serving {', '.join(app_.state.served)} on http://{host}:{port}/v1 (Ctrl-C stops)")
     run(app_, host, port)
 

@@ -9,6 +9,7 @@ Decoding is greedy, as in evaluation. Whatever a request asks that the rung does
 from __future__ import annotations
 
 import asyncio
+import hmac
 import ipaddress
 import json
 import logging
@@ -25,7 +26,7 @@ from tunewise.config import ServeConfig
 from tunewise.core import Record
 from tunewise.data.load import check_messages, transcript
 from tunewise.serve.batching import Batcher, QueueFull, WorkerDied
-from tunewise.serve.metrics import Metrics
+from tunewise.serve.metrics import CONTENT_TYPE, Metrics
 from tunewise.serve.registry import Served, ServeError
 from tunewise.serve.requestlog import RequestLog
 from tunewise.serve.validate import SAMPLING, ApiError, check_message_shapes, check_params, check_text, parse_body
@@ -42,6 +43,14 @@ def error_response(status: int, message: str, type: str = "invalid_request_error
 def internal_error(rid: str) -> JSONResponse:
     return error_response(500, f"the server failed on this request; its log holds the details under request id {rid}",
                           type="server_error", code="internal_error")
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without its port (an IPv6 address keeps its brackets)."""
+    return header.split("]")[0] + "]" if header.startswith("[") else header.rsplit(":", 1)[0]
 
 
 def is_loopback(host: str) -> bool:
@@ -68,37 +77,61 @@ def softmax(scores: dict[str, float]) -> dict[str, float]:
 
 
 class Service:
-    """What every handler shares: the loaded rungs, the limits, the batcher, the metrics and the log."""
+    """What every handler shares: the loaded rungs, the limits, the batcher, the metrics and the logs."""
 
-    def __init__(self, served: dict[str, Served], settings: ServeConfig, log_path: Path, token: str | None):
+    def __init__(self, served: dict[str, Served], settings: ServeConfig, log_path: Path | dict[str, Path],
+                 token: str | None, host: str = "127.0.0.1"):
         self.served, self.settings, self.token = served, settings, token
-        self.metrics = Metrics()
+        self.metrics = Metrics(served)
         self.batcher = Batcher(settings.batch_wait_ms, settings.max_batch, settings.max_queue, self.metrics)
-        self.log = RequestLog(log_path, settings.redact_pii, settings.log_inputs)
+        # One log per project: each model id writes to its own project's file.
+        paths = log_path if isinstance(log_path, dict) else dict.fromkeys(served, log_path)
+        opened = {str(p): RequestLog(p, settings.redact_pii, settings.log_inputs) for p in set(paths.values())}
+        self.logs = {mid: opened[str(p)] for mid, p in paths.items()}
+        # On loopback only loopback names may reach the server: a web page that rebinds its own
+        # DNS name to 127.0.0.1 sends its name as Host and is refused.
+        self.hosts = LOOPBACK_NAMES if is_loopback(host) else None
+
+    def close(self) -> None:
+        for log_ in set(self.logs.values()):
+            log_.close()
 
     def refusal(self, request: Request) -> JSONResponse | None:
-        """Auth, body size and concurrency, checked before a request is read."""
+        """Host, auth, body size and concurrency, checked before a request is read. /health is outside
+        them all: a liveness probe must answer while the server is at its limits."""
+        if request.url.path == "/health":
+            return None
+        host = host_name(request.headers.get("host", ""))
+        if self.hosts is not None and host.lower() not in self.hosts:
+            return error_response(421, f"the Host header {host[:100]!r} is not this loopback server's "
+                                  f"({', '.join(sorted(self.hosts))})", code="host_not_allowed")
         auth = request.headers.get("authorization", "")
-        if self.token and request.url.path != "/health" and auth != f"Bearer {self.token}":
+        if self.token and not hmac.compare_digest(auth.encode(), f"Bearer {self.token}".encode()):
             return error_response(401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
                                   code="invalid_api_key")
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.settings.max_body_bytes):
-            return error_response(413, f"request body over the limit of {self.settings.max_body_bytes} bytes",
-                                  code="body_too_large")
+            return self.too_large()
         if self.metrics.in_flight >= self.settings.max_concurrency:
             limit = self.settings.max_concurrency
             return error_response(429, f"too many concurrent requests (limit {limit}); retry later",
                                   type="rate_limit_error", code="concurrency_limit", headers={"Retry-After": "1"})
         return None
 
+    def too_large(self) -> JSONResponse:
+        return error_response(413, f"request body over the limit of {self.settings.max_body_bytes} bytes",
+                              code="body_too_large")
+
     async def body_of(self, request: Request, endpoint: str) -> dict:
         """The checked body: valid JSON, within the limits, only parameters ``endpoint`` honours."""
-        raw = await request.body()
-        if len(raw) > self.settings.max_body_bytes:
-            raise ApiError(413, f"request body over the limit of {self.settings.max_body_bytes} bytes",
-                           code="body_too_large")
-        body = parse_body(raw)
+        chunks, size = [], 0
+        async for chunk in request.stream():  # counted as it arrives: a chunked body has no length header
+            size += len(chunk)
+            if size > self.settings.max_body_bytes:
+                raise ApiError(413, f"request body over the limit of {self.settings.max_body_bytes} bytes",
+                               code="body_too_large")
+            chunks.append(chunk)
+        body = parse_body(b"".join(chunks))
         check_params(body, endpoint)
         return body
 
@@ -157,7 +190,7 @@ class Service:
         probs = softmax(pred.scores) if pred.scores else None
         seconds = time.perf_counter() - started
         self.metrics.observe_request(s.id, endpoint, 200, seconds)
-        self.log.write(s.id, endpoint, 200, text, pred.output, 1000 * seconds, probs, job.batch_size)
+        self.logs[s.id].write(s.id, endpoint, 200, text, pred.output, 1000 * seconds, probs, job.batch_size)
         return pred, probs
 
     def usage(self, s: Served, pred) -> dict:
@@ -171,14 +204,16 @@ class Service:
 
 
 
-def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path, token: str | None = None) -> FastAPI:
-    svc = Service(served, settings, log_path, token)
+def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path | dict[str, Path],
+               token: str | None = None, host: str = "127.0.0.1") -> FastAPI:
+    """The app; ``log_path`` is one request log, or one per model id (a project's own file)."""
+    svc = Service(served, settings, log_path, token, host)
 
     async def lifespan(app):
         await svc.batcher.start()
         yield
         await svc.batcher.stop()
-        svc.log.close()
+        svc.close()
 
     app = FastAPI(title="tunewise", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.svc, app.state.served, app.state.metrics, app.state.batcher = svc, served, svc.metrics, svc.batcher
@@ -229,7 +264,7 @@ async def health(request: Request):
 @router.get("/metrics")
 async def prometheus(request: Request):
     svc: Service = request.app.state.svc
-    return PlainTextResponse(svc.metrics.render(svc.batcher.depth()), media_type="text/plain; version=0.0.4")
+    return PlainTextResponse(svc.metrics.render(svc.batcher.depth()), media_type=CONTENT_TYPE)
 
 
 @router.get("/v1/models")
@@ -341,11 +376,12 @@ async def _sse(cid: str, created: int, model: str, text: str, reason: str, extra
     yield "data: [DONE]\n\n"
 
 
-def build(targets: list[Path], token: str | None = None) -> FastAPI:
+def build(targets: list[Path], token: str | None = None, host: str = "127.0.0.1") -> FastAPI:
     """Load every rung named by ``targets`` (projects or run folders) and return the app.
 
     Limits come from the ``serve:`` section of the first project's tunewise.yaml (or the first run's
-    config.yaml); the request log goes to ``<project>/.tunewise/serve/requests.sqlite``.
+    config.yaml); each rung's requests are logged to its own project's
+    ``.tunewise/serve/requests.sqlite``.
     """
     from tunewise import workspace as ws
     from tunewise.config import load_config
@@ -354,12 +390,10 @@ def build(targets: list[Path], token: str | None = None) -> FastAPI:
 
     expand_targets(targets)  # a wrong target fails here, naming it
     first = Path(targets[0])
-    if (first / "tunewise.yaml").exists():
-        project, settings = first, load_config(first).serve
-    else:
-        project, settings = project_of(first), run_config(first).serve
+    settings = load_config(first).serve if (first / "tunewise.yaml").exists() else run_config(first).serve
     served = load_served(targets)
-    return create_app(served, settings, ws.workspace(project) / "serve" / "requests.sqlite", token)
+    logs = {mid: ws.workspace(project_of(s.run_dir)) / "serve" / "requests.sqlite" for mid, s in served.items()}
+    return create_app(served, settings, logs, token, host)
 
 
 def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> None:

@@ -86,6 +86,8 @@ class Batcher:
                 j.future.set_exception(WorkerDied("the model worker failed and was restarted; retry the request"))
         self.current = []
         self.restarts += 1
+        if self.metrics:
+            self.metrics.restarts.inc()
         self._spawn()
 
     async def stop(self) -> None:
