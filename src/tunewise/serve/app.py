@@ -26,6 +26,7 @@ from tunewise.config import ServeConfig
 from tunewise.core import Record
 from tunewise.data.load import check_messages, transcript
 from tunewise.serve.batching import Batcher, QueueFull, WorkerDied
+from tunewise.serve.engine import continuous
 from tunewise.serve.metrics import CONTENT_TYPE, Metrics
 from tunewise.serve.registry import Served, ServeError
 from tunewise.serve.requestlog import RequestLog
@@ -176,22 +177,30 @@ class Service:
             return [f"decoding is greedy, as the ladder measured it; ignored: {', '.join(asked)}"]
         return []
 
-    async def answer(self, s: Served, text: str, max_tokens: int | None, endpoint: str, started: float,
-                     messages: list[dict] | None = None):
+    def enqueue(self, s: Served, text: str, max_tokens: int | None, messages: list[dict] | None = None,
+                stream: bool = False):
         # A rung measured on chat rows sees the request's turns as it saw the rows' (meta["messages"]).
         record = Record(id=uuid.uuid4().hex, input=text, target=None, meta={"messages": messages} if messages else {})
         try:
-            job = await self.batcher.submit(s, record, max_tokens)
+            return self.batcher.enqueue(s, record, max_tokens, stream)
         except QueueFull as e:
             raise ApiError(503, str(e), type="server_error", code="queue_full") from None
+
+    async def settle(self, job, s: Served, text: str, endpoint: str, started: float):
+        """Wait for the job's prediction; count and log it."""
+        try:
+            pred = await job.future
         except WorkerDied as e:
             raise ApiError(503, str(e), type="server_error", code="worker_restarted") from None
-        pred = job.future.result()
         probs = softmax(pred.scores) if pred.scores else None
         seconds = time.perf_counter() - started
         self.metrics.observe_request(s.id, endpoint, 200, seconds)
         self.logs[s.id].write(s.id, endpoint, 200, text, pred.output, 1000 * seconds, probs, job.batch_size)
         return pred, probs
+
+    async def answer(self, s: Served, text: str, max_tokens: int | None, endpoint: str, started: float,
+                     messages: list[dict] | None = None):
+        return await self.settle(self.enqueue(s, text, max_tokens, messages), s, text, endpoint, started)
 
     def usage(self, s: Served, pred) -> dict:
         completion = getattr(pred, "completion_tokens", 0)
@@ -297,9 +306,14 @@ async def chat(request: Request):
         if len(messages) > 1:
             notes.append(f"the rung answers single inputs as measured; used the last user turn, ignored "
                          f"{len(messages) - 1} earlier message(s)")
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if body.get("stream") and continuous(s):  # each token is sent as it is decoded
+        job = svc.enqueue(s, text, max_tokens, turns, stream=True)
+        live = LiveStream(svc, s, job, text, started, max_tokens, request.state.rid)
+        return StreamingResponse(live.events(cid, created, notes, (body.get("stream_options") or {})),
+                                 media_type="text/event-stream")
     pred, probs = await svc.answer(s, text, max_tokens, "chat", started, turns)
     use = svc.usage(s, pred)
-    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     extra = {"tunewise": {"label": pred.output, "probabilities": probs} if probs else {}}
     if notes:
         extra["tunewise"]["notes"] = notes
@@ -360,20 +374,68 @@ def _content(message: dict) -> str | None:
     return content
 
 
-async def _sse(cid: str, created: int, model: str, text: str, reason: str, extra: dict):
-    """The answer as chat.completion.chunk events. The batch decodes the whole answer before the
-    first event, so streaming here changes the wire format, not the time to the first token."""
-    def event(delta: dict, finish: str | None = None, **more) -> str:
-        chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **more}
-        return f"data: {json.dumps(chunk)}\n\n"
+def chunk_event(cid: str, created: int, model: str, delta: dict, finish: str | None = None, **more) -> str:
+    chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **more}
+    return f"data: {json.dumps(chunk)}\n\n"
 
-    yield event({"role": "assistant", "content": ""})
+
+async def _sse(cid: str, created: int, model: str, text: str, reason: str, extra: dict):
+    """A finished answer as chat.completion.chunk events: for rungs that answer at once (a label)."""
+    yield chunk_event(cid, created, model, {"role": "assistant", "content": ""})
     pieces = text.split(" ")
     for i, piece in enumerate(pieces):
-        yield event({"content": piece if i == 0 else " " + piece})
-    yield event({}, reason, **extra)
+        yield chunk_event(cid, created, model, {"content": piece if i == 0 else " " + piece})
+    yield chunk_event(cid, created, model, {}, reason, **extra)
     yield "data: [DONE]\n\n"
+
+
+class LiveStream:
+    """A generation streamed as it is decoded: one event per text delta the engine hands over."""
+
+    def __init__(self, svc: Service, s: Served, job, text: str, started: float, max_tokens, rid: str):
+        self.svc, self.s, self.job, self.text, self.started = svc, s, job, text, started
+        self.max_tokens, self.rid = max_tokens, rid
+
+    async def _deltas(self):
+        job = self.job
+        while True:
+            getter = asyncio.ensure_future(job.stream.get())
+            done, _ = await asyncio.wait({getter, job.future}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                yield getter.result()
+                continue
+            getter.cancel()
+            while not job.stream.empty():
+                yield job.stream.get_nowait()
+            return
+
+    async def events(self, cid: str, created: int, notes: list[str], options: dict):
+        model = self.s.id
+        yield chunk_event(cid, created, model, {"role": "assistant", "content": ""})
+        sent = ""
+        try:
+            async for delta in self._deltas():
+                sent += delta
+                yield chunk_event(cid, created, model, {"content": delta})
+            pred, _ = await self.svc.settle(self.job, self.s, self.text, "chat", self.started)
+            if pred.output.startswith(sent) and pred.output != sent:  # answered alone after a batch fault
+                yield chunk_event(cid, created, model, {"content": pred.output[len(sent):]})
+            use = self.svc.usage(self.s, pred)
+            extra = {"tunewise": {"notes": notes}} if notes else {}
+            if options.get("include_usage"):
+                extra["usage"] = use
+            yield chunk_event(cid, created, model, {}, self.svc.finish(self.s, use, self.max_tokens), **extra)
+        except ApiError as e:  # headers are sent: the error is the stream's last event
+            yield f"data: {json.dumps({'error': {'message': e.message, 'type': e.type, 'code': e.code}})}\n\n"
+        except Exception:  # noqa: BLE001 - as a 5xx: a fixed message, the details in the log
+            log.exception("request %s to /v1/chat/completions failed while streaming", self.rid)
+            message = f"the server failed on this request; its log holds the details under request id {self.rid}"
+            yield f"data: {json.dumps({'error': {'message': message, 'type': 'server_error', 'code': 'internal_error'}})}\n\n"
+        finally:
+            if not self.job.future.done():  # the client hung up: the engine drops the sequence
+                self.job.future.cancel()
+        yield "data: [DONE]\n\n"
 
 
 def build(targets: list[Path], token: str | None = None, host: str = "127.0.0.1") -> FastAPI:

@@ -37,6 +37,8 @@ class Job:
     future: asyncio.Future
     queued: float = field(default_factory=time.perf_counter)
     batch_size: int = 0
+    stream: asyncio.Queue | None = None  # text deltas as they are decoded (continuous generation only)
+    result: Prediction | None = None  # set by the decode engine on the model's thread
 
 
 def run_group(served, records: list[Record], max_tokens: int | None) -> list[Prediction]:
@@ -67,10 +69,21 @@ class Batcher:
         self.task: asyncio.Task | None = None
         self.current: list[Job] = []  # the batch in hand, failed with 503 if the worker dies
         self.restarts = 0
+        self.engines: dict[str, object] = {}  # served id -> DecodeEngine (continuous generation)
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
+        self.loop = asyncio.get_running_loop()
         self._spawn()
+
+    def _push(self, job: Job, delta: str) -> None:
+        """From the model's thread: hand a streamed text delta to its request on the event loop."""
+        if job.stream is not None:
+            self.loop.call_soon_threadsafe(job.stream.put_nowait, delta)
+
+    def _running(self) -> list[Job]:
+        return [s.job for e in self.engines.values() for s in e.seqs]
 
     def _spawn(self) -> None:
         self.task = asyncio.create_task(self._loop())
@@ -79,9 +92,10 @@ class Batcher:
     def _died(self, task: asyncio.Task) -> None:
         if task.cancelled():  # stopped on purpose
             return
-        log.error("the batch worker died; answering its %d request(s) 503 and restarting it", len(self.current),
+        jobs = self.current + [j for e in self.engines.values() for j in e.fail_all()]
+        log.error("the batch worker died; answering its %d request(s) 503 and restarting it", len(jobs),
                   exc_info=task.exception())
-        for j in self.current:
+        for j in jobs:
             if not j.future.done():
                 j.future.set_exception(WorkerDied("the model worker failed and was restarted; retry the request"))
         self.current = []
@@ -98,11 +112,17 @@ class Batcher:
     def depth(self) -> int:
         return self.queue.qsize() if self.queue else 0
 
-    async def submit(self, served, record: Record, max_tokens: int | None) -> Job:
+    def enqueue(self, served, record: Record, max_tokens: int | None, stream: bool = False) -> Job:
+        """Queue a request; its ``future`` resolves with the prediction (``stream``: deltas on ``job.stream``)."""
         if self.depth() >= self.max_queue:
             raise QueueFull(f"the request queue is full ({self.max_queue} waiting); retry later")
-        job = Job(served, record, max_tokens, asyncio.get_running_loop().create_future())
+        job = Job(served, record, max_tokens, asyncio.get_running_loop().create_future(),
+                  stream=asyncio.Queue() if stream else None)
         self.queue.put_nowait(job)
+        return job
+
+    async def submit(self, served, record: Record, max_tokens: int | None) -> Job:
+        job = self.enqueue(served, record, max_tokens)
         await job.future
         return job
 
@@ -124,18 +144,70 @@ class Batcher:
         return batch
 
     async def _loop(self) -> None:
+        from tunewise.serve.engine import continuous
+
         while True:
             self.current = []
-            batch = self.current = await self._collect()
-            if self.metrics:
-                self.metrics.observe_batch(len(batch))
+            running = any(e.active for e in self.engines.values())
+            # While sequences decode, new requests join between two steps; idle, wait for the first.
+            batch = self.current = self._drain() if running else await self._collect()
+            if batch and self.metrics:
+                self.metrics.observe_batch(len(batch) + len(self._running()))
             groups: dict[tuple, list[Job]] = {}
             for job in batch:
-                groups.setdefault((job.served.id, job.max_tokens), []).append(job)
+                if job.future.done():  # a client that hung up is skipped
+                    continue
+                if continuous(job.served):
+                    await self._join(job)
+                else:
+                    groups.setdefault((job.served.id, job.max_tokens), []).append(job)
+            self.current = [j for jobs in groups.values() for j in jobs]
             for jobs in groups.values():
-                live = [j for j in jobs if not j.future.done()]  # a client that hung up is skipped
-                if live:
-                    await self._run(live, len(batch))
+                await self._run(jobs, len(batch))
+            self.current = []
+            for engine in [e for e in self.engines.values() if e.active]:
+                await self._step(engine)
+
+    def _drain(self) -> list[Job]:
+        batch = []
+        while len(batch) < self.max_batch and not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        return batch
+
+    async def _join(self, job: Job) -> None:
+        """Prefill one request alone and add it to its rung's running batch; a fault fails only it."""
+        from tunewise.serve.engine import DecodeEngine
+
+        engine = self.engines.get(job.served.id)
+        if engine is None:
+            engine = self.engines[job.served.id] = DecodeEngine(job.served, self._push)
+        try:
+            await self.loop.run_in_executor(self.executor, engine.join, job)
+        except Exception as e:  # noqa: BLE001 - the error goes back to this request only
+            if not job.future.done():
+                job.future.set_exception(e)
+            return
+        self._settle([job])
+
+    async def _step(self, engine) -> None:
+        """One decode step; if it fails, every running request is answered alone on the batch path,
+        so only the one that causes the fault fails."""
+        jobs = [s.job for s in engine.seqs]
+        try:
+            await self.loop.run_in_executor(self.executor, engine.step)
+        except Exception as e:  # noqa: BLE001 - isolated below
+            log.warning("a decode step of %d requests to %s failed (%s); answering each alone", len(jobs),
+                        engine.served.id, type(e).__name__)
+            for j in engine.fail_all():
+                if not j.future.done():
+                    await self._run([j], 1)
+            return
+        self._settle(jobs)
+
+    def _settle(self, jobs: list[Job]) -> None:
+        for j in jobs:
+            if j.result is not None and not j.future.done():
+                j.future.set_result(j.result)
 
     async def _run(self, jobs: list[Job], batch_size: int) -> None:
         """Answer one group; if it fails, answer each member alone, so only the request that caused
