@@ -55,6 +55,8 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     token: Annotated[str | None, typer.Option(envvar="TUNEWISE_API_TOKEN",
                                               help="Bearer token every request must carry.")] = None,
+    engine: Annotated[str, typer.Option(help="builtin, or vllm: write vLLM's launch plan (base + LoRA adapters) "
+                                        "to .tunewise/serve/vllm-launch.json; starting it is not built yet.")] = "builtin",
     quiet: QuietOpt = False,
 ) -> None:
     """Serve saved rungs behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions,
@@ -63,6 +65,16 @@ def serve(
 
     check_bind(host, token)
     _setup_logging(quiet)
+    if engine not in ("builtin", "vllm"):
+        raise typer.BadParameter(f"expected builtin or vllm, got {engine!r}", param_hint="--engine")
+    if engine == "vllm":
+        from tunewise import workspace as ws
+        from tunewise.rungs.saved import project_of
+        from tunewise.serve.registry import expand_targets, load_served
+        from tunewise.serve.vllm import refuse_with_plan
+
+        first = expand_targets(targets or [Path(".")])[0]
+        refuse_with_plan(load_served(targets or [Path(".")]), ws.workspace(project_of(first)) / "serve", host, port)
     app_ = build(targets or [Path(".")], token, host)
     out.print(f"serving {', '.join(app_.state.served)} on http://{host}:{port}/v1 (Ctrl-C stops)")
     run(app_, host, port)

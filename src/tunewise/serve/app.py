@@ -13,7 +13,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import math
 import time
 import uuid
 from pathlib import Path
@@ -23,11 +22,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunewise.config import ServeConfig
-from tunewise.core import Record
 from tunewise.data.load import check_messages, transcript
 from tunewise.serve.batching import Batcher, QueueFull, WorkerDied
 from tunewise.serve.engine import continuous
 from tunewise.serve.metrics import CONTENT_TYPE, Metrics
+from tunewise.rungs.saved import label_probabilities, request_record
 from tunewise.serve.registry import Served, ServeError
 from tunewise.serve.requestlog import RequestLog
 from tunewise.serve.validate import SAMPLING, ApiError, check_message_shapes, check_params, check_text, parse_body
@@ -69,12 +68,7 @@ def check_bind(host: str, token: str | None) -> None:
                          "TUNEWISE_API_TOKEN) so that every request must carry it")
 
 
-def softmax(scores: dict[str, float]) -> dict[str, float]:
-    """Label log-likelihoods -> each label's share of probability among the labels."""
-    top = max(scores.values())
-    exp = {k: math.exp(v - top) if v != -math.inf else 0.0 for k, v in scores.items()}
-    total = sum(exp.values())
-    return {k: v / total for k, v in exp.items()}
+softmax = label_probabilities  # one place: the rung contract's (rungs/saved.py)
 
 
 class Service:
@@ -179,8 +173,7 @@ class Service:
 
     def enqueue(self, s: Served, text: str, max_tokens: int | None, messages: list[dict] | None = None,
                 stream: bool = False):
-        # A rung measured on chat rows sees the request's turns as it saw the rows' (meta["messages"]).
-        record = Record(id=uuid.uuid4().hex, input=text, target=None, meta={"messages": messages} if messages else {})
+        record = request_record(text, messages)
         try:
             return self.batcher.enqueue(s, record, max_tokens, stream)
         except QueueFull as e:
