@@ -194,7 +194,7 @@ class Batcher:
         so only the one that causes the fault fails."""
         jobs = [s.job for s in engine.seqs]
         try:
-            await self.loop.run_in_executor(self.executor, engine.step)
+            await self.loop.run_in_executor(self.executor, engine.run, lambda: self.depth() > 0)
         except Exception as e:  # noqa: BLE001 - isolated below
             log.warning("a decode step of %d requests to %s failed (%s); answering each alone", len(jobs),
                         engine.served.id, type(e).__name__)

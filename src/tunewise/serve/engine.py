@@ -110,6 +110,15 @@ class DecodeEngine:
             self._advance(s, t)
         self._drop([i for i, s in enumerate(self.seqs) if s.done])
 
+    def run(self, waiting: Callable[[], bool], most: int = 8) -> None:
+        """Decode steps until a sequence finishes, a request waits to join, or ``most`` steps: one
+        hand-over to the model's thread per few tokens, not per token (on a loaded CPU each costs)."""
+        for _ in range(most):
+            n = len(self.seqs)
+            self.step()
+            if len(self.seqs) < n or not self.seqs or waiting():
+                return
+
     def fail_all(self) -> list:
         """Empty the batch after a failed step; return the jobs that were running."""
         jobs = [s.job for s in self.seqs]
