@@ -195,3 +195,40 @@ def test_fuzz_bad_requests_among_good_ones_fail_alone(served, tmp_path, seed):
             else:
                 assert r.status_code == 200, (endpoint, body[:100], r.text)
                 assert _same(_answer(r), lone[key]), (key, _answer(r), lone[key])
+
+
+def raw_exchange(port: int, requests: list[tuple[str, bytes]]) -> list[int]:
+    """Send each (path, body) in turn on ONE keep-alive socket; return the statuses. A server that
+    closes the connection after an error makes the next exchange fail here."""
+    import socket
+
+    statuses = []
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        f = sock.makefile("rb")
+        for path, body in requests:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            status = f.readline()
+            assert status.startswith(b"HTTP/1.1 "), f"the connection was dropped after {statuses}"
+            headers = {}
+            while (line := f.readline()) not in (b"\r\n", b""):
+                k, _, v = line.decode().partition(":")
+                headers[k.strip().lower()] = v.strip()
+            assert headers.get("connection", "").lower() != "close", (status, headers)
+            f.read(int(headers["content-length"]))
+            statuses.append(int(status.split()[1]))
+    return statuses
+
+
+def test_errors_keep_the_connection_usable(served, tmp_path):
+    server, gate, entered, _, restore = _held_batch(served, tmp_path, "POISON")
+    gate.set()
+    try:
+        with server as s:
+            chat = "/v1/chat/completions"
+            sent = [(chat, b"{not json"), (chat, b"[" * 50_000), (chat, json.dumps(_chat("\udc80")).encode()),
+                    (chat, json.dumps(_chat("x", model="nope")).encode()), (chat, b"x" * 2_000_000),
+                    (chat, json.dumps(_chat("POISON")).encode()), (chat, json.dumps(_chat("the goal")).encode())]
+            assert raw_exchange(s.port, sent) == [400, 400, 400, 404, 413, 500, 200]
+    finally:
+        restore()
