@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tunewise.serve.vllm import launch_plan
 
@@ -26,7 +27,7 @@ def test_launch_plan_serves_lora_adapters_and_names_what_stays(served):
     assert argv[argv.index("--port") + 1] == "9001" and proc["url"] == "http://127.0.0.1:9001/v1"
     module = argv[argv.index("--lora-modules") + 1]
     name, path = module.split("=", 1)
-    config = json.loads((__import__("pathlib").Path(path) / "adapter_config.json").read_text())
+    config = json.loads((Path(path) / "adapter_config.json").read_text())
     assert name == "tiny/lora" and int(argv[argv.index("--max-lora-rank") + 1]) >= config["r"]
     assert argv[argv.index("--max-loras") + 1] == "1"
     assert "DoRA" in plan["builtin"]["tiny/dora"]  # vLLM serves plain LoRA only

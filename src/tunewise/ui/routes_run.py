@@ -6,7 +6,6 @@ import asyncio
 import json
 import re
 import time
-import uuid
 from pathlib import Path
 
 from fastapi import HTTPException, Request
