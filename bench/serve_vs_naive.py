@@ -38,12 +38,13 @@ def cli(*args):
         raise SystemExit(r.stderr[-3000:])
 
 
-def make_projects(root: Path) -> tuple[Path, Path]:
+def make_projects(root: Path, classification: bool = True) -> tuple[Path, Path]:
     """The BBC example's lora rung (briefly trained by the ladder) and a zero-shot headline-generation
     run on the same articles (zero-shot learns nothing: its run folder is its config and rung.json)."""
     cls = root / "bbc"
-    if not (cls / ".tunewise" / "reports").exists():
+    if not (cls / "tunewise.yaml").exists():
         cli("init", str(cls), "--example", "bbc-news")
+    if classification and not (cls / ".tunewise" / "reports").exists():
         cli("ladder", str(cls), "-q", "--rungs", "lora", "--set", "eval.max_test_examples=8",
             "--set", "train.max_train_examples=16", "--set", "train.max_val_examples=4", "--set", "train.max_steps=2",
             "--set", "train.eval_steps=2")
@@ -97,8 +98,11 @@ def naive_app(rung, task: str, max_tokens: int):
         with lock, torch.inference_mode():
             ids = torch.tensor([builder.encode(body["prompt"], None)[0]])
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens,
-                                 do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        return {"choices": [{"text": tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)}]}
+                                 do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=builder.stop_ids)
+        new = out[0, ids.shape[1]:].tolist()
+        new = new[:next((i for i, t in enumerate(new) if t in builder.stop_ids), len(new))]
+        return {"choices": [{"text": tok.decode(new, skip_special_tokens=True)}],
+                "usage": {"completion_tokens": len(new)}}
 
     return app
 
@@ -109,17 +113,33 @@ def drive(url: str, path: str, bodies: list[dict], concurrency: int) -> dict:
     def one(body):
         start = time.perf_counter()
         r = client.post(url + path, json=body)
-        return time.perf_counter() - start, r.status_code
+        tokens = r.json().get("usage", {}).get("completion_tokens", 0) if r.status_code == 200 else 0
+        return time.perf_counter() - start, r.status_code, tokens
 
     client.post(url + path, json=bodies[0])  # warm-up
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         done = list(pool.map(one, bodies))
     wall = time.perf_counter() - start
-    lat = sorted(t for t, _ in done)
-    errors = sum(code != 200 for _, code in done)
+    lat = sorted(t for t, _, _ in done)
+    errors = sum(code != 200 for _, code, _ in done)
     return {"requests": len(bodies), "errors": errors, "rps": len(bodies) / wall,
+            "completion_tokens_per_s": sum(n for _, _, n in done) / wall,
             "p50_ms": 1000 * statistics.median(lat), "p95_ms": 1000 * lat[max(0, round(0.95 * len(lat)) - 1)]}
+
+
+def first_token(url: str, model: str, prompt: str, max_tokens: int) -> dict:
+    """One streamed chat request alone: seconds to the first content chunk and to the last."""
+    body = {"model": model, "stream": True, "max_tokens": max_tokens, "messages": [{"role": "user", "content": prompt}]}
+    start, first, chunks = time.perf_counter(), None, 0
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=600) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {") and '"content": "' in line and '"content": ""' not in line:
+                chunks += 1
+                first = first or time.perf_counter() - start
+    whole = time.perf_counter() - start
+    return {"first_chunk_s": first, "whole_s": whole, "content_chunks": chunks,
+            "first_share": first / whole if first else None}
 
 
 def main() -> None:
@@ -129,6 +149,8 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tunewise-serve-bench",
                     help="Projects are built here once and reused by later runs.")
     ap.add_argument("--out", type=Path, default=Path("bench/results/serve_vs_naive.json"))
+    ap.add_argument("--task", choices=["both", "generation", "classification"], default="both",
+                    help="Which rung(s) to measure (generation alone needs no training run).")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -143,12 +165,21 @@ def main() -> None:
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": []}
     args.workdir.mkdir(parents=True, exist_ok=True)
     tmp = args.workdir
-    cls, gen = make_projects(tmp)
+    cls, gen = make_projects(tmp, args.task != "generation")
     articles = [json.loads(x)["text"] for x in (cls / "data" / "articles.jsonl").read_text().splitlines()]
     texts = [articles[i] for i in range(0, len(articles), len(articles) // 64)][:64]
-    served = load_served([cls, gen])
-    for mid, path, key in (("bbc-news/lora", "/v1/classify", "input"),
-                           ("headlines/zero-shot", "/v1/completions", "prompt")):
+    served = load_served([cls, gen] if args.task != "generation" else [gen])
+    rungs = [r for r in (("bbc-news/lora", "/v1/classify", "input"), ("headlines/zero-shot", "/v1/completions", "prompt"))
+             if args.task == "both" or (args.task == "generation") == (r[1] == "/v1/completions")]
+    if args.task != "classification":
+        with Server(create_app(served, ServeConfig(), tmp / "log.sqlite")) as s:
+            first_token(s.root, "headlines/zero-shot", texts[0], 16)  # warm-up
+            row = {"rung": "headlines/zero-shot", "server": "tunewise serve", "streamed_alone":
+                   first_token(s.root, "headlines/zero-shot", texts[1], 16)}
+        results["rows"].append(row)
+        print(f"streamed alone: first chunk {row['streamed_alone']['first_chunk_s']:.2f} s of "
+              f"{row['streamed_alone']['whole_s']:.2f} s ({row['streamed_alone']['content_chunks']} chunks)", flush=True)
+    for mid, path, key in rungs:
         naive_rung = load_rung(served[mid].run_dir)
         # A fresh app per level: an app's batcher and request log close when its server stops.
         apps = {"tunewise serve": lambda: create_app(served, ServeConfig(), tmp / "log.sqlite"),
@@ -161,8 +192,8 @@ def main() -> None:
                 with Server(make_app()) as s:
                     row = {"rung": mid, "server": name, "concurrency": c, **drive(s.root, path, bodies, c)}
                 results["rows"].append(row)
-                print(f"{mid:22} {name:15} c={c:<3} {row['rps']:7.2f} req/s  p50 {row['p50_ms']:8.0f} ms  "
-                      f"p95 {row['p95_ms']:8.0f} ms  errors {row['errors']}", flush=True)
+                print(f"{mid:22} {name:15} c={c:<3} {row['rps']:7.2f} req/s  {row['completion_tokens_per_s']:7.2f} tok/s  "
+                      f"p50 {row['p50_ms']:8.0f} ms  p95 {row['p95_ms']:8.0f} ms  errors {row['errors']}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 

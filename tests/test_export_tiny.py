@@ -71,3 +71,27 @@ def test_export_refuses_what_it_cannot_do(runs, tmp_path):
     with pytest.raises(ModelError, match="cannot be merged"):
         export_run(runs["prefix"], merge=True, out=tmp_path / "p")
     assert not (tmp_path / "p").exists()
+
+
+def test_export_never_deletes_what_it_did_not_write(runs, tmp_path):
+    out = tmp_path / "mine"
+    (out / "notes").mkdir(parents=True)
+    (out / "notes" / "plan.txt").write_text("my plan")
+    (out / "DEPLOY.md").write_text("my own deploy notes")
+    with pytest.raises(ModelError, match=r"already holds 2 entries \(DEPLOY.md, notes\).*--force.*nothing was written"):
+        export_run(runs["lora"], out=out)
+    assert sorted(p.name for p in out.iterdir()) == ["DEPLOY.md", "notes"]
+    assert (out / "DEPLOY.md").read_text() == "my own deploy notes"
+
+    export_run(runs["lora"], out=out, force=True)
+    assert (out / "notes" / "plan.txt").read_text() == "my plan"  # the user's file is kept
+    report = json.loads((out / "export.json").read_text())
+    assert report["replaced"] == ["DEPLOY.md"] and "adapter" in report["files"]
+    assert "--enable-lora" in (out / "DEPLOY.md").read_text() and (out / "adapter" / "adapter_config.json").exists()
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (export_run(runs["lora"], out=empty) / "export.json").exists()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ModelError, match="is a file, not a folder"):
+        export_run(runs["lora"], out=tmp_path / "afile")

@@ -55,6 +55,8 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     token: Annotated[str | None, typer.Option(envvar="TUNEWISE_API_TOKEN",
                                               help="Bearer token every request must carry.")] = None,
+    engine: Annotated[str, typer.Option(help="builtin, or vllm: write vLLM's launch plan (base + LoRA adapters) "
+                                        "to .tunewise/serve/vllm-launch.json; starting it is not built yet.")] = "builtin",
     quiet: QuietOpt = False,
 ) -> None:
     """Serve saved rungs behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions,
@@ -63,7 +65,17 @@ def serve(
 
     check_bind(host, token)
     _setup_logging(quiet)
-    app_ = build(targets or [Path(".")], token)
+    if engine not in ("builtin", "vllm"):
+        raise typer.BadParameter(f"expected builtin or vllm, got {engine!r}", param_hint="--engine")
+    if engine == "vllm":
+        from tunewise import workspace as ws
+        from tunewise.rungs.saved import project_of
+        from tunewise.serve.registry import expand_targets, load_served
+        from tunewise.serve.vllm import refuse_with_plan
+
+        first = expand_targets(targets or [Path(".")])[0]
+        refuse_with_plan(load_served(targets or [Path(".")]), ws.workspace(project_of(first)) / "serve", host, port)
+    app_ = build(targets or [Path(".")], token, host)
     out.print(f"serving {', '.join(app_.state.served)} on http://{host}:{port}/v1 (Ctrl-C stops)")
     run(app_, host, port)
 
@@ -104,7 +116,11 @@ def export(
     run: Annotated[Path, typer.Argument(help="A trained run folder (.tunewise/runs/<rung>-<time>).")],
     merge: Annotated[bool, typer.Option(help="Merge the adapter into its base (needed for GGUF).")] = False,
     format_: Annotated[str, typer.Option("--format", help="safetensors or gguf (Llama-family models).")] = "safetensors",
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: RUN/export).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: RUN/export); must be new "
+                                                 "or empty unless --force.")] = None,
+    force: Annotated[bool, typer.Option(help="Write into a folder that holds files: replace only the entries export "
+                                        "writes (adapter/, model/, *.gguf, DEPLOY.md, MODEL_CARD.md, Modelfile, "
+                                        "export.json); everything else there is kept.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Export a trained run (adapter, merged safetensors or GGUF) with DEPLOY.md and MODEL_CARD.md,
@@ -112,5 +128,5 @@ def export(
     _setup_logging(quiet)
     from tunewise.export.run import export_run
 
-    folder = export_run(run, merge, format_, out_dir)
+    folder = export_run(run, merge, format_, out_dir, force)
     out.print(f"exported to {folder} (checks: {folder / 'export.json'}; next: {folder / 'DEPLOY.md'})")

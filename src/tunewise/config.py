@@ -475,8 +475,9 @@ class ServeConfig(_Strict):
     """The most new tokens a request may ask for (`max_tokens`); larger asks get 400."""
     max_prompt_chars: int = Field(20_000, gt=0)
     """Longest prompt accepted, in characters (longer: HTTP 400)."""
-    redact_pii: bool = False
-    """Replace e-mails, phone and card numbers, IBANs and keys with [TYPE] in the request log (data/pii.py)."""
+    redact_pii: bool = True
+    """Replace e-mails, phone and card numbers, IBANs and keys with [TYPE] in the request log (data/pii.py);
+    on by default, as the log holds what users sent."""
     log_inputs: bool = True
     """Keep each request's input and output in the request log (monitoring reads them)."""
 

@@ -111,8 +111,12 @@ def _fsync(path: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield a temporary folder next to ``path``; it replaces ``path`` only if the block succeeds."""
+def atomic_dir(path: Path, keep_others: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; it replaces ``path`` only if the block succeeds.
+
+    With ``keep_others`` an existing ``path`` is kept: only the entries the block wrote replace the
+    same-named ones in it, each by one rename, and everything else in it stays (a user's folder).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -125,6 +129,10 @@ def atomic_dir(path: Path) -> Iterator[Path]:
                 if not os.path.islink(os.path.join(folder, name)):
                     _fsync(os.path.join(folder, name))
             _fsync(folder)
+        if keep_others and path.is_dir():
+            _move_entries(tmp, path)
+            _fsync(path)
+            return
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -133,6 +141,16 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
         _IN_FLIGHT.discard(str(tmp))
+
+
+def _move_entries(src: Path, dest: Path) -> None:
+    for entry in sorted(src.iterdir()):
+        target = dest / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        os.replace(entry, target)
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -71,3 +71,52 @@ def test_serve_a_project_from_the_command_line(project):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_generation_streams_real_text_as_it_is_decoded(tmp_path):
+    """A zero-shot headline rung on SmolLM2: the streamed chunks, joined, are the whole answer, and
+    concurrent requests (continuous batching) get the rung's own answers, as the ladder measures them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import openai
+    from loopback import Server
+
+    from tunewise.config import ServeConfig, dump_config, load_config
+    from tunewise.core import Record
+    from tunewise.rungs.saved import write_manifest
+    from tunewise.serve.app import create_app
+    from tunewise.serve.registry import load_served
+
+    gen = tmp_path / "headlines"
+    (gen / "data").mkdir(parents=True)
+    rows = [{"id": str(i), "input": t, "target": "x"} for i, t in enumerate(
+        ["Shares in the bank fell sharply after it reported lower profits.",
+         "The striker scored twice as the home side won the cup final.",
+         "A new phone with a faster chip goes on sale next month.",
+         "The minister announced a new tax on sugary drinks."] * 3)]
+    (gen / "data" / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (gen / "tunewise.yaml").write_text("name: headlines\ntask: {type: generation, instruction: Write a one-line "
+                                       "headline for this news article.}\ndata: {files: [data/rows.jsonl]}\n"
+                                       "model: {base: smollm2-135m-instruct}\nrungs: [zero-shot]\n"
+                                       "eval: {max_new_tokens: 12}\n")
+    run = gen / ".tunewise" / "runs" / "zero-shot-e2e"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(dump_config(load_config(gen)))
+    write_manifest(run, "zero-shot")
+    served = load_served([run])
+    texts = [r["input"] for r in rows[:4]]
+    want = [p.output for p in (served["headlines/zero-shot"].rung.predict([Record(str(i), t, None)])[0]
+                               for i, t in enumerate(texts))]
+    with Server(create_app(served, ServeConfig(), tmp_path / "log.sqlite")) as s:
+        client = openai.OpenAI(base_url=s.url, api_key="x", max_retries=0, timeout=300)
+
+        def ask(text):
+            return client.chat.completions.create(model="headlines/zero-shot", messages=[
+                {"role": "user", "content": text}]).choices[0].message.content
+
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(ask, texts)) == want
+        chunks = [c.choices[0].delta.content for c in client.chat.completions.create(
+            model="headlines/zero-shot", stream=True, messages=[{"role": "user", "content": texts[0]}])
+            if c.choices and c.choices[0].delta.content]
+    assert len(chunks) >= 3 and "".join(chunks) == want[0] and want[0].strip()

@@ -163,3 +163,16 @@ def test_too_few_requests_says_nothing_was_tested(project, tmp_path):
     _, result = latest(project)
     assert res.exit_code == 0 and "nothing was tested" in res.output
     assert not result["windows"][0]["tested"] and "too few requests" in result["windows"][0]["reasons"][0]
+
+
+def test_odd_rows_are_skipped_said_in_one_line_and_recorded(project, tmp_path):
+    log = stream(tmp_path / "log.jsonl", fresh_rows(57, seed=3))
+    with log.open("a") as f:
+        f.write(json.dumps({"ts": "2026-01-01T02:00:00Z", "input": ""}) + "\n" + '{"ts": "2026-01-01T02:01:00Z", "inp\n')
+    res = runner.invoke(app, ["monitor", str(project), "--log", str(log)])
+    _, result = latest(project)
+    assert res.exit_code == 0, res.output
+    assert "skipped 2 of 59 request(s) it cannot use: 1 empty input, 1 not JSON (cut short?)" in res.output
+    assert result["n_requests"] == 57
+    assert result["skipped"]["counts"] == {"empty input": 1, "not JSON (cut short?)": 1}
+    assert "log.jsonl:58: field 'input'" in result["skipped"]["first"]["empty input"]

@@ -130,19 +130,24 @@ def test_cli_errors_are_one_line(tmp_path, served_projects):
     assert r.exit_code == 1 and "rung.json: no such file" in r.output
 
 
-def test_a_model_failure_is_a_500_in_openai_shape(served, tmp_path):
+def test_a_model_failure_is_a_fixed_500_with_a_request_id_and_the_connection_stays(served, tmp_path, caplog):
     rung = served["tiny/lora"].rung
     real = rung.predict
 
     def broken(records):
-        raise RuntimeError("out of memory")
+        raise RuntimeError("out of memory at 0xdeadbeef")
 
     rung.predict = broken
     try:
-        with Server(create_app(served, ServeConfig(), tmp_path / "log.sqlite")) as s:
-            r = httpx.post(f"{s.url}/chat/completions", json=CHAT, timeout=60)
-            err = _error(r, 500, "the model failed on this request: RuntimeError: out of memory")
-            assert err["type"] == "server_error"
-            assert httpx.post(f"{s.url}/classify", json={"model": "tiny/zero-shot", "input": "x"}).status_code == 200
+        with Server(create_app(served, ServeConfig(), tmp_path / "log.sqlite")) as s, httpx.Client(timeout=60) as c:
+            r = c.post(f"{s.url}/chat/completions", json=CHAT)
+            err = _error(r, 500, "the server failed on this request; its log holds the details under request id")
+            rid = r.headers["x-request-id"]
+            assert err["type"] == "server_error" and rid in err["message"]
+            assert "out of memory" not in r.text and "RuntimeError" not in r.text
+            assert any(rid in rec.getMessage() and rec.exc_info for rec in caplog.records)
+            # the same connection answers the next request
+            assert c.post(f"{s.url}/classify", json={"model": "tiny/zero-shot", "input": "x"}).status_code == 200
+            assert 'tunewise_requests_total{endpoint="chat",model="-",status="500"} 1.0' in c.get(f"{s.root}/metrics").text
     finally:
         rung.predict = real

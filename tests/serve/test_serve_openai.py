@@ -117,9 +117,10 @@ def test_health_metrics_and_the_request_log(server, client):
     assert httpx.post(f"{server.url}/chat/completions", json={"model": "nope", "messages": []}).status_code == 404
     text = httpx.get(f"{server.root}/metrics").text
     assert '# TYPE tunewise_requests_total counter' in text
-    assert 'tunewise_requests_total{model="tiny/lora",endpoint="chat",status="200"}' in text
+    assert 'tunewise_requests_total{endpoint="chat",model="tiny/lora",status="200"}' in text
     assert "tunewise_batch_size_count" in text
-    assert re.search(r'tunewise_requests_total\{model="",endpoint="/v1/chat/completions",status="404"\} [1-9]', text)
+    assert re.search(r'tunewise_requests_total\{endpoint="chat",model="-",status="404"\} [1-9]', text)
+    server.app.state.svc.logs["tiny/lora"].flush()
     db = sqlite3.connect(server.log)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     rows = db.execute("SELECT model, input, output, latency_ms, probabilities, redacted FROM requests "

@@ -107,8 +107,13 @@ def test_a_review_decision_lands_in_the_review_file_and_prepare_applies_it(clien
     assert prepared[rid]["target"] == new and manifest["reviews_applied"] >= 1
 
 
-def test_compare_shows_every_rung_answer(client, ui_project):
-    page = client.get(f"/p/{ui_project.name}/compare", params={"text": "the market shares"})
+def test_compare_is_a_post_with_a_csrf_token_and_shows_every_rung_answer(client, ui_project):
+    form = client.get(f"/p/{ui_project.name}/compare", params={"text": "the market shares"})
+    assert form.status_code == 200 and 'class="card answer"' not in form.text  # a GET loads no model
+    url = f"/p/{ui_project.name}/compare"
+    assert client.post(url, data={"text": "the market shares"}).status_code == 403
+    assert client.post(url, data={"text": "the market shares", "csrf": "0" * 64}).status_code == 403
+    page = client.post(url, data={"text": "the market shares", "csrf": csrf_of(form.text)})
     assert page.status_code == 200
     answers = page.text.split('class="card answer"')[1:]
     rungs = {a.split("<h3>")[1].split("</h3>")[0] for a in answers}

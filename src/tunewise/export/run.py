@@ -7,6 +7,9 @@ The checks, recorded in ``export.json``:
 - the exported tokenizer's chat template renders exactly the token ids training used for every
   test prompt (prompt and answer halves, as PromptBuilder encodes them for training).
 An export that fails a check is not written.
+
+Export never deletes what it did not write: ``--out`` must be new or empty, or with ``force`` only
+the entries export writes (listed in export.json's ``files``) replace the same-named ones there.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 LOGIT_TOL = 1e-3  # max |logit difference|, fp32 on CPU
 N_PROMPTS = 8
 GREEDY_TOKENS = 8
+EXPORT_ENTRIES = "adapter/, model/, *.gguf, DEPLOY.md, MODEL_CARD.md, Modelfile, export.json"
 PROBES = ["What is this about?", "The market closed higher today.", "Our team won the cup final."]
 
 
@@ -87,13 +91,29 @@ def template_check(config: ProjectConfig, trained_tok, exported_tok, records: li
     return {"same_token_ids": all(same), "n_prompts": len(same), "ok": all(same)}
 
 
+def check_out(out: Path, force: bool) -> list[str]:
+    """The entries already in ``out``; refuse a folder holding anything unless ``force``."""
+    if out.exists() and not out.is_dir():
+        raise ModelError(f"--out {out}: is a file, not a folder; nothing was written")
+    there = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if there and not force:
+        shown = ", ".join(there[:5]) + (", ..." if len(there) > 5 else "")
+        raise ModelError(f"--out {out}: already holds {len(there)} entries ({shown}); export writes into a new or "
+                         "empty folder, or with --force replaces only the files it writes itself "
+                         f"({EXPORT_ENTRIES}) and keeps the rest; nothing was written")
+    return there
+
+
 def _fail(what: str, check: dict) -> None:
     if not check["ok"]:
         raise ModelError(f"export round trip failed ({what}): {check}; nothing was written")
 
 
-def export_run(run_dir: Path, merge: bool = False, fmt: str = "safetensors", out: Path | None = None) -> Path:
-    """Write the export of ``run_dir`` to ``out`` (default ``run_dir/export``); return the folder."""
+def export_run(run_dir: Path, merge: bool = False, fmt: str = "safetensors", out: Path | None = None,
+               force: bool = False) -> Path:
+    """Write the export of ``run_dir`` to ``out`` (default ``run_dir/export``); return the folder.
+
+    ``out`` must be new or empty; with ``force`` only the entries export writes are replaced there."""
     run_dir = Path(run_dir)
     manifest, config = read_manifest(run_dir), run_config(run_dir)
     name = manifest["rung"]
@@ -107,12 +127,13 @@ def export_run(run_dir: Path, merge: bool = False, fmt: str = "safetensors", out
     if adapter and fmt == "gguf" and not merge:
         raise ModelError(f"{run_dir}: GGUF holds whole models; add --merge to merge the {name} adapter first")
     out = Path(out) if out is not None else run_dir / "export"
+    there = check_out(out, force)
     ladder, result = ladder_of(run_dir)
     records, source = probe_records(run_dir, ladder)
     trained_tok = load_tokenizer(weights)
     report = {"run": str(run_dir), "rung": name, "format": fmt, "merged": bool(merge and adapter),
               "prompts": source, "logit_tolerance": LOGIT_TOL}
-    with ws.atomic_dir(out) as tmp:
+    with ws.atomic_dir(out, keep_others=True) as tmp:
         if adapter and not merge:
             shutil.copytree(weights, tmp / "adapter")
             report["adapter"] = "adapter"
@@ -127,7 +148,12 @@ def export_run(run_dir: Path, merge: bool = False, fmt: str = "safetensors", out
 
         write_deploy(tmp, config, report, run_dir, trained_tok)
         write_model_card(tmp, config, report, run_dir, ladder, result)
+        report["files"] = sorted([p.name for p in tmp.iterdir()] + ["export.json"])
+        report["replaced"] = sorted(set(there) & set(report["files"]))
         ws.write_json(tmp / "export.json", report)
+    if report["replaced"]:
+        log.warning("%s: replaced %s (export's own files); kept the %d other entries", out,
+                    ", ".join(report["replaced"]), len(set(there) - set(report["files"])))
     return out
 
 

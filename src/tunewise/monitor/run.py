@@ -197,7 +197,11 @@ def monitor_project(config: ProjectConfig, project: Path, log: Path, since: str 
     from tunewise.monitor.report import write_monitor_html
     from tunewise.monitor.requestlog import read_log
 
-    rows, timed = read_log(log, config.task.input_field, since)
+    # One usable row is enough to report on: windows under monitor.min_window are shown, not tested.
+    read = read_log(log, config.task.input_field, since, config.name, min_rows=1)
+    rows, timed = read.rows, read.timed
+    if read.skipped:
+        progress(f"note: {log}: {read.skipped_line()}")
     labelled = read_labelled(config, labeled) if labeled else None
     models = sorted({r.model for r in rows if r.model})
     has_probs = all(r.probs for r in rows)
@@ -214,7 +218,8 @@ def monitor_project(config: ProjectConfig, project: Path, log: Path, since: str 
         if missed:
             progress(f"note: {missed} labelled row(s) of {labeled} are not in the request log; left out of the check")
     result["verdict"], result["why"] = verdict(result, config.monitor)
-    result.update(log=str(log), since=since, n_requests=len(rows), timed=timed, models=models, rung=ref.rung,
+    result.update(log=str(log), since=since, n_requests=len(rows), timed=timed,
+                  skipped={"counts": read.skipped, "first": read.examples}, models=models, rung=ref.rung,
                   dataset=ref.dataset, reference={
                       "nn_threshold": ref.nn_threshold, "test_accuracy": ref.test_accuracy, "ladder": ref.ladder,
                       "test_new_vocab": ref.test_new_vocab, "n_train": len(ref.train_emb)},

@@ -100,3 +100,21 @@ def llm_base(config: ProjectConfig, project: Path, base: tuple | None) -> tuple:
     from tunewise.models.load import load
 
     return base if base is not None else load(config.model.base, project)
+
+
+def request_record(text: str, turns: list[dict] | None = None):
+    """An input as a saved rung answers it outside the ladder (the server, the web app's Compare):
+    a rung measured on chat rows gets the request's checked turns in ``meta["messages"]`` and renders
+    them as it rendered the rows' (``text`` is then their transcript, as a chat row's input is)."""
+    import uuid
+
+    from tunewise.core import Record
+
+    return Record(id=uuid.uuid4().hex, input=text, target=None, meta={"messages": turns} if turns else {})
+
+
+def label_probabilities(scores: dict[str, float]) -> dict[str, float]:
+    """Label log-likelihoods -> each label's share of probability among the labels."""
+    from scipy.special import softmax
+
+    return dict(zip(scores, (float(p) for p in softmax(list(scores.values()))), strict=True))

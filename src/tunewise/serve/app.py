@@ -9,6 +9,7 @@ Decoding is greedy, as in evaluation. Whatever a request asks that the rung does
 from __future__ import annotations
 
 import asyncio
+import hmac
 import ipaddress
 import json
 import logging
@@ -21,30 +22,35 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunewise.config import ServeConfig
-from tunewise.core import Record
 from tunewise.data.load import check_messages, transcript
-from tunewise.serve.batching import Batcher, QueueFull
-from tunewise.serve.metrics import Metrics
+from tunewise.serve.batching import Batcher, QueueFull, WorkerDied
+from tunewise.serve.engine import continuous
+from tunewise.serve.metrics import CONTENT_TYPE, Metrics
+from tunewise.rungs.saved import label_probabilities, request_record
 from tunewise.serve.registry import Served, ServeError
 from tunewise.serve.requestlog import RequestLog
+from tunewise.serve.validate import SAMPLING, ApiError, check_message_shapes, check_params, check_text, parse_body
 
 log = logging.getLogger(__name__)
-
-SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "seed", "logit_bias", "stop")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
-
 
 def error_response(status: int, message: str, type: str = "invalid_request_error", param=None, code=None,
                    headers: dict | None = None) -> JSONResponse:
     """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}."""
     body = {"error": {"message": message, "type": type, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def internal_error(rid: str) -> JSONResponse:
+    return error_response(500, f"the server failed on this request; its log holds the details under request id {rid}",
+                          type="server_error", code="internal_error")
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without its port (an IPv6 address keeps its brackets)."""
+    return header.split("]")[0] + "]" if header.startswith("[") else header.rsplit(":", 1)[0]
 
 
 def is_loopback(host: str) -> bool:
@@ -62,49 +68,66 @@ def check_bind(host: str, token: str | None) -> None:
                          "TUNEWISE_API_TOKEN) so that every request must carry it")
 
 
-def softmax(scores: dict[str, float]) -> dict[str, float]:
-    """Label log-likelihoods -> each label's share of probability among the labels."""
-    from scipy.special import softmax as _softmax
-
-    return dict(zip(scores, (float(p) for p in _softmax(list(scores.values()))), strict=True))
+softmax = label_probabilities  # one place: the rung contract's (rungs/saved.py)
 
 
 class Service:
-    """What every handler shares: the loaded rungs, the limits, the batcher, the metrics and the log."""
+    """What every handler shares: the loaded rungs, the limits, the batcher, the metrics and the logs."""
 
-    def __init__(self, served: dict[str, Served], settings: ServeConfig, log_path: Path, token: str | None):
+    def __init__(self, served: dict[str, Served], settings: ServeConfig, log_path: Path | dict[str, Path],
+                 token: str | None, host: str = "127.0.0.1"):
         self.served, self.settings, self.token = served, settings, token
-        self.metrics = Metrics()
+        self.metrics = Metrics(served)
         self.batcher = Batcher(settings.batch_wait_ms, settings.max_batch, settings.max_queue, self.metrics)
-        self.log = RequestLog(log_path, settings.redact_pii, settings.log_inputs)
+        # One log per project: each model id writes to its own project's file.
+        paths = log_path if isinstance(log_path, dict) else dict.fromkeys(served, log_path)
+        opened = {str(p): RequestLog(p, settings.redact_pii, settings.log_inputs) for p in set(paths.values())}
+        self.logs = {mid: opened[str(p)] for mid, p in paths.items()}
+        # On loopback only loopback names may reach the server: a web page that rebinds its own
+        # DNS name to 127.0.0.1 sends its name as Host and is refused.
+        self.hosts = LOOPBACK_NAMES if is_loopback(host) else None
+
+    def close(self) -> None:
+        for log_ in set(self.logs.values()):
+            log_.close()
 
     def refusal(self, request: Request) -> JSONResponse | None:
-        """Auth, body size and concurrency, checked before a request is read."""
+        """Host, auth, body size and concurrency, checked before a request is read. /health is outside
+        them all: a liveness probe must answer while the server is at its limits."""
+        if request.url.path == "/health":
+            return None
+        host = host_name(request.headers.get("host", ""))
+        if self.hosts is not None and host.lower() not in self.hosts:
+            return error_response(421, f"the Host header {host[:100]!r} is not this loopback server's "
+                                  f"({', '.join(sorted(self.hosts))})", code="host_not_allowed")
         auth = request.headers.get("authorization", "")
-        if self.token and request.url.path != "/health" and auth != f"Bearer {self.token}":
+        if self.token and not hmac.compare_digest(auth.encode(), f"Bearer {self.token}".encode()):
             return error_response(401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
                                   code="invalid_api_key")
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.settings.max_body_bytes):
-            return error_response(413, f"request body over the limit of {self.settings.max_body_bytes} bytes",
-                                  code="body_too_large")
+            return self.too_large()
         if self.metrics.in_flight >= self.settings.max_concurrency:
             limit = self.settings.max_concurrency
             return error_response(429, f"too many concurrent requests (limit {limit}); retry later",
                                   type="rate_limit_error", code="concurrency_limit", headers={"Retry-After": "1"})
         return None
 
-    async def body_of(self, request: Request) -> dict:
-        raw = await request.body()
-        if len(raw) > self.settings.max_body_bytes:
-            raise ApiError(413, f"request body over the limit of {self.settings.max_body_bytes} bytes",
-                           code="body_too_large")
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ApiError(400, f"the request body is not valid JSON ({e})") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "the request body must be a JSON object")
+    def too_large(self) -> JSONResponse:
+        return error_response(413, f"request body over the limit of {self.settings.max_body_bytes} bytes",
+                              code="body_too_large")
+
+    async def body_of(self, request: Request, endpoint: str) -> dict:
+        """The checked body: valid JSON, within the limits, only parameters ``endpoint`` honours."""
+        chunks, size = [], 0
+        async for chunk in request.stream():  # counted as it arrives: a chunked body has no length header
+            size += len(chunk)
+            if size > self.settings.max_body_bytes:
+                raise ApiError(413, f"request body over the limit of {self.settings.max_body_bytes} bytes",
+                               code="body_too_large")
+            chunks.append(chunk)
+        body = parse_body(b"".join(chunks))
+        check_params(body, endpoint)
         return body
 
     def model_of(self, body: dict) -> Served:
@@ -127,13 +150,7 @@ class Service:
         return [self.check_text(t, param) for t in texts]
 
     def check_text(self, text, param: str) -> str:
-        if not isinstance(text, str):
-            raise ApiError(400, f"'{param}' must be a string", param=param)
-        if len(text) > self.settings.max_prompt_chars:
-            limit = self.settings.max_prompt_chars
-            raise ApiError(400, f"'{param}' is {len(text)} characters, over the limit of {limit}",
-                           param=param, code="prompt_too_long")
-        return text
+        return check_text(text, param, self.settings.max_prompt_chars)
 
     def max_tokens_of(self, body: dict, s: Served) -> int | None:
         value = body.get("max_completion_tokens", body.get("max_tokens"))
@@ -154,20 +171,29 @@ class Service:
             return [f"decoding is greedy, as the ladder measured it; ignored: {', '.join(asked)}"]
         return []
 
-    async def answer(self, s: Served, text: str, max_tokens: int | None, endpoint: str, started: float,
-                     messages: list[dict] | None = None):
-        # A rung measured on chat rows sees the request's turns as it saw the rows' (meta["messages"]).
-        record = Record(id=uuid.uuid4().hex, input=text, target=None, meta={"messages": messages} if messages else {})
+    def enqueue(self, s: Served, text: str, max_tokens: int | None, messages: list[dict] | None = None,
+                stream: bool = False):
+        record = request_record(text, messages)
         try:
-            job = await self.batcher.submit(s, record, max_tokens)
+            return self.batcher.enqueue(s, record, max_tokens, stream)
         except QueueFull as e:
             raise ApiError(503, str(e), type="server_error", code="queue_full") from None
-        pred = job.future.result()
+
+    async def settle(self, job, s: Served, text: str, endpoint: str, started: float):
+        """Wait for the job's prediction; count and log it."""
+        try:
+            pred = await job.future
+        except WorkerDied as e:
+            raise ApiError(503, str(e), type="server_error", code="worker_restarted") from None
         probs = softmax(pred.scores) if pred.scores else None
         seconds = time.perf_counter() - started
         self.metrics.observe_request(s.id, endpoint, 200, seconds)
-        self.log.write(s.id, endpoint, 200, text, pred.output, 1000 * seconds, probs, job.batch_size)
+        self.logs[s.id].write(s.id, endpoint, 200, text, pred.output, 1000 * seconds, probs, job.batch_size)
         return pred, probs
+
+    async def answer(self, s: Served, text: str, max_tokens: int | None, endpoint: str, started: float,
+                     messages: list[dict] | None = None):
+        return await self.settle(self.enqueue(s, text, max_tokens, messages), s, text, endpoint, started)
 
     def usage(self, s: Served, pred) -> dict:
         completion = getattr(pred, "completion_tokens", 0)
@@ -180,14 +206,16 @@ class Service:
 
 
 
-def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path, token: str | None = None) -> FastAPI:
-    svc = Service(served, settings, log_path, token)
+def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path | dict[str, Path],
+               token: str | None = None, host: str = "127.0.0.1") -> FastAPI:
+    """The app; ``log_path`` is one request log, or one per model id (a project's own file)."""
+    svc = Service(served, settings, log_path, token, host)
 
     async def lifespan(app):
         await svc.batcher.start()
         yield
         await svc.batcher.stop()
-        svc.log.close()
+        svc.close()
 
     app = FastAPI(title="tunewise", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.svc, app.state.served, app.state.metrics, app.state.batcher = svc, served, svc.metrics, svc.batcher
@@ -200,23 +228,26 @@ def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path,
     async def api_error(request, exc: ApiError):
         return error_response(exc.status, exc.message, exc.type, exc.param, exc.code)
 
-    @app.exception_handler(Exception)
-    async def server_error(request, exc: Exception):
-        log.exception("request to %s failed", request.url.path)
-        return error_response(500, f"the model failed on this request: {type(exc).__name__}: {exc}"[:500],
-                              type="server_error")
-
     @app.middleware("http")
     async def guard(request: Request, call_next):
+        # Every response carries a request id; a 5xx body is this fixed message and the traceback
+        # goes to the server log under the same id. Answering here, not re-raising, keeps the
+        # connection open for the client's next request.
+        rid = uuid.uuid4().hex[:16]
+        request.state.rid = rid
         response = svc.refusal(request)
         if response is None:
             svc.metrics.in_flight += 1
             try:
                 response = await call_next(request)
+            except Exception:  # noqa: BLE001 - whatever failed, the client gets the id, the log the details
+                log.exception("request %s to %s failed", rid, request.url.path)
+                response = internal_error(rid)
             finally:
                 svc.metrics.in_flight -= 1
         if response.status_code >= 400:  # successes are counted per model where they are answered
             svc.metrics.observe_request("", request.url.path, response.status_code, 0.0)
+        response.headers["x-request-id"] = rid
         return response
 
     app.include_router(router)
@@ -235,7 +266,7 @@ async def health(request: Request):
 @router.get("/metrics")
 async def prometheus(request: Request):
     svc: Service = request.app.state.svc
-    return PlainTextResponse(svc.metrics.render(svc.batcher.depth()), media_type="text/plain; version=0.0.4")
+    return PlainTextResponse(svc.metrics.render(svc.batcher.depth()), media_type=CONTENT_TYPE)
 
 
 @router.get("/v1/models")
@@ -250,15 +281,10 @@ async def models(request: Request):
 async def chat(request: Request):
     started = time.perf_counter()
     svc: Service = request.app.state.svc
-    body = await svc.body_of(request)
+    body = await svc.body_of(request, "chat")
     s = svc.model_of(body)
     messages = body.get("messages")
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        raise ApiError(400, "'messages' must be a non-empty list of {role, content} objects", param="messages")
-    if messages[-1].get("role") != "user":
-        raise ApiError(400, "the last message must be the user's turn", param="messages")
-    if body.get("n", 1) != 1:
-        raise ApiError(400, "'n' must be 1: decoding is greedy, every choice would be the same", param="n")
+    check_message_shapes(messages)
     max_tokens = svc.max_tokens_of(body, s)
     notes = svc.notes_for(body)
     turns = None
@@ -273,9 +299,14 @@ async def chat(request: Request):
         if len(messages) > 1:
             notes.append(f"the rung answers single inputs as measured; used the last user turn, ignored "
                          f"{len(messages) - 1} earlier message(s)")
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if body.get("stream") and continuous(s):  # each token is sent as it is decoded
+        job = svc.enqueue(s, text, max_tokens, turns, stream=True)
+        live = LiveStream(svc, s, job, text, started, max_tokens, request.state.rid)
+        return StreamingResponse(live.events(cid, created, notes, (body.get("stream_options") or {})),
+                                 media_type="text/event-stream")
     pred, probs = await svc.answer(s, text, max_tokens, "chat", started, turns)
     use = svc.usage(s, pred)
-    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     extra = {"tunewise": {"label": pred.output, "probabilities": probs} if probs else {}}
     if notes:
         extra["tunewise"]["notes"] = notes
@@ -293,7 +324,7 @@ async def chat(request: Request):
 async def completions(request: Request):
     started = time.perf_counter()
     svc: Service = request.app.state.svc
-    body = await svc.body_of(request)
+    body = await svc.body_of(request, "completions")
     s = svc.model_of(body)
     if body.get("stream"):
         raise ApiError(400, "'stream' is supported on /v1/chat/completions only", param="stream")
@@ -315,7 +346,7 @@ async def completions(request: Request):
 async def classify(request: Request):
     started = time.perf_counter()
     svc: Service = request.app.state.svc
-    body = await svc.body_of(request)
+    body = await svc.body_of(request, "classify")
     s = svc.model_of(body)
     if s.task != "classification":
         raise ApiError(400, f"'{s.id}' is a {s.task} rung; /v1/classify serves classification rungs",
@@ -336,27 +367,76 @@ def _content(message: dict) -> str | None:
     return content
 
 
-async def _sse(cid: str, created: int, model: str, text: str, reason: str, extra: dict):
-    """The answer as chat.completion.chunk events. The batch decodes the whole answer before the
-    first event, so streaming here changes the wire format, not the time to the first token."""
-    def event(delta: dict, finish: str | None = None, **more) -> str:
-        chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **more}
-        return f"data: {json.dumps(chunk)}\n\n"
+def chunk_event(cid: str, created: int, model: str, delta: dict, finish: str | None = None, **more) -> str:
+    chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **more}
+    return f"data: {json.dumps(chunk)}\n\n"
 
-    yield event({"role": "assistant", "content": ""})
+
+async def _sse(cid: str, created: int, model: str, text: str, reason: str, extra: dict):
+    """A finished answer as chat.completion.chunk events: for rungs that answer at once (a label)."""
+    yield chunk_event(cid, created, model, {"role": "assistant", "content": ""})
     pieces = text.split(" ")
     for i, piece in enumerate(pieces):
-        yield event({"content": piece if i == 0 else " " + piece})
-    yield event({}, reason, **extra)
+        yield chunk_event(cid, created, model, {"content": piece if i == 0 else " " + piece})
+    yield chunk_event(cid, created, model, {}, reason, **extra)
     yield "data: [DONE]\n\n"
 
 
-def build(targets: list[Path], token: str | None = None) -> FastAPI:
+class LiveStream:
+    """A generation streamed as it is decoded: one event per text delta the engine hands over."""
+
+    def __init__(self, svc: Service, s: Served, job, text: str, started: float, max_tokens, rid: str):
+        self.svc, self.s, self.job, self.text, self.started = svc, s, job, text, started
+        self.max_tokens, self.rid = max_tokens, rid
+
+    async def _deltas(self):
+        job = self.job
+        while True:
+            getter = asyncio.ensure_future(job.stream.get())
+            done, _ = await asyncio.wait({getter, job.future}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                yield getter.result()
+                continue
+            getter.cancel()
+            while not job.stream.empty():
+                yield job.stream.get_nowait()
+            return
+
+    async def events(self, cid: str, created: int, notes: list[str], options: dict):
+        model = self.s.id
+        yield chunk_event(cid, created, model, {"role": "assistant", "content": ""})
+        sent = ""
+        try:
+            async for delta in self._deltas():
+                sent += delta
+                yield chunk_event(cid, created, model, {"content": delta})
+            pred, _ = await self.svc.settle(self.job, self.s, self.text, "chat", self.started)
+            if pred.output.startswith(sent) and pred.output != sent:  # answered alone after a batch fault
+                yield chunk_event(cid, created, model, {"content": pred.output[len(sent):]})
+            use = self.svc.usage(self.s, pred)
+            extra = {"tunewise": {"notes": notes}} if notes else {}
+            if options.get("include_usage"):
+                extra["usage"] = use
+            yield chunk_event(cid, created, model, {}, self.svc.finish(self.s, use, self.max_tokens), **extra)
+        except ApiError as e:  # headers are sent: the error is the stream's last event
+            yield f"data: {json.dumps({'error': {'message': e.message, 'type': e.type, 'code': e.code}})}\n\n"
+        except Exception:  # noqa: BLE001 - as a 5xx: a fixed message, the details in the log
+            log.exception("request %s to /v1/chat/completions failed while streaming", self.rid)
+            message = f"the server failed on this request; its log holds the details under request id {self.rid}"
+            yield f"data: {json.dumps({'error': {'message': message, 'type': 'server_error', 'code': 'internal_error'}})}\n\n"
+        finally:
+            if not self.job.future.done():  # the client hung up: the engine drops the sequence
+                self.job.future.cancel()
+        yield "data: [DONE]\n\n"
+
+
+def build(targets: list[Path], token: str | None = None, host: str = "127.0.0.1") -> FastAPI:
     """Load every rung named by ``targets`` (projects or run folders) and return the app.
 
     Limits come from the ``serve:`` section of the first project's tunewise.yaml (or the first run's
-    config.yaml); the request log goes to ``<project>/.tunewise/serve/requests.sqlite``.
+    config.yaml); each rung's requests are logged to its own project's
+    ``.tunewise/serve/requests.sqlite``.
     """
     from tunewise import workspace as ws
     from tunewise.config import load_config
@@ -365,12 +445,10 @@ def build(targets: list[Path], token: str | None = None) -> FastAPI:
 
     expand_targets(targets)  # a wrong target fails here, naming it
     first = Path(targets[0])
-    if (first / "tunewise.yaml").exists():
-        project, settings = first, load_config(first).serve
-    else:
-        project, settings = project_of(first), run_config(first).serve
+    settings = load_config(first).serve if (first / "tunewise.yaml").exists() else run_config(first).serve
     served = load_served(targets)
-    return create_app(served, settings, ws.workspace(project) / "serve" / "requests.sqlite", token)
+    logs = {mid: ws.workspace(project_of(s.run_dir)) / "serve" / "requests.sqlite" for mid, s in served.items()}
+    return create_app(served, settings, logs, token, host)
 
 
 def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> None:

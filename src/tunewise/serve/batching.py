@@ -11,15 +11,22 @@ sub-batches of the same batch, not in one mixed forward.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tunewise.core import Prediction, Record
 
+log = logging.getLogger(__name__)
+
 
 class QueueFull(RuntimeError):
     pass
+
+
+class WorkerDied(RuntimeError):
+    """The batch worker failed outside a model call; its batch is answered 503 and it is restarted."""
 
 
 @dataclass
@@ -30,6 +37,8 @@ class Job:
     future: asyncio.Future
     queued: float = field(default_factory=time.perf_counter)
     batch_size: int = 0
+    stream: asyncio.Queue | None = None  # text deltas as they are decoded (continuous generation only)
+    result: Prediction | None = None  # set by the decode engine on the model's thread
 
 
 def run_group(served, records: list[Record], max_tokens: int | None) -> list[Prediction]:
@@ -58,10 +67,42 @@ class Batcher:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="tunewise-model")
         self.queue: asyncio.Queue | None = None
         self.task: asyncio.Task | None = None
+        self.current: list[Job] = []  # the batch in hand, failed with 503 if the worker dies
+        self.restarts = 0
+        self.engines: dict[str, object] = {}  # served id -> DecodeEngine (continuous generation)
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
+        self.loop = asyncio.get_running_loop()
+        self._spawn()
+
+    def _push(self, job: Job, delta: str) -> None:
+        """From the model's thread: hand a streamed text delta to its request on the event loop."""
+        if job.stream is not None:
+            self.loop.call_soon_threadsafe(job.stream.put_nowait, delta)
+
+    def _running(self) -> list[Job]:
+        return [s.job for e in self.engines.values() for s in e.seqs]
+
+    def _spawn(self) -> None:
         self.task = asyncio.create_task(self._loop())
+        self.task.add_done_callback(self._died)
+
+    def _died(self, task: asyncio.Task) -> None:
+        if task.cancelled():  # stopped on purpose
+            return
+        jobs = self.current + [j for e in self.engines.values() for j in e.fail_all()]
+        log.error("the batch worker died; answering its %d request(s) 503 and restarting it", len(jobs),
+                  exc_info=task.exception())
+        for j in jobs:
+            if not j.future.done():
+                j.future.set_exception(WorkerDied("the model worker failed and was restarted; retry the request"))
+        self.current = []
+        self.restarts += 1
+        if self.metrics:
+            self.metrics.restarts.inc()
+        self._spawn()
 
     async def stop(self) -> None:
         if self.task:
@@ -71,11 +112,17 @@ class Batcher:
     def depth(self) -> int:
         return self.queue.qsize() if self.queue else 0
 
-    async def submit(self, served, record: Record, max_tokens: int | None) -> Job:
+    def enqueue(self, served, record: Record, max_tokens: int | None, stream: bool = False) -> Job:
+        """Queue a request; its ``future`` resolves with the prediction (``stream``: deltas on ``job.stream``)."""
         if self.depth() >= self.max_queue:
             raise QueueFull(f"the request queue is full ({self.max_queue} waiting); retry later")
-        job = Job(served, record, max_tokens, asyncio.get_running_loop().create_future())
+        job = Job(served, record, max_tokens, asyncio.get_running_loop().create_future(),
+                  stream=asyncio.Queue() if stream else None)
         self.queue.put_nowait(job)
+        return job
+
+    async def submit(self, served, record: Record, max_tokens: int | None) -> Job:
+        job = self.enqueue(served, record, max_tokens)
         await job.future
         return job
 
@@ -97,27 +144,89 @@ class Batcher:
         return batch
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        from tunewise.serve.engine import continuous
+
         while True:
-            batch = await self._collect()
-            if self.metrics:
-                self.metrics.observe_batch(len(batch))
+            self.current = []
+            running = any(e.active for e in self.engines.values())
+            # While sequences decode, new requests join between two steps; idle, wait for the first.
+            batch = self.current = self._drain() if running else await self._collect()
+            if batch and self.metrics:
+                self.metrics.observe_batch(len(batch) + len(self._running()))
             groups: dict[tuple, list[Job]] = {}
             for job in batch:
-                groups.setdefault((job.served.id, job.max_tokens), []).append(job)
+                if job.future.done():  # a client that hung up is skipped
+                    continue
+                if continuous(job.served):
+                    await self._join(job)
+                else:
+                    groups.setdefault((job.served.id, job.max_tokens), []).append(job)
+            self.current = [j for jobs in groups.values() for j in jobs]
             for jobs in groups.values():
-                live = [j for j in jobs if not j.future.done()]  # a client that hung up is skipped
-                if not live:
-                    continue
-                try:
-                    preds = await loop.run_in_executor(
-                        self.executor, run_group, live[0].served, [j.record for j in live], live[0].max_tokens)
-                except Exception as e:  # noqa: BLE001 - the error goes back to each waiting request
-                    for j in live:
-                        if not j.future.done():
-                            j.future.set_exception(e)
-                    continue
-                for j, p in zip(live, preds, strict=True):
-                    j.batch_size = len(batch)
-                    if not j.future.done():
-                        j.future.set_result(p)
+                await self._run(jobs, len(batch))
+            self.current = []
+            for engine in [e for e in self.engines.values() if e.active]:
+                await self._step(engine)
+
+    def _drain(self) -> list[Job]:
+        batch = []
+        while len(batch) < self.max_batch and not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        return batch
+
+    async def _join(self, job: Job) -> None:
+        """Prefill one request alone and add it to its rung's running batch; a fault fails only it."""
+        from tunewise.serve.engine import DecodeEngine
+
+        engine = self.engines.get(job.served.id)
+        if engine is None:
+            engine = self.engines[job.served.id] = DecodeEngine(job.served, self._push)
+        try:
+            await self.loop.run_in_executor(self.executor, engine.join, job)
+        except Exception as e:  # noqa: BLE001 - the error goes back to this request only
+            if not job.future.done():
+                job.future.set_exception(e)
+            return
+        self._settle([job])
+
+    async def _step(self, engine) -> None:
+        """One decode step; if it fails, every running request is answered alone on the batch path,
+        so only the one that causes the fault fails."""
+        jobs = [s.job for s in engine.seqs]
+        try:
+            await self.loop.run_in_executor(self.executor, engine.run, lambda: self.depth() > 0)
+        except Exception as e:  # noqa: BLE001 - isolated below
+            log.warning("a decode step of %d requests to %s failed (%s); answering each alone", len(jobs),
+                        engine.served.id, type(e).__name__)
+            for j in engine.fail_all():
+                if not j.future.done():
+                    await self._run([j], 1)
+            return
+        self._settle(jobs)
+
+    def _settle(self, jobs: list[Job]) -> None:
+        for j in jobs:
+            if j.result is not None and not j.future.done():
+                j.future.set_result(j.result)
+
+    async def _run(self, jobs: list[Job], batch_size: int) -> None:
+        """Answer one group; if it fails, answer each member alone, so only the request that caused
+        the fault fails and every other gets exactly the answer it gets alone."""
+        loop = asyncio.get_running_loop()
+        try:
+            preds = await loop.run_in_executor(
+                self.executor, run_group, jobs[0].served, [j.record for j in jobs], jobs[0].max_tokens)
+        except Exception as e:  # noqa: BLE001 - isolated below, or returned to the one request
+            if len(jobs) == 1:
+                if not jobs[0].future.done():
+                    jobs[0].future.set_exception(e)
+                return
+            log.warning("a batch of %d requests to %s failed (%s); answering each alone", len(jobs),
+                        jobs[0].served.id, type(e).__name__)
+            for j in jobs:
+                await self._run([j], batch_size)
+            return
+        for j, p in zip(jobs, preds, strict=True):
+            j.batch_size = batch_size
+            if not j.future.done():
+                j.future.set_result(p)

@@ -1,72 +1,48 @@
-"""Prometheus text exposition (format 0.0.4), hand-written: a few counters and two histograms."""
+"""Prometheus metrics through prometheus_client, with fixed label sets: a model label is one of the
+served ids (else "-"), an endpoint one of ENDPOINTS (else "other"), a status an HTTP code the server
+itself chose. Nothing a client sends becomes label text, so no request can grow the metric set."""
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
-
-
-class Histogram:
-    def __init__(self, buckets):
-        self.buckets = buckets
-        self.counts = [0] * len(buckets)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.sum += value
-        self.count += 1
-        for i, b in enumerate(self.buckets):
-            if value <= b:
-                self.counts[i] += 1
-
-    def lines(self, name: str, labels: str = "") -> list[str]:
-        sep = "," if labels else ""
-        out = [f'{name}_bucket{{{labels}{sep}le="{b}"}} {c}' for b, c in zip(self.buckets, self.counts, strict=True)]
-        out.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {self.count}')
-        suffix = f"{{{labels}}}" if labels else ""
-        return [*out, f"{name}_sum{suffix} {self.sum}", f"{name}_count{suffix} {self.count}"]
-
-
-def _esc(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/classify": "classify",
+             "/v1/models": "models", "/health": "health", "/metrics": "metrics"}
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.requests: dict[tuple, int] = defaultdict(int)
-        self.latency: dict[str, Histogram] = {}
-        self.batches = Histogram(BATCH_BUCKETS)
+    def __init__(self, models=()):
+        self.models = frozenset(models)
+        self.registry = CollectorRegistry(auto_describe=True)  # one per server: tests run several
+        self.requests = Counter("tunewise_requests", "Requests answered, by model, endpoint and HTTP status.",
+                                ["model", "endpoint", "status"], registry=self.registry)
+        self.latency = Histogram("tunewise_request_seconds", "Latency of successful requests, arrival to answer.",
+                                 ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batches = Histogram("tunewise_batch_size", "Requests per model batch.", buckets=BATCH_BUCKETS,
+                                 registry=self.registry)
+        self.queue = Gauge("tunewise_queue_depth", "Requests waiting for the model.", registry=self.registry)
+        self.flight = Gauge("tunewise_in_flight", "Requests being handled.", registry=self.registry)
+        self.restarts = Counter("tunewise_worker_restarts", "Times the batch worker died and was restarted.",
+                                registry=self.registry)
         self.in_flight = 0
 
+    def model(self, model: str) -> str:
+        return model if model in self.models else "-"
+
     def observe_request(self, model: str, endpoint: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self.requests[(model, endpoint, status)] += 1
-            if status < 400:
-                self.latency.setdefault(model, Histogram(LATENCY_BUCKETS)).observe(seconds)
+        """``endpoint``: a path or a short name; anything not in ENDPOINTS is counted as "other"."""
+        name = endpoint if endpoint in ENDPOINTS.values() else ENDPOINTS.get(endpoint, "other")
+        self.requests.labels(self.model(model), name, str(int(status))).inc()
+        if status < 400:
+            self.latency.labels(self.model(model)).observe(seconds)
 
     def observe_batch(self, size: int) -> None:
-        with self._lock:
-            self.batches.observe(size)
+        self.batches.observe(size)
 
     def render(self, queue_depth: int) -> str:
-        with self._lock:
-            lines = ["# HELP tunewise_requests_total Requests answered, by model, endpoint and HTTP status.",
-                     "# TYPE tunewise_requests_total counter"]
-            for (model, endpoint, status), n in sorted(self.requests.items()):
-                lines.append(f'tunewise_requests_total{{model="{_esc(model)}",endpoint="{endpoint}",status="{status}"}} {n}')
-            lines += ["# HELP tunewise_request_seconds Latency of successful requests, arrival to answer.",
-                      "# TYPE tunewise_request_seconds histogram"]
-            for model, h in sorted(self.latency.items()):
-                lines += h.lines("tunewise_request_seconds", f'model="{_esc(model)}"')
-            lines += ["# HELP tunewise_batch_size Requests per model batch.", "# TYPE tunewise_batch_size histogram",
-                      *self.batches.lines("tunewise_batch_size"),
-                      "# HELP tunewise_queue_depth Requests waiting for the model.", "# TYPE tunewise_queue_depth gauge",
-                      f"tunewise_queue_depth {queue_depth}",
-                      "# HELP tunewise_in_flight Requests being handled.", "# TYPE tunewise_in_flight gauge",
-                      f"tunewise_in_flight {self.in_flight}"]
-        return "\n".join(lines) + "\n"
+        self.queue.set(queue_depth)
+        self.flight.set(self.in_flight)
+        return generate_latest(self.registry).decode("utf-8")

@@ -1,6 +1,8 @@
 """The request log: one SQLite row per answered request, the record monitoring reads.
 
-WAL mode, so a monitor can read while the server writes. Columns: time (UTC epoch seconds),
+WAL mode, so a monitor can read while the server writes, and a server killed mid-write (kill -9)
+leaves a readable log: SQLite rolls the unfinished write back on the next open. Rows are written on
+the log's own thread, never on the event loop: redaction and the insert wait for nothing there. Columns: time (UTC epoch seconds),
 model, endpoint, status, input, output, latency_ms, probabilities (JSON label -> probability),
 batch_size. With ``serve.redact_pii`` on, input and output pass through data/pii.py's detectors
 before they are written; ``redacted`` records that they did.
@@ -9,10 +11,14 @@ before they are written; ``redacted`` records that they did.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -33,7 +39,7 @@ CREATE INDEX IF NOT EXISTS requests_model_time ON requests (model, time);
 
 
 class RequestLog:
-    def __init__(self, path: Path, redact_pii: bool = False, log_inputs: bool = True):
+    def __init__(self, path: Path, redact_pii: bool = True, log_inputs: bool = True):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.redact_pii, self.log_inputs = redact_pii, log_inputs
@@ -42,6 +48,7 @@ class RequestLog:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="tunewise-requestlog")
 
     def _text(self, text: str | None) -> str | None:
         if text is None or not self.log_inputs:
@@ -53,8 +60,23 @@ class RequestLog:
         return text
 
     def write(self, model: str, endpoint: str, status: int, input: str | None, output: str | None,
-              latency_ms: float, probabilities: dict | None = None, batch_size: int | None = None) -> None:
-        row = (time.time(), model, endpoint, status, self._text(input), self._text(output), latency_ms,
+              latency_ms: float, probabilities: dict | None = None, batch_size: int | None = None):
+        """Queue one row for the log's thread; returns its future (tests wait on it)."""
+        return self._writer.submit(self._insert, time.time(), model, endpoint, status, input, output, latency_ms,
+                                   probabilities, batch_size)
+
+    def flush(self) -> None:
+        """Wait until every row queued so far is written."""
+        self._writer.submit(lambda: None).result()
+
+    def _insert(self, at, model, endpoint, status, input, output, latency_ms, probabilities, batch_size) -> None:
+        try:
+            self._insert_row(at, model, endpoint, status, input, output, latency_ms, probabilities, batch_size)
+        except Exception:  # noqa: BLE001 - the request was answered; a lost row is said in the server log
+            log.exception("%s: could not log a %s request to %s", self.path, endpoint, model)
+
+    def _insert_row(self, at, model, endpoint, status, input, output, latency_ms, probabilities, batch_size) -> None:
+        row = (at, model, endpoint, status, self._text(input), self._text(output), latency_ms,
                json.dumps(probabilities) if probabilities is not None else None, batch_size, int(self.redact_pii))
         with self._lock:
             self._db.execute(
@@ -62,5 +84,6 @@ class RequestLog:
                 "batch_size, redacted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
 
     def close(self) -> None:
+        self._writer.shutdown(wait=True)  # every queued row is written before the file closes
         with self._lock:
             self._db.close()

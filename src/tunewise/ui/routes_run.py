@@ -6,7 +6,6 @@ import asyncio
 import json
 import re
 import time
-import uuid
 from pathlib import Path
 
 from fastapi import HTTPException, Request
@@ -41,21 +40,28 @@ def test_rows(project: Path, limit: int = 50) -> list[dict]:
     folder = find_prepared(load_config(project), project)
     if folder is None:
         return []
-    return [{"id": r.id, "input": r.input if isinstance(r.input, str) else json.dumps(r.input), "target": r.target}
-            for r in read_part(folder, "test")[:limit]]
+    return [{"id": r.id, "input": r.input if isinstance(r.input, str) else json.dumps(r.input), "target": r.target,
+             "messages": r.meta.get("messages")} for r in read_part(folder, "test")[:limit]]
 
 
-def answers(ui, served: dict, text: str) -> list[dict]:
-    from tunewise.core import Record
-    from tunewise.serve.app import softmax
+def answers(ui, served: dict, text: str, messages: list[dict] | None = None) -> list[dict]:
+    """Every rung's answer to one input, rendered as the server renders a request: a rung measured
+    on chat rows gets the turns (a chat test row's own, or the text as one user turn)."""
+    from tunewise.data.load import check_messages, transcript
+    from tunewise.rungs.saved import label_probabilities, request_record
 
     out = []
     with ui.model_lock:  # one model call at a time: rungs share a base model
         for model_id, s in served.items():
+            if s.chat:
+                turns = check_messages(messages or [{"role": "user", "content": text}])
+                record = request_record(transcript(turns), turns)
+            else:
+                record = request_record(text)
             started = time.perf_counter()
             with s.context():
-                pred = s.rung.predict([Record(id=uuid.uuid4().hex, input=text, target=None)])[0]
-            probs = softmax(pred.scores) if pred.scores else {}
+                pred = s.rung.predict([record])[0]
+            probs = label_probabilities(pred.scores) if pred.scores else {}
             out.append({"rung": model_id.split("/", 1)[-1], "output": pred.output,
                         "probs": sorted(probs.items(), key=lambda kv: -kv[1]),
                         "latency_ms": round(1000 * (time.perf_counter() - started), 1)})
@@ -84,20 +90,31 @@ def check_job_args(rungs: list[str], overrides: list[str]) -> None:
 
 def add_run_routes(app, ui, page) -> None:
     @app.get("/p/{name}/compare", response_class=HTMLResponse)
-    def compare(request: Request, name: str, text: str = "", row: str = ""):
+    def compare_form(request: Request, name: str, text: str = ""):
+        """The form only: asking loads models, so it is a POST with the page's CSRF token."""
+        return page(request, "compare.html", name=name, rows=test_rows(ui.project(name)), text=text, picked=None,
+                    ladder=None, answers=[], error=None)
+
+    @app.post("/p/{name}/compare", response_class=HTMLResponse)
+    async def compare(request: Request, name: str):
+        form = await ui.form(request)  # 403 without the page's CSRF token
         project = ui.project(name)
         rows = test_rows(project)
+        row = form.get("row", "")
         picked = next((r for r in rows if r["id"] == row), None)
         if row and picked is None:
             raise HTTPException(404, "no test row with that id")
-        text = picked["input"] if picked else text
+        text = picked["input"] if picked else form.get("text", "")
+        if not text.strip():
+            raise HTTPException(400, "give an input text or pick a test row")
         try:
-            ladder, served = loaded_rungs(ui, name) if text else (None, {})
-        except (ConfigError, ModelError) as e:  # a run folder that cannot be loaded: say which, keep the page
+            ladder, served = await asyncio.to_thread(loaded_rungs, ui, name)
+            found = await asyncio.to_thread(answers, ui, served, text, picked and picked["messages"]) if served else []
+        except (ConfigError, ModelError, ValueError) as e:  # say which run or turn, keep the page
             return page(request, "compare.html", name=name, rows=rows, text=text, picked=picked, ladder=None,
                         answers=[], error=str(e).splitlines()[0])
         return page(request, "compare.html", name=name, rows=rows, text=text, picked=picked, ladder=ladder,
-                    answers=answers(ui, served, text) if served else [], error=None)
+                    answers=found, error=None)
 
     @app.get("/p/{name}/ladder", response_class=HTMLResponse)
     def ladder(request: Request, name: str):
