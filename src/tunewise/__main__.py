@@ -8,8 +8,8 @@ def run() -> None:
     from tunewise import interrupt
 
     interrupt.install()
-    interrupt.stage("start")
     try:
+        interrupt.stage("start")
         from tunewise.cli import main
     except KeyboardInterrupt:
         interrupt.hard_exit("stopped while starting")

@@ -97,14 +97,17 @@ def test_the_report_says_what_was_priced_with_which_figures_and_where_they_came_
 def test_estimate_and_ladder_price_the_same_training_run_alike(tiny_project, tiny_model_dir):
     """The ladder's LoRA rung, re-priced on an A100, costs what `tunewise estimate` plans for the same
     model, method, tokens and GPU, plus the val evaluations that pick its checkpoint (which the
-    estimate does not plan: forward only, 2 FLOPs per weight per token)."""
+    estimate does not plan: forward only, 2 FLOPs per weight per token). With train.shared_prefix the
+    ladder runs a batch's shared prompt prefix once and books fewer FLOPs than the estimate, which plans
+    every token: off here, so both count the same work."""
     from typer.testing import CliRunner
 
     from tunewise.cli import app
     from tunewise.config import load_config
     from tunewise.ladder import run_ladder
 
-    report = json.loads((run_ladder(load_config(tiny_project), tiny_project) / "ladder.json").read_text())
+    config = load_config(tiny_project, ["train.shared_prefix=false"])
+    report = json.loads((run_ladder(config, tiny_project) / "ladder.json").read_text())
     lora = next(r for r in report["rungs"] if r["name"] == "lora")
     work = lora["compute"]
     assert work["train_tokens"] > 0 and work["train_eval_tokens"] > 0
