@@ -282,6 +282,7 @@ def audit(
     from rich.table import Table
 
     from tunewise.data.audit import audit_project, check_fail_on, gate, summary_rows
+    from tunewise.report.audit_html import render_audit
 
     gates = [c.strip() for c in fail_on.split(",") if c.strip()] if fail_on else []
     check_fail_on(gates)  # a misspelt check fails now, not after the whole audit
@@ -291,7 +292,7 @@ def audit(
     with progress_bars(quiet) as progress:
         result, json_file, html_file = audit_project(
             project, [str(d) for d in data] if data else None, str(test) if test else None, input_field, target_field,
-            max_tokens, json_path, html_path, set_, progress=progress)
+            max_tokens, json_path, html_path, set_, progress=progress, render_html=render_audit)
     table = Table(title=f"audit: {result['rows']} rows")
     for col in ("check", "count", "detail"):
         table.add_column(col)
@@ -361,12 +362,13 @@ def review_export(
     if pool is not None:
         return _review_export_pool(project, pool, n, strategy, output, set_)
     from tunewise.data.prepare import export_project_review
+    from tunewise.report.audit_html import render_audit
 
     if output is None:
         _writable(project)
     _setup_logging(quiet)
     with progress_bars(quiet) as progress:
-        path, n, audit_file, reused = export_project_review(project, output, set_, progress)
+        path, n, audit_file, reused = export_project_review(project, output, set_, progress, render_audit)
     console.print(f"{'using the audit' if reused else 'no audit matched this data and config; audited now:'} "
                   f"{audit_file}", highlight=False, soft_wrap=True)
     out.print(f"wrote {n} rows to {path}; fill in corrected_target (or DROP), then: "
