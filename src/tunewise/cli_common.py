@@ -42,7 +42,7 @@ USER_ERRORS = (
     ("tunewise.examples", "ExampleError"), ("tunewise.gpus", "GpuError"), ("tunewise.models.chat", "TemplateError"),
     ("tunewise.models.load", "ModelError"), ("tunewise.plan.estimate", "PlanError"),
     ("tunewise.train.dpo", "PreferenceDataError"), ("tunewise.train.launch", "LaunchError"),
-    ("tunewise.train.methods", "MethodError"), ("tunewise.train.sft", "TrainingGuardError"),
+    ("tunewise.train.methods", "MethodError"), ("tunewise.train.common", "TrainingGuardError"),
 )
 
 
