@@ -22,9 +22,9 @@ from tunewise.evaluate.cost import (
     training_flops,
     work_seconds,
 )
+from tunewise.families import family
 from tunewise.gpus import load_gpus
 from tunewise.plan.estimate import Setup, flops_per_token
-from tunewise.plan.families import family
 
 TORCHTUNE = ("torchtune README, 'Memory and training speed' (pytorch/torchtune README.md at commit 0031bfb0): "
              "batch 2, packed to 2048 tokens, torch.compile on, bf16; single-device configs with activation "

@@ -1,157 +1,32 @@
-"""The tunewise command line: one command per stage, each calling one library function."""
+"""The tunewise command line: one command per stage, each calling one library function.
+
+The lifecycle commands (monitor, serve, ui, export) are in tunewise.cli_lifecycle; both modules
+register on the one app of tunewise.cli_common.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-app = typer.Typer(
-    help="tunewise: audit your data, climb the ladder from prompting to fine-tuning, and prove with "
-    "numbers whether fine-tuning was worth it.",
-    epilog="Exit codes: 0 done; 1 data, model or machine problem; 2 usage or config error; 130 interrupted (Ctrl-C), 143 stopped (SIGTERM).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from tunewise.cli_common import (
+    ProjectArg,
+    QuietOpt,
+    SetOpt,
+    _check_choice,
+    _methods,
+    _setup_logging,
+    _strategies,
+    _writable,
+    app,
+    console,
+    friendly,
+    out,
+    progress_bars,
 )
-console = Console(stderr=True)
-out = Console()
-
-ProjectArg = Annotated[Path, typer.Argument(help="Project folder holding tunewise.yaml.")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key=value (repeatable).")]
-QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No progress bars; warnings and errors only.")]
-
-
-# (module, class) of every error a user can cause. Looked up in sys.modules, never imported: an error can
-# only come from a module that is already loaded, and importing torch-heavy modules inside the handler
-# turned a Ctrl-C during start-up into a second error (or a crash).
-USER_ERRORS = (
-    ("tunewise.assets", "AssetMissing"), ("tunewise.config", "ConfigError"), ("tunewise.data.load", "DataError"),
-    ("tunewise.examples", "ExampleError"), ("tunewise.gpus", "GpuError"), ("tunewise.models.chat", "TemplateError"),
-    ("tunewise.models.load", "ModelError"), ("tunewise.plan.estimate", "PlanError"),
-    ("tunewise.train.dpo", "PreferenceDataError"), ("tunewise.train.launch", "LaunchError"),
-    ("tunewise.train.methods", "MethodError"), ("tunewise.train.sft", "TrainingGuardError"),
-)
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    return tuple(getattr(sys.modules[m], c) for m, c in USER_ERRORS if m in sys.modules)
-
-
-def friendly(fn):
-    """Turn the errors a user can cause into one line on stderr and a non-zero exit, no traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except KeyboardInterrupt:
-            from tunewise import interrupt
-
-            console.print(f"[yellow]interrupted[/] ({interrupt.signal_name()})")
-            raise typer.Exit(interrupt.exit_code()) from None
-        except _user_errors() as e:
-            config_error = sys.modules.get("tunewise.config")
-            console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2 if config_error and isinstance(e, config_error.ConfigError) else 1) from None
-        except OSError as e:  # a read-only folder, a full disk, a missing permission: the path and the cause
-            where = f"{e.filename}: " if e.filename else ""
-            console.print(f"[bold red]error:[/] {where}{e.strerror or e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-def _methods() -> tuple[str, ...]:
-    from tunewise.config import METHODS
-
-    return METHODS
-
-
-def _strategies() -> tuple[str, ...]:
-    from tunewise.train.launch import STRATEGIES
-
-    return STRATEGIES
-
-
-def _check_choice(option: str, value: str | None, choices: tuple[str, ...], key: str = "") -> None:
-    """An option value outside its choices is a usage error, refused before any work (exit 2)."""
-    if value is not None and value not in choices:
-        from tunewise.config import ConfigError
-
-        raise ConfigError(f"{option} {value}: expected one of {', '.join(choices)}" + (f" (as {key})" if key else ""))
-
-
-def _writable(project: Path) -> None:
-    """Fail before any work when the project's .tunewise/ folder cannot be written."""
-    from tunewise import workspace as ws
-
-    ws.ensure_writable(project)
-
-
-def _setup_logging(quiet: bool) -> None:
-    from rich.logging import RichHandler
-
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)], force=True,
-    )
-    # bitsandbytes warns on import that an optional hub kernel cannot be fetched (never, offline); the
-    # AVX512-BF16 workaround in train/methods.py does not need it.
-    for noisy in ("transformers", "peft", "accelerate", "httpx", "bitsandbytes", "sentence_transformers"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
-@contextlib.contextmanager
-def progress_bars(quiet: bool) -> Iterator:
-    """Yield a ``progress(description, total) -> advance(n)`` function backed by Rich."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from tunewise import interrupt
-    from tunewise.core import no_progress
-
-    if quiet or not console.is_terminal:  # bars are for a person at a terminal: a log or a pipe gets none
-        yield no_progress
-        return
-    bars = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[rate]}"), console=console,
-    )
-
-    def progress(description: str, total: int):
-        if not bars.live.is_started:  # started at the first bar: a command that needs none prints nothing
-            bars.start()
-        task = bars.add_task(description, total=total, rate="")
-        # Fields such as rate="1,234 tok/s" (the trainer's real tokens per second) update the bar.
-        def advance(n, **fields):
-            bars.update(task, advance=n, **fields)
-            interrupt.check()  # every tick honours a Ctrl-C that a library swallowed
-
-        return advance
-
-    try:
-        yield progress
-    finally:
-        if bars.live.is_started:
-            bars.stop()
 
 
 @app.command()
@@ -407,6 +282,7 @@ def audit(
     from rich.table import Table
 
     from tunewise.data.audit import audit_project, check_fail_on, gate, summary_rows
+    from tunewise.report.audit_html import render_audit
 
     gates = [c.strip() for c in fail_on.split(",") if c.strip()] if fail_on else []
     check_fail_on(gates)  # a misspelt check fails now, not after the whole audit
@@ -416,7 +292,7 @@ def audit(
     with progress_bars(quiet) as progress:
         result, json_file, html_file = audit_project(
             project, [str(d) for d in data] if data else None, str(test) if test else None, input_field, target_field,
-            max_tokens, json_path, html_path, set_, progress=progress)
+            max_tokens, json_path, html_path, set_, progress=progress, render_html=render_audit)
     table = Table(title=f"audit: {result['rows']} rows")
     for col in ("check", "count", "detail"):
         table.add_column(col)
@@ -486,12 +362,13 @@ def review_export(
     if pool is not None:
         return _review_export_pool(project, pool, n, strategy, output, set_)
     from tunewise.data.prepare import export_project_review
+    from tunewise.report.audit_html import render_audit
 
     if output is None:
         _writable(project)
     _setup_logging(quiet)
     with progress_bars(quiet) as progress:
-        path, n, audit_file, reused = export_project_review(project, output, set_, progress)
+        path, n, audit_file, reused = export_project_review(project, output, set_, progress, render_audit)
     console.print(f"{'using the audit' if reused else 'no audit matched this data and config; audited now:'} "
                   f"{audit_file}", highlight=False, soft_wrap=True)
     out.print(f"wrote {n} rows to {path}; fill in corrected_target (or DROP), then: "
@@ -630,5 +507,6 @@ def main() -> None:
         sys.exit(interrupt.exit_code())
 
 
-# The lifecycle commands (monitor, serve, ui, export) live in their own module and register on `app`.
+# Imported last so that `tunewise --help` lists the lifecycle commands (monitor, serve, ui, export)
+# after the stages above; they register on the same app.
 from tunewise import cli_lifecycle  # noqa: F401

@@ -1,7 +1,8 @@
 """The lifecycle after the ladder: serve what was measured, export it, monitor it, and the web app.
 
-These commands register on the one Typer app of tunewise.cli (imported at its end), so `tunewise
---help` lists them with the rest; they are here only to keep each file readable.
+These commands register on the one Typer app of tunewise.cli_common; tunewise.cli imports this
+module at its end, so `tunewise --help` lists them with the rest. They are here only to keep each
+file readable.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from tunewise.cli import ProjectArg, QuietOpt, SetOpt, _setup_logging, _writable, app, console, friendly, out
+from tunewise.cli_common import ProjectArg, QuietOpt, SetOpt, _setup_logging, _writable, app, console, friendly, out
 
 
 @app.command()
@@ -69,7 +70,7 @@ def serve(
         raise typer.BadParameter(f"expected builtin or vllm, got {engine!r}", param_hint="--engine")
     if engine == "vllm":
         from tunewise import workspace as ws
-        from tunewise.rungs.saved import project_of
+        from tunewise.rungs.state import project_of
         from tunewise.serve.registry import expand_targets, load_served
         from tunewise.serve.vllm import refuse_with_plan
 

@@ -14,12 +14,13 @@ from tunewise.data import audit as au
 from tunewise.data.load import Loaded
 from tunewise.data.mislabels import suspected_mislabels, tfidf_embedder
 from tunewise.data.review import annotator_agreement, fleiss_kappa
+from tunewise.report.audit_html import render_audit
 
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory, tiny_model_dir):
     project = build(tmp_path_factory.mktemp("planted"), tiny_model_dir)
-    audit, json_path, html_path = au.audit_project(project, embed=tfidf_embedder)
+    audit, json_path, html_path = au.audit_project(project, embed=tfidf_embedder, render_html=render_audit)
     return project, audit, json_path, html_path
 
 

@@ -166,10 +166,12 @@ def test_trl_conversational_prompt_completion_and_unpaired_preference(tmp_path):
 
 def test_audit_lists_every_field_in_json_and_html(tmp_path):
     from tunewise.data.audit import audit_project
+    from tunewise.report.audit_html import render_audit
 
     rows = [{"instruction": f"Say {i}", "input": "", "output": f"{i}", "source": "web", "score": 0.5} for i in range(6)]
     path = _json(tmp_path, rows)
-    audit, _, html = audit_project(tmp_path, data=[str(path)], json_path=tmp_path / "a.json", html_path=tmp_path / "a.html")
+    audit, _, html = audit_project(tmp_path, data=[str(path)], json_path=tmp_path / "a.json", html_path=tmp_path / "a.html",
+                                   render_html=render_audit)
     uses = audit["fields"][str(path)]
     assert uses["output"] == {"rows": 6, "use": "target"} and uses["score"] == {"rows": 6, "use": None}
     assert any("fields ignored: source (6 rows), score (6 rows)" in h for h in audit["hints"])

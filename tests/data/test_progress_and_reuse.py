@@ -151,7 +151,7 @@ def test_cli_bars_draw_on_a_terminal_only_and_only_when_a_step_needs_one(monkeyp
 
     from rich.console import Console
 
-    from tunewise import cli
+    from tunewise import cli_common as cli
 
     screen = io.StringIO()
     monkeypatch.setattr(cli, "console", Console(file=screen, force_terminal=terminal, width=100))

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from tunewise import assets
 from tunewise.cli import app
+from tunewise.families import family, from_folder
 from tunewise.models.inspect import inspect_model, safetensors_params
 from tunewise.models.load import resolve
-from tunewise.plan.families import family, from_folder
 
 pytestmark = pytest.mark.e2e
 ALIAS = "smollm2-135m-instruct"

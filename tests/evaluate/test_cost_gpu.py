@@ -18,8 +18,8 @@ from tunewise.evaluate.cost import (
     resolve_prices,
     rung_cost,
 )
+from tunewise.families import family
 from tunewise.gpus import load_gpus, load_utilisation
-from tunewise.plan.families import family
 
 # The demo model, SmolLM2-135M-Instruct: its shape from the architecture table (no download).
 DEMO = family("smollm2-135m")

@@ -73,8 +73,8 @@ def measure_growth(model_dir: Path, batch: int, seq_len: int, methods: list[str]
 
 def estimated_growth(model_dir: Path, method: str, batch: int, seq_len: int) -> float:
     """What training adds on top of the loaded weights (fp32 on CPU; LoRA r=8 on all linear layers)."""
+    from tunewise.families import from_folder
     from tunewise.plan.estimate import ALLOCATOR_SHARE, Setup, memory_breakdown
-    from tunewise.plan.families import from_folder
 
     mem = memory_breakdown(from_folder(model_dir), Setup(method, seq_len, batch, "fp32", "adamw", 8))
     tensors = mem["gradients"] + mem["optimizer"] + mem["activations"] + mem["logits"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
+from tunewise.families import family
 from tunewise.plan.estimate import GIB, Setup, memory_breakdown
-from tunewise.plan.families import family
 
 TOLERANCE = 0.30
 TORCHTUNE_LORA = ("q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

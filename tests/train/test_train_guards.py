@@ -12,15 +12,14 @@ from tunewise.core import Record
 from tunewise.models.chat import PromptBuilder, TemplateError
 from tunewise.models.load import load, load_tokenizer
 from tunewise.train.callbacks import HistoryCallback
+from tunewise.train.common import TrainingGuardError, check_same_template
 from tunewise.train.dpo import PreferenceDataError, preference_splits, read_preferences
 from tunewise.train.methods import MethodError, check_precision
 from tunewise.train.sft import (
     IGNORE,
     PackedCollator,
     PadCollator,
-    TrainingGuardError,
     check_loss_mask,
-    check_same_template,
     shared_prefix_length,
     shared_prefix_loss,
     sparse_causal_loss,

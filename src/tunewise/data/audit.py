@@ -1,7 +1,8 @@
 """The data audit: every check runs before any training and names the exact rows.
 
 ``run_audit`` takes loaded records and returns the audit as a plain dict (what audit.json holds);
-``audit_project`` loads a project's files, runs it and writes audit.json and audit.html. Each check
+``audit_project`` loads a project's files, runs it and writes audit.json (and audit.html with the
+renderer its caller passes: data never imports report). Each check
 is one function returning ``{"count": int, …}`` where count is defined in its docstring.
 """
 
@@ -19,22 +20,14 @@ from typing import Any
 import numpy as np
 
 from tunewise.core import ProgressFn, Record, no_progress
+from tunewise.data.audit_checks import CHECK_NAMES
+from tunewise.data.audit_reuse import audit_fingerprint
 from tunewise.data.boilerplate import SHARE, boilerplate_finding, shared_lines
 from tunewise.data.dedup import method, near_pairs, normalise
 from tunewise.data.load import DataError, Loaded, Reject, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import PII_TYPES, find_pii
 
 GENERATIVE_SCHEMAS = ("chat", "sharegpt", "preference", "kto", "alpaca", "prompt_completion", "text")
-
-CHECK_NAMES = (
-    "exact_duplicates", "shared_boilerplate", "near_duplicates", "conflicting_targets", "empty_inputs", "missing_targets", "too_long",
-    "pii", "leakage", "class_balance", "unknown_labels", "suspected_mislabels",
-    "empty_assistant_replies", "assistant_coverage", "template_round_trip", "eos_coverage",  # chat data only
-    "annotator_agreement",  # with data.annotator_field
-    "review_sample",
-)
-"""Every check the audit can run: the names ``--fail-on`` accepts (with ``rejected``), checked before
-the audit starts."""
 
 
 class AuditGateFailed(DataError):
@@ -437,12 +430,15 @@ def check_fail_on(fail_on: list[str]) -> None:
 def audit_project(project: Path, data: list[str] | None = None, test_file: str | None = None,
                   input_field: str | None = None, target_field: str | None = None, max_tokens: int | None = None,
                   json_path: Path | None = None, html_path: Path | None = None, overrides: list[str] | None = None,
-                  embed=None, progress: ProgressFn = no_progress) -> tuple[dict, Path, Path]:
-    """Load the project's data (or the given files), audit it, write audit.json and audit.html."""
+                  embed=None, progress: ProgressFn = no_progress,
+                  render_html: Callable[[dict, dict[str, Record]], str] | None = None) -> tuple[dict, Path, Path | None]:
+    """Load the project's data (or the given files), audit it, write audit.json and, given
+    ``render_html`` (the report's renderer, passed by the command that writes the page), audit.html.
+
+    Returns (audit, audit.json path, audit.html path or None when no renderer was given).
+    """
     from tunewise import workspace as ws
     from tunewise.config import config_path, load_config
-    from tunewise.data.audit_reuse import audit_fingerprint
-    from tunewise.report.audit_html import render_audit
 
     project = Path(project)
     config = load_config(project, overrides) if config_path(project).exists() else None
@@ -484,7 +480,9 @@ def audit_project(project: Path, data: list[str] | None = None, test_file: str |
     html_path = Path(html_path or out_dir / "audit.html")
     ws.write_json(json_path, audit)
     ws.write_jsonl(json_path.parent / "rejects.jsonl", (r.to_json() for r in loaded.rejects))
-    ws.write_text(html_path, render_audit(audit, {r.id: r for r in loaded.records}))
+    if render_html is None:
+        return audit, json_path, None
+    ws.write_text(html_path, render_html(audit, {r.id: r for r in loaded.records}))
     return audit, json_path, html_path
 
 

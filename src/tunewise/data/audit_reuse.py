@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 from tunewise import workspace as ws
+from tunewise.data.audit_checks import CHECK_NAMES
+from tunewise.data.dedup import MEASURE
 
 
 def audit_fingerprint(project: Path, config, data: list[str] | None = None, test_file: str | None = None,
@@ -22,9 +24,6 @@ def audit_fingerprint(project: Path, config, data: list[str] | None = None, test
     Files named by flags are relative to the working directory, the config's to the project (as the
     audit reads them). Out: keys that change prompts, training or scoring but not the rows.
     """
-    from tunewise.data.audit import CHECK_NAMES
-    from tunewise.data.dedup import MEASURE
-
     project = Path(project)
     files = [Path(d) for d in data] if data else [project / f for f in (config.data.files if config else [])]
     test = Path(test_file) if test_file else (project / config.data.test_file if config and config.data.test_file

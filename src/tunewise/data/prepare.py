@@ -603,9 +603,10 @@ def _project_records(config: ProjectConfig, project: Path) -> list[Record]:
 
 
 def export_project_review(project: Path, output: Path | None, overrides: list[str] | None,
-                          progress: ProgressFn = no_progress) -> tuple[Path, int, Path, bool]:
+                          progress: ProgressFn = no_progress, render_html=None) -> tuple[Path, int, Path, bool]:
     """Write the review CSV from the newest audit of this data and config, auditing only when none
-    matches; return (csv, rows written, the audit.json used, whether it was reused)."""
+    matches; return (csv, rows written, the audit.json used, whether it was reused). ``render_html``:
+    as for ``audit_project``, the page written beside an audit made here."""
     from tunewise.config import load_config
     from tunewise.data.audit import audit_project
     from tunewise.data.audit_reuse import audit_fingerprint, latest_matching_audit
@@ -615,7 +616,7 @@ def export_project_review(project: Path, output: Path | None, overrides: list[st
     if found:
         audit_file, audit = found
     else:
-        audit, audit_file, _ = audit_project(project, overrides=overrides, progress=progress)
+        audit, audit_file, _ = audit_project(project, overrides=overrides, progress=progress, render_html=render_html)
     path = Path(output or ws.workspace(project) / "reviews" / "review.csv")
     return path, export_review(audit, _project_records(config, project), path), audit_file, found is not None
 

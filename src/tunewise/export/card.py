@@ -71,7 +71,7 @@ def write_model_card(folder: Path, config: ProjectConfig, report: dict, run_dir:
                      result: dict | None) -> None:
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    from tunewise.rungs.saved import project_of
+    from tunewise.rungs.state import project_of
 
     mid = f"{config.name}/{report['rung']}"
     evals, rows = [], []

@@ -25,7 +25,7 @@ from tunewise import workspace as ws
 from tunewise.config import METHODS, ProjectConfig
 from tunewise.core import Record
 from tunewise.models.load import ModelError, load_model, load_tokenizer
-from tunewise.rungs.saved import project_of, read_manifest, run_config
+from tunewise.rungs.state import project_of, read_manifest, run_config
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tunewise import assets
 from tunewise.core import ProgressFn, no_progress
+from tunewise.families import from_folder
 from tunewise.models.load import ModelError, resolve, weight_format
 
 ROUND_TRIP_TEXT = "Hello, world! Ünïcödé café 123 — tabs\tand\nnewlines."
@@ -135,8 +136,6 @@ def _count_params(folder: Path, fmt: str, warnings: list[str]) -> int:
                         "safetensors; tunewise refuses to load them unless told to")
     else:
         warnings.append("no weight files found")
-    from tunewise.plan.families import from_folder
-
     try:
         params = from_folder(folder).params()
     except KeyError as e:

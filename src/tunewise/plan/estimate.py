@@ -40,8 +40,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tunewise.evaluate.cost import FORWARD, FORWARD_BACKWARD, FORWARD_BACKWARD_FROZEN, gpu_machine, training_flops
+from tunewise.families import Arch, family, from_folder
 from tunewise.gpus import Gpu, GpuError, catalogue_path, find_gpu, load_gpus  # noqa: F401  (re-exported)
-from tunewise.plan.families import Arch, family, from_folder
 
 GIB = 1024**3
 

@@ -17,6 +17,7 @@ from tunewise.config import ConfigError, ProjectConfig, config_path
 from tunewise.core import Cost, Prediction, Record
 from tunewise.evaluate.cost import FORWARD, FORWARD_BACKWARD, forward_flops, model_shape
 from tunewise.rungs.base import ProgressFn, no_progress
+from tunewise.rungs.state import load_arrays, save_arrays, write_manifest
 
 
 def encoder_dir(config: ProjectConfig, project: Path) -> Path:
@@ -106,8 +107,6 @@ class EmbeddingClassifier:
 
     def save(self, run_dir) -> None:
         """The logistic regression as plain arrays (safetensors), not a pickled estimator."""
-        from tunewise.rungs.saved import save_arrays, write_manifest
-
         save_arrays(Path(run_dir) / "classifier.safetensors", {
             "coef": self.clf.coef_, "intercept": self.clf.intercept_, "classes": self.clf.classes_,
         })
@@ -116,8 +115,6 @@ class EmbeddingClassifier:
     @classmethod
     def load(cls, run_dir, config, project, manifest: dict, base=None) -> EmbeddingClassifier:
         from sklearn.linear_model import LogisticRegression
-
-        from tunewise.rungs.saved import load_arrays
 
         self = cls(config, project, run_dir)
         enc = config.encoder
@@ -205,7 +202,6 @@ class EncoderFinetune:
 
     def save(self, run_dir) -> None:
         """The fine-tuned encoder and its head as a Hugging Face folder (safetensors) with its tokenizer."""
-        from tunewise.rungs.saved import write_manifest
         from tunewise.workspace import atomic_dir
 
         with atomic_dir(Path(run_dir) / "encoder") as tmp:

@@ -8,6 +8,7 @@ import torch
 
 from tunewise.core import Prediction, Record
 from tunewise.rungs.base import LabelScorer
+from tunewise.rungs.state import write_manifest
 
 
 class FinetunedRung(LabelScorer):
@@ -49,7 +50,6 @@ class FinetunedRung(LabelScorer):
         """FLOPs per weight per trained token (see tunewise.evaluate.cost). DPO also runs the frozen
         reference model forward over every token."""
         from tunewise.evaluate.cost import FORWARD, FORWARD_BACKWARD, FORWARD_BACKWARD_FROZEN
-
         from tunewise.train.methods import PREFERENCE, full_weights
 
         passes = FORWARD_BACKWARD if full_weights(self.config) else FORWARD_BACKWARD_FROZEN
@@ -57,7 +57,6 @@ class FinetunedRung(LabelScorer):
 
     def save(self, run_dir) -> None:
         """Training already wrote the best weights (PEFT adapter or full safetensors); name them."""
-        from tunewise.rungs.saved import write_manifest
         from tunewise.train.methods import output_name
 
         write_manifest(run_dir, self.name, weights=output_name(self.config))

@@ -8,6 +8,8 @@ import numpy as np
 
 from tunewise.core import Prediction, Record
 from tunewise.rungs.base import LabelScorer
+from tunewise.rungs.encoder import Embedder, encoder_dir, train_subset
+from tunewise.rungs.state import llm_base, load_arrays, save_arrays, write_manifest
 
 log = logging.getLogger(__name__)
 CONTENT_FREE = ("N/A", "", "[MASK]")  # Zhao et al. 2021, "Calibrate Before Use"
@@ -64,7 +66,6 @@ class ZeroShot(Calibrated):
         from pathlib import Path
 
         from tunewise import workspace as ws
-        from tunewise.rungs.saved import write_manifest
 
         if self.prior:
             ws.write_json(Path(run_dir) / "calibration.json", {"prior": self.prior, "content_free": CONTENT_FREE})
@@ -74,8 +75,6 @@ class ZeroShot(Calibrated):
     def load(cls, run_dir, config, project, manifest: dict, base: tuple | None = None) -> ZeroShot:
         import json
         from pathlib import Path
-
-        from tunewise.rungs.saved import llm_base
 
         self = cls(config, llm_base(config, project, base), run_dir, project=project)
         path = Path(run_dir) / "calibration.json"
@@ -94,8 +93,6 @@ class FewShot(Calibrated):
     name = "few-shot"
 
     def fit(self, train: list[Record], val: list[Record]) -> FewShot:
-        from tunewise.rungs.encoder import train_subset
-
         b = self.builder()
         b.check_template()
         fs = self.config.few_shot
@@ -107,8 +104,6 @@ class FewShot(Calibrated):
             self.fixed = self.sets[0]
             self.measure_prior()
         else:
-            from tunewise.rungs.encoder import Embedder, encoder_dir
-
             enc = self.config.encoder
             self.embed = Embedder(encoder_dir(self.config, self.project), enc.max_seq_length, enc.batch_size)
             self.pool_vectors = self.embed([r.input for r in self.pool])
@@ -119,7 +114,6 @@ class FewShot(Calibrated):
         from pathlib import Path
 
         from tunewise import workspace as ws
-        from tunewise.rungs.saved import save_arrays, write_manifest
 
         run_dir = Path(run_dir)
         ws.write_json(run_dir / "few_shot.json", {
@@ -135,8 +129,6 @@ class FewShot(Calibrated):
         import json
         from pathlib import Path
 
-        from tunewise.rungs.saved import llm_base, load_arrays
-
         run_dir = Path(run_dir)
         self = cls(config, llm_base(config, project, base), run_dir, project=project)
         state = json.loads((run_dir / "few_shot.json").read_text(encoding="utf-8"))
@@ -147,8 +139,6 @@ class FewShot(Calibrated):
             self.fixed = state["fixed"]
             self.sets = state.get("sets") or [self.fixed]
         else:
-            from tunewise.rungs.encoder import Embedder, encoder_dir
-
             enc = config.encoder
             self.embed = Embedder(encoder_dir(config, project), enc.max_seq_length, enc.batch_size)
             self.pool_vectors = load_arrays(run_dir / "few_shot_vectors.safetensors")["pool"]

@@ -18,6 +18,8 @@ import numpy as np
 from tunewise.config import ConfigError, ProjectConfig, config_path
 from tunewise.core import Prediction, Record
 from tunewise.rungs.base import LabelScorer
+from tunewise.rungs.encoder import Embedder, encoder_dir
+from tunewise.rungs.state import llm_base, load_arrays, save_arrays, write_manifest
 
 RRF_K = 60  # the constant of Cormack et al. (2009); dampens the weight of top ranks
 
@@ -97,8 +99,6 @@ class Retriever:
     def __init__(self, config: ProjectConfig, project: Path):
         from rank_bm25 import BM25Okapi
 
-        from tunewise.rungs.encoder import Embedder, encoder_dir
-
         r, enc = config.retrieval, config.encoder
         self.top_k = r.top_k
         self.chunks = chunk_documents(documents_dir(config, project), r.chunk_words, r.overlap_words)
@@ -111,8 +111,6 @@ class Retriever:
         """The retriever over saved passages and their embeddings; BM25's statistics are a pure function
         of the passages, so they are rebuilt, not refitted."""
         from rank_bm25 import BM25Okapi
-
-        from tunewise.rungs.encoder import Embedder, encoder_dir
 
         self = cls.__new__(cls)
         enc = config.encoder
@@ -178,7 +176,6 @@ class Rag(LabelScorer):
         """The passages as JSON and their embeddings as safetensors: the documents may change later,
         the served rung answers from the passages it was measured with."""
         from tunewise import workspace as ws
-        from tunewise.rungs.saved import save_arrays, write_manifest
 
         run_dir = Path(run_dir)
         ws.write_json(run_dir / "rag_chunks.json", [vars(c) for c in self.retriever.chunks])
@@ -188,8 +185,6 @@ class Rag(LabelScorer):
     @classmethod
     def load(cls, run_dir, config, project, manifest: dict, base: tuple | None = None) -> Rag:
         import json
-
-        from tunewise.rungs.saved import llm_base, load_arrays
 
         run_dir = Path(run_dir)
         self = cls(config, llm_base(config, project, base), run_dir, project=project)

@@ -1,80 +1,22 @@
-"""A fitted rung's saved state in its run folder, and ``load_rung`` to get the rung back without refitting.
+"""``load_rung``: a fitted rung back from its run folder without refitting.
 
-Every rung writes ``rung.json`` (its name and format) next to what it learned: JSON for examples,
-passages and label lists, safetensors for arrays and weights, PEFT adapter folders for adapters.
-Never pickle: a run folder handed around must not be able to run code when loaded.
+The rungs save and load themselves with tunewise.rungs.state; this module is above them all,
+because finding the class of a saved rung means knowing every rung.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
-
-from tunewise import workspace as ws
-from tunewise.config import ProjectConfig, load_config
-from tunewise.models.load import ModelError
-
-FORMAT = 1
-MANIFEST = "rung.json"
-
-
-class RungLoadError(ModelError):
-    """A run folder that cannot be loaded as a rung; the message names the file (a user error the CLI prints)."""
-
-
-def write_manifest(run_dir: Path, name: str, **fields) -> None:
-    ws.write_json(Path(run_dir) / MANIFEST, {"rung": name, "format": FORMAT, **fields})
-
-
-def read_manifest(run_dir: Path) -> dict:
-    path = Path(run_dir) / MANIFEST
-    if not path.exists():
-        raise RungLoadError(f"{path}: no such file (the run predates saved rungs, or its rung never finished fitting)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RungLoadError(f"{path}: not valid JSON ({e})") from None
-    if manifest.get("format") != FORMAT or not isinstance(manifest.get("rung"), str):
-        raise RungLoadError(f"{path}: field 'format': expected {FORMAT} with a 'rung' name, got {manifest!r}")
-    return manifest
-
-
-def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    from safetensors.numpy import save_file
-
-    with ws.atomic_path(path) as tmp:
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
-
-
-def load_arrays(path: Path) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
-
-    if not Path(path).exists():
-        raise RungLoadError(f"{path}: no such file")
-    return load_file(str(path))
-
-
-def project_of(run_dir: Path) -> Path:
-    """``<project>/.tunewise/runs/<run>`` -> ``<project>`` (relative paths in config.yaml resolve there)."""
-    run_dir = Path(run_dir).resolve()
-    if run_dir.parent.name == "runs" and run_dir.parent.parent.name == ws.WORKSPACE:
-        return run_dir.parent.parent.parent
-    return run_dir.parent
-
-
-def run_config(run_dir: Path) -> ProjectConfig:
-    return load_config(Path(run_dir) / "config.yaml")
+from tunewise.config import METHODS
+from tunewise.rungs.encoder import EmbeddingClassifier, EncoderFinetune
+from tunewise.rungs.finetuned import FinetunedRung, LoraRung
+from tunewise.rungs.prompting import FewShot, ZeroShot
+from tunewise.rungs.rag import Rag
+from tunewise.rungs.state import RungLoadError, project_of, read_manifest, run_config
 
 
 def rung_class(name: str):
-    from tunewise.config import METHODS
-    from tunewise.rungs.encoder import EmbeddingClassifier, EncoderFinetune
-    from tunewise.rungs.finetuned import FinetunedRung, LoraRung
-    from tunewise.rungs.prompting import FewShot, ZeroShot
-    from tunewise.rungs.rag import Rag
-
     table = {"zero-shot": ZeroShot, "few-shot": FewShot, "rag": Rag,
              "embedding-classifier": EmbeddingClassifier, "encoder-finetune": EncoderFinetune,
              **{m: FinetunedRung for m in METHODS}, "lora": LoraRung}
@@ -94,12 +36,6 @@ def load_rung(run_dir: Path, project: Path | None = None, base: tuple | None = N
     config = run_config(run_dir)
     project = Path(project) if project is not None else project_of(run_dir)
     return rung_class(manifest["rung"]).load(run_dir, config, project, manifest, base=base)
-
-
-def llm_base(config: ProjectConfig, project: Path, base: tuple | None) -> tuple:
-    from tunewise.models.load import load
-
-    return base if base is not None else load(config.model.base, project)
 
 
 def request_record(text: str, turns: list[dict] | None = None):

@@ -440,7 +440,7 @@ def build(targets: list[Path], token: str | None = None, host: str = "127.0.0.1"
     """
     from tunewise import workspace as ws
     from tunewise.config import load_config
-    from tunewise.rungs.saved import project_of, run_config
+    from tunewise.rungs.state import project_of, run_config
     from tunewise.serve.registry import expand_targets, load_served
 
     expand_targets(targets)  # a wrong target fails here, naming it

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tunewise import workspace as ws
 from tunewise.config import ConfigError, ProjectConfig
-from tunewise.rungs.saved import RungLoadError, project_of, read_manifest, run_config
+from tunewise.rungs.state import RungLoadError, project_of, read_manifest, run_config
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def _shared_adapter(mid, name, config, project, run_dir, weights, bases, shared)
 
     from tunewise.models.load import load_tokenizer
     from tunewise.rungs.finetuned import FinetunedRung
-    from tunewise.train.sft import check_same_template
+    from tunewise.train.common import check_same_template
 
     key = _key(config, project)
     model, _, folder = _base(config, project, bases)

@@ -18,7 +18,7 @@ RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the ranks vLLM's --max-lora-rank 
 
 def adapter_of(s) -> tuple[Path | None, str | None]:
     """(the PEFT folder vLLM can load, None) or (None, why the rung stays on the built-in engine)."""
-    from tunewise.rungs.saved import read_manifest
+    from tunewise.rungs.state import read_manifest
 
     if s.task == "classification":
         return None, "classification is scored by label likelihood, which vLLM's API does not do"
@@ -36,7 +36,7 @@ def adapter_of(s) -> tuple[Path | None, str | None]:
 def launch_plan(served: dict, host: str = "127.0.0.1", port: int = 8001) -> dict:
     """One vLLM process per base model with its LoRA adapters; every other rung with its reason."""
     from tunewise.models.load import resolve
-    from tunewise.rungs.saved import project_of
+    from tunewise.rungs.state import project_of
 
     bases: dict[str, list[tuple[str, Path]]] = {}
     builtin: dict[str, str] = {}

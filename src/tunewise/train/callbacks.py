@@ -9,6 +9,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from tunewise.interrupt import check as check_interrupt
+from tunewise.train.common import COMPLETE
 from tunewise.workspace import write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,6 @@ class CompleteMarker(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            from tunewise.train.sft import COMPLETE
-
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             write_text(folder / COMPLETE, str(state.global_step))
 

@@ -103,8 +103,8 @@ def train_dpo(model, tokenizer, config: ProjectConfig, train: list[Record], val:
     from trl import DPOConfig, DPOTrainer
 
     from tunewise.train.callbacks import tracking_callbacks
+    from tunewise.train.common import TrainResult, last_checkpoint, save_output, training_arguments
     from tunewise.train.methods import check_method, peft_config
-    from tunewise.train.sft import TrainResult, _save_output, last_checkpoint, training_arguments
 
     t = config.train
     check_method(config)
@@ -134,7 +134,7 @@ def train_dpo(model, tokenizer, config: ProjectConfig, train: list[Record], val:
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=last_checkpoint(run_dir / "checkpoints") if resume else None)
     seconds = time.perf_counter() - start
-    _save_output(trainer, tokenizer, config, run_dir)
+    save_output(trainer, tokenizer, config, run_dir)
     if trainer.args.should_save:
         history.save(run_dir)
     # DPO runs the prompt with each answer: count both sequences of every pair the steps consumed.

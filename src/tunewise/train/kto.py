@@ -76,8 +76,8 @@ def train_kto(model, tokenizer, config: ProjectConfig, run_dir: Path, progress=N
     from trl import KTOConfig, KTOTrainer
 
     from tunewise.train.callbacks import tracking_callbacks
+    from tunewise.train.common import TrainResult, last_checkpoint, save_output, training_arguments
     from tunewise.train.methods import check_method, full_weights, peft_config
-    from tunewise.train.sft import TrainResult, _save_output, last_checkpoint, training_arguments
 
     t, k = config.train, config.train.kto
     check_method(config)
@@ -107,7 +107,7 @@ def train_kto(model, tokenizer, config: ProjectConfig, run_dir: Path, progress=N
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=last_checkpoint(run_dir / "checkpoints") if resume else None)
     seconds = time.perf_counter() - start
-    _save_output(trainer, tokenizer, config, run_dir)
+    save_output(trainer, tokenizer, config, run_dir)
     if trainer.args.should_save:
         history.save(run_dir)
     per_row = sum(len(tokenizer(r["prompt"] + r["completion"])["input_ids"]) for r in train_set) / len(train_set)

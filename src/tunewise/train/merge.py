@@ -30,7 +30,7 @@ def _base_folder(adapter: Path) -> Path:
 
 def load_trained(folder: Path, allow_pickle: bool = False):
     """(model, tokenizer) from a run's ``adapter/`` or ``model/`` folder, for evaluation or serving."""
-    from tunewise.train.sft import check_same_template
+    from tunewise.train.common import check_same_template
 
     folder = Path(folder)
     if not folder.is_dir():

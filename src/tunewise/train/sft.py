@@ -2,20 +2,16 @@
 
 We own the parts that go wrong silently elsewhere: the prompt format (one builder for training,
 evaluation and serving; chat rows as real turns), the loss mask (answer tokens only, end of turn
-included, never empty), the length
-guard, checkpoint choice on val loss, resumable checkpoints, and two speed-ups that keep the loss
+included, never empty), the length guard, and two speed-ups that keep the loss
 unchanged (the LM head only where the loss is taken; optional padding-free batches). The training
-loop itself is transformers'.
+loop itself is transformers'; what every trainer shares (arguments, checkpoints, the saved
+weights) is in train/common.py.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,35 +19,15 @@ import torch
 from tunewise.config import ProjectConfig, TaskConfig
 from tunewise.core import Record
 from tunewise.models.chat import IGNORE, PromptBuilder
-from tunewise.workspace import atomic_dir, write_json
+from tunewise.train.common import (
+    TrainingGuardError,
+    TrainResult,
+    last_checkpoint,
+    save_output,
+    training_arguments,
+)
 
 log = logging.getLogger(__name__)
-
-COMPLETE = "tunewise-complete"
-"""Marker written last into a checkpoint folder: a folder without it was cut off mid-save."""
-
-
-class TrainingGuardError(ValueError):
-    """Training would silently go wrong; raised before any step is taken."""
-
-
-@dataclass
-class TrainResult:
-    model: object
-    seconds: float
-    tokens: int
-    steps: int
-    best_checkpoint: str | None
-    history: list[dict] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    eval_tokens: int = 0
-    """Tokens of the val evaluations during training (forward only): part of what training costs."""
-    shared_tokens: int = 0
-    """Of ``tokens``, those not computed per row: copies of a batch's shared prefix, run once."""
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.tokens / self.seconds if self.seconds else 0.0
 
 
 def _encode(builder: PromptBuilder, rec: Record) -> tuple[list[int], list[int]]:
@@ -178,53 +154,6 @@ class PackedCollator:
         }
 
 
-def training_arguments(config: ProjectConfig, out: Path, cls=None, **overrides):
-    """TrainingArguments (or a subclass such as TRL's DPOConfig) from the train config."""
-    from transformers import TrainingArguments
-
-    from tunewise.evaluate.decode import resolve_precision
-
-    t = config.train
-    cuda = torch.cuda.is_available()
-    kwargs = dict(
-        output_dir=str(out),
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=config.eval.batch_size,
-        gradient_accumulation_steps=t.grad_accum,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler,
-        warmup_steps=t.warmup_steps,
-        weight_decay=t.weight_decay,
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        eval_strategy="steps",
-        eval_steps=t.eval_steps,
-        save_strategy="steps",
-        save_steps=t.save_steps or t.eval_steps,
-        save_total_limit=t.save_total_limit,
-        load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
-        logging_steps=max(1, min(10, t.eval_steps)),
-        seed=t.seed,
-        data_seed=t.seed,
-        # Explicit: on CPU, mixed precision and checkpointing defaults fail or slow things down.
-        use_cpu=not cuda,
-        bf16=resolve_precision(t.precision) == "bf16",
-        fp16=t.precision == "fp16",
-        activation_checkpointing=False,
-        train_sampling_strategy=t.sampling,
-        # torchrun on CPU: gloo is the backend that runs there (only set when there are peers).
-        ddp_backend="gloo" if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        report_to=[],
-        disable_tqdm=True,
-    )
-    kwargs.update(overrides)
-    return (cls or TrainingArguments)(**kwargs)
-
-
 def sparse_causal_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
     """The causal-LM loss with the LM head applied only where a label is taken.
 
@@ -317,63 +246,10 @@ def make_trainer(sparse: bool, shared: bool = False, **kwargs):
     return TunewiseTrainer(**kwargs)
 
 
-def last_checkpoint(folder: Path) -> str | None:
-    """The newest checkpoint that finished saving; half-written ones (killed mid-save) are removed."""
-    folder = Path(folder)
-    if not folder.exists():
-        return None
-    done = []
-    for ck in folder.glob("checkpoint-*"):
-        if (ck / COMPLETE).exists():
-            done.append((int(ck.name.rsplit("-", 1)[1]), ck))
-        elif ck.is_dir():
-            log.warning("removing %s: it was cut off while saving", ck)
-            shutil.rmtree(ck, ignore_errors=True)
-    return str(max(done)[1]) if done else None
-
-
 def check_all_batches(rows: list[dict], collator, batch_size: int, eos_id: int | None) -> None:
     """Run the loss-mask guard on every collated training batch (cheap: token ids only)."""
     for start in range(0, len(rows), batch_size):
         check_loss_mask(collator(rows[start:start + batch_size]), eos_id)
-
-
-def _save_output(trainer, tokenizer, config: ProjectConfig, run_dir: Path) -> Path:
-    """Save the trained weights as safetensors with the tokenizer and its chat template."""
-    from tunewise.train.methods import output_name
-
-    target = run_dir / output_name(config)
-    if not trainer.args.should_save:
-        return target
-    with atomic_dir(target) as tmp:
-        trainer.model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        write_json(tmp / "tunewise-train.json", {
-            "method": config.train.method, "quant_bits": config.train.quant_bits,
-            "chat_template_sha256": template_hash(tokenizer),
-            "base": config.model.base,
-        })
-    return target
-
-
-def template_hash(tokenizer) -> str | None:
-    from tunewise.workspace import sha256_bytes
-
-    template = getattr(tokenizer, "chat_template", None)
-    return sha256_bytes(template.encode()) if isinstance(template, str) else None
-
-
-def check_same_template(trained_dir: Path, tokenizer) -> None:
-    """Serving or evaluating a trained model with a different chat template fails loudly."""
-    meta = Path(trained_dir) / "tunewise-train.json"
-    if not meta.exists():
-        return
-    want = json.loads(meta.read_text())["chat_template_sha256"]
-    if want != template_hash(tokenizer):
-        raise TrainingGuardError(
-            f"{trained_dir}: trained with a different chat template than the tokenizer now in use; "
-            "prompts would render differently than in training"
-        )
 
 
 def train_adapter(model, tokenizer, config: ProjectConfig, train: list[Record], val: list[Record],
@@ -434,7 +310,7 @@ def train_adapter(model, tokenizer, config: ProjectConfig, train: list[Record], 
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
-    _save_output(trainer, tokenizer, config, run_dir)
+    save_output(trainer, tokenizer, config, run_dir)
     if trainer.args.should_save:
         history.save(run_dir)
     return TrainResult(trainer.model, seconds, trainer.trained_tokens, trainer.state.global_step,

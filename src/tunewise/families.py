@@ -1,5 +1,7 @@
 """Architecture shapes: standard model families by size, and any local Hugging Face config.
 
+It sits below every stage, beside the GPU catalogue (tunewise.gpus), because several read it:
+`tunewise estimate` (tunewise.plan) and `tunewise inspect-model` (tunewise.models.inspect).
 Only the numbers that decide memory and FLOPs are kept. Parameter counts are derived from the
 shapes (never typed in), so a family and a local folder go through the same arithmetic.
 """
