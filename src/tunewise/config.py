@@ -497,6 +497,15 @@ class LabelingConfig(_Strict):
     says how many rows the next point of quality needs, but not what they cost."""
 
 
+class CurveConfig(_Strict):
+    """`tunewise curve`: how each size of a learning curve is measured."""
+
+    seeds: int = Field(3, ge=1)
+    """Training runs per size of a rung that trains, each with its own seed (the subset drawn and the
+    rung's own seed: seed, seed+1, ...); the curve's band includes their spread, not only the test
+    split's. Prompting rungs are measured once."""
+
+
 RUNGS = ("zero-shot", "lora")
 RungName = Literal[
     "zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune",
@@ -518,6 +527,7 @@ class ProjectConfig(_Strict):
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     few_shot: FewShotConfig = Field(default_factory=FewShotConfig)
     labeling: LabelingConfig = Field(default_factory=LabelingConfig)
+    curve: CurveConfig = Field(default_factory=CurveConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
