@@ -208,3 +208,18 @@ def test_labels_are_priced_against_a_rung_that_is_already_a_point_better():
     assert "switch" not in option and option["labels"]["usd"] is None
     assert any("set labeling.usd_per_row" in s for s in unpriced["advice"])
     assert any("overtakes few-shot (50.0%)" in s and "below the smallest size measured" in s for s in unpriced["advice"])
+
+
+def test_hiding_the_largest_size_its_value_falls_inside_the_projected_band():
+    """Validation by hiding the largest measured size, on seeded simulated curves with run-to-run variance:
+    its measured value (three runs, the same test items) lies in the band projected from the smaller sizes
+    in at least 4 of 5 trials."""
+    sizes, truth = [25, 50, 100, 200, 400, 800], (0.9, 1.5, 0.6)
+    inside = 0
+    for trial in range(5):
+        items = _run_items(sizes, truth, 600, 3, 0.03, 100 + trial)
+        fit = fit_curve(sizes[:-1], items[:-1], resamples=300, seed=trial)
+        assert fit.ok, fit.reason
+        _, lo, hi = fit.at(sizes[-1])
+        inside += lo <= items[-1].mean() <= hi
+    assert inside >= 4, inside
