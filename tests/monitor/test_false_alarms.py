@@ -99,7 +99,7 @@ def test_per_window_false_alarms_stay_near_alpha_and_do_not_fall_with_log_length
 
 
 def test_kernel_test_of_a_50k_row_window_stays_within_its_memory_bound():
-    window = unit(np.random.default_rng(5).normal(size=(50_000, 384))).astype(np.float32)
+    window = unit(np.random.default_rng(5).standard_normal((50_000, 384), dtype=np.float32))
     sample = unit(np.random.default_rng(6).normal(size=(300, 384)))
     bandwidth = drift.rbf_bandwidth(sample)
     tracemalloc.start()
