@@ -138,7 +138,7 @@ def evaluate(ref, config, name: str, windows: list[list[dict]], shift_at: int | 
         "cbpe_mae": float(np.mean(np.abs(cbpe_err))) if cbpe_err else None,
         "cbpe_max_err": float(np.max(np.abs(cbpe_err))) if cbpe_err else None,
         "raw_conf_mae": float(np.mean(np.abs(raw_err))) if raw_err else None,
-        "level": result["level"],
+        "correction": result["correction"]["method"],
     }
 
 

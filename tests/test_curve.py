@@ -42,6 +42,45 @@ def test_too_few_sizes_or_a_flat_curve_are_not_extrapolated():
     assert flat.to_json() == {"ok": False, "reason": flat.reason}
 
 
+def _run_items(sizes, params, n_items, runs, run_sd, seed):
+    """(sizes, runs, items): each training run lands off the curve by its own offset (sd ``run_sd``)."""
+    rng = np.random.default_rng(seed)
+    offsets = rng.normal(0, run_sd, (len(sizes), runs))
+    prob = np.clip(power_law(sizes, *params)[:, None, None] + offsets[:, :, None], 0, 1)
+    return (rng.random((len(sizes), runs, n_items)) < prob).astype(float)
+
+
+def test_the_band_includes_the_spread_between_training_runs():
+    sizes, truth = [25, 50, 100, 200, 400, 800], (0.9, 1.5, 0.6)
+    steady = fit_curve(sizes, _run_items(sizes, truth, 4000, 3, 0.0, 0), resamples=300, seed=0)
+    noisy = fit_curve(sizes, _run_items(sizes, truth, 4000, 3, 0.04, 0), resamples=300, seed=0)
+    assert steady.ok and noisy.ok and noisy.seeds == 3
+
+    def width(fit):
+        return float(np.mean([hi - lo for lo, hi in fit.value_ci]))
+
+    # Runs that disagree widen each point's interval and the band; the test items alone would not.
+    assert width(noisy) > 2 * width(steady), (width(noisy), width(steady))
+    _, lo_n, hi_n = noisy.at(1600)
+    _, lo_s, hi_s = steady.at(1600)
+    assert hi_n - lo_n > hi_s - lo_s
+
+
+def test_a_fit_whose_bootstrap_refits_fail_has_no_band_and_says_so(monkeypatch):
+    import tunewise.evaluate.learning_curve as lc
+
+    real, calls = lc.fit_power_law, iter(range(10 ** 6))
+    # The fit on the measured points converges; every bootstrap refit fails.
+    monkeypatch.setattr(lc, "fit_power_law", lambda s, v: real(s, v) if next(calls) == 0 else None)
+    sizes = [25, 50, 100, 200, 400, 800]
+    fit = lc.fit_curve(sizes, _items(sizes, (0.9, 1.5, 0.6), 3000, 0), resamples=200, seed=0)
+    assert not fit.ok and "0 of 200 bootstrap refits converged" in fit.reason and "no band" in fit.reason
+    calls = iter(range(10 ** 6))
+    emb = next(r for r in _analysed(0.5, None)["rungs"] if r["name"] == "embedding-classifier")
+    assert emb["band"] is None and "bootstrap refits converged" in emb["no_band"] and not emb["fit"]["ok"]
+    assert "projection" not in emb
+
+
 def test_nested_subsets_are_stratified_supersets(tiny_project):
     from tunewise.data.resolve import resolve_splits
 
@@ -75,6 +114,10 @@ def test_curve_command_writes_curve_json_and_the_ladder_report_section(curve_pro
     by = {r["name"]: r for r in curve["rungs"]}
     assert (folder / "curve.md").exists() and 'id="learning-curve"' in (folder / "curve.html").read_text()
     assert [p["n"] for p in by["embedding-classifier"]["points"]] == [6, 12, 24, 48]
+    # Three training runs per size of a trained rung (curve.seeds), each kept; the prompting rung once.
+    assert curve["seeds"] == 3 and by["embedding-classifier"]["fit"]["seeds"] == 3
+    assert all([r["seed"] for r in p["runs"]] == [0, 1, 2] for p in by["embedding-classifier"]["points"])
+    assert "runs" not in by["zero-shot"]["points"][0]
     assert [p["n"] for p in by["zero-shot"]["points"]] == [curve["n_train"]]  # measured once, flat
     assert not by["zero-shot"]["trains"] and by["embedding-classifier"]["trains"]
     assert curve["labeling"] == {"usd_per_row": 0.5} and curve["more"] == 20
@@ -105,6 +148,20 @@ def test_sizes_larger_than_the_train_split_are_refused_in_one_line(curve_project
     assert not (curve_project / ".tunewise" / "curves").exists()
     bad = CliRunner().invoke(app, ["curve", str(curve_project), "--sizes", "10,abc"])
     assert bad.exit_code == 2 and "--sizes '10,abc'" in bad.output
+
+
+def test_the_size_cap_is_respected(curve_project):
+    from tunewise.cli import app
+
+    capped = ["--set", "train.max_train_examples=24", "--rungs", "embedding-classifier", "-q"]
+    over = CliRunner().invoke(app, ["curve", str(curve_project), "--sizes", "6,48", *capped])
+    assert over.exit_code == 2 and "48 is larger than train.max_train_examples (24)" in over.output
+    result = CliRunner().invoke(app, ["curve", str(curve_project), *capped])
+    assert result.exit_code == 0, result.output
+    curve = json.loads((max((curve_project / ".tunewise" / "curves").iterdir()) / "curve.json").read_text())
+    assert curve["size_cap"] == 24 and curve["n_train"] == 24 and curve["sizes"] == [24]
+    (emb,) = curve["rungs"]
+    assert [p["n"] for p in emb["points"]] == [24] and emb["band"] is None and "not identifiable" in emb["no_band"]
 
 
 def _analysed(prompt_accuracy: float, usd_per_row: float | None):
@@ -151,3 +208,18 @@ def test_labels_are_priced_against_a_rung_that_is_already_a_point_better():
     assert "switch" not in option and option["labels"]["usd"] is None
     assert any("set labeling.usd_per_row" in s for s in unpriced["advice"])
     assert any("overtakes few-shot (50.0%)" in s and "below the smallest size measured" in s for s in unpriced["advice"])
+
+
+def test_hiding_the_largest_size_its_value_falls_inside_the_projected_band():
+    """Validation by hiding the largest measured size, on seeded simulated curves with run-to-run variance:
+    its measured value (three runs, the same test items) lies in the band projected from the smaller sizes
+    in at least 4 of 5 trials."""
+    sizes, truth = [25, 50, 100, 200, 400, 800], (0.9, 1.5, 0.6)
+    inside = 0
+    for trial in range(5):
+        items = _run_items(sizes, truth, 600, 3, 0.03, 100 + trial)
+        fit = fit_curve(sizes[:-1], items[:-1], resamples=300, seed=trial)
+        assert fit.ok, fit.reason
+        _, lo, hi = fit.at(sizes[-1])
+        inside += lo <= items[-1].mean() <= hi
+    assert inside >= 4, inside

@@ -421,9 +421,10 @@ class CostConfig(_Strict):
 
 
 class MonitorConfig(_Strict):
-    """Thresholds of `tunewise monitor`. A window alarms when a test is significant after a Bonferroni
-    correction over every window and test of the run (family-wise `alpha`) AND its effect reaches the
-    size below, so a long in-distribution stream does not alarm by chance. Verdict: `retrain` (exit 3)
+    """Thresholds of `tunewise monitor`. A window alarms when a test is significant after a
+    Benjamini-Hochberg correction across that window's tests (at `alpha`, per window: never across
+    windows, so the monitor is as sensitive on the thousandth window as on the first) AND its effect
+    reaches the size below. Verdict: `retrain` (exit 3)
     when the estimated or measured accuracy fell by `max_accuracy_drop`, or the latest window has too
     many out-of-distribution inputs; `watch` (exit 4) on any other alarm; `stable` (exit 0)."""
 
@@ -433,11 +434,18 @@ class MonitorConfig(_Strict):
     """Requests a window needs to be tested (smaller windows are shown, not tested); also the window
     size, in requests, of a log without times."""
     alpha: float = Field(0.05, gt=0, lt=1)
-    """Family-wise false-alarm rate of a run, shared (Bonferroni) by every window and test."""
+    """False-alarm rate per window: the tests of each window are corrected together (Benjamini-Hochberg),
+    so an unchanged window alarms on its p-values with probability at most `alpha`, whatever the log's
+    length (a correction over the whole log would make a long-running monitor ever less sensitive).
+    Over many unchanged windows about `alpha` of them may pass the p-value step; the effect sizes
+    below keep those from alarming."""
     reference_size: int = Field(300, ge=20)
     """Training rows (a seeded sample) the embedding test compares each window with."""
+    kernel_rows: int = Field(500, ge=20)
+    """Most rows of a window the embedding (kernel) test uses: a longer window is tested on a seeded
+    sample of this size, so the kernel matrix stays (reference_size + kernel_rows)² whatever the traffic."""
     permutations: int = Field(2000, ge=100)
-    """Permutations of the embedding test (raised when the Bonferroni level needs more)."""
+    """Permutations of the embedding test (raised when the window's correction needs more)."""
     min_mmd: float = Field(0.01, ge=0)
     """Smallest embedding shift (squared MMD, RBF kernel) that counts."""
     max_psi: float = Field(0.2, ge=0)
@@ -453,7 +461,7 @@ class MonitorConfig(_Strict):
     """Share of words unseen in training, above the frozen test split's own share, that counts."""
     max_accuracy_drop: float = Field(0.05, gt=0, lt=1)
     """Estimated (CBPE) or measured accuracy this far below the ladder's figure (and significantly
-    lower, at the Bonferroni level) means retrain."""
+    lower, after the window's correction) means retrain."""
     seed: int = 0
     """Seed of the reference sample and the permutation tests."""
 
@@ -490,6 +498,15 @@ class LabelingConfig(_Strict):
     says how many rows the next point of quality needs, but not what they cost."""
 
 
+class CurveConfig(_Strict):
+    """`tunewise curve`: how each size of a learning curve is measured."""
+
+    seeds: int = Field(3, ge=1)
+    """Training runs per size of a rung that trains, each with its own seed (the subset drawn and the
+    rung's own seed: seed, seed+1, ...); the curve's band includes their spread, not only the test
+    split's. Prompting rungs are measured once."""
+
+
 RUNGS = ("zero-shot", "lora")
 RungName = Literal[
     "zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune",
@@ -511,6 +528,7 @@ class ProjectConfig(_Strict):
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     few_shot: FewShotConfig = Field(default_factory=FewShotConfig)
     labeling: LabelingConfig = Field(default_factory=LabelingConfig)
+    curve: CurveConfig = Field(default_factory=CurveConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     cost: CostConfig = Field(default_factory=CostConfig)

@@ -2,7 +2,9 @@
 
 Each trained rung is fitted on nested, seeded, stratified subsets of the train split (the first n
 rows of one stratified ordering, so every size holds the smaller ones) and scored on the test
-split the ladder uses. Prompting rungs (zero-shot, few-shot, RAG) learn nothing from more rows, so
+split the ladder uses; `curve.seeds` times per size (seed, seed+1, …: another ordering and the
+rung's own seed), so the band holds the training variance too. Sizes never exceed
+`train.max_train_examples`: a rung never trains on more rows than that cap. Prompting rungs (zero-shot, few-shot, RAG) learn nothing from more rows, so
 they are measured once on the whole train split (few-shot's example pool) and drawn as flat lines.
 A saturating curve per trained rung (evaluate/learning_curve.py) turns the points into a projected
 gain from more labels, the size at which the rung overtakes the best prompting rung, and, priced
@@ -64,12 +66,23 @@ def default_sizes(n_train: int) -> list[int]:
     return [*sizes, n_train]
 
 
+def size_limit(config: ProjectConfig, n_train: int) -> int:
+    """The most rows a rung trains on: the train split, or `train.max_train_examples` when smaller."""
+    cap = config.train.max_train_examples
+    return n_train if cap is None else min(cap, n_train)
+
+
 def check_sizes(sizes: list[int], splits: Splits, config: ProjectConfig) -> None:
     n_train = len(splits.train)
     too_big = [n for n in sizes if n > n_train]
     if too_big:
         raise ConfigError(f"--sizes: {too_big[0]:,} is larger than the train split ({n_train:,} rows in "
                           f"{splits.dataset_dir}); the largest size possible is {n_train:,}")
+    cap = config.train.max_train_examples
+    over = [n for n in sizes if cap is not None and n > cap]
+    if over:
+        raise ConfigError(f"--sizes: {over[0]:,} is larger than train.max_train_examples ({cap:,}): a rung never "
+                          f"trains on more rows than that; raise the cap or use sizes up to {cap:,}")
     labels = config.task.labels if config.task.type == "classification" else []
     if labels and sizes[0] < 2:
         raise ConfigError(f"--sizes: {sizes[0]} row cannot train a classifier; use at least 2")
@@ -101,14 +114,34 @@ def measure(name: str, config: ProjectConfig, project: Path, train: list, splits
     return point, scored.item_scores
 
 
-def curve_config(config: ProjectConfig) -> tuple[ProjectConfig, str]:
-    """Each size must be the rows a rung trains on: ``train.max_train_examples`` would cap them."""
-    cap = config.train.max_train_examples
-    if cap is None:
-        return config, ""
-    note = (f"train.max_train_examples ({cap}) is ignored here: each size is the number of rows a rung "
-            "trains on")
-    return config.model_copy(update={"train": config.train.model_copy(update={"max_train_examples": None})}), note
+def seeded(config: ProjectConfig, k: int) -> ProjectConfig:
+    """The config of training run k of a size: the rung's own seeds moved by k."""
+    if k == 0:
+        return config
+    return config.model_copy(update={"train": config.train.model_copy(update={"seed": config.train.seed + k}),
+                                     "encoder": config.encoder.model_copy(update={"seed": config.encoder.seed + k})})
+
+
+def measure_size(name: str, config: ProjectConfig, project: Path, splits: Splits, n: int, runs: int, out_dir: Path,
+                 progress: ProgressFn) -> tuple[dict, np.ndarray]:
+    """``runs`` training runs of one rung at size n (run k: ordering seed data.seed + k, rung seed + k);
+    the point (its value the mean over runs, each run's value kept) and the (runs, items) scores."""
+    key = by_target if config.task.type == "classification" else no_strata
+    points, items = [], []
+    for k in range(runs):
+        order = stratified_order(splits.train, config.data.seed + k, key)
+        log.info("curve: %s on %d train rows (run %d of %d)", name, n, k + 1, runs)
+        suffix = f"-seed{k}" if runs > 1 else ""
+        point, scores = measure(name, seeded(config, k), project, order[:n], splits,
+                                out_dir / "runs" / f"{name}-{n}{suffix}", progress)
+        points.append(point)
+        items.append(scores)
+    point = dict(points[0])
+    if runs > 1:
+        point.update(value=round(float(np.mean([p["value"] for p in points])), 5), ci=None,
+                     runs=[{"seed": k, "value": p["value"]} for k, p in enumerate(points)],
+                     run_sd=round(float(np.std([p["value"] for p in points], ddof=1)), 5))
+    return point, np.array(items)
 
 
 def run_curve(config: ProjectConfig, project: Path, rungs: list[str] | None = None, sizes: list[int] | None = None,
@@ -124,28 +157,30 @@ def run_curve(config: ProjectConfig, project: Path, rungs: list[str] | None = No
         raise ConfigError("--more: the number of extra labelled rows must be at least 1")
     config = config.model_copy(update={"cost": resolve_prices(config.cost)})
     splits = resolve_splits(config, project, "tunewise curve", say)
-    sizes = sizes or default_sizes(len(splits.train))
+    sizes = sizes or default_sizes(size_limit(config, len(splits.train)))
     check_sizes(sizes, splits, config)
-    config, cap_note = curve_config(config)
-    notes = [n for n in (splits.note, cap_note) if n]
-    if cap_note:  # resolve_splits has said its own note already
-        say(cap_note)
-    key = by_target if config.task.type == "classification" else no_strata
-    order = stratified_order(splits.train, config.data.seed, key)
+    notes = [splits.note] if splits.note else []
+    runs = config.curve.seeds
     out_dir = ws.new_dir(project, "curves")
     ws.write_text(out_dir / "config.yaml", dump_config(config))
     results = []
     advance = progress("curve: fits (rungs × sizes)", sum(1 if n in PROMPTING else len(sizes) for n in names))
     for name in names:
-        at = [len(splits.train)] if name in PROMPTING else sizes
+        at = [size_limit(config, len(splits.train))] if name in PROMPTING else sizes
         points, items = [], []
         for n in at:
-            log.info("curve: %s on %d train rows", name, n)
-            point, scores = measure(name, config, project, order[:n], splits, out_dir / "runs" / f"{name}-{n}", progress)
+            point, scores = measure_size(name, config, project, splits, n, 1 if name in PROMPTING else runs,
+                                         out_dir, progress)
             points.append(point)
             items.append(scores)
             advance(1)
         fit = None if name in PROMPTING else fit_curve(at, np.array(items), config.eval.bootstrap, config.data.seed)
+        if fit is not None:
+            if runs > 1:  # the interval of each point: test items and training runs together
+                for point, ci in zip(points, fit.value_ci, strict=True):
+                    point["ci"] = ci
+            if not fit.ok:
+                say(f"{name}: no learning curve and no band: {fit.reason}")
         results.append((name, points, fit))
     curve = analyse(config, splits, results, sizes, more or len(splits.train), notes)
     ws.write_json(out_dir / "curve.json", curve)
@@ -180,16 +215,18 @@ def attach_curve(project: Path, curve: dict) -> Path | None:
 def analyse(config: ProjectConfig, splits: Splits, results: list[tuple[str, list[dict], Fit | None]],
             sizes: list[int], more: int, notes: list[str]) -> dict:
     """The curve.json dict: points, fits, projections, crossings, the price of a point, and the advice."""
-    n_now = len(splits.train)
+    n_now = size_limit(config, len(splits.train))
     prompting = [(name, pts[0]) for name, pts, fit in results if fit is None]
     best_prompt = max(prompting, key=lambda p: p[1]["value"]) if prompting else None
     rungs = []
     for name, points, fit in results:
         entry = {"name": name, "trains": fit is not None, "points": points}
         if fit is not None:
-            entry["fit"] = fit.to_json()
+            entry["fit"] = {**fit.to_json(), "seeds": fit.seeds}
             entry["now"] = now_value(points, fit, n_now)
-            if fit.ok:
+            if not fit.ok:
+                entry["band"], entry["no_band"] = None, fit.reason
+            else:
                 entry["band"] = fit.band(n_now + more)
                 gain = fit.gain(n_now, n_now + more)
                 entry["projection"] = {"from_n": n_now, "more": more, "to_n": n_now + more,
@@ -208,7 +245,8 @@ def analyse(config: ProjectConfig, splits: Splits, results: list[tuple[str, list
         "project": config.name, "task": config.task.type,
         "primary": next((p["primary"] for _, pts, _ in results for p in pts if "primary" in p), primary_name(config)),
         "test_hash": splits.test_hash, "n_test": len(splits.test), "n_train": n_now, "sizes": sizes,
-        "seed": config.data.seed, "more": more, "bootstrap": config.eval.bootstrap,
+        "seed": config.data.seed, "seeds": config.curve.seeds, "size_cap": config.train.max_train_examples,
+        "more": more, "bootstrap": config.eval.bootstrap,
         "labeling": {"usd_per_row": labeling}, "prices": config.cost.model_dump(),
         "dataset": splits.record(), "notes": notes,
         "best_prompting": best_prompt[0] if best_prompt else None, "rungs": rungs, "options": options,

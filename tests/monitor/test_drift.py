@@ -43,12 +43,15 @@ def test_label_shift_psi_and_chi_square():
     assert skew["p_value"] < 1e-4 and skew["psi"] > 0.5
 
 
-def test_ood_rate_uses_a_one_sided_binomial_test():
+def test_ood_rate_compares_the_window_with_the_training_rows_own_share():
     dist = np.array([0.1] * 27 + [0.9] * 3)
-    out = drift.ood_rate(dist, threshold=0.5)
-    assert out["count"] == 3 and out["rate"] == pytest.approx(0.1)
+    # Against 1 far row in 1000 training rows, 3 of 30 is far more than chance.
+    out = drift.ood_rate(dist, threshold=0.5, ref_far=10, ref_n=1000)
+    assert out["count"] == 3 and out["rate"] == pytest.approx(0.1) and out["expected"] == pytest.approx(0.01)
     assert out["p_value"] < 0.01
-    assert drift.ood_rate(np.full(30, 0.1), 0.5)["p_value"] == 1.0
+    assert drift.ood_rate(np.full(30, 0.1), 0.5, 10, 1000)["p_value"] == 1.0
+    # 85 training rows, one beyond the threshold: 3 of 30 is not evidence (a binomial test at 1% said p=0.003).
+    assert drift.ood_rate(dist, 0.5, 1, 85)["p_value"] > 0.05
 
 
 def test_nearest_distance_can_leave_each_row_out(ref):

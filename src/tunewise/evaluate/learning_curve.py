@@ -2,12 +2,15 @@
 its bootstrap uncertainty, and what it projects.
 
 The law is ``q(n) = a - b * n**(-c)``: ``a`` the quality more data tends to, ``b`` and ``c`` how fast
-it gets there (Hestness et al. 2017; Figueroa et al. 2012 for small-sample classifiers). Every size
-is scored on the same frozen test items, so one bootstrap resample of those items (the same indices
-at every size) gives one refitted curve; the spread of the refits is the uncertainty of the curve,
-of a projection and of a crossing size. A curve is only fitted when it can be identified: at least
-``MIN_SIZES`` sizes, and a largest size measurably better than the smallest (otherwise the curve is
-flat within noise and any extrapolation would be invented).
+it gets there (Hestness et al. 2017; Figueroa et al. 2012 for small-sample classifiers). Each size
+is trained with several seeds (a different subset drawn and the rung's own seed) and every run is
+scored on the same frozen test items. One bootstrap resample draws the test items (the same indices at
+every size) and, at each size, the training runs (with replacement): a two-level bootstrap, so the
+spread of the refitted curves holds both the test split's noise and the training variance. That
+spread is the uncertainty of the curve, of a projection and of a crossing size. A curve is only
+fitted when it can be identified: at least ``MIN_SIZES`` sizes, a largest size measurably better than
+the smallest (otherwise the curve is flat within noise and any extrapolation would be invented), and
+most bootstrap refits converging (otherwise there is no band to draw, and none is invented).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_SIZES = 4  # three parameters; a fourth point is the least that leaves something to check them against
+MIN_CONVERGED = 0.5  # share of bootstrap refits that must converge for the band to mean anything
 
 
 def power_law(n, a, b, c):
@@ -61,6 +65,8 @@ class Fit:
     params: tuple[float, float, float] | None
     boots: np.ndarray  # (resamples that converged, 3)
     reason: str = ""
+    value_ci: list[list[float]] | None = None  # per size: 95% interval over test items and training runs
+    seeds: int = 1
 
     @property
     def ok(self) -> bool:
@@ -105,24 +111,43 @@ def _finite(x: float) -> float | None:
     return None if not np.isfinite(x) else round(float(x), 1)
 
 
+def resample_values(items: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, sizes): the mean quality at each size under the two-level bootstrap of the module doc.
+
+    ``items`` is (sizes, runs, test items); the same test-item draw serves every size of a resample."""
+    n_sizes, runs, n_items = items.shape
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n_items, (resamples, n_items))
+    picks = rng.integers(0, runs, (resamples, n_sizes, runs))
+    out = np.empty((resamples, n_sizes))
+    for s in range(n_sizes):
+        per_run = np.stack([items[s, r][idx].mean(1) for r in range(runs)], axis=1)  # (resamples, runs)
+        out[:, s] = np.take_along_axis(per_run, picks[:, s], axis=1).mean(1)
+    return out
+
+
 def fit_curve(sizes: list[int], items: np.ndarray, resamples: int = 1000, seed: int = 0) -> Fit:
-    """Fit the law to ``items`` (one row of per-test-item scores per size, same items in every row).
+    """Fit the law to ``items``: per size, one row of per-test-item scores per training run
+    (sizes, runs, items), or one run per size (sizes, items); the same test items in every row.
 
     No fit (``reason`` says why) with fewer than ``MIN_SIZES`` sizes, when the largest size is not
-    better than the smallest beyond the paired bootstrap's 95% interval, or when least squares fails.
+    better than the smallest beyond the bootstrap's 95% interval, when least squares fails, or when
+    fewer than ``MIN_CONVERGED`` of the bootstrap refits converge (no band rather than a false one).
     """
     items = np.asarray(items, dtype=float)
-    values = items.mean(1)
-    none = np.zeros((0, 3))
-    base = Fit(list(sizes), [round(float(v), 5) for v in values], None, none)
+    if items.ndim == 2:
+        items = items[:, None, :]
+    values = items.mean(axis=(1, 2))
+    boot_values = resample_values(items, resamples, seed)
+    ci = np.quantile(boot_values, [0.025, 0.975], axis=0).T
+    base = Fit(list(sizes), [round(float(v), 5) for v in values], None, np.zeros((0, 3)),
+               value_ci=[[round(float(lo), 5), round(float(hi), 5)] for lo, hi in ci], seeds=items.shape[1])
     if len(set(sizes)) < MIN_SIZES:
         base.reason = (f"not identifiable: {len(set(sizes))} sizes measured; a saturating curve has 3 parameters, "
                        f"so it needs at least {MIN_SIZES} sizes")
         return base
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, items.shape[1], (resamples, items.shape[1]))
     lo_size, hi_size = int(np.argmin(sizes)), int(np.argmax(sizes))
-    diffs = items[hi_size][idx].mean(1) - items[lo_size][idx].mean(1)
+    diffs = boot_values[:, hi_size] - boot_values[:, lo_size]
     lo, hi = np.quantile(diffs, [0.025, 0.975])
     if lo <= 0:
         base.reason = (f"flat: {max(sizes):,} rows score {100 * (values[hi_size] - values[lo_size]):+.1f} points "
@@ -131,8 +156,12 @@ def fit_curve(sizes: list[int], items: np.ndarray, resamples: int = 1000, seed: 
         return base
     params = fit_power_law(sizes, values)
     if params is None:
-        base.reason = "the least-squares fit did not converge"
+        base.reason = "the least-squares fit did not converge, so there is no curve and no band"
         return base
-    boots = [p for p in (fit_power_law(sizes, items[:, row].mean(1)) for row in idx) if p is not None]
-    base.params, base.boots = params, np.array(boots) if boots else np.array([params])
+    boots = [p for p in (fit_power_law(sizes, row) for row in boot_values) if p is not None]
+    if len(boots) < MIN_CONVERGED * resamples:
+        base.reason = (f"only {len(boots)} of {resamples} bootstrap refits converged, so the curve's uncertainty "
+                       "cannot be told: no band and no projection")
+        return base
+    base.params, base.boots = params, np.array(boots)
     return base

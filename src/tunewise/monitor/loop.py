@@ -37,19 +37,27 @@ def served_id(text: str) -> str:
 
 
 def read_labelled(config: ProjectConfig, path: Path) -> dict[str, str]:
-    """Normalised input -> label from a labelled file (the project's input/target fields)."""
+    """Normalised input -> label from a labelled file (the project's input/target fields).
+
+    A row repeated in the file is one item (kept once, so it cannot weigh twice in the label tests);
+    the same input with two different labels is an error naming both lines."""
     loaded = load_file(Path(path), config.task.input_field, config.task.target_field)
     if loaded.rejects:
         r = loaded.rejects[0]
         raise DataError(f"{r.file}:{r.line}: {r.reason}")
-    out = {}
+    out, where = {}, {}
     for rec in loaded.records:
         if rec.target is None:
             raise DataError(f"{rec.source}: field '{config.task.target_field}': missing label")
         if config.task.labels and rec.target not in config.task.labels:
             raise DataError(f"{rec.source}: field '{config.task.target_field}': "
                             f"label {rec.target!r} is not in task.labels")
-        out[normalise(rec.input)] = rec.target
+        key = normalise(rec.input)
+        if key in out and out[key] != rec.target:
+            raise DataError(f"{rec.source}: field '{config.task.target_field}': the same input is labelled "
+                            f"{out[key]!r} at {where[key]}; keep one label per input")
+        out.setdefault(key, rec.target)
+        where.setdefault(key, rec.source)
     if not out:
         raise DataError(f"{path}: no labelled rows")
     return out

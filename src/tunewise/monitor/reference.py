@@ -39,6 +39,7 @@ class Reference:
     sample: np.ndarray
     bandwidth: float
     nn_threshold: float
+    nn_far: int  # training rows whose own nearest-neighbour distance exceeds nn_threshold
     train_len: np.ndarray
     vocab: set[str]
     test_new_vocab: float
@@ -146,10 +147,11 @@ def build_reference(config: ProjectConfig, project: Path, served_model: str | No
     sample = emb["train"][rng.choice(len(train), min(mcfg.reference_size, len(train)), replace=False)]
     # Each training row's distance to its nearest other training row: its 99th percentile is "far".
     own = drift.nearest_distance(emb["train"], emb["train"], exclude_self=True)
+    threshold = float(np.quantile(own, 0.99))
     vocab = {w for r in train for w in drift.words(text(r))}
     ref = Reference(
         labels=config.task.labels, embed=embed, train_emb=emb["train"], sample=sample,
-        bandwidth=drift.rbf_bandwidth(sample), nn_threshold=float(np.quantile(own, 0.99)),
+        bandwidth=drift.rbf_bandwidth(sample), nn_threshold=threshold, nn_far=int((own > threshold).sum()),
         train_len=np.array([len(drift.words(text(r))) for r in train]), vocab=vocab,
         test_new_vocab=drift.new_vocab_rate([text(r) for r in test], vocab), dataset=str(folder),
     )

@@ -65,8 +65,9 @@ def render(result: dict) -> str:
         f"<h1>Monitor: <span style='color:{VERDICT_COLOR[v]}'>{e(v)}</span></h1>",
         f"<p>{result['n_requests']} requests from <code>{e(result['log'])}</code>, {e(result['unit'])} windows; "
         f"compared with dataset <code>{e(result['dataset'])}</code>. Predictions: {e(result['predictions'])}. "
-        f"Each test is significant at {result['level']:.2g} (family-wise alpha {result['thresholds']['alpha']} "
-        f"shared by every window and test, Bonferroni) and must reach its effect size.</p>",
+        f"A window alarms when a test is significant after a Benjamini-Hochberg correction across that "
+        f"window's tests (q &lt; {result['thresholds']['alpha']}, per window, so sensitivity does not fall as "
+        f"the log grows) and its effect reaches its size. {e(result['correction']['kernel_note'])}.</p>",
         "<h2>Why</h2><ul>" + "".join(f"<li>{e(w)}</li>" for w in result["why"][:30]) + "</ul>",
     ]
     if result.get("labelled"):

@@ -52,9 +52,12 @@ def served_probs(ref: Reference, rows: list[Served], emb: np.ndarray) -> tuple[n
     return ref.predict(emb), ref.source
 
 
-def _tests(ref: Reference, mcfg: MonitorConfig, emb, probs, dist, lengths, texts, level: float, resamples: int) -> dict:
-    out: dict = {"embedding": drift.mmd_test(ref.sample, emb, ref.bandwidth, resamples, mcfg.seed)}
-    out["ood"] = drift.ood_rate(dist, ref.nn_threshold)
+TESTED = ("embedding", "ood", "length", "labels", "confidence", "cbpe")  # the signals with a p-value
+
+
+def _tests(ref: Reference, mcfg: MonitorConfig, emb, probs, dist, lengths, texts, resamples: int) -> dict:
+    out: dict = {"embedding": drift.mmd_test(ref.sample, emb, ref.bandwidth, resamples, mcfg.seed, mcfg.kernel_rows)}
+    out["ood"] = drift.ood_rate(dist, ref.nn_threshold, ref.nn_far, len(ref.train_emb))
     out["length"] = drift.length_shift(ref.train_len, lengths)
     rate = drift.new_vocab_rate(texts, ref.vocab)
     out["new_vocab"] = {"rate": rate, "excess": rate - ref.test_new_vocab}
@@ -63,36 +66,42 @@ def _tests(ref: Reference, mcfg: MonitorConfig, emb, probs, dist, lengths, texts
         out["confidence"] = drift.confidence_drop(ref.test_conf, probs.max(1))
         est = drift.cbpe_drop(ref.calibrator, ref.test_conf, probs.max(1))
         out["cbpe"] = {**est, "drop": ref.ladder["accuracy"] - est["accuracy"]}
+    # One family per window: Benjamini-Hochberg over this window's tests (see drift.py for why not the log).
+    adjusted = drift.window_significant({k: out[k]["p_value"] for k in TESTED if k in out}, mcfg.alpha)
+    for k, q in adjusted.items():
+        out[k]["q_value"] = q
     return out
 
 
-def alarms(t: dict, mcfg: MonitorConfig, level: float) -> list[tuple[str, str]]:
-    """(signal, why in words) for every threshold this window crossed."""
+def alarms(t: dict, mcfg: MonitorConfig) -> list[tuple[str, str]]:
+    """(signal, why in words) for every threshold this window crossed: the test significant after the
+    window's Benjamini-Hochberg correction (q < alpha) and the effect at least its size."""
     found = []
+    level = mcfg.alpha
     e = t["embedding"]
-    if e["p_value"] < level and e["excess"] >= mcfg.min_mmd:
+    if e["q_value"] < level and e["excess"] >= mcfg.min_mmd:
         found.append(("embedding", f"inputs moved away from the training data "
-                                   f"(MMD² excess {e['excess']:.3f}, p={e['p_value']:.2g})"))
+                                   f"(MMD² excess {e['excess']:.3f}, q={e['q_value']:.2g})"))
     o = t["ood"]
-    if o["p_value"] < level and o["rate"] >= mcfg.max_ood_rate:
-        found.append(("ood", f"{100 * o['rate']:.0f}% of inputs are unlike any training row (p={o['p_value']:.2g})"))
+    if o["q_value"] < level and o["rate"] >= mcfg.max_ood_rate:
+        found.append(("ood", f"{100 * o['rate']:.0f}% of inputs are unlike any training row (q={o['q_value']:.2g})"))
     length = t["length"]
-    if length["p_value"] < level and length["ks"] >= mcfg.max_length_ks:
+    if length["q_value"] < level and length["ks"] >= mcfg.max_length_ks:
         found.append(("length", f"input length changed (KS {length['ks']:.2f}, "
                                 f"median {length['median_words']:.0f} words)"))
     if t["new_vocab"]["excess"] >= mcfg.max_new_vocab:
         found.append(("new_vocab", f"{100 * t['new_vocab']['rate']:.0f}% of words never seen in training"))
     if "labels" in t:
         lab = t["labels"]
-        if lab["p_value"] < level and lab["psi"] >= mcfg.max_psi:
-            found.append(("labels", f"predicted-label mix changed (PSI {lab['psi']:.2f}, p={lab['p_value']:.2g})"))
+        if lab["q_value"] < level and lab["psi"] >= mcfg.max_psi:
+            found.append(("labels", f"predicted-label mix changed (PSI {lab['psi']:.2f}, q={lab['q_value']:.2g})"))
         c = t["confidence"]
-        if c["p_value"] < level and c["drop"] >= mcfg.max_confidence_drop:
-            found.append(("confidence", f"confidence fell by {c['drop']:.2f} (p={c['p_value']:.2g})"))
+        if c["q_value"] < level and c["drop"] >= mcfg.max_confidence_drop:
+            found.append(("confidence", f"confidence fell by {c['drop']:.2f} (q={c['q_value']:.2g})"))
         q = t["cbpe"]
-        if q["p_value"] < level and q["drop"] >= mcfg.max_accuracy_drop:
+        if q["q_value"] < level and q["drop"] >= mcfg.max_accuracy_drop:
             found.append(("quality", f"estimated accuracy {100 * q['accuracy']:.1f}% is {100 * q['drop']:.1f} "
-                                     f"points under the ladder's figure (p={q['p_value']:.2g})"))
+                                     f"points under the ladder's figure (q={q['q_value']:.2g})"))
     return found
 
 
@@ -108,24 +117,31 @@ def assess(ref: Reference, rows: list[Served], timed: bool, mcfg: MonitorConfig)
     members = {k: [i for i, key in enumerate(keys) if key == k] for k in order}
     tested = [k for k in order if len(members[k]) >= mcfg.min_window]
     n_tests = 6 if probs is not None else 3
-    level = mcfg.alpha / max(1, len(tested) * n_tests)  # Bonferroni over every window and test of the run
-    resamples = max(mcfg.permutations, math.ceil(2 / level))
+    # BH's strictest step is alpha / n_tests: enough permutations that the embedding test can reach it.
+    resamples = max(mcfg.permutations, math.ceil(2 * n_tests / mcfg.alpha))
     windows = []
     for k in order:
         idx = np.array(members[k])
         w = {"window": k, "n": len(idx), "start": rows[idx[0]].ts.isoformat() if timed else None, "tested": k in tested}
         if k in tested:
             w.update(_tests(ref, mcfg, emb[idx], None if probs is None else probs[idx], dist[idx], lengths[idx],
-                            [texts[i] for i in idx], level, resamples))
-            found = alarms(w, mcfg, level)
+                            [texts[i] for i in idx], resamples))
+            found = alarms(w, mcfg)
             w["alarms"], w["reasons"] = [a for a, _ in found], [why for _, why in found]
         else:
             why = f"too few requests to test ({len(idx)} < monitor.min_window={mcfg.min_window})"
             w["alarms"], w["reasons"] = [], [why]
         windows.append(w)
     features = {"emb": emb, "probs": probs, "dist": dist, "keys": keys}
-    return {"unit": unit, "level": level, "resamples": resamples, "predictions": source, "windows": windows,
-            "features": features}
+    correction = {"method": "Benjamini-Hochberg across the tests of each window, not across windows",
+                  "alpha": mcfg.alpha, "tests_per_window": n_tests,
+                  "meaning": f"an unchanged window alarms on its p-values with probability at most {mcfg.alpha}, "
+                             "however long the log; each alarm also needs its effect size",
+                  "kernel_rows": mcfg.kernel_rows, "kernel_seed": mcfg.seed,
+                  "kernel_note": f"the embedding test uses at most {mcfg.kernel_rows} rows of a window "
+                                 f"(a seeded sample, seed {mcfg.seed}) against {len(ref.sample)} reference rows"}
+    return {"unit": unit, "correction": correction, "resamples": resamples, "predictions": source,
+            "windows": windows, "features": features}
 
 
 def attach_labels(ref: Reference, result: dict, rows: list[Served], labelled: dict[str, str], bootstrap: int,
@@ -138,7 +154,14 @@ def attach_labels(ref: Reference, result: dict, rows: list[Served], labelled: di
     probs, keys = result["features"]["probs"], result["features"]["keys"]
     if probs is None:
         raise DataError("--labeled needs a classification task (accuracy of the monitored rung)")
-    hit = [(i, labelled[normalise(r.input)]) for i, r in enumerate(rows) if normalise(r.input) in labelled]
+    # Each labelled input is one item, scored where it was first served: a request repeated in the log
+    # is not more evidence (its repeats would narrow the interval and the p-value); its first serving is
+    # the one scored, so every labelled input is judged by the same rule.
+    first: dict[str, int] = {}
+    for i, r in enumerate(rows):
+        first.setdefault(normalise(r.input), i)
+    hit = sorted((first[key], y) for key, y in labelled.items() if key in first)
+    repeats = sum(1 for r in rows if normalise(r.input) in labelled) - len(hit)
     if not hit:
         raise DataError("--labeled: none of its inputs appear in the request log (matched by normalised input)")
     correct = np.array([ref.labels[int(probs[i].argmax())] == y for i, y in hit])
@@ -154,7 +177,8 @@ def attach_labels(ref: Reference, result: dict, rows: list[Served], labelled: di
     k, n = int(correct.sum()), len(correct)
     # Different items than the ladder's test split: an unpaired test of the two proportions.
     _, p = fisher_exact([[k, n - k], [k_base, n_base - k_base]], alternative="less")
-    return {"n": n, "matched_of": len(labelled), "accuracy": k / n,
+    return {"n": n, "matched_of": len(labelled), "not_in_log": len(labelled) - n, "repeats_in_log": repeats,
+            "accuracy": k / n,
             "accuracy_ci": wilson_ci(k, n), "ladder_accuracy": base["accuracy"],
             "ladder_n_test": n_base, "diff": k / n - base["accuracy"],
             "test": "Fisher's exact test, one-sided (fresh accuracy lower), unpaired: different items",
@@ -214,7 +238,10 @@ def monitor_project(config: ProjectConfig, project: Path, log: Path, since: str 
     result = assess(ref, rows, timed, config.monitor)
     if labelled is not None:
         result["labelled"] = attach_labels(ref, result, rows, labelled, config.eval.bootstrap, config.monitor.seed)
-        missed = result["labelled"]["matched_of"] - result["labelled"]["n"]
+        missed = result["labelled"]["not_in_log"]
+        if result["labelled"]["repeats_in_log"]:
+            progress(f"note: {result['labelled']['repeats_in_log']} repeated serving(s) of labelled inputs "
+                     "counted once each (at the first serving)")
         if missed:
             progress(f"note: {missed} labelled row(s) of {labeled} are not in the request log; left out of the check")
     result["verdict"], result["why"] = verdict(result, config.monitor)
