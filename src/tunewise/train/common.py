@@ -127,6 +127,24 @@ def save_output(trainer, tokenizer, config: ProjectConfig, run_dir: Path) -> Pat
     return target
 
 
+def run_trainer(trainer, tokenizer, config: ProjectConfig, run_dir: Path, history, resume: bool) -> float:
+    """Train a TRL trainer (DPO, KTO) the way every tunewise run trains: our progress and history in
+    place of its printer, resumed from the newest complete checkpoint when asked, the best weights
+    saved with the tokenizer; returns the training seconds."""
+    import time
+
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last_checkpoint(Path(run_dir) / "checkpoints") if resume else None)
+    seconds = time.perf_counter() - start
+    save_output(trainer, tokenizer, config, Path(run_dir))
+    if trainer.args.should_save:
+        history.save(run_dir)
+    return seconds
+
+
 def template_hash(tokenizer) -> str | None:
     template = getattr(tokenizer, "chat_template", None)
     return sha256_bytes(template.encode()) if isinstance(template, str) else None

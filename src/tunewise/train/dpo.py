@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import time
 from pathlib import Path
 
 from tunewise.config import ProjectConfig
@@ -99,11 +98,11 @@ def _render(rows: list[dict], builder: PromptBuilder):
 def train_dpo(model, tokenizer, config: ProjectConfig, train: list[Record], val: list[Record],
               run_dir: Path, progress=None, resume: bool = False, project: Path | None = None):
     """Train with DPO; the best checkpoint by val loss is saved like an SFT run's."""
-    from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
+    from transformers import EarlyStoppingCallback, set_seed
     from trl import DPOConfig, DPOTrainer
 
     from tunewise.train.callbacks import tracking_callbacks
-    from tunewise.train.common import TrainResult, last_checkpoint, save_output, training_arguments
+    from tunewise.train.common import TrainResult, run_trainer, training_arguments
     from tunewise.train.methods import check_method, peft_config
 
     t = config.train
@@ -130,13 +129,7 @@ def train_dpo(model, tokenizer, config: ProjectConfig, train: list[Record], val:
         model=model, args=args, train_dataset=_render(pref_train, builder), eval_dataset=_render(pref_val, builder),
         processing_class=tokenizer, callbacks=callbacks, peft_config=None if full else peft_config(config),
     )
-    trainer.remove_callback(PrinterCallback)
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last_checkpoint(run_dir / "checkpoints") if resume else None)
-    seconds = time.perf_counter() - start
-    save_output(trainer, tokenizer, config, run_dir)
-    if trainer.args.should_save:
-        history.save(run_dir)
+    seconds = run_trainer(trainer, tokenizer, config, run_dir, history, resume)
     # DPO runs the prompt with each answer: count both sequences of every pair the steps consumed.
     rendered = _render(pref_train, builder)
     per_pair = sum(len(tokenizer(r["prompt"] + r["chosen"] + r["rejected"])["input_ids"]) for r in rendered) / len(rendered)

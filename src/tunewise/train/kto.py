@@ -11,7 +11,6 @@ evaluation and serving; answers are closed with the template's end of turn.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from tunewise.config import ProjectConfig
@@ -72,11 +71,11 @@ def _render(rows: list[dict], builder: PromptBuilder):
 def train_kto(model, tokenizer, config: ProjectConfig, run_dir: Path, progress=None, resume: bool = False,
               project: Path | None = None):
     """Train with KTO; the best checkpoint by val loss is saved like an SFT run's."""
-    from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
+    from transformers import EarlyStoppingCallback, set_seed
     from trl import KTOConfig, KTOTrainer
 
     from tunewise.train.callbacks import tracking_callbacks
-    from tunewise.train.common import TrainResult, last_checkpoint, save_output, training_arguments
+    from tunewise.train.common import TrainResult, run_trainer, training_arguments
     from tunewise.train.methods import check_method, full_weights, peft_config
 
     t, k = config.train, config.train.kto
@@ -103,13 +102,7 @@ def train_kto(model, tokenizer, config: ProjectConfig, run_dir: Path, progress=N
     train_set = _render(rows_train, builder)
     trainer = KTOTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=_render(rows_val, builder),
                          processing_class=tokenizer, callbacks=callbacks, peft_config=None if full else peft_config(config))
-    trainer.remove_callback(PrinterCallback)
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last_checkpoint(run_dir / "checkpoints") if resume else None)
-    seconds = time.perf_counter() - start
-    save_output(trainer, tokenizer, config, run_dir)
-    if trainer.args.should_save:
-        history.save(run_dir)
+    seconds = run_trainer(trainer, tokenizer, config, run_dir, history, resume)
     per_row = sum(len(tokenizer(r["prompt"] + r["completion"])["input_ids"]) for r in train_set) / len(train_set)
     rows_seen = trainer.state.global_step * t.batch_size * t.grad_accum * trainer.args.world_size
     return TrainResult(trainer.model, seconds, int(per_row * rows_seen), trainer.state.global_step,
