@@ -158,7 +158,8 @@ def run_tunewise(args, side, model, tokenizer, train, val, timer):
     cb.tracking_callbacks = lambda *a, **k: (lambda cbs, h: ([*cbs, timer], h))(*real(*a, **k))
     result = train_adapter(model, tokenizer, config, train, val, Path(args.work) / side)
     cb.tracking_callbacks = real
-    return result.model, result.tokens, config
+    # Tokens actually run: a batch's shared prefix is computed once (train.shared_prefix).
+    return result.model, result.tokens, config, result.tokens - result.shared_tokens
 
 
 def probe(args) -> dict:
@@ -193,14 +194,17 @@ def one_side(args) -> dict:
     start = time.perf_counter()
     if args.side.startswith("trl"):
         model, tokens, config = run_trl(args, args.side, model, tokenizer, train, timer)
+        computed = tokens
     else:
-        model, tokens, config = run_tunewise(args, args.side, model, tokenizer, train, val, timer)
+        model, tokens, config, computed = run_tunewise(args, args.side, model, tokenizer, train, val, timer)
     wall = time.perf_counter() - start
-    # Useful work as the cost model counts it (4 x params per trained token: LoRA's frozen base).
-    gflops = FORWARD_BACKWARD_FROZEN * params * tokens / timer.seconds / 1e9
+    # Work done as the cost model counts it (4 x params per token run: LoRA's frozen base), over the
+    # tokens actually computed, so a shared prefix run once is not counted as work done per row.
+    gflops = FORWARD_BACKWARD_FROZEN * params * computed / timer.seconds / 1e9
     return {
         "side": args.side, "what": DESCRIBE[args.side], "tokens": tokens, "step_seconds": round(timer.seconds, 2),
         "tokens_per_second": round(tokens / timer.seconds, 1), "wall_seconds": round(wall, 1),
+        "computed_tokens": computed,
         "train_gflops_per_second": round(gflops, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "val_loss": round(val_loss(model, tokenizer, config, val), 4),
