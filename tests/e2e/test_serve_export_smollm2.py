@@ -83,7 +83,7 @@ def test_generation_streams_real_text_as_it_is_decoded(tmp_path):
 
     from tunewise.config import ServeConfig, dump_config, load_config
     from tunewise.core import Record
-    from tunewise.rungs.saved import write_manifest
+    from tunewise.rungs.state import write_manifest
     from tunewise.serve.app import create_app
     from tunewise.serve.registry import load_served
 

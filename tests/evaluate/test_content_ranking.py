@@ -91,6 +91,8 @@ def test_default_metric_ranks_copying_above_invention_and_recommendation_follows
 
 
 def test_surface_primary_is_overruled_by_content_and_the_report_says_so():
+    from tunewise.evaluate.cost import resolve_prices
+
     rungs, rec = _ladder(_config(primary="rouge_l"))
     rag, lora = rungs
     # The invented answers share the template, so ROUGE-L prefers them ...
@@ -100,7 +102,7 @@ def test_surface_primary_is_overruled_by_content_and_the_report_says_so():
     assert any("rouge_l ranks lora above rag" in n for n in rec["notes"])
     ladder = {"project": "g", "task": "generation", "primary": "rouge_l", "test_hash": "ab" * 32, "n_test": 40,
               "n_train": 1, "n_val": 1, "n_ood": 0, "n_rejected": 0, "rungs": rungs, "recommendation": rec,
-              "break_even": {"comparisons": [], "prices": {}, "reference": None}}
+              "break_even": {"comparisons": [], "prices": resolve_prices(None).model_dump(), "reference": None}}
     md = render_markdown(ladder)
     assert "Overruled: **lora**" in md and "set by `eval.primary`" in md
 

@@ -100,6 +100,7 @@ def test_end_of_turn_that_is_not_eos_closes_answers_and_stops_generation(tmp_pat
 
     config = load_config(tiny_project, ["task.type=generation"])
     monkeypatch.setattr("tunewise.rungs.base.model_shape", lambda model: (1, 1, 1))  # the stub has no weights
+    monkeypatch.setattr("tunewise.rungs.base.kv_bytes_per_position", lambda model: 1)  # ... nor a config
     rung = LabelScorer(config, (Stub(), tok, None), tmp_path)
     (pred,) = rung.generate(_load(tmp_path, MULTI).records)
     assert pred.output == "the bank"

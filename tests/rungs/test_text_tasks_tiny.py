@@ -42,14 +42,18 @@ def test_generation_ladder_reports_text_metrics(tmp_path, tiny_model_dir):
         m = r["metrics"]
         for key in ("content_f1", "semantic_similarity", "rouge_l", "chrf", "exact_match", "format_compliance"):
             assert key in m and m[f"{key}_ci"] is not None
-    assert [r["paired_vs_best"].get("test") for r in ladder["rungs"]].count("paired-bootstrap") == 1
+    # The one comparison (the other rung against the best) is exact McNemar when every item scored 0 or 1
+    # (the tiny model's answers), else a paired t on the graded items (report/decide.py).
+    tests = [r["paired_vs_best"].get("test") for r in ladder["rungs"]]
+    assert tests.count(None) == 1 and [t for t in tests if t][0] in ("mcnemar", "paired-t")
     md = (report_dir / "report.md").read_text()
     assert "rouge_l" in md and "Rungs are ranked on **content_f1**" in md
     # Answers beside references: the worst by the primary metric and the same seeded sample per rung.
     samples = [[e["id"] for e in r["answers"]["sample"]] for r in ladder["rungs"]]
     assert samples[0] == samples[1] and len(samples[0]) == min(5, ladder["n_test"])
     assert md.count("A seeded random sample") == 2 and "Answers beside the reference" in (report_dir / "report.html").read_text()
-    assert ladder["recommendation"]["rung"] in {"few-shot", "lora"}
+    rec = ladder["recommendation"]  # a handful of test rows: withheld, naming the better-scoring rung
+    assert rec["rung"] in {"few-shot", "lora"} or (rec.get("withheld") and rec["provisional"] in {"few-shot", "lora"})
 
 
 def test_extraction_ladder_reports_json_metrics(tmp_path, tiny_model_dir):
