@@ -28,7 +28,7 @@ def render_section(ladder: dict) -> str:
     rec = ladder["recommendation"]
     lines = [
         START,
-        f"`make demo` on {ladder.get('machine', 'the project machine')}: the BBC News ladder, "
+        f"`make demo` on {ladder.get('ran_on', 'the project machine')}: the BBC News ladder, "
         f"{ladder['n_test']} frozen test articles (sha256 `{ladder['test_hash'][:12]}…`), "
         f"{ladder['n_train']} training articles.",
         "",
@@ -69,8 +69,11 @@ def main(argv: list[str]) -> None:
             raise SystemExit("no demo report found: run `make demo` first")
         report = reports[-1].parent
     # Paths relative to the checkout: the copy describes the run, not the machine it ran on.
-    ladder = json.loads((report / "ladder.json").read_text().replace(str(ROOT) + "/", ""))
-    ladder["machine"] = f"{platform.machine()}, {__import__('os').cpu_count()} cores, {platform.python_version()}"
+    # (the checkout the run was made in: demo-project/.tunewise/reports/<time> lies three folders below it).
+    checkout = report.resolve().parents[3]
+    ladder = json.loads((report / "ladder.json").read_text().replace(str(checkout) + "/", ""))
+    # "machine" is the priced machine (tunewise.evaluate.cost); where the demo ran is a key of its own.
+    ladder["ran_on"] = f"{platform.machine()}, {__import__('os').cpu_count()} cores, {platform.python_version()}"
     DEMO.mkdir(parents=True, exist_ok=True)
     (DEMO / "ladder.json").write_text(json.dumps(ladder, indent=2, ensure_ascii=False) + "\n")
     screenshot(report / "report.html", DEMO / "report.png")
