@@ -200,7 +200,8 @@ def _run_rung_in(run_dir: Path, name: str, config: ProjectConfig, project: Path,
     }
     from tunewise.rungs.prompting import score_draws  # every example set of few-shot (docs/decision.md)
 
-    interrupt.stage(f"{name}: other example sets")
+    if hasattr(rung, "predict_draws"):  # a rung measured over several random draws (few-shot's example sets)
+        interrupt.stage(f"{name}: other example sets")
     if draws := score_draws(rung, splits.test, scored, lambda p: score_predictions(
             config, splits.test, p, getattr(rung, "passages", None), schema, evidence, encoder)):
         result["draws"] = draws
