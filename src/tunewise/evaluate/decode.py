@@ -44,6 +44,7 @@ def label_token_ids(tokenizer, builder, labels: Sequence[str]) -> list[list[int]
 
 
 MIN_SHARED_PREFIX = 8
+"""Shorter shared prefixes are not worth a forward call of their own (scoring and training alike)."""
 
 
 def common_prefix_length(prompts: list[list[int]]) -> int:

@@ -18,6 +18,7 @@ import torch
 
 from tunewise.config import ProjectConfig, TaskConfig
 from tunewise.core import Record
+from tunewise.evaluate.decode import MIN_SHARED_PREFIX
 from tunewise.models.chat import IGNORE, PromptBuilder
 from tunewise.train.common import (
     TrainingGuardError,
@@ -167,10 +168,6 @@ def sparse_causal_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Te
     rest = {k: v for k, v in inputs.items() if k != "labels"}
     logits = model(**rest, logits_to_keep=keep, use_cache=False).logits
     return _answer_loss(logits, shifted[shifted != IGNORE], num_items_in_batch)
-
-
-MIN_SHARED_PREFIX = 8
-"""Shorter shared prefixes are not worth a second forward call."""
 
 
 def shared_prefix_length(inputs: dict) -> int:
