@@ -110,7 +110,7 @@ def score_labels(
 def _score_chunk(model, chunk, lab_ids, lab_mask, pad_id, prefix_cache):
     from transformers import DynamicCache
 
-    b, n_lab = len(chunk), lab_ids.shape[0]
+    b = len(chunk)
     ids, mask = _left_pad(chunk, pad_id)
     offset = 0
     cache = DynamicCache(config=model.config)
@@ -128,18 +128,34 @@ def _score_chunk(model, chunk, lab_ids, lab_mask, pad_id, prefix_cache):
     first_logp = torch.log_softmax(first.logits[:, -1].float(), dim=-1)  # (b, vocab)
     scores = first_logp[:, lab_ids[:, 0]].clone()  # (b, n_lab)
     if lab_ids.shape[1] > 1:
-        cache = first.past_key_values
-        cache.batch_repeat_interleave(n_lab)
-        feed = lab_ids[:, :-1].repeat(b, 1)  # (b*n_lab, w-1)
-        feed_mask = torch.cat([mask.repeat_interleave(n_lab, 0), lab_mask[:, :-1].repeat(b, 1)], 1)
-        start = mask.sum(-1).repeat_interleave(n_lab).unsqueeze(1)
-        pos = start + torch.arange(feed.shape[1]).unsqueeze(0)
-        rest = model(input_ids=feed, attention_mask=feed_mask, position_ids=pos, past_key_values=cache, use_cache=True)
-        logp = torch.log_softmax(rest.logits.float(), dim=-1)
-        target = lab_ids[:, 1:].repeat(b, 1)
-        tok_logp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1) * lab_mask[:, 1:].repeat(b, 1)
-        scores += tok_logp.sum(-1).view(b, n_lab)
+        scores += _label_tails(model, first.past_key_values, mask, lab_ids, lab_mask)
     return scores
+
+
+def _label_tails(model, cache, mask, lab_ids, lab_mask) -> torch.Tensor:
+    """Summed log-probabilities of every label's tokens after its first, all labels in one call.
+
+    Each row's labels ride side by side after its prompt in the one cache (no copy of the prompt per
+    label): a 4D mask lets label j's tokens see the prompt and label j's earlier tokens only, and
+    positions restart at the prompt's end for each label. Same numbers as one sequence per label."""
+    b, past = mask.shape
+    n_lab, w = lab_ids.shape
+    span = w - 1
+    feed = lab_ids[:, :-1].reshape(1, n_lab * span).expand(b, -1)  # (b, n_lab*span)
+    q = n_lab * span
+    own = lab_mask[:, :-1].reshape(-1).bool()  # a label's padding is never attended to
+    block = torch.block_diag(*[torch.tril(torch.ones(span, span, dtype=torch.bool))] * n_lab) & own.unsqueeze(0)
+    block |= torch.eye(q, dtype=torch.bool)  # a padded query still needs one key (its output is unused)
+    allowed = torch.cat([mask.bool().unsqueeze(1).expand(b, q, past), block.unsqueeze(0).expand(b, q, q)], dim=2)
+    dtype = next(model.parameters()).dtype
+    attn = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min).unsqueeze(1)
+    start = mask.sum(-1, keepdim=True)  # (b, 1): real tokens before the answer
+    pos = start + torch.arange(span).repeat(n_lab).unsqueeze(0)
+    out = model(input_ids=feed, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True)
+    logp = torch.log_softmax(out.logits.float(), dim=-1)  # (b, q, vocab)
+    target = lab_ids[:, 1:].reshape(1, q, 1).expand(b, -1, -1)
+    tok = logp.gather(-1, target).squeeze(-1) * lab_mask[:, 1:].reshape(1, q)
+    return tok.view(b, n_lab, span).sum(-1)
 
 
 def cache_prefix(model, prefix_ids: list[int]):
