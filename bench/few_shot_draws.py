@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="TREC test split seed (example sets use seeds 0..sets-1; a project's use few_shot.seed onwards)")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=64, help="eval.batch_size (short prompts: larger batches use the cores better)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -104,7 +105,7 @@ def main() -> None:
             "name": "trec", "task": {"type": "classification", "input_field": "text", "target_field": "label",
                                      "labels": labels, "instruction": INSTRUCTION},
             "data": {"files": ["unused.jsonl"]}, "model": {"base": "smollm2-135m-instruct"},
-            "rungs": ["zero-shot", "few-shot"], "eval": {"batch_size": 16, "precision": args.precision},
+            "rungs": ["zero-shot", "few-shot"], "eval": {"batch_size": args.batch, "precision": args.precision},
             "train": {"max_train_examples": len(pool)},
         }
         corpus, project = "TREC question classification, train_5500.label (Li & Roth 2002)", work
@@ -119,7 +120,7 @@ def main() -> None:
         pool, _, test = prepared[0], prepared[1], prepared[2]
         rows, labels, project = pool + test, list(config.task.labels), args.project
         base_cfg = config.model_dump(by_alias=True, exclude_none=True)
-        base_cfg["eval"] = {**base_cfg.get("eval", {}), "precision": args.precision}
+        base_cfg["eval"] = {**base_cfg.get("eval", {}), "precision": args.precision, "batch_size": args.batch}
         base_cfg["few_shot"] = {**base_cfg.get("few_shot", {})}
         corpus = f"{config.name} (prepared test split of {args.project})"
     base = load(base_cfg["model"]["base"], project)
