@@ -9,8 +9,9 @@ from tiny import write_tiny_project
 
 from tunewise import workspace as ws
 from tunewise.config import dump_config, load_config
-from tunewise.ladder import load_splits, make_rung
+from tunewise.ladder import load_splits
 from tunewise.rungs.saved import RungLoadError, load_rung
+from tunewise.rungs.table import build_rung
 
 FAST = ["train.max_steps=2", "train.eval_steps=2", "train.batch_size=4", "train.max_val_examples=4",
         "train.max_train_examples=12"]
@@ -42,7 +43,7 @@ def test_reloaded_rung_predicts_like_the_fitted_one(case, project):
     splits = load_splits(config, project)
     run_dir = ws.new_dir(project, "runs", f"{name}-test")
     ws.write_text(run_dir / "config.yaml", dump_config(config))
-    rung = make_rung(name, config, project, run_dir, lambda d, t: (lambda n, **f: None))
+    rung = build_rung(name, config, project, run_dir, lambda d, t: (lambda n, **f: None))
     rung.fit(splits.train, splits.val)
     rung.save(run_dir)
     test = splits.test[:5]

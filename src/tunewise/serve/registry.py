@@ -2,7 +2,7 @@
 
 A project serves the rungs of its latest ladder; run folders serve themselves. Model ids are
 ``<project name>/<rung>``: the ``model`` field of a request is looked up in this dict and never
-turned into a path. LoRA-family adapters (lora, dora, ia3, dpo adapters) on the same base share one
+turned into a path. The adapters of rungs whose table entry ``shares_base`` on the same base share one
 PEFT model (``load_adapter``; ``set_adapter`` per batch); prompting rungs on that base run with
 the adapters disabled. qlora (a quantised base), prefix / prompt tuning (virtual tokens), full
 fine-tunes and the encoders load their own models.
@@ -19,11 +19,9 @@ from pathlib import Path
 from tunewise import workspace as ws
 from tunewise.config import ConfigError, ProjectConfig
 from tunewise.rungs.state import RungLoadError, project_of, read_manifest, run_config
+from tunewise.rungspec import RUNGS
 
 log = logging.getLogger(__name__)
-
-SHARED_ADAPTERS = {"lora", "dora", "ia3", "dpo"}
-PROMPTING = {"zero-shot", "few-shot", "rag"}
 
 
 class ServeError(ConfigError):
@@ -113,10 +111,11 @@ def load_served(targets: list[Path]) -> dict[str, Served]:
             chat[data_key] = measured_on_chat(config, project)
         entry = Served(mid, None, config, run_dir, config.task.type, list(config.task.labels),
                        chat=chat[data_key])
-        if name in SHARED_ADAPTERS and (weights / "adapter_config.json").exists():
+        spec = RUNGS.get(name)  # None: an unknown rung, which load_rung names
+        if spec is not None and spec.shares_base and (weights / "adapter_config.json").exists():
             entry.rung, entry.peft = _shared_adapter(mid, name, config, project, run_dir, weights, bases, shared)
             entry.adapter = mid
-        elif name in PROMPTING:
+        elif spec is not None and spec.prompting:
             base = _base(config, project, bases)
             entry.rung = load_rung(run_dir, project, base=base)
             entry.base_key = _key(config, project)
@@ -165,7 +164,8 @@ def _shared_adapter(mid, name, config, project, run_dir, weights, bases, shared)
     from peft import PeftModel
 
     from tunewise.models.load import load_tokenizer
-    from tunewise.rungs.finetuned import FinetunedRung
+    from tunewise.rungs.base import RunContext
+    from tunewise.rungs.table import rung_class
     from tunewise.train.common import check_same_template
 
     key = _key(config, project)
@@ -176,5 +176,5 @@ def _shared_adapter(mid, name, config, project, run_dir, weights, bases, shared)
         shared[key].load_adapter(weights, adapter_name=mid, is_trainable=False)
     tok = load_tokenizer(weights)
     check_same_template(weights, tok)
-    rung = FinetunedRung(config, (shared[key], tok, folder), run_dir, method=name, project=project)
+    rung = rung_class(name)(config, RunContext(project, run_dir, base=(shared[key], tok, folder)))
     return rung, shared[key]
