@@ -93,7 +93,8 @@ def main() -> None:
 
     from tunewise.config import ProjectConfig
     from tunewise.models.load import load
-    from tunewise.rungs.prompting import FewShot, ZeroShot
+    from tunewise.rungs.table import build_rung
+    from tunewise.rungspec import FEW_SHOT, ZERO_SHOT
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="fsdraws-"))
@@ -131,14 +132,14 @@ def main() -> None:
     first_seed = base_cfg.get("few_shot", {}).get("seed", 0)  # the project's own draws; TREC: 0, 1, ...
     fs_cfg = {key: v for key, v in base_cfg.get("few_shot", {}).items() if key not in ("k", "sets", "calibrate", "seed")}
     cfg = ProjectConfig.model_validate({**base_cfg, "few_shot": {**fs_cfg, "calibrate": True}})
-    zs = ZeroShot(cfg, base, work / "zs", project=project).fit(pool, [])
+    zs = build_rung(ZERO_SHOT, cfg, project, work / "zs", base=base).fit(pool, [])
     cal, raw = accuracies(zs.predict(test), test, labels, zs.prior)
     out["zero_shot"] = {"calibrated": round(100 * cal, 2), "raw": round(100 * raw, 2)}
     print(f"zero-shot: raw {100 * raw:.1f}  calibrated {100 * cal:.1f}", flush=True)
     for k in [int(x) for x in args.k.split(",")]:
         cfg = ProjectConfig.model_validate({**base_cfg, "few_shot": {**fs_cfg, "k": k, "sets": args.sets,
                                                                      "calibrate": True, "seed": first_seed}})
-        rung = FewShot(cfg, base, work / f"k{k}", project=project).fit(pool, [])
+        rung = build_rung(FEW_SHOT, cfg, project, work / f"k{k}", base=base).fit(pool, [])
         cals, raws = [], []
         for shots in rung.sets:
             rung.fixed = shots

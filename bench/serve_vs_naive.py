@@ -52,7 +52,7 @@ def make_projects(root: Path, classification: bool = True) -> tuple[Path, Path]:
     run_dir = gen / ".tunewise" / "runs" / "zero-shot-bench"
     if not (run_dir / "rung.json").exists():
         from tunewise.config import dump_config, load_config
-        from tunewise.rungs.saved import write_manifest
+        from tunewise.rungs.state import write_manifest
 
         (gen / "data").mkdir(parents=True, exist_ok=True)
         rows = [json.loads(x) for x in (cls / "data" / "articles.jsonl").read_text().splitlines()]

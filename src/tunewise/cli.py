@@ -27,6 +27,7 @@ from tunewise.cli_common import (
     out,
     progress_bars,
 )
+from tunewise.rungspec import LORA
 
 
 @app.command()
@@ -209,7 +210,7 @@ def report(
 def estimate(
     project: Annotated[Path, typer.Argument(help="Project folder (with --break-even).")] = Path("."),
     model: Annotated[str | None, typer.Option(help="Size (1b … 70b), family, bundled alias or folder.")] = None,
-    method: Annotated[str, typer.Option(help="full, lora or qlora.")] = "lora",
+    method: Annotated[str, typer.Option(help="full, lora or qlora.")] = LORA,
     seq_len: Annotated[int, typer.Option(help="Tokens per training sequence.")] = 512,
     batch: Annotated[int, typer.Option(help="Micro-batch per GPU.")] = 8,
     gpu: Annotated[str | None, typer.Option(help="A GPU of tunewise/gpus.yaml (default A100-80GB).")] = None,

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from tunewise.rungspec import DEFAULT_RUNGS, FULL, LORA, METHODS, NAMES, TASK_TYPES
+
 CONFIG_NAME = "tunewise.yaml"
 
 
@@ -25,7 +27,7 @@ class _Strict(BaseModel):
 
 
 class TaskConfig(_Strict):
-    type: Literal["classification", "extraction", "generation"]
+    type: Literal[TASK_TYPES]
     """What the model must produce: one label, JSON fields, or free text."""
     input_field: str = "input"
     """The field of each data row that holds the model's input."""
@@ -174,14 +176,15 @@ class LoraConfig(_Strict):
     """The linear layers that get adapters: a list of module names, or all-linear."""
 
 
-METHODS = ("full", "lora", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo", "kto")
-Method = Literal["full", "lora", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo", "kto"]
+# The training methods and rung names are the table of rungs' (tunewise.rungspec).
+Method = Literal[METHODS]
+Weights = Literal[LORA, FULL]
 
 
 class DpoConfig(_Strict):
     beta: float = Field(0.1, gt=0)
     """Strength of the pull towards the reference model (DPO's beta)."""
-    weights: Literal["lora", "full"] = "lora"
+    weights: Weights = LORA
     """Train a LoRA adapter (the frozen base is the reference) or all weights (a frozen copy is)."""
     data: str | None = None
     """A JSONL file of {prompt, chosen, rejected} rows, relative to the project folder."""
@@ -193,7 +196,7 @@ class DpoConfig(_Strict):
 class KtoConfig(_Strict):
     beta: float = Field(0.1, gt=0)
     """Strength of the pull towards the reference model (KTO's beta)."""
-    weights: Literal["lora", "full"] = "lora"
+    weights: Weights = LORA
     """Train a LoRA adapter (the frozen base is the reference) or all weights (a frozen copy is)."""
     data: str | None = None
     """A file of unpaired preference rows (prompt/completion or messages, and label true/false: is
@@ -205,8 +208,9 @@ class KtoConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    method: Method = "lora"
-    """The fine-tuning method: full, lora, dora, qlora, prefix, prompt-tuning, ia3, dpo or kto."""
+    method: Method = LORA
+    """The fine-tuning method (`tunewise train`, and the rungs' own training): the method of a fine-tuning
+    rung of the table of rungs below."""
     epochs: float = Field(1.0, gt=0)
     """Passes over the train split (ignored when `max_steps` is set)."""
     max_steps: int = -1
@@ -507,11 +511,8 @@ class CurveConfig(_Strict):
     split's. Prompting rungs are measured once."""
 
 
-RUNGS = ("zero-shot", "lora")
-RungName = Literal[
-    "zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune",
-    "lora", "full", "dora", "qlora", "prefix", "prompt-tuning", "ia3", "dpo", "kto",
-]
+RUNGS = DEFAULT_RUNGS
+RungName = Literal[NAMES]
 
 
 class ProjectConfig(_Strict):

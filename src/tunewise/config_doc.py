@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic.fields import PydanticUndefined
 
 from tunewise.config import ProjectConfig
+from tunewise.rungspec import NEEDS, RUNGS, TASK_TYPES
 
 HEADER = """# tunewise.yaml reference
 
@@ -67,9 +68,36 @@ def _section(model: type[BaseModel], prefix: str, out: list[str]) -> None:
         _section(sub, f"{path}.", out)
 
 
+def _serving(s) -> str:
+    if s.shares_base:
+        return f"its adapter on the base loaded once for every {s.adapter} adapter"
+    if s.prompting:
+        return "the shared base, adapters switched off"
+    if s.adapter:
+        return f"its own model ({s.adapter} adapter)"
+    return "its own model"
+
+
+def _rungs(out: list[str]) -> None:
+    """The table of rungs (tunewise.rungspec), cheapest first: what `rungs` and `train.method` accept."""
+    intro = ("The values of `rungs` (and `--rungs`), cheapest first: the recommendation breaks cost ties in this "
+             "order. `train.method` takes the method of a fine-tuning rung. How `tunewise serve` holds each one is in "
+             "the last column (dpo and kto with `weights: full` are served as full fine-tunes). Generated from "
+             "`src/tunewise/rungspec.py`.")
+    out += ["## Rungs", "", intro, "",
+            "| rung | what it is | task types | trains | needs | served as |", "|---|---|---|---|---|---|"]
+    for s in RUNGS.values():
+        tasks = "all" if s.task_types == frozenset(TASK_TYPES) else ", ".join(sorted(s.task_types))
+        trains = f"yes (`train.method: {s.method}`)" if s.method else "yes" if s.trains else "no"
+        needs = "; ".join(NEEDS[n] for n in NEEDS if n in s.needs) or "nothing more"
+        out.append(f"| `{s.name}` | {s.summary} | {tasks} | {trains} | {needs} | {_serving(s)} |")
+    out.append("")
+
+
 def render() -> str:
     out = [HEADER, "## Top level", ""]
     _section(ProjectConfig, "", out)
+    _rungs(out)
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -4,7 +4,8 @@ Each trained rung is fitted on nested, seeded, stratified subsets of the train s
 rows of one stratified ordering, so every size holds the smaller ones) and scored on the test
 split the ladder uses; `curve.seeds` times per size (seed, seed+1, …: another ordering and the
 rung's own seed), so the band holds the training variance too. Sizes never exceed
-`train.max_train_examples`: a rung never trains on more rows than that cap. Prompting rungs (zero-shot, few-shot, RAG) learn nothing from more rows, so
+`train.max_train_examples`: a rung never trains on more rows than that cap. Rungs that do not train
+(the prompting rungs of the table of rungs: zero-shot, few-shot, RAG) learn nothing from more rows, so
 they are measured once on the whole train split (few-shot's example pool) and drawn as flat lines.
 A saturating curve per trained rung (evaluate/learning_curve.py) turns the points into a projected
 gain from more labels, the size at which the rung overtakes the best prompting rung, and, priced
@@ -30,18 +31,16 @@ from tunewise.evaluate.cost import resolve_prices, rung_compute, rung_cost
 from tunewise.evaluate.learning_curve import Fit, fit_curve
 from tunewise.evaluate.throughput import machine_throughput
 from tunewise.rungs.base import ProgressFn, no_progress
+from tunewise.rungspec import EMBEDDING_CLASSIFIER, RUNGS
 
 log = logging.getLogger(__name__)
 
-PROMPTING = ("zero-shot", "few-shot", "rag")
 POINT = 0.01  # "the next point of quality": one percentage point of the primary metric
 
 
-def build_rung(name: str, config: ProjectConfig, project: Path, run_dir: Path, progress: ProgressFn):
-    """The one place this module constructs a rung (the ladder's table of rungs)."""
-    from tunewise.ladder import make_rung
-
-    return make_rung(name, config, project, run_dir, progress)
+def trains(name: str) -> bool:
+    """Whether the rung learns from more rows (else it is measured once, on the whole train split)."""
+    return RUNGS[name].trains
 
 
 def parse_sizes(text: str | None) -> list[int] | None:
@@ -93,6 +92,7 @@ def measure(name: str, config: ProjectConfig, project: Path, train: list, splits
     """Fit one rung on ``train``, score it on the frozen test split; (the point, per-item scores)."""
     from tunewise.evaluate.score import score_predictions
     from tunewise.ladder import task_schema
+    from tunewise.rungs.table import build_rung  # as the ladder builds it; every rung's module: torch
 
     rung = build_rung(name, config, project, run_dir, progress)
     rung.fit(train, splits.val)
@@ -164,17 +164,17 @@ def run_curve(config: ProjectConfig, project: Path, rungs: list[str] | None = No
     out_dir = ws.new_dir(project, "curves")
     ws.write_text(out_dir / "config.yaml", dump_config(config))
     results = []
-    advance = progress("curve: fits (rungs × sizes)", sum(1 if n in PROMPTING else len(sizes) for n in names))
+    advance = progress("curve: fits (rungs × sizes)", sum(len(sizes) if trains(n) else 1 for n in names))
     for name in names:
-        at = [size_limit(config, len(splits.train))] if name in PROMPTING else sizes
+        at = sizes if trains(name) else [size_limit(config, len(splits.train))]
         points, items = [], []
         for n in at:
-            point, scores = measure_size(name, config, project, splits, n, 1 if name in PROMPTING else runs,
+            point, scores = measure_size(name, config, project, splits, n, runs if trains(name) else 1,
                                          out_dir, progress)
             points.append(point)
             items.append(scores)
             advance(1)
-        fit = None if name in PROMPTING else fit_curve(at, np.array(items), config.eval.bootstrap, config.data.seed)
+        fit = None if not trains(name) else fit_curve(at, np.array(items), config.eval.bootstrap, config.data.seed)
         if fit is not None:
             if runs > 1:  # the interval of each point: test items and training runs together
                 for point, ci in zip(points, fit.value_ci, strict=True):
@@ -432,9 +432,11 @@ def _pick(strategy: str, config: ProjectConfig, project: Path, splits: Splits, r
         picks = k_center_greedy(embed([r.input for r in rows]), embed([r.input for r in splits.train]), n,
                                 config.data.seed)
         return picks, [f"diverse;rank={k + 1}" for k in range(len(picks))], [""] * len(picks), f"{enc.model} embeddings"
+    from tunewise.rungs.table import build_rung
+
     # The cheap classifier stands in for the best rung: its probabilities are calibrated enough to rank
     # rows by doubt, and it scores a pool of thousands in seconds on a CPU.
-    rung = build_rung("embedding-classifier", config, project, ws.workspace(project) / "reviews", progress)
+    rung = build_rung(EMBEDDING_CLASSIFIER, config, project, ws.workspace(project) / "reviews", progress)
     rung.fit(splits.train, splits.val)
     preds = rung.predict(rows)
     labels = config.task.labels

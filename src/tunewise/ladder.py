@@ -11,7 +11,7 @@ import numpy as np
 
 from tunewise import interrupt
 from tunewise import workspace as ws
-from tunewise.config import METHODS, ConfigError, ProjectConfig, config_path, dump_config
+from tunewise.config import ConfigError, ProjectConfig, config_path, dump_config
 from tunewise.core import Record
 from tunewise.data.resolve import Splits, resolve_splits
 from tunewise.evaluate.cost import add_break_even, resolve_prices, rung_work
@@ -22,6 +22,7 @@ from tunewise.evaluate.throughput import machine_throughput
 from tunewise.report.build import write_report
 from tunewise.report.decide import compare, recommend
 from tunewise.rungs.base import ProgressFn, no_progress
+from tunewise.rungspec import FEW_SHOT, NAMES, RUNGS
 
 log = logging.getLogger(__name__)
 
@@ -41,50 +42,21 @@ def vs_served(recent: list[Record], preds: list) -> dict | None:
             **mcnemar(ours, theirs)}
 
 
-LLM_RUNGS = ("zero-shot", "few-shot", "rag", *METHODS)
-ENCODER_RUNGS = ("embedding-classifier", "encoder-finetune")
-
-
-def make_rung(name: str, config: ProjectConfig, project: Path, run_dir: Path, progress: ProgressFn):
-    from functools import partial
-
-    from tunewise.models.load import load
-    from tunewise.rungs.encoder import EmbeddingClassifier, EncoderFinetune
-    from tunewise.rungs.finetuned import FinetunedRung, LoraRung
-    from tunewise.rungs.prompting import FewShot, ZeroShot
-    from tunewise.rungs.rag import Rag
-
-    llm = {"zero-shot": ZeroShot, "few-shot": FewShot, "rag": Rag, "lora": LoraRung,
-           **{m: partial(FinetunedRung, method=m) for m in METHODS if m != "lora"}}
-    encoders = {"embedding-classifier": EmbeddingClassifier, "encoder-finetune": EncoderFinetune}
-    if name in encoders:
-        return encoders[name](config, project, run_dir, progress)
-    if name not in llm:
-        raise ConfigError(f"{config_path(project)}: unknown rung '{name}' (known: {', '.join([*llm, *encoders])})")
-    # A fresh copy of the base model per rung: PEFT injects adapters into the model it wraps.
-    return llm[name](config, load(config.model.base, project, progress), run_dir, progress, project=project)
-
-
 def check_rungs(names: list[str], config: ProjectConfig, project: Path) -> None:
-    """Fail before any work on a rung name or rung/task pairing the user can fix."""
+    """Fail before any work on a rung name or rung/task pairing the user can fix: what each rung needs
+    and the task types it runs on are its entry in the table of rungs."""
     where = config_path(project)
-    known = [*LLM_RUNGS, *ENCODER_RUNGS]
     for name in names:
-        if name not in known:
-            raise ConfigError(f"{where}: unknown rung '{name}' in 'rungs' / --rungs (known: {', '.join(known)})")
-        if name == "rag":
-            from tunewise.rungs.rag import documents_dir
-
-            documents_dir(config, project)
-        if name in ENCODER_RUNGS and config.task.type != "classification":
-            raise ConfigError(f"{where}: rung '{name}' needs task.type: classification (got {config.task.type})")
-        if name in ENCODER_RUNGS or (name == "few-shot" and config.few_shot.selection == "similar"):
-            from tunewise.rungs.encoder import encoder_dir
-
-            encoder_dir(config, project)  # a missing encoder.model fails here, not after other rungs ran
-        if name in METHODS:
+        if name not in RUNGS:
+            raise ConfigError(f"{where}: unknown rung '{name}' in 'rungs' / --rungs (known: {', '.join(NAMES)})")
+        spec = RUNGS[name]
+        if config.task.type not in spec.task_types:
+            raise ConfigError(f"{where}: rung '{name}' needs task.type: {' or '.join(sorted(spec.task_types))} "
+                              f"(got {config.task.type})")
+        check_needs(name, needs_of(name, config), config, project)
+        if spec.method is not None:
             check_training_rung(name, config, where)
-        if name in LLM_RUNGS and config.eval.precision == "bf16":
+        if spec.llm and config.eval.precision == "bf16":
             from tunewise.evaluate.decode import native_bf16
 
             if not native_bf16():
@@ -92,19 +64,40 @@ def check_rungs(names: list[str], config: ProjectConfig, project: Path) -> None:
                                   "or AMX (none found); use fp32")
 
 
+def needs_of(name: str, config: ProjectConfig) -> frozenset[str]:
+    """What the rung needs with these settings: its table entry's, and the encoder for few-shot's
+    similar-example selection."""
+    similar = name == FEW_SHOT and config.few_shot.selection == "similar"
+    return RUNGS[name].needs | ({"encoder"} if similar else set())
+
+
+def check_needs(name: str, needs: frozenset[str], config: ProjectConfig, project: Path) -> None:
+    """Each need of the rung is there (documents, the encoder, preference data), or a ConfigError names the key."""
+    where = config_path(project)
+    if "documents" in needs:
+        from tunewise.rungs.rag import documents_dir
+
+        documents_dir(config, project)
+    if "encoder" in needs:
+        from tunewise.rungs.encoder import encoder_dir
+
+        encoder_dir(config, project)  # a missing encoder.model fails here, not after other rungs ran
+    d = config.train.dpo
+    if "preference" in needs and not d.data and not (d.pairs_from_labels and config.task.type == "classification"):
+        hint = " or train.dpo.pairs_from_labels: true" if config.task.type == "classification" else ""
+        raise ConfigError(f"{where}: rung '{name}' needs preference data: set train.dpo.data (a JSONL of "
+                          f"prompt/chosen/rejected rows){hint}")
+    if "unpaired-preference" in needs and not config.train.kto.data:
+        raise ConfigError(f"{where}: rung '{name}' needs unpaired preference data: set train.kto.data (rows with "
+                          "prompt/completion or messages, and label true/false)")
+
+
 def check_training_rung(name: str, config: ProjectConfig, where: Path) -> None:
-    """The checks training itself runs (precision, packing, extras), and DPO's data, before any rung runs."""
+    """The checks training itself runs (precision, packing, extras) with the rung's method, before any rung runs."""
     from tunewise.train.methods import check_method
 
-    check_method(config.model_copy(update={"train": config.train.model_copy(update={"method": name})}))
-    d = config.train.dpo
-    if name == "dpo" and not d.data and not (d.pairs_from_labels and config.task.type == "classification"):
-        hint = " or train.dpo.pairs_from_labels: true" if config.task.type == "classification" else ""
-        raise ConfigError(f"{where}: rung 'dpo' needs preference data: set train.dpo.data (a JSONL of "
-                          f"prompt/chosen/rejected rows){hint}")
-    if name == "kto" and not config.train.kto.data:
-        raise ConfigError(f"{where}: rung 'kto' needs unpaired preference data: set train.kto.data (rows with "
-                          "prompt/completion or messages, and label true/false)")
+    method = RUNGS[name].method
+    check_method(config.model_copy(update={"train": config.train.model_copy(update={"method": method})}))
 
 
 def task_schema(config: ProjectConfig, project: Path) -> dict | None:
@@ -159,7 +152,9 @@ def _run_rung_in(run_dir: Path, name: str, config: ProjectConfig, project: Path,
     ws.write_text(run_dir / "config.yaml", dump_config(config))
     ws.write_json(run_dir / "lineage.json", ws.lineage(config, splits.test_hash))
     interrupt.stage(f"{name}: load")
-    rung = make_rung(name, config, project, run_dir, progress)
+    from tunewise.rungs.table import build_rung  # every rung's module: torch, transformers
+
+    rung = build_rung(name, config, project, run_dir, progress)
     interrupt.stage(f"{name}: fit")
     rung.fit(splits.train, splits.val)
     rung.save(run_dir)  # what it learned, so `tunewise serve` answers exactly as measured here
@@ -235,10 +230,10 @@ def _precision(name: str, config: ProjectConfig) -> dict:
     """What the rung computed in (``auto`` resolved on this machine): scoring, and training where it trains."""
     from tunewise.evaluate.decode import resolve_precision
 
-    if name not in LLM_RUNGS:
+    if not RUNGS[name].llm:
         return {"eval": "fp32"}
     out = {"eval": resolve_precision(config.eval.precision)}
-    return {**out, "train": resolve_precision(config.train.precision)} if name in METHODS else out
+    return {**out, "train": resolve_precision(config.train.precision)} if RUNGS[name].method else out
 
 
 def _value(r: dict) -> float:
@@ -385,7 +380,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
     interrupt.stage("prepare")
     splits = resolve_splits(config, project, "tunewise ladder", progress=progress)
     log.info("test split: %d rows, sha256 %s", len(splits.test), splits.test_hash)
-    if "rag" in names:  # before any rung runs, not after the ones before rag
+    if any("documents" in RUNGS[n].needs for n in names):  # before any rung runs, not after the ones before rag
         check_gold_field(config, splits.test, f"{config_path(project)}: ")
     results, failed, interrupted = run_rungs(names, config, project, splits, progress, throughput, fresh)
     if not results:

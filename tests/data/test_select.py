@@ -69,7 +69,7 @@ def test_uncertainty_picks_what_the_model_scores_lowest_without_duplicates_or_pi
     from tunewise.data.pii import find_pii
     from tunewise.data.resolve import resolve_splits
     from tunewise.data.select import drop_near_duplicates, read_pool, redact_rows
-    from tunewise.ladder import make_rung
+    from tunewise.rungs.table import build_rung
 
     project, pool = pool_project
     result, picked = _export(project, pool, "-n", "8", "--strategy", "uncertainty")
@@ -84,7 +84,7 @@ def test_uncertainty_picks_what_the_model_scores_lowest_without_duplicates_or_pi
     redact_rows(rows)
     rows, dropped = drop_near_duplicates(rows, [r.input for r in (*splits.train, *splits.val, *splits.test)], 0.8)
     assert dropped == {"pool_near_duplicates": 1, "near_duplicates_of_labelled": 1}
-    rung = make_rung("embedding-classifier", config, project, project / "tmp", lambda *a: lambda *b, **c: None)
+    rung = build_rung("embedding-classifier", config, project, project / "tmp", lambda *a: lambda *b, **c: None)
     preds = rung.fit(splits.train, splits.val).predict(rows)
     top = {r.id: max(np.exp(list(p.scores.values()))) for r, p in zip(rows, preds, strict=True)}
     cutoff = sorted(top.values())[7]

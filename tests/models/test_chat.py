@@ -86,7 +86,7 @@ def test_end_of_turn_that_is_not_eos_closes_answers_and_stops_generation(tmp_pat
     assert _trained_text(tok, rows[0]) == "the bank<|end|>the goal<|end|>"
     check_loss_mask(PadCollator(tok.pad_token_id)(rows), builder.end_of_turn_id)
 
-    from tunewise.rungs.base import LabelScorer
+    from tunewise.rungs.base import LabelScorer, RunContext
 
     class Stub:  # emits an answer, the end of turn, then junk: the junk must be cut
         config = None
@@ -101,7 +101,7 @@ def test_end_of_turn_that_is_not_eos_closes_answers_and_stops_generation(tmp_pat
     config = load_config(tiny_project, ["task.type=generation"])
     monkeypatch.setattr("tunewise.rungs.base.model_shape", lambda model: (1, 1, 1))  # the stub has no weights
     monkeypatch.setattr("tunewise.rungs.base.kv_bytes_per_position", lambda model: 1)  # ... nor a config
-    rung = LabelScorer(config, (Stub(), tok, None), tmp_path)
+    rung = LabelScorer(config, RunContext(tmp_path, tmp_path, base=(Stub(), tok, None)))
     (pred,) = rung.generate(_load(tmp_path, MULTI).records)
     assert pred.output == "the bank"
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from tunewise.config import load_config
-from tunewise.ladder import load_splits, make_rung, run_ladder
+from tunewise.ladder import load_splits, run_ladder
+from tunewise.rungs.table import build_rung
 
 SYSTEM = {"role": "system", "content": "you are the news desk"}
 
@@ -39,7 +40,7 @@ def test_chat_project_few_shot_turns_and_lora(tmp_path, tiny_model_dir):
     project = _write(tmp_path / "chat", tiny_model_dir)
     config = load_config(project)
     splits = load_splits(config, project)
-    few = make_rung("few-shot", config, project, tmp_path / "few", lambda d, t: (lambda n, **f: None))
+    few = build_rung("few-shot", config, project, tmp_path / "few", lambda d, t: (lambda n, **f: None))
     few.fit(splits.train, splits.val)
     rec = splits.test[0]
     text = few.render_record(few.builder(), rec, few.fixed)
@@ -70,7 +71,7 @@ def test_rag_renders_chat_rows_as_real_turns_with_the_passages_in_the_last_user_
     config = load_config(project, ["data.documents=docs", f"encoder.model={tiny_encoder_dir}",
                                    "retrieval.top_k=1", "retrieval.chunk_words=12"])
     splits = load_splits(config, project)
-    rag = make_rung("rag", config, project, tmp_path / "rag", lambda d, t: (lambda n, **f: None))
+    rag = build_rung("rag", config, project, tmp_path / "rag", lambda d, t: (lambda n, **f: None))
     rag.fit(splits.train, splits.val)
     rec = next(r for r in splits.test if len(r.meta["messages"]) > 3)  # a multi-turn row
     text = rag.tokenizer.decode(rag.prompt_ids([rec])[0])

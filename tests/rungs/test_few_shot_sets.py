@@ -9,8 +9,9 @@ from tiny import write_tiny_project
 
 from tunewise.config import load_config
 from tunewise.core import Record
-from tunewise.ladder import load_splits, make_rung
+from tunewise.ladder import load_splits
 from tunewise.rungs.prompting import CONTENT_FREE, example_sets
+from tunewise.rungs.table import build_rung
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def project(tmp_path, tiny_model_dir):
 def _fit(name, project, tmp_path, overrides=()):
     config = load_config(project, list(overrides))
     splits = load_splits(config, project)
-    rung = make_rung(name, config, project, tmp_path / name, lambda d, t: (lambda n, **fields: None))
+    rung = build_rung(name, config, project, tmp_path / name, lambda d, t: (lambda n, **fields: None))
     return rung.fit(splits.train, splits.val), splits
 
 

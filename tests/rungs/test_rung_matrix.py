@@ -9,23 +9,29 @@ import pytest
 
 from tunewise.config import ConfigError, RungName, load_config
 from tunewise.ladder import check_rungs, run_ladder
+from tunewise.rungspec import NAMES
+from tunewise.rungspec import RUNGS as TABLE
 from tunewise.train.methods import MethodError
 
 RUNGS = typing.get_args(RungName)
 TASKS = ("classification", "extraction", "generation")
+# The words of the refusal for a need the matrix's projects lack (they have the bundled encoder and
+# labelled rows, no documents, no preference data).
+MISSING = {"documents": "data.documents", "preference": "needs preference data",
+           "unpaired-preference": "needs unpaired preference data"}
+
+
+def test_the_config_accepts_exactly_the_table_of_rungs():
+    assert RUNGS == NAMES
 
 
 def refusal(rung: str, task: str) -> str | None:
-    """What the matrix expects: the words of the refusal, or None when the rung runs."""
-    if rung in ("embedding-classifier", "encoder-finetune") and task != "classification":
-        return "needs task.type: classification"
-    if rung == "rag":
-        return "data.documents"
-    if rung == "dpo":
-        return "needs preference data"
-    if rung == "kto":
-        return "needs unpaired preference data"
-    return None
+    """What the matrix expects from the rung's entry in the table of rungs: the words of the refusal,
+    or None when the rung runs."""
+    spec = TABLE[rung]
+    if task not in spec.task_types:
+        return f"needs task.type: {' or '.join(sorted(spec.task_types))}"
+    return next((MISSING[n] for n in MISSING if n in spec.needs), None)
 
 
 def write_project(folder, model_dir, task: str):

@@ -6,8 +6,9 @@ import pytest
 from tiny import write_tiny_project
 
 from tunewise.config import load_config
-from tunewise.ladder import load_splits, make_rung
+from tunewise.ladder import load_splits
 from tunewise.rungs.prompting import _balanced_sample, _common_prefix
+from tunewise.rungs.table import build_rung
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def project(tmp_path, tiny_model_dir, tiny_encoder_dir):
 def _run(name, project, tmp_path, overrides=()):
     config = load_config(project, list(overrides))
     splits = load_splits(config, project)
-    rung = make_rung(name, config, project, tmp_path / name, lambda d, t: (lambda n, **fields: None))
+    rung = build_rung(name, config, project, tmp_path / name, lambda d, t: (lambda n, **fields: None))
     rung.fit(splits.train, splits.val)
     preds = rung.predict(splits.test)
     return rung, preds, splits

@@ -10,7 +10,8 @@ import torch
 from transformers import set_seed
 
 from tunewise.models.load import load
-from tunewise.rungs.finetuned import FinetunedRung
+from tunewise.rungs.base import RunContext
+from tunewise.rungs.table import rung_class
 from tunewise.train.merge import load_trained
 from tunewise.train.methods import output_name, prepare_model
 from tunewise.train.sft import train_adapter
@@ -75,7 +76,7 @@ def test_method_trains_saves_reloads_predicts(case, make_config, splits, tiny_mo
         if key and trained[key].requires_grad and method != "qlora":
             torch.testing.assert_close(p.detach(), trained[key].detach())
 
-    rung = FinetunedRung(config, (reloaded, tok2, saved), tmp_path / "predict", method=method)
+    rung = rung_class(method)(config, RunContext(tmp_path, tmp_path / "predict", base=(reloaded, tok2, saved)))
     preds = rung.predict(splits.test[:4])
     assert [p.id for p in preds] == [r.id for r in splits.test[:4]]
     assert all(p.output in config.task.labels for p in preds)

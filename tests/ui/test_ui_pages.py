@@ -162,6 +162,16 @@ def test_a_ladder_job_cannot_be_pointed_outside_the_project(client, ui_project, 
     assert r.status_code == 400 and ("expected" in r.text or "may only change" in r.text)
 
 
+def test_the_ladder_page_reads_the_table_of_rungs(client, ui_project):
+    from tunewise.rungspec import RUNGS
+
+    page = client.get(f"/p/{ui_project.name}/ladder").text
+    listed = page.split('<ul id="known-rungs">')[1].split("</ul>")[0]
+    assert [n for n in RUNGS if f"<code>{n}</code>" in listed] == list(RUNGS)  # a classification task: all, in order
+    r = client.post(f"/p/{ui_project.name}/ladder", data={"rungs": "zero-shot bogus", "set": "", "csrf": csrf_of(page)})
+    assert r.status_code == 400 and "bogus" in r.text and "embedding-classifier" in r.text
+
+
 def test_what_a_user_types_is_escaped(client, ui_project):
     page = client.get(f"/p/{ui_project.name}/data", params={"q": "<script>alert(1)</script>"}).text
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page

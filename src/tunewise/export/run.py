@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 
 from tunewise import workspace as ws
-from tunewise.config import METHODS, ProjectConfig
+from tunewise.config import ProjectConfig
 from tunewise.core import Record
 from tunewise.models.load import ModelError, load_model, load_tokenizer
 from tunewise.rungs.state import project_of, read_manifest, run_config
+from tunewise.rungspec import METHODS, QLORA
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def export_run(run_dir: Path, merge: bool = False, fmt: str = "safetensors", out
             _fail("chat template", report["template"])
         else:
             report.update(_merged(config, weights, tmp, fmt, records, trained_tok, name))
-        if name == "qlora":
+        if name == QLORA:
             report["note"] = ("the qlora adapter is merged into the fp32 base: the export does not reproduce the "
                               "quantised model the ladder measured exactly")
         from tunewise.export.card import write_deploy, write_model_card

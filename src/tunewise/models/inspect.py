@@ -18,6 +18,7 @@ from tunewise import assets
 from tunewise.core import ProgressFn, no_progress
 from tunewise.families import from_folder
 from tunewise.models.load import ModelError, resolve, weight_format
+from tunewise.rungspec import FULL, LORA, QLORA
 
 ROUND_TRIP_TEXT = "Hello, world! Ünïcödé café 123 — tabs\tand\nnewlines."
 LICENCE_NAMES = ("LICENSE", "LICENCE", "LICENSE.txt", "LICENSE.md", "LICENCE.txt", "LICENCE.md", "COPYING")
@@ -186,9 +187,9 @@ def inspect_model(spec: str, project: Path | None = None, progress: ProgressFn =
     if licence is None:
         warnings.append("no licence file: check the model's terms before shipping a fine-tune of it")
     methods = {
-        "full": "yes (every parameter trains; see `tunewise estimate` for memory)",
-        "lora": f"yes, targets {', '.join(targets)}" if targets else "no linear layers found",
-        "qlora": qlora_readiness() if targets else "no linear layers found",
+        FULL: "yes (every parameter trains; see `tunewise estimate` for memory)",
+        LORA: f"yes, targets {', '.join(targets)}" if targets else "no linear layers found",
+        QLORA: qlora_readiness() if targets else "no linear layers found",
     }
     context = next((getattr(config, k) for k in ("max_position_embeddings", "n_positions", "max_seq_len")
                     if getattr(config, k, None)), None)

@@ -23,8 +23,9 @@ from tunewise.config import ProjectConfig
 from tunewise.core import Record
 from tunewise.data.load import DataError
 from tunewise.monitor import drift
+from tunewise.rungspec import EMBEDDING_CLASSIFIER
 
-MONITOR_RUNG = "embedding-classifier"
+MONITOR_RUNG = EMBEDDING_CLASSIFIER
 
 
 def text(rec: Record) -> str:

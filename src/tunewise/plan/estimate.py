@@ -42,10 +42,11 @@ from pathlib import Path
 from tunewise.evaluate.cost import FORWARD, FORWARD_BACKWARD, FORWARD_BACKWARD_FROZEN, gpu_machine, training_flops
 from tunewise.families import Arch, family, from_folder
 from tunewise.gpus import Gpu, GpuError, catalogue_path, find_gpu, load_gpus  # noqa: F401  (re-exported)
+from tunewise.rungspec import FULL, LORA, QLORA
 
 GIB = 1024**3
 
-METHODS = ("full", "lora", "qlora")
+METHODS = (FULL, LORA, QLORA)  # the methods of the table of rungs the memory model covers
 PRECISIONS = ("bf16", "fp16", "fp32", "mixed")
 OPTIMIZERS = ("adamw", "adamw8bit", "paged_adamw8bit", "sgd")
 
@@ -62,7 +63,7 @@ PlanError = GpuError
 
 @dataclass(frozen=True)
 class Setup:
-    method: str = "lora"
+    method: str = LORA
     seq_len: int = 512
     batch: int = 8
     """Micro-batch per GPU (sequences per forward pass)."""
@@ -147,18 +148,18 @@ def memory_breakdown(arch: Arch, s: Setup) -> dict[str, float]:
     params, linear = arch.params(), arch.layer_linear_params()
     weight_bytes = {"bf16": 2, "fp16": 2, "fp32": 4, "mixed": 4}[s.precision]
     act_bytes = 4 if s.precision == "fp32" else 2
-    if s.method == "qlora":
+    if s.method == QLORA:
         weights = linear * NF4_BYTES + (params - linear) * 2
     else:
         weights = params * weight_bytes
-    if s.method == "full":
+    if s.method == FULL:
         trainable, train_bytes = params, weight_bytes
     else:
         # PEFT keeps adapter weights in fp32 even on a 16-bit base model, for stable updates.
         trainable, train_bytes = lora_params(arch, s.lora_r, s.lora_targets), 4
-    if s.method == "full" and s.precision == "mixed":
+    if s.method == FULL and s.precision == "mixed":
         weights += params * 2  # autocast caches a 16-bit copy of every trainable weight for the forward pass
-    largest = arch.vocab * arch.hidden if s.method == "full" else trainable
+    largest = arch.vocab * arch.hidden if s.method == FULL else trainable
     grads = (largest if s.optimizer_in_backward else trainable) * train_bytes
     optimizer = {"adamw": 2 * train_bytes, "adamw8bit": 2, "paged_adamw8bit": 0, "sgd": 0}[s.optimizer] * trainable
     tokens = s.batch * s.seq_len
@@ -189,7 +190,7 @@ def flops_per_token(arch: Arch, s: Setup, checkpointing: bool) -> float:
     the ladder's passes per weight (tunewise.evaluate.cost.training_flops), one more forward pass when
     activations are recomputed."""
     matmul_params = arch.layer_linear_params() + arch.vocab * arch.hidden
-    passes = FORWARD_BACKWARD if s.method == "full" else FORWARD_BACKWARD_FROZEN
+    passes = FORWARD_BACKWARD if s.method == FULL else FORWARD_BACKWARD_FROZEN
     return training_flops(matmul_params, 1, passes + (FORWARD if checkpointing else 0))
 
 
@@ -236,7 +237,7 @@ def estimate(model: str, setup: Setup, gpu: str = "A100-80GB", examples: int | N
     notes = []
     if setup.precision == "bf16" and not chosen.bf16:
         notes.append(f"{chosen.name} has no bf16: train in fp16 (same memory)")
-    if setup.method == "qlora":
+    if setup.method == QLORA:
         notes.append("QLoRA needs a CUDA GPU and bitsandbytes")
     if not fits_ckpt:
         notes.append(f"does not fit on one {chosen.name} even with activation checkpointing")

@@ -15,8 +15,8 @@
 "Cheapest" is computed, not assumed: each rung's cost for its first month, training plus
 ``cost.requests_per_month`` requests priced from their FLOPs and prompt length at the configured
 prices (``tunewise.evaluate.cost``). On a CPU an embedding classifier is far cheaper per request
-than prompting a 135M LLM, and the fixed ordering below would hide that. The fixed order only
-breaks ties (equal cost, e.g. all prices 0).
+than prompting a 135M LLM, and a fixed ordering would hide that. The table of rungs' order
+(``tunewise.rungspec``, cheapest first) only breaks ties (equal cost, e.g. all prices 0).
 """
 
 from __future__ import annotations
@@ -26,20 +26,18 @@ import math
 import numpy as np
 
 from tunewise.evaluate.stats import holm, p_above, paired_stats, paired_summary, rows_for_noninferiority, wilson_ci
+from tunewise.rungspec import RUNGS
 
-COST_ORDER = [
-    "zero-shot", "few-shot", "rag", "embedding-classifier", "encoder-finetune",
-    "prompt-tuning", "prefix", "ia3", "lora", "dora", "qlora", "full", "dpo",
-]
-FINE_TUNED = {"prompt-tuning", "prefix", "ia3", "lora", "dora", "qlora", "full", "dpo"}
-PROMPTING = {"zero-shot", "few-shot", "rag"}
+# The fixed order that breaks cost ties is the table of rungs' (cheapest first).
+FINE_TUNED = {n for n, s in RUNGS.items() if s.method is not None}  # the LLM fine-tuning rungs
+PROMPTING = {n for n, s in RUNGS.items() if s.prompting}
 DEFAULT_MARGIN = 0.02
 DEFAULT_GUARD_MARGINS = {"content_f1": 0.02, "groundedness": 0.02}
 ALPHA = 0.025  # one-sided: the lower tail of every 95% interval in the report
 
 
 def _rank(name: str) -> int:
-    return COST_ORDER.index(name) if name in COST_ORDER else len(COST_ORDER)
+    return RUNGS[name].cost_rank if name in RUNGS else len(RUNGS)
 
 
 def measured(x) -> bool:

@@ -1,30 +1,63 @@
-"""The Predictor protocol every rung follows, and the shared LLM label-scoring predictor.
+"""The rung contract every rung follows, the context a rung is built in, and the shared LLM label scorer.
 
 Conventions (scikit-learn's): the constructor only stores settings; anything learned is set in
-``fit``; ``predict`` never looks at targets. ``cost`` says what the rung spent.
+``fit``; ``predict`` never looks at targets. ``cost`` says what the rung spent. Every rung is built
+the same way, ``Class(config, ctx)`` (``tunewise.rungs.table.build_rung``), and loads the same way,
+``Class.load(config, ctx, manifest)`` (``tunewise.rungs.saved.load_rung``).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from tunewise.config import ProjectConfig
 from tunewise.core import Cost, Prediction, ProgressFn, Record, no_progress
 from tunewise.evaluate.cost import decode_bytes, forward_flops, kv_bytes_per_position, model_shape
 
 
+@dataclass
+class RunContext:
+    """Where a rung runs: its project (relative paths in the config resolve there), its run folder,
+    the progress callback, and for an LLM rung the loaded base it runs on: ``(model, tokenizer, folder)``."""
+
+    project: Path
+    run_dir: Path
+    progress: ProgressFn = no_progress
+    base: tuple | None = None
+
+    def __post_init__(self):
+        self.project, self.run_dir = Path(self.project), Path(self.run_dir)
+
+    def with_base(self, config: ProjectConfig) -> RunContext:
+        """This context on its base, or on a fresh copy of ``config.model.base`` when it has none."""
+        import dataclasses
+
+        from tunewise.models.load import load
+
+        return self if self.base is not None else dataclasses.replace(
+            self, base=load(config.model.base, self.project, self.progress))
+
+
 class Predictor(Protocol):
-    name: str
+    name: ClassVar[str]  # its entry in the table of rungs (tunewise.rungspec)
     cost: Cost
+
+    def __init__(self, config: ProjectConfig, ctx: RunContext): ...
 
     def fit(self, train: list[Record], val: list[Record]) -> Predictor: ...
 
     def predict(self, records: list[Record]) -> list[Prediction]: ...
 
+    def save(self, run_dir) -> None: ...
 
-__all__ = ["LabelScorer", "Predictor", "ProgressFn", "no_progress"]
+    @classmethod
+    def load(cls, config: ProjectConfig, ctx: RunContext, manifest: dict) -> Predictor: ...
+
+
+__all__ = ["LabelScorer", "Predictor", "ProgressFn", "RunContext", "no_progress"]
 
 
 class LabelScorer:
@@ -32,13 +65,12 @@ class LabelScorer:
 
     name = "llm"
 
-    def __init__(self, config: ProjectConfig, base: tuple, run_dir: Path, progress: ProgressFn = no_progress,
-                 project: Path | None = None):
+    def __init__(self, config: ProjectConfig, ctx: RunContext):
+        if ctx.base is None:
+            raise ValueError(f"{type(self).__name__}: an LLM rung is built on a loaded base (RunContext.base)")
         self.config = config
-        self.project = Path(project) if project is not None else Path(".")
-        self.model, self.tokenizer, self.model_dir = base
-        self.run_dir = Path(run_dir)
-        self.progress = progress
+        self.project, self.run_dir, self.progress = ctx.project, ctx.run_dir, ctx.progress
+        self.model, self.tokenizer, self.model_dir = ctx.base
         self.cost = Cost()
         # Counted before any adapter wraps the model: a merged adapter serves with the base's weights.
         self.shape = model_shape(self.model)

@@ -16,8 +16,9 @@ import numpy as np
 from tunewise.config import ConfigError, ProjectConfig, config_path
 from tunewise.core import Cost, Prediction, Record
 from tunewise.evaluate.cost import FORWARD, FORWARD_BACKWARD, forward_flops, model_shape
-from tunewise.rungs.base import ProgressFn, no_progress
+from tunewise.rungs.base import RunContext
 from tunewise.rungs.state import load_arrays, save_arrays, write_manifest
+from tunewise.rungspec import EMBEDDING_CLASSIFIER, ENCODER_FINETUNE
 
 
 def encoder_dir(config: ProjectConfig, project: Path) -> Path:
@@ -80,10 +81,10 @@ def _predictions(records: list[Record], labels: list[str], logp: np.ndarray, ela
 class EmbeddingClassifier:
     """Frozen MiniLM embeddings + a logistic regression: seconds to train, milliseconds to run."""
 
-    name = "embedding-classifier"
+    name = EMBEDDING_CLASSIFIER
 
-    def __init__(self, config: ProjectConfig, project: Path, run_dir: Path, progress: ProgressFn = no_progress):
-        self.config, self.project, self.run_dir, self.progress = config, Path(project), Path(run_dir), progress
+    def __init__(self, config: ProjectConfig, ctx: RunContext):
+        self.config, self.project, self.run_dir, self.progress = config, ctx.project, ctx.run_dir, ctx.progress
         self.cost = Cost()
 
     def fit(self, train: list[Record], val: list[Record]) -> EmbeddingClassifier:
@@ -113,13 +114,13 @@ class EmbeddingClassifier:
         write_manifest(run_dir, self.name, history=self.history)
 
     @classmethod
-    def load(cls, run_dir, config, project, manifest: dict, base=None) -> EmbeddingClassifier:
+    def load(cls, config, ctx: RunContext, manifest: dict) -> EmbeddingClassifier:
         from sklearn.linear_model import LogisticRegression
 
-        self = cls(config, project, run_dir)
+        self = cls(config, ctx)
         enc = config.encoder
-        self.embed = Embedder(encoder_dir(config, project), enc.max_seq_length, enc.batch_size)
-        arrays = load_arrays(Path(run_dir) / "classifier.safetensors")
+        self.embed = Embedder(encoder_dir(config, self.project), enc.max_seq_length, enc.batch_size)
+        arrays = load_arrays(self.run_dir / "classifier.safetensors")
         self.clf = LogisticRegression(C=enc.C, max_iter=2000, random_state=enc.seed)
         self.clf.coef_, self.clf.intercept_, self.clf.classes_ = arrays["coef"], arrays["intercept"], arrays["classes"]
         self.clf.n_features_in_ = arrays["coef"].shape[1]
@@ -145,10 +146,10 @@ class EmbeddingClassifier:
 class EncoderFinetune:
     """The encoder fine-tuned end to end with a linear classification head (plain PyTorch loop)."""
 
-    name = "encoder-finetune"
+    name = ENCODER_FINETUNE
 
-    def __init__(self, config: ProjectConfig, project: Path, run_dir: Path, progress: ProgressFn = no_progress):
-        self.config, self.project, self.run_dir, self.progress = config, Path(project), Path(run_dir), progress
+    def __init__(self, config: ProjectConfig, ctx: RunContext):
+        self.config, self.project, self.run_dir, self.progress = config, ctx.project, ctx.run_dir, ctx.progress
         self.cost = Cost()
 
     def _batches(self, texts: list[str], batch_size: int):
@@ -210,11 +211,11 @@ class EncoderFinetune:
         write_manifest(run_dir, self.name, weights="encoder")
 
     @classmethod
-    def load(cls, run_dir, config, project, manifest: dict, base=None) -> EncoderFinetune:
+    def load(cls, config, ctx: RunContext, manifest: dict) -> EncoderFinetune:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        folder = Path(run_dir) / manifest.get("weights", "encoder")
-        self = cls(config, project, run_dir)
+        self = cls(config, ctx)
+        folder = self.run_dir / manifest.get("weights", "encoder")
         self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         self.model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True,
                                                                         use_safetensors=True)

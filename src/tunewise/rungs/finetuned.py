@@ -6,22 +6,25 @@ import time
 
 import torch
 
+from tunewise import rungspec
 from tunewise.core import Prediction, Record
-from tunewise.rungs.base import LabelScorer
+from tunewise.rungs.base import LabelScorer, RunContext
 from tunewise.rungs.state import write_manifest
 
 
 class FinetunedRung(LabelScorer):
-    """Fine-tune with ``method`` (full, lora, dora, qlora, prefix, prompt-tuning, ia3, dpo, kto); the
-    checkpoint with the best val loss is kept."""
+    """Fine-tune the base with the training method of the rung's entry in the table of rungs
+    (``train.method`` is set to it); the checkpoint with the best val loss is kept. One subclass per
+    rung, below."""
 
-    name = "lora"
-    method = "lora"
+    name = "fine-tuned"  # every subclass names its entry in tunewise.rungspec
 
-    def __init__(self, *args, method: str | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        if method is not None:
-            self.method = self.name = method
+    @property
+    def method(self) -> str:
+        return rungspec.spec(self.name).method
+
+    def __init__(self, config, ctx: RunContext):
+        super().__init__(config, ctx)
         if self.config.train.method != self.method:
             train = self.config.train.model_copy(update={"method": self.method})
             self.config = self.config.model_copy(update={"train": train})
@@ -62,17 +65,16 @@ class FinetunedRung(LabelScorer):
         write_manifest(run_dir, self.name, weights=output_name(self.config))
 
     @classmethod
-    def load(cls, run_dir, config, project, manifest: dict, base: tuple | None = None) -> FinetunedRung:
+    def load(cls, config, ctx: RunContext, manifest: dict) -> FinetunedRung:
         """The rung on its saved weights (a fresh base under an adapter; qlora on the quantised base
-        it trained against). The server shares one base between adapters itself."""
-        from pathlib import Path
+        it trained against); ``ctx.base`` is not used. The server shares one base between adapters itself."""
+        import dataclasses
 
         from tunewise.train.merge import load_trained
 
-        folder = Path(run_dir) / manifest["weights"]
+        folder = ctx.run_dir / manifest["weights"]
         model, tok = load_trained(folder)
-        trained = (model, tok, folder)
-        return cls(config, trained, run_dir, method=manifest["rung"], project=project)
+        return cls(config, dataclasses.replace(ctx, base=(model, tok, folder)))
 
     def predict(self, records: list[Record]) -> list[Prediction]:
         from tunewise.train.methods import PROMPT_LEARNING
@@ -159,7 +161,41 @@ def score_sequences(model, prompt: list[int], answers: list[list[int]], pad_id: 
     return out
 
 
-class LoraRung(FinetunedRung):
-    """PEFT LoRA on the train split; the checkpoint with the best val loss is kept."""
+# One class per fine-tuning rung: its name is its entry in the table of rungs (tunewise.rungspec).
+class PromptTuning(FinetunedRung):
+    name = rungspec.PROMPT_TUNING
 
-    name = method = "lora"
+
+class Prefix(FinetunedRung):
+    name = rungspec.PREFIX
+
+
+class Ia3(FinetunedRung):
+    name = rungspec.IA3
+
+
+class LoraRung(FinetunedRung):
+    name = rungspec.LORA
+
+
+class Dora(FinetunedRung):
+    name = rungspec.DORA
+
+
+class Qlora(FinetunedRung):
+    name = rungspec.QLORA
+
+
+class Full(FinetunedRung):
+    name = rungspec.FULL
+
+
+class Dpo(FinetunedRung):
+    name = rungspec.DPO
+
+
+class Kto(FinetunedRung):
+    name = rungspec.KTO
+
+
+FINE_TUNED = (PromptTuning, Prefix, Ia3, LoraRung, Dora, Qlora, Full, Dpo, Kto)

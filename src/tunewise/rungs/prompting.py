@@ -7,9 +7,10 @@ import logging
 import numpy as np
 
 from tunewise.core import Prediction, Record
-from tunewise.rungs.base import LabelScorer
+from tunewise.rungs.base import LabelScorer, RunContext
 from tunewise.rungs.encoder import Embedder, encoder_dir, train_subset
-from tunewise.rungs.state import llm_base, load_arrays, save_arrays, write_manifest
+from tunewise.rungs.state import load_arrays, save_arrays, write_manifest
+from tunewise.rungspec import FEW_SHOT, ZERO_SHOT
 
 log = logging.getLogger(__name__)
 CONTENT_FREE = ("N/A", "", "[MASK]")  # Zhao et al. 2021, "Calibrate Before Use"
@@ -54,7 +55,7 @@ class Calibrated(LabelScorer):
 class ZeroShot(Calibrated):
     """The instruction and the input through the model's chat template; labels scored by likelihood."""
 
-    name = "zero-shot"
+    name = ZERO_SHOT
 
     def fit(self, train: list[Record], val: list[Record]) -> ZeroShot:
         self.builder().check_template()
@@ -72,12 +73,11 @@ class ZeroShot(Calibrated):
         write_manifest(run_dir, self.name)
 
     @classmethod
-    def load(cls, run_dir, config, project, manifest: dict, base: tuple | None = None) -> ZeroShot:
+    def load(cls, config, ctx: RunContext, manifest: dict) -> ZeroShot:
         import json
-        from pathlib import Path
 
-        self = cls(config, llm_base(config, project, base), run_dir, project=project)
-        path = Path(run_dir) / "calibration.json"
+        self = cls(config, ctx.with_base(config))
+        path = self.run_dir / "calibration.json"
         self.prior = json.loads(path.read_text(encoding="utf-8"))["prior"] if path.exists() else None
         return self
 
@@ -90,7 +90,7 @@ class FewShot(Calibrated):
     own input, although it is still billed (``prompt_tokens``) for the whole prompt, as an API would.
     """
 
-    name = "few-shot"
+    name = FEW_SHOT
 
     def fit(self, train: list[Record], val: list[Record]) -> FewShot:
         b = self.builder()
@@ -125,12 +125,11 @@ class FewShot(Calibrated):
         write_manifest(run_dir, self.name)
 
     @classmethod
-    def load(cls, run_dir, config, project, manifest: dict, base: tuple | None = None) -> FewShot:
+    def load(cls, config, ctx: RunContext, manifest: dict) -> FewShot:
         import json
-        from pathlib import Path
 
-        run_dir = Path(run_dir)
-        self = cls(config, llm_base(config, project, base), run_dir, project=project)
+        self = cls(config, ctx.with_base(config))
+        run_dir, project = self.run_dir, self.project
         state = json.loads((run_dir / "few_shot.json").read_text(encoding="utf-8"))
         self.pool = [Record.from_json(r) for r in state["pool"]]
         self.pool_inputs, self.k = state["pool_inputs"], state["k"]

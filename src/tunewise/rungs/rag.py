@@ -17,9 +17,10 @@ import numpy as np
 
 from tunewise.config import ConfigError, ProjectConfig, config_path
 from tunewise.core import Prediction, Record
-from tunewise.rungs.base import LabelScorer
+from tunewise.rungs.base import LabelScorer, RunContext
 from tunewise.rungs.encoder import Embedder, encoder_dir
-from tunewise.rungs.state import llm_base, load_arrays, save_arrays, write_manifest
+from tunewise.rungs.state import load_arrays, save_arrays, write_manifest
+from tunewise.rungspec import RAG
 
 RRF_K = 60  # the constant of Cormack et al. (2009); dampens the weight of top ranks
 
@@ -164,7 +165,7 @@ def _words(text: str) -> list[str]:
 class Rag(LabelScorer):
     """The instruction, the top retrieved passages (numbered, to cite) and the input, through the chat template."""
 
-    name = "rag"
+    name = RAG
 
     def fit(self, train: list[Record], val: list[Record]) -> Rag:
         self.builder().check_template()
@@ -183,11 +184,11 @@ class Rag(LabelScorer):
         write_manifest(run_dir, self.name)
 
     @classmethod
-    def load(cls, run_dir, config, project, manifest: dict, base: tuple | None = None) -> Rag:
+    def load(cls, config, ctx: RunContext, manifest: dict) -> Rag:
         import json
 
-        run_dir = Path(run_dir)
-        self = cls(config, llm_base(config, project, base), run_dir, project=project)
+        self = cls(config, ctx.with_base(config))
+        run_dir, project = self.run_dir, self.project
         chunks = [Chunk(**c) for c in json.loads((run_dir / "rag_chunks.json").read_text(encoding="utf-8"))]
         vectors = load_arrays(run_dir / "rag_vectors.safetensors")["chunks"]
         self.retriever = Retriever.from_saved(config, project, chunks, vectors)

@@ -1,28 +1,18 @@
 """``load_rung``: a fitted rung back from its run folder without refitting.
 
-The rungs save and load themselves with tunewise.rungs.state; this module is above them all,
-because finding the class of a saved rung means knowing every rung.
+The rungs save and load themselves with tunewise.rungs.state; the class of a saved rung comes from
+the table of rungs (tunewise.rungs.table), which knows every rung.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tunewise.config import METHODS
-from tunewise.rungs.encoder import EmbeddingClassifier, EncoderFinetune
-from tunewise.rungs.finetuned import FinetunedRung, LoraRung
-from tunewise.rungs.prompting import FewShot, ZeroShot
-from tunewise.rungs.rag import Rag
+from tunewise.rungs.base import RunContext
 from tunewise.rungs.state import RungLoadError, project_of, read_manifest, run_config
+from tunewise.rungs.table import rung_class
 
-
-def rung_class(name: str):
-    table = {"zero-shot": ZeroShot, "few-shot": FewShot, "rag": Rag,
-             "embedding-classifier": EmbeddingClassifier, "encoder-finetune": EncoderFinetune,
-             **{m: FinetunedRung for m in METHODS}, "lora": LoraRung}
-    if name not in table:
-        raise RungLoadError(f"unknown rung '{name}' (known: {', '.join(table)})")
-    return table[name]
+__all__ = ["RungLoadError", "label_probabilities", "load_rung", "request_record", "rung_class"]
 
 
 def load_rung(run_dir: Path, project: Path | None = None, base: tuple | None = None):
@@ -35,7 +25,7 @@ def load_rung(run_dir: Path, project: Path | None = None, base: tuple | None = N
     manifest = read_manifest(run_dir)
     config = run_config(run_dir)
     project = Path(project) if project is not None else project_of(run_dir)
-    return rung_class(manifest["rung"]).load(run_dir, config, project, manifest, base=base)
+    return rung_class(manifest["rung"]).load(config, RunContext(project, run_dir, base=base), manifest)
 
 
 def request_record(text: str, turns: list[dict] | None = None):

@@ -1,7 +1,7 @@
 """A fitted rung's saved state in its run folder: the manifest, arrays, and the paths it resolves.
 
-Every rung imports this module to save and load itself; ``tunewise.rungs.saved`` (which imports
-every rung) turns a run folder back into its rung. Every rung writes ``rung.json`` (its name and format) next to what it learned: JSON for examples,
+Every rung imports this module to save and load itself; ``tunewise.rungs.saved`` turns a run folder
+back into its rung (its class from ``tunewise.rungs.table``, which imports every rung). Every rung writes ``rung.json`` (its name and format) next to what it learned: JSON for examples,
 passages and label lists, safetensors for arrays and weights, PEFT adapter folders for adapters.
 Never pickle: a run folder handed around must not be able to run code when loaded.
 """
@@ -15,7 +15,7 @@ import numpy as np
 
 from tunewise import workspace as ws
 from tunewise.config import ProjectConfig, load_config
-from tunewise.models.load import ModelError, load
+from tunewise.models.load import ModelError
 
 FORMAT = 1
 MANIFEST = "rung.json"
@@ -68,6 +68,3 @@ def project_of(run_dir: Path) -> Path:
 def run_config(run_dir: Path) -> ProjectConfig:
     return load_config(Path(run_dir) / "config.yaml")
 
-
-def llm_base(config: ProjectConfig, project: Path, base: tuple | None) -> tuple:
-    return base if base is not None else load(config.model.base, project)

@@ -1,11 +1,13 @@
-"""Which rungs a server holds, under which model ids, and one shared base model per base.
+"""Which rungs a server holds, under which model ids, and which loaded models they share.
 
 A project serves the rungs of its latest ladder; run folders serve themselves. Model ids are
 ``<project name>/<rung>``: the ``model`` field of a request is looked up in this dict and never
-turned into a path. LoRA-family adapters (lora, dora, ia3, dpo adapters) on the same base share one
-PEFT model (``load_adapter``; ``set_adapter`` per batch); prompting rungs on that base run with
-the adapters disabled. qlora (a quantised base), prefix / prompt tuning (virtual tokens), full
-fine-tunes and the encoders load their own models.
+turned into a path. The adapters of rungs whose table entry ``shares_base`` (lora, dora, ia3, dpo
+and kto with LoRA weights) share one PEFT model per base and PEFT type (``load_adapter``;
+``set_adapter`` per batch): peft holds adapters of one type per model, so LoRA and DoRA adapters
+(both LoRA) share one, and IA3 adapters another, on a second copy of the base. The prompting rungs
+run on the first copy with its adapters disabled. qlora (a quantised base), prefix / prompt tuning
+(virtual tokens), full fine-tunes and the encoders load their own models.
 """
 
 from __future__ import annotations
@@ -19,11 +21,10 @@ from pathlib import Path
 from tunewise import workspace as ws
 from tunewise.config import ConfigError, ProjectConfig
 from tunewise.rungs.state import RungLoadError, project_of, read_manifest, run_config
+from tunewise.rungspec import RUNGS
 
 log = logging.getLogger(__name__)
 
-SHARED_ADAPTERS = {"lora", "dora", "ia3", "dpo"}
-PROMPTING = {"zero-shot", "few-shot", "rag"}
 
 
 class ServeError(ConfigError):
@@ -39,7 +40,7 @@ class Served:
     task: str
     labels: list[str]
     adapter: str | None = None  # the PEFT adapter to activate on the shared model
-    peft: object | None = None  # the shared PEFT model this rung runs on, if any
+    peft: object | None = None  # the shared PEFT model this rung runs on (a prompting rung: adapters off), if any
     base_key: str | None = None  # a prompting rung's shared base
     chat: bool = False  # measured on chat rows: a request's turns are rendered as the rows' were
 
@@ -89,12 +90,11 @@ def expand_targets(targets: list[Path]) -> list[Path]:
 
 
 def load_served(targets: list[Path]) -> dict[str, Served]:
-    """Every rung under its model id; adapters on the same base share one loaded model."""
+    """Every rung under its model id; adapters of one PEFT type on the same base share one loaded model."""
     from tunewise.rungs.saved import load_rung
 
     served: dict[str, Served] = {}
-    bases: dict[str, tuple] = {}
-    shared: dict[str, object] = {}
+    models = SharedModels()
     chat: dict[tuple, bool] = {}  # per project and config: the rungs of one ladder share their dataset
     for run_dir in expand_targets(targets):
         try:
@@ -113,12 +113,12 @@ def load_served(targets: list[Path]) -> dict[str, Served]:
             chat[data_key] = measured_on_chat(config, project)
         entry = Served(mid, None, config, run_dir, config.task.type, list(config.task.labels),
                        chat=chat[data_key])
-        if name in SHARED_ADAPTERS and (weights / "adapter_config.json").exists():
-            entry.rung, entry.peft = _shared_adapter(mid, name, config, project, run_dir, weights, bases, shared)
+        spec = RUNGS.get(name)  # None: an unknown rung, which load_rung names
+        if spec is not None and spec.shares_base and (weights / "adapter_config.json").exists():
+            entry.rung, entry.peft = models.adapter(mid, name, config, project, run_dir, weights)
             entry.adapter = mid
-        elif name in PROMPTING:
-            base = _base(config, project, bases)
-            entry.rung = load_rung(run_dir, project, base=base)
+        elif spec is not None and spec.prompting:
+            entry.rung = load_rung(run_dir, project, base=models.base(config, project))
             entry.base_key = _key(config, project)
         else:
             entry.rung = load_rung(run_dir, project)
@@ -126,7 +126,7 @@ def load_served(targets: list[Path]) -> dict[str, Served]:
     # Adapters are injected into the base in place: prompting rungs on it run with them switched off.
     for entry in served.values():
         if entry.base_key is not None:
-            entry.peft = shared.get(entry.base_key)
+            entry.peft = models.on_base.get(entry.base_key)
     return served
 
 
@@ -152,29 +152,53 @@ def _key(config: ProjectConfig, project: Path) -> str:
     return str(resolve(config.model.base, project))
 
 
-def _base(config: ProjectConfig, project: Path, bases: dict) -> tuple:
-    from tunewise.models.load import load
+class SharedModels:
+    """The loaded models a server's rungs share: one copy of each base for its prompting rungs, and
+    one PEFT model per base and PEFT type for the adapters that share a base.
 
-    key = _key(config, project)
-    if key not in bases:
-        bases[key] = load(config.model.base, project)
-    return bases[key]
+    peft refuses to hold adapters of two types in one model, and an adapter is injected into the
+    modules of the base it wraps, so the first PEFT type on a base wraps the copy the prompting rungs
+    use and each further type gets a copy of its own."""
+
+    def __init__(self):
+        self.bases: dict[str, tuple] = {}  # base key -> (model, tokenizer, folder), the prompting rungs' copy
+        self.peft: dict[tuple[str, str], tuple] = {}  # (base key, PEFT type) -> (its PEFT model, base folder)
+        self.on_base: dict[str, object] = {}  # base key -> the PEFT model that wraps the prompting rungs' copy
+
+    def base(self, config: ProjectConfig, project: Path) -> tuple:
+        from tunewise.models.load import load
+
+        key = _key(config, project)
+        if key not in self.bases:
+            self.bases[key] = load(config.model.base, project)
+        return self.bases[key]
+
+    def adapter(self, mid: str, name: str, config: ProjectConfig, project: Path, run_dir: Path, weights: Path):
+        """(the rung ``name`` on the PEFT model its adapter shares, that PEFT model)."""
+        from peft import PeftModel
+
+        from tunewise.models.load import load, load_tokenizer
+        from tunewise.rungs.base import RunContext
+        from tunewise.rungs.table import rung_class
+        from tunewise.train.common import check_same_template
+
+        key, kind = _key(config, project), peft_type(weights)
+        if (key, kind) in self.peft:
+            peft, folder = self.peft[(key, kind)]
+            peft.load_adapter(weights, adapter_name=mid, is_trainable=False)
+        else:
+            if key in self.on_base:  # the shared copy holds adapters of another type: this type gets its own
+                model, _, folder = load(config.model.base, project)
+            else:
+                model, _, folder = self.base(config, project)
+            peft = PeftModel.from_pretrained(model, weights, adapter_name=mid, is_trainable=False)
+            self.peft[(key, kind)] = (peft, folder)
+            self.on_base.setdefault(key, peft)
+        tok = load_tokenizer(weights)
+        check_same_template(weights, tok)
+        return rung_class(name)(config, RunContext(project, run_dir, base=(peft, tok, folder))), peft
 
 
-def _shared_adapter(mid, name, config, project, run_dir, weights, bases, shared):
-    from peft import PeftModel
-
-    from tunewise.models.load import load_tokenizer
-    from tunewise.rungs.finetuned import FinetunedRung
-    from tunewise.train.common import check_same_template
-
-    key = _key(config, project)
-    model, _, folder = _base(config, project, bases)
-    if key not in shared:
-        shared[key] = PeftModel.from_pretrained(model, weights, adapter_name=mid, is_trainable=False)
-    else:
-        shared[key].load_adapter(weights, adapter_name=mid, is_trainable=False)
-    tok = load_tokenizer(weights)
-    check_same_template(weights, tok)
-    rung = FinetunedRung(config, (shared[key], tok, folder), run_dir, method=name, project=project)
-    return rung, shared[key]
+def peft_type(weights: Path) -> str:
+    """The PEFT type of the adapter folder ``weights`` (LORA for LoRA and DoRA, IA3, ...)."""
+    return json.loads((weights / "adapter_config.json").read_text(encoding="utf-8")).get("peft_type", "")

@@ -16,6 +16,7 @@ from pathlib import Path
 from tunewise.config import ProjectConfig
 from tunewise.core import Record
 from tunewise.models.chat import PromptBuilder
+from tunewise.rungspec import FULL
 
 
 class PreferenceDataError(ValueError):
@@ -121,7 +122,7 @@ def train_dpo(model, tokenizer, config: ProjectConfig, train: list[Record], val:
     callbacks, history = tracking_callbacks(config, run_dir, progress)
     if t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
-    full = t.dpo.weights == "full"
+    full = t.dpo.weights == FULL
     if full:
         for p in model.parameters():
             p.requires_grad_(True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from tunewise.models.load import ModelError, load_model, load_tokenizer, weight_format
+from tunewise.rungspec import QLORA
 from tunewise.workspace import atomic_dir, write_json
 
 
@@ -46,7 +47,7 @@ def load_trained(folder: Path, allow_pickle: bool = False):
 
     meta = trained_meta(folder)
     base_dir = _base_folder(folder)
-    if meta.get("method") == "qlora":
+    if meta.get("method") == QLORA:
         # The adapter learned against the quantised base; serve it on the same one.
         from tunewise.train.methods import load_quantized
 
@@ -64,7 +65,9 @@ def merge_adapter(folder: Path, out: Path, allow_pickle: bool = False) -> Path:
     if (folder / "adapter_config.json").exists():
         from peft import PeftModel
 
-        if meta.get("method") in ("prefix", "prompt-tuning"):
+        from tunewise.train.methods import PROMPT_LEARNING
+
+        if meta.get("method") in PROMPT_LEARNING:
             raise ModelError(f"{folder}: {meta['method']} adapters add virtual tokens and cannot be merged")
         base = load_model(_base_folder(folder), allow_pickle)
         # qlora adapters merge into the fp32 base: the exported model is not quantised.

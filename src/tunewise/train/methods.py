@@ -14,15 +14,31 @@ import torch
 
 from tunewise.assets import require_extra
 from tunewise.config import ProjectConfig
+from tunewise.rungspec import (
+    DORA,
+    DPO,
+    FULL,
+    IA3,
+    KTO,
+    LORA,
+    METHODS,
+    PEFT_PREFIX,
+    PEFT_PROMPT,
+    PREFIX,
+    PROMPT_TUNING,
+    QLORA,
+    spec,
+)
 
 log = logging.getLogger(__name__)
 
-ADAPTER_METHODS = ("lora", "dora", "qlora", "prefix", "prompt-tuning", "ia3")
-PROMPT_LEARNING = ("prefix", "prompt-tuning")
+# The method names are the table of rungs' (tunewise.rungspec); how each one trains is here.
+PROMPT_LEARNING = tuple(m for m in METHODS if spec(m).adapter in (PEFT_PREFIX, PEFT_PROMPT))
+"""Methods that learn virtual tokens (prefix and prompt tuning): they own the KV cache and the first positions."""
 # Methods whose forward passes keyword arguments through to the base model (logits_to_keep,
 # position_ids): the ones that can use sparse logits and padding-free batches.
-PASS_THROUGH = ("full", "lora", "dora", "qlora")
-PREFERENCE = ("dpo", "kto")
+PASS_THROUGH = (FULL, LORA, DORA, QLORA)
+PREFERENCE = (DPO, KTO)
 """Methods trained on preferences by a TRL trainer, on LoRA or full weights (train.<method>.weights)."""
 
 
@@ -68,7 +84,7 @@ def _ia3(config: ProjectConfig):
 
 
 PEFT_CONFIGS = {
-    "lora": _lora, "dora": _dora, "qlora": _lora, "prefix": _prefix, "prompt-tuning": _prompt_tuning, "ia3": _ia3,
+    LORA: _lora, DORA: _dora, QLORA: _lora, PREFIX: _prefix, PROMPT_TUNING: _prompt_tuning, IA3: _ia3,
 }
 
 
@@ -134,7 +150,7 @@ def prepare_model(model, config: ProjectConfig):
         return model
     from peft import get_peft_model
 
-    if method == "qlora":
+    if method == QLORA:
         model = load_quantized(model_folder(model), config.train.quant_bits)
     return get_peft_model(model, peft_config(config))
 
@@ -165,13 +181,13 @@ def check_method(config: ProjectConfig) -> None:
                           "(or set MLFLOW_ALLOW_FILE_STORE=true)")
     if uri:
         require_extra("mlflow", "mlflow", "train.mlflow_uri")
-    if t.method == "qlora":
+    if t.method == QLORA:
         from tunewise.models.inspect import qlora_support
 
         ok, detail = qlora_support()  # the same answer inspect-model gives
         if not ok:
             raise MethodError(f"train.method=qlora: {detail}")
-    if t.method == "qlora" and t.precision == "fp16":
+    if t.method == QLORA and t.precision == "fp16":
         raise MethodError("train.precision=fp16 with qlora: use bf16 or fp32")
 
 
@@ -183,4 +199,4 @@ def output_name(config: ProjectConfig) -> str:
 def full_weights(config: ProjectConfig) -> bool:
     """Whether the method trains every weight (full; dpo or kto with weights: full)."""
     t = config.train
-    return t.method == "full" or (t.method in PREFERENCE and getattr(t, t.method).weights == "full")
+    return t.method == FULL or (t.method in PREFERENCE and getattr(t, t.method).weights == FULL)

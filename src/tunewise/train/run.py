@@ -15,6 +15,7 @@ from tunewise import workspace as ws
 from tunewise.config import ConfigError, ProjectConfig, dump_config, load_config
 from tunewise.core import no_progress
 from tunewise.data.split import records_hash
+from tunewise.rungspec import DPO, KTO
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def resolve_config(project: Path, method: str | None, overrides: list[str] | Non
     if method:
         overrides.append(f"train.method={method}")
     config = load_config(project, overrides)
-    for key in ("dpo", "kto"):
+    for key in (DPO, KTO):  # the preference methods: their config sections train.dpo and train.kto
         section = getattr(config.train, key)
         if section.data and not Path(section.data).is_absolute():
             # Child processes and the ladder may run elsewhere: pin the preference file to the project.
@@ -85,11 +86,11 @@ def train_project(project: Path, method: str | None = None, overrides: list[str]
 
     project = Path(project)
     config = resolve_config(project, method, overrides)
-    if config.train.method == "dpo":
+    if config.train.method == DPO:
         from tunewise.train.dpo import preference_splits
 
         preference_splits(config, [], [], project)  # a bad preference file fails before any model loads
-    if config.train.method == "kto":
+    if config.train.method == KTO:
         from tunewise.train.kto import kto_rows
 
         kto_rows(config, project)

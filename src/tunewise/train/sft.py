@@ -20,6 +20,7 @@ from tunewise.config import ProjectConfig, TaskConfig
 from tunewise.core import Record
 from tunewise.evaluate.decode import MIN_SHARED_PREFIX
 from tunewise.models.chat import IGNORE, PromptBuilder
+from tunewise.rungspec import DPO, KTO
 from tunewise.train.common import (
     TrainingGuardError,
     TrainResult,
@@ -257,11 +258,11 @@ def train_adapter(model, tokenizer, config: ProjectConfig, train: list[Record], 
     from the newest complete checkpoint in ``run_dir/checkpoints``. ``project``: where the config's
     relative paths (train.dpo.data) are resolved.
     """
-    if config.train.method == "dpo":
+    if config.train.method == DPO:
         from tunewise.train.dpo import train_dpo
 
         return train_dpo(model, tokenizer, config, train, val, run_dir, progress, resume, project)
-    if config.train.method == "kto":
+    if config.train.method == KTO:
         from tunewise.train.kto import train_kto
 
         return train_kto(model, tokenizer, config, run_dir, progress, resume, project)

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from tunewise import workspace as ws
 from tunewise.config import ProjectConfig
+from tunewise.rungspec import DORA, DPO, LORA, QLORA
 
 log = logging.getLogger(__name__)
 
-LORA_FAMILY = ("lora", "dora", "qlora", "dpo")
+LORA_FAMILY = (LORA, DORA, QLORA, DPO)
 
 
 def suggest(trial, config: ProjectConfig) -> list[str]:

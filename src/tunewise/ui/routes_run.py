@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 from tunewise.config import ConfigError
 from tunewise.models.load import ModelError
+from tunewise.rungspec import NAMES, RUNGS
 from tunewise.ui import pages
 
 
@@ -77,8 +78,8 @@ UNSETTABLE = ("train.dpo.", "train.tracking", "train.mlflow")
 
 def check_job_args(rungs: list[str], overrides: list[str]) -> None:
     for r in rungs:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", r):
-            raise HTTPException(400, f"rung {r!r}: expected a rung name such as zero-shot or lora")
+        if r not in RUNGS:  # the table of rungs: refused here, not by a ladder process started for nothing
+            raise HTTPException(400, f"rung {r!r}: expected one of the rungs {', '.join(NAMES)}")
     for o in overrides:
         key = o.split("=", 1)[0].strip()
         if "=" not in o or not re.fullmatch(r"[a-z_][a-z0-9_.]*", key):
@@ -121,9 +122,10 @@ def add_run_routes(app, ui, page) -> None:
         from tunewise.config import load_config
 
         project = ui.project(name)
-        summary = pages.project_summary(project)
-        return page(request, "ladder.html", name=name, job=ui.jobs.get(name), rungs=list(load_config(project).rungs),
-                    ladders=summary["ladders"])
+        summary, config = pages.project_summary(project), load_config(project)
+        return page(request, "ladder.html", name=name, job=ui.jobs.get(name), rungs=list(config.rungs),
+                    known=[s for s in RUNGS.values() if config.task.type in s.task_types],
+                    task=config.task.type, ladders=summary["ladders"])
 
     @app.post("/p/{name}/ladder")
     async def start(request: Request, name: str):
