@@ -126,7 +126,7 @@ def test_curve_command_writes_curve_json_and_the_ladder_report_section(curve_pro
     # Either a curve or the reason there is none, never both and never silence.
     assert bool(fit["ok"]) != bool(fit.get("reason")), fit
     report = max((curve_project / ".tunewise" / "reports").iterdir())
-    assert curve["report_dir"] == str(report)
+    assert curve["report_dir"] == f".tunewise/reports/{report.name}"  # relative to the project
     assert "How much data is enough" in (report / "report.md").read_text()
     html = (report / "report.html").read_text()
     assert 'id="learning-curve"' in html and curve["advice"][0].split(":")[0] in html

@@ -112,6 +112,6 @@ def test_repricing_restores_the_content_scores_from_the_run_folders(tmp_path):
     run.mkdir(parents=True)
     (run / "result.json").write_text(json.dumps({"metric_items": {"content_f1": [1.0, 0.0]}}))
     rungs = [{"name": "rag", "run_dir": str(run)}, {"name": "gone", "run_dir": str(tmp_path / "nope")}, {"name": "x"}]
-    ladder_mod.restore_metric_items(rungs)
+    ladder_mod.restore_metric_items(rungs, tmp_path)
     assert rungs[0]["metric_items"] == {"content_f1": [1.0, 0.0]}
     assert "metric_items" not in rungs[1] and "metric_items" not in rungs[2]

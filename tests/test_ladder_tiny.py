@@ -24,7 +24,7 @@ def test_ladder_on_tiny_model_writes_report(tiny_project):
     # Every figure is recomputed from the predictions each run wrote, and the paired test from scipy.
     correct = {}
     for r in ladder["rungs"]:
-        preds = [json.loads(line) for line in (Path(r["run_dir"]) / "predictions.jsonl").read_text().splitlines()]
+        preds = [json.loads(line) for line in (tiny_project / r["run_dir"] / "predictions.jsonl").read_text().splitlines()]
         correct[r["name"]] = np.array([p["output"] == p["target"] for p in preds])
         assert r["metrics"]["accuracy"] == pytest.approx(correct[r["name"]].mean())
     best = max(ladder["rungs"], key=lambda r: r["metrics"]["accuracy"])
@@ -59,7 +59,7 @@ def test_an_unknown_cost_gpu_fails_before_any_work(tiny_project):
 
 def ood_outputs(rung: dict, project: Path) -> tuple[list[str], list[str]]:
     """(outputs, targets) of the OOD predictions the run folder wrote."""
-    rows = [json.loads(line) for line in (Path(rung["run_dir"]) / "ood_predictions.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (project / rung["run_dir"] / "ood_predictions.jsonl").read_text().splitlines()]
     return [r["output"] for r in rows], [r["target"] for r in rows]
 
 

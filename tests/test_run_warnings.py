@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 from tiny import TOPICS, WORDS
 
@@ -44,7 +43,7 @@ def test_a_rungs_warnings_reach_ladder_json_metrics_and_report(tiny_project, mon
     overfit = [w for w in lora["warnings"] if "overfitting" in w]
     assert overfit and overfit[0].startswith("step ")
     for r in (few, lora):
-        saved = json.loads((Path(r["run_dir"]) / "metrics.json").read_text())
+        saved = json.loads((tiny_project / r["run_dir"] / "metrics.json").read_text())
         assert saved["warnings"] == r["warnings"]
     md = (report_dir / "report.md").read_text()
     html = (report_dir / "report.html").read_text()

@@ -121,7 +121,9 @@ def curve(
     result = json.loads((folder / "curve.json").read_text(encoding="utf-8"))
     for line in result["advice"]:
         out.print(f"- {line}", highlight=False, soft_wrap=True)
-    where = f" and the report in {result['report_dir']}" if result["report_dir"] else ""
+    from tunewise import workspace as ws
+
+    where = f" and the report in {ws.resolve(project, result['report_dir'])}" if result["report_dir"] else ""
     out.print(f"wrote {folder / 'curve.json'}{where}", highlight=False, soft_wrap=True)
 
 
@@ -186,8 +188,9 @@ def report(
         "--set", help="Re-price with a `cost.` key changed (e.g. cost.gpu=H100-80GB): writes a new report "
                       "folder from the rungs' recorded work, re-running nothing (repeatable).")] = None,
 ) -> None:
-    """Rebuild the report files from the latest (or a given) saved ladder.json; --set cost.…: re-price it."""
-    from tunewise import workspace as ws
+    """Rebuild the report files from the ladder in use (the newest finished one) or a given report
+    folder; --set cost.…: re-price it into a new report folder."""
+    from tunewise import locate
     from tunewise.config import ConfigError
     from tunewise.report.build import rebuild
 
@@ -196,13 +199,16 @@ def report(
             raise ConfigError(f"--set {bad[0]}: the report re-prices only; change other keys and re-run the ladder")
         from tunewise.ladder import reprice_report
 
-        _print_report_paths(reprice_report(project, set_, run))
+        found = locate.ladder(project, run)
+        console.print(found.line("given by --run" if run else "the newest finished ladder"), highlight=False,
+                      markup=False, soft_wrap=True)
+        _print_report_paths(reprice_report(project, set_, found.folder))
         return
-    folder = run or ws.latest_dir(project, "reports")
-    if folder is None or not (folder / "ladder.json").exists():
-        raise ConfigError(f"{project}: no saved ladder to report on (run `tunewise ladder {project}` first)")
-    rebuild(folder)
-    _print_report_paths(folder)
+    found = locate.ladder(project, run)
+    console.print(found.line("given by --run" if run else "the newest finished ladder"), highlight=False,
+                  markup=False, soft_wrap=True)
+    rebuild(found.folder)
+    _print_report_paths(found.folder)
 
 
 @app.command()
@@ -232,7 +238,11 @@ def estimate(
     from tunewise.plan import estimate as est
 
     if break_even:
-        result = be.project_break_even(project, gpu)
+        from tunewise import locate
+
+        found = locate.ladder(project)
+        console.print(found.line(), highlight=False, markup=False, soft_wrap=True)
+        result = be.project_break_even(project, found.data, gpu)
         text = json.dumps(result, indent=2) if json_ else "\n".join(be.render_break_even_md(result))
         out.print(text, markup=False, highlight=False, soft_wrap=True)
         return

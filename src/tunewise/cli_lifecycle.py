@@ -27,7 +27,10 @@ def monitor(
                                                       "review CSV for `tunewise review import`.")] = None,
     set_: SetOpt = None,
 ) -> None:
-    """Compare served inputs with the training data per time window; exit 0 stable, 3 retrain, 4 watch."""
+    """Compare served inputs with the training data per time window; exit 0 stable, 3 retrain, 4 watch.
+
+    Calibrated on the ladder whose rungs were served (recorded beside the server's log, else the newest
+    finished ladder); refused (exit 2) when that ladder was measured on another test split."""
     from tunewise.config import load_config
 
     config = load_config(project, set_)
@@ -35,14 +38,16 @@ def monitor(
     from tunewise.monitor.run import monitor_project, summary_line
 
     folder, result = monitor_project(config, project, log, since, labeled, export_review,
-                                     lambda msg: console.print(msg, highlight=False, markup=False))
+                                     lambda msg: console.print(msg, highlight=False, markup=False, soft_wrap=True))
     out.print(summary_line(result), highlight=False)
     for why in result["why"][:8]:
         out.print(f"  {why}", highlight=False, markup=False)
     if "review_export" in result:
-        x = result["review_export"]
-        out.print(f"review: {x['rows']} requests in {x['path']}; fill in corrected_target, then: "
-                  f"tunewise review import {x['path']} {project}", highlight=False)
+        from tunewise import workspace as ws
+
+        x, path = result["review_export"], ws.resolve(project, result["review_export"]["path"])
+        out.print(f"review: {x['rows']} requests in {path}; fill in corrected_target, then: "
+                  f"tunewise review import {path} {project}", highlight=False)
     out.print(f"monitor: {folder / 'monitor.json'}\nhtml: {folder / 'monitor.html'}")
     raise typer.Exit(result["exit_code"])
 
@@ -51,7 +56,7 @@ def monitor(
 @friendly
 def serve(
     targets: Annotated[list[Path] | None, typer.Argument(
-        help="A project (serves the rungs of its latest ladder) or run folders.")] = None,
+        help="A project (serves the rungs of its newest finished ladder) or run folders.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs --token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     token: Annotated[str | None, typer.Option(envvar="TUNEWISE_API_TOKEN",
@@ -68,6 +73,11 @@ def serve(
     _setup_logging(quiet)
     if engine not in ("builtin", "vllm"):
         raise typer.BadParameter(f"expected builtin or vllm, got {engine!r}", param_hint="--engine")
+    from tunewise import locate
+
+    for target in targets or [Path(".")]:
+        if (Path(target) / "tunewise.yaml").exists():
+            console.print(f"{target}: {locate.ladder(target).line()}", highlight=False, markup=False, soft_wrap=True)
     if engine == "vllm":
         from tunewise import workspace as ws
         from tunewise.rungs.state import project_of
@@ -127,7 +137,12 @@ def export(
     """Export a trained run (adapter, merged safetensors or GGUF) with DEPLOY.md and MODEL_CARD.md,
     after checking that it reproduces the trained model and its training prompt token for token."""
     _setup_logging(quiet)
+    from tunewise import locate
     from tunewise.export.run import export_run
 
+    found = locate.ladder_of_run(run)
+    console.print(found.line("the newest finished ladder that lists this run") if found else
+                  f"using no ladder: no finished ladder lists {run}; the export is checked on fixed probes",
+                  highlight=False, markup=False, soft_wrap=True)
     folder = export_run(run, merge, format_, out_dir, force)
     out.print(f"exported to {folder} (checks: {folder / 'export.json'}; next: {folder / 'DEPLOY.md'})")

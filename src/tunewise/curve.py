@@ -15,7 +15,6 @@ cheaper way to the next point of quality.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -188,24 +187,28 @@ def run_curve(config: ProjectConfig, project: Path, rungs: list[str] | None = No
 
     ws.write_text(out_dir / "curve.md", "\n".join(curve_markdown(curve)) + "\n")
     ws.write_text(out_dir / "curve.html", render_curve_html(curve))
-    report_dir = attach_curve(project, curve)
-    if report_dir is None:
-        say("no ladder report on this test split yet: the next `tunewise ladder` includes this curve")
-    curve["report_dir"] = str(report_dir) if report_dir else None
+    report_dir = attach_curve(project, curve, say)
+    curve["report_dir"] = ws.stored(project, report_dir) if report_dir else None
     ws.write_json(out_dir / "curve.json", curve)
     return out_dir
 
 
-def attach_curve(project: Path, curve: dict) -> Path | None:
-    """Add ``curve`` to the newest ladder report on the same test split and re-render it; its folder or None."""
-    folder = ws.latest_dir(Path(project), "reports")
-    if folder is None or not (folder / "ladder.json").exists():
+def attach_curve(project: Path, curve: dict, say=log.warning) -> Path | None:
+    """Add ``curve`` to the ladder in use (tunewise.locate) when it was measured on the same test split
+    and re-render it; its folder, or None (said)."""
+    from tunewise import locate
+
+    found = locate.find_ladder(Path(project))
+    if found is None or found.test_hash != curve["test_hash"]:
+        why = "no finished ladder yet" if found is None else (
+            f"the ladder in use, {ws.stored(project, found.folder)}/, was measured on test split sha256 "
+            f"{(found.test_hash or '?')[:8]}…, this curve on {curve['test_hash'][:8]}…")
+        say(f"{why}: the curve is not added to a report; the next `tunewise ladder` on this test split includes it")
         return None
     from tunewise.report.build import write_report
 
-    ladder = json.loads((folder / "ladder.json").read_text(encoding="utf-8"))
-    if ladder.get("test_hash") != curve["test_hash"]:
-        return None
+    folder = found.folder
+    ladder = dict(found.data)
     ladder["curve"] = curve
     ws.write_json(folder / "ladder.json", ladder)
     write_report(ladder, folder)

@@ -177,7 +177,7 @@ def _run_rung_in(run_dir: Path, name: str, config: ProjectConfig, project: Path,
                            config.eval.timing_repeats)
     result = {
         "name": name,
-        "run_dir": str(run_dir),
+        "run_dir": ws.stored(project, run_dir),
         "primary": scored.primary,
         "metrics": scored.metrics,
         "train_seconds": round(cost.train_seconds, 2),
@@ -271,8 +271,10 @@ def find_reusable(project: Path, name: str, key: str) -> dict | None:
             result = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
-        if result.get("reuse_key") == key and Path(result.get("run_dir", "")).is_dir():
-            return {**result, "reused_from": result["run_dir"]}
+        run_dir = ws.resolve(project, result["run_dir"]) if result.get("run_dir") else None
+        if result.get("reuse_key") == key and run_dir is not None and run_dir.is_dir():
+            recorded = ws.stored(project, run_dir)  # result.json of older versions holds the path as then reached
+            return {**result, "run_dir": recorded, "reused_from": recorded}
     return None
 
 
@@ -305,7 +307,7 @@ def run_rungs(names: list[str], config: ProjectConfig, project: Path, splits: Sp
                 continue
             result["wall_seconds"] = round(time.perf_counter() - t0, 1)
             result["reuse_key"] = key
-            ws.write_json(Path(result["run_dir"]) / "result.json", result)
+            ws.write_json(ws.resolve(project, result["run_dir"]) / "result.json", result)
             results.append(result)
             log.info("%s: %s %.3f in %.0f s", name, result["primary"], _value(result), result["wall_seconds"])
     except KeyboardInterrupt:
@@ -324,11 +326,11 @@ def price_ladder(ladder: dict, prices) -> dict:
     return ladder
 
 
-def restore_metric_items(rungs: list[dict]) -> None:
+def restore_metric_items(rungs: list[dict], project: Path) -> None:
     """The per-item content scores the recommendation's content check needs: ladder.json leaves them out,
     each run folder's result.json keeps them. A rung whose folder is gone is checked without them."""
     for r in rungs:
-        path = Path(r["run_dir"]) / "result.json" if r.get("run_dir") else None
+        path = ws.resolve(project, r["run_dir"]) / "result.json" if r.get("run_dir") else None
         if "metric_items" not in r and path and path.is_file():
             r["metric_items"] = json.loads(path.read_text(encoding="utf-8")).get("metric_items")
 
@@ -338,20 +340,19 @@ def reprice_report(project: Path, overrides: list[str], folder: Path | None = No
     with ``overrides`` (`--set cost.gpu=H100-80GB`); only prices and the recommendation change."""
     import shutil
 
+    from tunewise import locate
     from tunewise.config import load_config
 
     project = Path(project)
-    folder = folder or ws.latest_dir(project, "reports")
-    if folder is None or not (Path(folder) / "ladder.json").exists():
-        raise ConfigError(f"{project}: no saved ladder to report on (run `tunewise ladder {project}` first)")
+    folder = locate.ladder(project, folder).folder
     config = load_config(project, overrides)
-    ladder = json.loads((Path(folder) / "ladder.json").read_text(encoding="utf-8"))
+    ladder = json.loads((folder / "ladder.json").read_text(encoding="utf-8"))
     ladder.setdefault("margin", config.eval.margin)  # ladders saved before these were recorded
     ladder.setdefault("bootstrap", config.eval.bootstrap)
-    restore_metric_items(ladder["rungs"])
+    restore_metric_items(ladder["rungs"], project)
     ladder.setdefault("guard_margins", config.eval.guard_margins)
     price_ladder(ladder, resolve_prices(config.cost))
-    ladder["repriced_from"] = str(folder)
+    ladder["repriced_from"] = ws.stored(project, folder)
     report_dir = ws.new_dir(project, "reports")
     if (Path(folder) / "test.jsonl").exists():
         shutil.copyfile(Path(folder) / "test.jsonl", report_dir / "test.jsonl")
@@ -379,7 +380,8 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
     started = time.perf_counter()
     interrupt.stage("prepare")
     splits = resolve_splits(config, project, "tunewise ladder", progress=progress)
-    log.info("test split: %d rows, sha256 %s", len(splits.test), splits.test_hash)
+    log.info("using dataset %s/ (test split %d rows, sha256 %s)", ws.stored(project, splits.dataset_dir),
+             len(splits.test), splits.test_hash)
     if any("documents" in RUNGS[n].needs for n in names):  # before any rung runs, not after the ones before rag
         check_gold_field(config, splits.test, f"{config_path(project)}: ")
     results, failed, interrupted = run_rungs(names, config, project, splits, progress, throughput, fresh)
@@ -403,7 +405,7 @@ def run_ladder(config: ProjectConfig, project: Path, rungs: list[str] | None = N
         "n_ood": len(splits.ood),
         "n_recent": len(splits.recent),
         "n_rejected": len(splits.rejects),
-        "dataset_dir": str(splits.dataset_dir),
+        "dataset_dir": ws.stored(project, splits.dataset_dir),
         "dataset": splits.record(),
         "test_file": "test.jsonl",
         "labels": config.task.labels,

@@ -58,10 +58,27 @@ def new_dir(project: Path, kind: str, name: str | None = None) -> Path:
     return path
 
 
-def latest_dir(project: Path, kind: str) -> Path | None:
-    root = workspace(project) / kind
-    dirs = sorted(p for p in root.glob("*") if p.is_dir()) if root.exists() else []
-    return dirs[-1] if dirs else None
+def stored(project: Path, path: Path | str) -> str:
+    """``path`` as an artefact records it: relative to the project (``.tunewise/runs/lora-…``) when it lies
+    inside it, so a project moved or copied elsewhere still finds its runs; absolute otherwise (a log
+    or an export outside the project). ``resolve`` reads it back."""
+    path, root = Path(path).resolve(), Path(project).resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def resolve(project: Path, recorded: Path | str) -> Path:
+    """A path an artefact recorded, as a path to open now; the one place recorded paths are read.
+
+    A path into a workspace (anything under a ``.tunewise`` folder) is looked up under this project's
+    own workspace: a relative one as ``stored`` writes it, and also those older artefacts wrote: an
+    absolute path (the project has since moved or been copied, and the old copy may still exist) or
+    one relative to the folder the command ran in (``bbc/.tunewise/runs/x`` for ``tunewise ladder bbc``).
+    Any other relative path is relative to the project; an absolute one is kept."""
+    parts = Path(recorded).parts
+    if WORKSPACE in parts:
+        at = len(parts) - 1 - parts[::-1].index(WORKSPACE)
+        return workspace(project).joinpath(*parts[at + 1:])
+    return Path(recorded) if Path(recorded).is_absolute() else Path(project) / recorded
 
 
 # Temporary files and folders of writes in progress: removed by tunewise.interrupt when the process

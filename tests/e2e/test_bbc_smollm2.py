@@ -51,7 +51,7 @@ def test_bbc_ladder_small(tmp_path):
     assert records_hash(test) == ladder["test_hash"]
     ids = {r.id for r in test}
     for rung in ladder["rungs"]:
-        run = Path(rung["run_dir"])
+        run = project / rung["run_dir"]
         preds = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
         assert {p["id"] for p in preds} == ids
         assert (run / "config.yaml").exists() and (run / "metrics.json").exists()
@@ -61,7 +61,7 @@ def test_bbc_ladder_small(tmp_path):
 
     # LoRA's B matrices start at zero: non-zero ones prove the adapter was trained and saved.
     lora = next(r for r in ladder["rungs"] if r["name"] == "lora")
-    weights = load_file(Path(lora["run_dir"]) / "adapter" / "adapter_model.safetensors")
+    weights = load_file(project / lora["run_dir"] / "adapter" / "adapter_model.safetensors")
     b_mats = [v for k, v in weights.items() if "lora_B" in k]
     assert b_mats and all(float(v.abs().max()) > 0 for v in b_mats)
     assert lora["train_tokens"] > 0 and lora["train_seconds"] > 0

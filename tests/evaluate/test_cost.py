@@ -8,6 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from tunewise import locate
 from tunewise.cli import app
 from tunewise.config import CostConfig
 from tunewise.evaluate.cost import (
@@ -105,9 +106,10 @@ def saved(tmp_path, ladder):
 
 def test_project_break_even_reads_the_latest_ladder_at_its_own_prices(tmp_path):
     saved(tmp_path, LADDER)
-    result = project_break_even(tmp_path)  # no tunewise.yaml: the ladder's prices
+    ladder = locate.ladder(tmp_path).data
+    result = project_break_even(tmp_path, ladder)  # no tunewise.yaml: the ladder's prices
     assert result["project"] == "bbc" and result == {"project": "bbc", **break_even(LADDER)}
-    on_t4 = project_break_even(tmp_path, gpu="T4")
+    on_t4 = project_break_even(tmp_path, ladder, gpu="T4")
     assert on_t4["prices"]["gpu"] == "T4" and on_t4["prices"]["usd_per_hour"] == pytest.approx(0.35)
 
 
@@ -118,7 +120,7 @@ def test_project_without_a_ladder_is_one_clear_error(tmp_path):
     from tunewise.config import ConfigError
 
     with pytest.raises(ConfigError, match="no saved ladder"):
-        project_break_even(tmp_path)
+        locate.ladder(tmp_path)
     # The same missing prerequisite, the same exit code, whichever command meets it.
     runner = CliRunner()
     codes = {runner.invoke(app, args).exit_code for args in (["estimate", "--break-even", str(tmp_path)],
@@ -130,8 +132,10 @@ def test_the_cli_prints_the_break_even(tmp_path):
     saved(tmp_path, LADDER)
     runner = CliRunner()
     text = runner.invoke(app, ["estimate", "--break-even", str(tmp_path)])
-    assert text.exit_code == 0 and text.output.strip() == "\n".join(render_break_even_md(break_even(LADDER))).strip()
-    data = json.loads(runner.invoke(app, ["estimate", "--break-even", str(tmp_path), "--json"]).output)
+    assert text.exit_code == 0 and text.stdout.strip() == "\n".join(render_break_even_md(break_even(LADDER))).strip()
+    # Which ladder it priced, on stderr: stdout stays the table (or the JSON).
+    assert "using ladder .tunewise/reports/20260101-000000-000001/ (the newest finished ladder" in text.stderr
+    data = json.loads(runner.invoke(app, ["estimate", "--break-even", str(tmp_path), "--json"]).stdout)
     assert data["comparisons"][0]["break_even_requests"] > 0
     missing = runner.invoke(app, ["estimate", "--break-even", str(tmp_path / "none")])
     assert missing.exit_code != 0 and "no saved ladder" in missing.output

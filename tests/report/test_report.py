@@ -54,7 +54,7 @@ def test_break_even_section_in_both_reports_matches_the_cli(tmp_path):
     (report / "ladder.json").write_text(json.dumps(ladder))
     cli = CliRunner().invoke(app, ["estimate", "--break-even", str(tmp_path)])
     assert cli.exit_code == 0
-    section = cli.output.strip()
+    section = cli.stdout.strip()  # stderr says which ladder it priced
     assert section in md  # the whole section, character for character
     assert f"{lora['break_even_requests']:,}" in html
     # A ladder saved without the stored break-even (older runs) still renders the section.

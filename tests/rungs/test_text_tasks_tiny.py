@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -79,7 +78,7 @@ def test_prompt_learning_methods_generate_on_generation_tasks(tmp_path, tiny_mod
     report_dir = run_ladder(config, project, [method])
     rung = json.loads((report_dir / "ladder.json").read_text())["rungs"][0]
     assert rung["name"] == method and rung["metrics"]["rouge_l_ci"] is not None
-    lines = (Path(rung["run_dir"]) / "predictions.jsonl").read_text().splitlines()
+    lines = (project / rung["run_dir"] / "predictions.jsonl").read_text().splitlines()
     preds = [json.loads(line) for line in lines]
     assert len(preds) == json.loads((report_dir / "ladder.json").read_text())["n_test"]
     assert all(isinstance(p["output"], str) for p in preds)

@@ -150,8 +150,10 @@ def test_kill_9_mid_request_leaves_a_readable_log_and_a_restart_serves(served_pr
         proc = subprocess.Popen([sys.executable, "-c", "from tunewise.cli import main; main()", "serve", str(cls),
                                  "--port", str(port), "-q"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, text=True)
-        line = proc.stdout.readline()  # "serving ... on http://..." once it listens
-        assert "serving" in line, line + proc.stdout.read()
+        lines = [proc.stdout.readline()]  # "using ladder ...", then "serving ... on http://..." once it listens
+        while lines[-1] and "serving" not in lines[-1] and len(lines) < 20:
+            lines.append(proc.stdout.readline())
+        assert "serving" in lines[-1], "".join(lines)
         _wait(lambda: _up(port))
         return proc, f"http://127.0.0.1:{port}/v1"
 

@@ -65,7 +65,7 @@ def test_every_page_has_content_in_the_browser(browser, ui_server, ui_project, t
     blank = page.screenshot(path=str(tmp_path / "blank.png"))  # about:blank, for scale
     for path, text in [("/", ui_project.name), (f"/p/{ui_project.name}", "Datasets"),
                        (f"/p/{ui_project.name}/data", "rows.jsonl:"),
-                       (f"/p/{ui_project.name}/ladder", "Latest report")]:
+                       (f"/p/{ui_project.name}/ladder", "Ladder in use")]:
         page.goto(ui_server.root + path)
         assert text in page.locator("main").inner_text(), path
         shot = page.screenshot(path=str(tmp_path / f"{len(path)}.png"))

@@ -9,6 +9,7 @@ import json
 import httpx
 from ui_helpers import FAST, Server, csrf_of
 
+from tunewise import locate
 from tunewise import workspace as ws
 from tunewise.ui.app import create_app, project_names
 
@@ -30,7 +31,7 @@ def test_a_ladder_job_started_from_the_page_runs_to_completion(tiny_project):
                         end = data
                         break
                     lines.append(data["line"])
-        assert end == {"state": "done", "report": ws.latest_dir(tiny_project, "reports").name}, lines
+        assert end == {"state": "done", "report": locate.ladder(tiny_project).name}, lines
         assert any(line.split(" ", 1)[1].startswith("$ tunewise ladder") for line in lines), lines
         assert any(f"ladder done (exit 0); report {end['report']}" in line for line in lines), lines
         page = c.get(f"/p/{name}/ladder").text

@@ -8,6 +8,7 @@ import json
 import pytest
 from ui_helpers import csrf_of
 
+from tunewise import locate
 from tunewise import workspace as ws
 from tunewise.config import load_config
 from tunewise.data.prepare import prepare_project
@@ -52,7 +53,7 @@ def test_data_filters_by_check_and_label(client, ui_project):
     "/p/{name}/reports/{report}/..%2F..%2F..%2Ftunewise.yaml",
 ])
 def test_traversal_attempts_get_404(client, ui_project, path):
-    report = ws.latest_dir(ui_project, "reports").name
+    report = locate.ladder(ui_project).name
     r = client.get(path.format(name=ui_project.name, report=report))
     assert r.status_code == 404, (path, r.status_code)
     assert "classify the topic" not in r.text and "root:" not in r.text
@@ -66,7 +67,7 @@ def test_the_page_handler_refuses_traversal_itself(ui_project, folder):
 
     for kind in ("reports", "audits", "datasets", "monitor", "runs"):
         assert pages.child(ui_project, kind, folder) is None, (kind, folder)
-    real = ws.latest_dir(ui_project, "reports").name
+    real = locate.ladder(ui_project).name
     assert pages.child(ui_project, "reports", real) is not None  # and it does serve what exists
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tunewise import workspace as ws
 from tunewise.config import ProjectConfig
 from tunewise.core import ProgressFn, Record, no_progress
 from tunewise.data.frozen import summary_lines
@@ -46,16 +47,27 @@ class Splits:
     """Labelled recent production requests (data.recent_test), scored beside the frozen test split."""
     frozen_split: dict = field(default_factory=dict)
     """The manifest's record of the split against earlier ones (kept/new/moved, epoch, resplit)."""
+    project: Path | None = None
+    """The project the dataset belongs to: outputs record its folder relative to it."""
 
     def record(self, with_test: bool = True) -> dict:
         """What an output (ladder.json, lineage.json, sweep.json) records about the data it used."""
-        out = {"dir": str(self.dataset_dir), "hash": self.dataset_hash, "auto_prepared": self.auto_prepared,
+        where = ws.stored(self.project, self.dataset_dir) if self.project is not None else str(self.dataset_dir)
+        out = {"dir": where, "hash": self.dataset_hash, "auto_prepared": self.auto_prepared,
                "prepared_by": self.prepared_by, "note": self.note, "frozen_split": self.frozen_split,
                "counts": {"train": len(self.train), "val": len(self.val), "rejected": len(self.rejects)}}
         if with_test:  # a sweep never looks at the test split, not even its size
             out["test_hash"] = self.test_hash
             out["counts"].update(test=len(self.test), ood=len(self.ood), recent=len(self.recent))
         return out
+
+
+def scored(config: ProjectConfig, records: list[Record]) -> list[Record]:
+    """The rows of a test (or OOD) split that ``config`` scores: ``eval.max_test_examples`` of them, a
+    seeded subset stratified by label for classification. Its ``records_hash`` is the test split's
+    identity that ladder.json records and the monitor checks."""
+    key = by_target if config.task.type == "classification" else no_strata
+    return subsample(records, config.eval.max_test_examples, config.data.seed, key)
 
 
 def resolve_splits(config: ProjectConfig, project: Path, command: str = "tunewise",
@@ -88,9 +100,7 @@ def resolve_splits(config: ProjectConfig, project: Path, command: str = "tunewis
                         "nothing could be scored: add data or raise data.split.test, then run `tunewise prepare`")
     if not train:
         raise DataError(f"{folder}: the train split is empty (train 0, val {len(val)}, test {len(test)}); add data")
-    key = by_target if config.task.type == "classification" else no_strata
-    test = subsample(test, config.eval.max_test_examples, config.data.seed, key)
-    ood = subsample(ood, config.eval.max_test_examples, config.data.seed, key)
+    test, ood = scored(config, test), scored(config, ood)
     return Splits(train, val, test, read_rejects(folder), records_hash(test), folder, ood,
                   manifest.get("hash", ""), bool(note), note, manifest.get("prepared_by", "tunewise prepare"),
-                  read_part(folder, "recent_test"), manifest.get("frozen_split", {}))
+                  read_part(folder, "recent_test"), manifest.get("frozen_split", {}), project)

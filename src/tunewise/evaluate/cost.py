@@ -51,7 +51,6 @@ ladder. ``tunewise estimate`` turns a planned run's FLOPs into seconds on the sa
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -411,25 +410,12 @@ def render_break_even_md(result: dict) -> list[str]:
     return lines + ["", prices_line(result), ""]
 
 
-def latest_ladder(project: Path) -> dict:
-    """The newest saved ladder.json of a project; ConfigError (exit 2, as `tunewise report`) when there is none."""
-    from tunewise import workspace as ws
-    from tunewise.config import ConfigError
-
-    folder = ws.latest_dir(Path(project), "reports")
-    if folder is None or not (folder / "ladder.json").exists():
-        raise ConfigError(f"{project}: no saved ladder to compute a break-even from "
-                          f"(run `tunewise ladder {project}` first)")
-    return json.loads((folder / "ladder.json").read_text(encoding="utf-8"))
-
-
-def project_break_even(project: Path, gpu: str | None = None) -> dict:
-    """Break-even of a project's latest ladder, priced by its tunewise.yaml `cost:` section (the
-    ladder's own prices when the project has no config). ``gpu``: price both machines as that
-    catalogue GPU instead."""
+def project_break_even(project: Path, ladder: dict, gpu: str | None = None) -> dict:
+    """Break-even of a project's ``ladder`` (the one tunewise.locate picks), priced by its tunewise.yaml
+    `cost:` section (the ladder's own prices when the project has no config). ``gpu``: price both
+    machines as that catalogue GPU instead."""
     from tunewise.config import config_path, load_config
 
-    ladder = latest_ladder(project)
     prices = (load_config(project).cost.model_dump(exclude_unset=True) if config_path(Path(project)).exists()
               else dict(ladder.get("prices") or {}))
     if gpu:

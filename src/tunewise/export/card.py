@@ -25,12 +25,15 @@ def ollama_template(config: ProjectConfig, tok) -> tuple[str, str]:
     return b.prompt(SENTINEL).replace(SENTINEL, "{{ .Prompt }}"), b.user_message(SENTINEL).replace(SENTINEL, "{input}")
 
 
-def write_deploy(folder: Path, config: ProjectConfig, report: dict, run_dir: Path, tok) -> None:
+def write_deploy(folder: Path, config: ProjectConfig, report: dict, out: Path, tok) -> None:
+    """DEPLOY.md, written into ``folder`` (the export being built), its commands naming ``out``, the
+    folder the export ends up in."""
     mid = f"{config.name}/{report['rung']}"
     template, user_turn = ollama_template(config, tok)
     stop = tok.eos_token or ""
     lines = [f"# Deploying {mid}", "",
-             f"Exported from `{run_dir}` by `tunewise export`. Round-trip checks: `export.json`.", "",
+             (f"Exported from `{report['run']}` (in project {config.name}) by `tunewise export`. "
+             "Round-trip checks: `export.json`."), "",
              "## The prompt the model was trained on", "",
              "Send each input as the user turn, worded exactly as training rendered it:", "",
              "```text", user_turn, "```", "",
@@ -43,36 +46,35 @@ def write_deploy(folder: Path, config: ProjectConfig, report: dict, run_dir: Pat
         base = json.loads(config_file.read_text(encoding="utf-8"))["base_model_name_or_path"]
         lines += ["## vLLM, several adapters on one base (multi-LoRA)", "", f"Status: {_engine('vllm')}.", "",
                   "```bash", f"vllm serve {base} \\", "  --enable-lora --max-lora-rank 64 \\",
-                  f"  --lora-modules {mid}={Path(folder).resolve()}/adapter",
+                  f"  --lora-modules {mid}={Path(out).resolve()}/adapter",
                   "# add more adapters of the same base as extra name=path pairs", "```", "",
                   "Requests then name the adapter: `\"model\": \"" + mid + "\"`.", "",
                   "For llama.cpp and Ollama, export again with `--merge --format gguf`.", ""]
     else:
-        model = Path(folder).resolve() / "model"
+        model = Path(out).resolve() / "model"
         lines += ["## vLLM", "", f"Status: {_engine('vllm')}.", "", "```bash",
                   f"vllm serve {model} --served-model-name {mid}", "```", ""]
         gguf = report.get("gguf")
         source = f"./{gguf}" if gguf else "./model"
         if gguf:
             lines += ["## llama.cpp", "", f"Status: {_engine('llama-server')}.", "", "```bash",
-                      f"llama-server -m {Path(folder).resolve() / gguf} --jinja --port 8080 --temp 0",
+                      f"llama-server -m {Path(out).resolve() / gguf} --jinja --port 8080 --temp 0",
                       "```", "", "`--jinja` applies the chat template stored in the GGUF file.", ""]
         lines += ["## Ollama", "", f"Status: {_engine('ollama')}.", "",
                   ("`Modelfile` (written next to this file) carries the training prompt as its TEMPLATE, so "
                   "`ollama run` takes the bare input:"), "", "```bash",
-                  f"cd {Path(folder).resolve()} && ollama create {mid.replace('/', '-')} -f Modelfile",
+                  f"cd {Path(out).resolve()} && ollama create {mid.replace('/', '-')} -f Modelfile",
                   f"ollama run {mid.replace('/', '-')} \"your input here\"", "```", ""]
         ws.write_text(Path(folder) / "Modelfile", "\n".join([
             f"FROM {source}", f'TEMPLATE """{template}"""', f'PARAMETER stop "{stop}"', "PARAMETER temperature 0", ""]))
     ws.write_text(Path(folder) / "DEPLOY.md", "\n".join(lines))
 
 
-def write_model_card(folder: Path, config: ProjectConfig, report: dict, run_dir: Path, ladder: dict | None,
-                     result: dict | None) -> None:
+def write_model_card(folder: Path, config: ProjectConfig, report: dict, run_dir: Path, found, result: dict | None) -> None:
+    """MODEL_CARD.md from ``found``, the tunewise.locate ladder that measured the run (or None)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    from tunewise.rungs.state import project_of
-
+    ladder = found.data if found is not None else None
     mid = f"{config.name}/{report['rung']}"
     evals, rows = [], []
     if ladder and result:
@@ -91,7 +93,8 @@ def write_model_card(folder: Path, config: ProjectConfig, report: dict, run_dir:
         report.get("adapter") else "peft", datasets=[f"{config.name}-{ladder['test_hash'][:16]}"] if ladder else None,
         tags=["tunewise", report["rung"]], eval_results=evals or None, pipeline_tag="text-generation",
     )
-    datacard = Path(ladder["dataset_dir"]) / "DATACARD.md" if ladder else None
+    dataset = ws.resolve(found.project, ladder["dataset_dir"]) if ladder else None
+    datacard = dataset / "DATACARD.md" if dataset else None
     t = config.train
     body = [
         f"# {mid}", "",
@@ -102,7 +105,7 @@ def write_model_card(folder: Path, config: ProjectConfig, report: dict, run_dir:
         ("Inputs must be rendered with the exported chat template and the instruction above (see DEPLOY.md); "
         "other prompt formats were not measured."), "",
         "## Data", "",
-        f"Data card: `{datacard}`" if datacard and datacard.exists() else "Data card: none written (run `tunewise prepare`).",
+        f"Data card: `{ws.stored(found.project, datacard)}`" if datacard and datacard.exists() else "Data card: none written (run `tunewise prepare`).",
         f"Test split sha256: `{ladder['test_hash']}` ({ladder['n_test']} rows; train {ladder['n_train']}, "
         f"val {ladder['n_val']})." if ladder else "No ladder lists this run: no measured results.", "",
         "## Method and hyperparameters", "",
@@ -119,7 +122,8 @@ def write_model_card(folder: Path, config: ProjectConfig, report: dict, run_dir:
              "- Greedy decoding only was measured.",
              f"- {report['note']}" if report.get("note") else "- The export matched the trained model in the checks "
              "recorded in export.json.", "",
-             f"Project: `{project_of(run_dir)}`; run: `{run_dir}`.", ""]
+             f"Project: {config.name}; run: `{report['run']}`"
+             + (f"; measured in ladder `{report['ladder']['report']}`." if report.get("ladder") else "."), ""]
     # Not from_template: user text (the instruction) may hold Jinja braces.
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
     ws.write_text(Path(folder) / "MODEL_CARD.md", str(card))

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import torch
 
+from tunewise import locate
 from tunewise import workspace as ws
 from tunewise.config import ProjectConfig
 from tunewise.core import Record
+from tunewise.locate import Ladder
 from tunewise.models.load import ModelError, load_model, load_tokenizer
 from tunewise.rungs.state import project_of, read_manifest, run_config
 from tunewise.rungspec import METHODS, QLORA
@@ -37,23 +39,17 @@ EXPORT_ENTRIES = "adapter/, model/, *.gguf, DEPLOY.md, MODEL_CARD.md, Modelfile,
 PROBES = ["What is this about?", "The market closed higher today.", "Our team won the cup final."]
 
 
-def ladder_of(run_dir: Path) -> tuple[dict, dict] | tuple[None, None]:
-    """(ladder.json, this run's entry) of the newest report that measured ``run_dir``."""
-    project = project_of(run_dir)
-    reports = sorted((ws.workspace(project) / "reports").glob("*/ladder.json"), reverse=True)
-    for path in reports:
-        ladder = json.loads(path.read_text(encoding="utf-8"))
-        for r in ladder["rungs"]:
-            if Path(project / r["run_dir"]).resolve() == Path(run_dir).resolve() or \
-                    Path(r["run_dir"]).resolve() == Path(run_dir).resolve():
-                return ladder, r
-    return None, None
+def ladder_of(run_dir: Path) -> tuple[Ladder, dict] | tuple[None, None]:
+    """(the ladder, this run's entry) of the newest finished ladder that measured ``run_dir`` (tunewise.locate)."""
+    found = locate.ladder_of_run(run_dir)
+    return (found, found.lists(run_dir)) if found is not None else (None, None)
 
 
-def probe_records(run_dir: Path, ladder: dict | None) -> tuple[list[Record], str]:
+def probe_records(run_dir: Path, ladder: Ladder | None) -> tuple[list[Record], str]:
     """Up to N_PROMPTS records of the frozen test split the run was measured on, else fixed probes."""
-    if ladder and (Path(ladder["dataset_dir"]) / "test.jsonl").exists():
-        rows = (Path(ladder["dataset_dir"]) / "test.jsonl").read_text(encoding="utf-8").splitlines()[:N_PROMPTS]
+    test = ws.resolve(ladder.project, ladder.data["dataset_dir"]) / "test.jsonl" if ladder else None
+    if test is not None and test.exists():
+        rows = test.read_text(encoding="utf-8").splitlines()[:N_PROMPTS]
         return [Record.from_json(json.loads(x)) for x in rows], "test split"
     return [Record(str(i), t, None) for i, t in enumerate(PROBES)], "fixed probes (no ladder lists this run)"
 
@@ -132,7 +128,8 @@ def export_run(run_dir: Path, merge: bool = False, fmt: str = "safetensors", out
     ladder, result = ladder_of(run_dir)
     records, source = probe_records(run_dir, ladder)
     trained_tok = load_tokenizer(weights)
-    report = {"run": str(run_dir), "rung": name, "format": fmt, "merged": bool(merge and adapter),
+    report = {"run": ws.stored(project_of(run_dir), run_dir), "rung": name, "format": fmt,
+              "merged": bool(merge and adapter), "ladder": ladder.record() if ladder else None,
               "prompts": source, "logit_tolerance": LOGIT_TOL}
     with ws.atomic_dir(out, keep_others=True) as tmp:
         if adapter and not merge:
@@ -147,7 +144,7 @@ def export_run(run_dir: Path, merge: bool = False, fmt: str = "safetensors", out
                               "quantised model the ladder measured exactly")
         from tunewise.export.card import write_deploy, write_model_card
 
-        write_deploy(tmp, config, report, run_dir, trained_tok)
+        write_deploy(tmp, config, report, out, trained_tok)
         write_model_card(tmp, config, report, run_dir, ladder, result)
         report["files"] = sorted([p.name for p in tmp.iterdir()] + ["export.json"])
         report["replaced"] = sorted(set(there) & set(report["files"]))

@@ -1,9 +1,11 @@
 """What served traffic is compared with: the prepared dataset's train and frozen test splits, embedded
 once with the project's encoder (MiniLM by default), and the monitored rung's behaviour on the test split.
 
-Which probabilities are monitored: when every logged request carries ``probs`` and a ladder run of
-the logged ``model`` left its test predictions, those are used (calibrated on that run's test
-predictions). Otherwise the monitor runs the embedding-classifier rung itself (fitted exactly as
+Which ladder: the one tunewise.locate names for the log (the ladder the server recorded beside it,
+else the newest finished one), and only when it was measured on this dataset's test split
+(``locate.check_same_test``, checked by the caller). Which probabilities are monitored: when every
+logged request carries ``probs`` and that ladder's run of the logged ``model`` left its test
+predictions, those are used (calibrated on that run's test predictions). Otherwise the monitor runs the embedding-classifier rung itself (fitted exactly as
 the ladder fits it: same encoder, train subset, C and seed) and says so. Embeddings are cached under
 ``.tunewise/monitor/cache/`` by dataset hash and encoder settings.
 """
@@ -18,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tunewise import locate
 from tunewise import workspace as ws
 from tunewise.config import ProjectConfig
 from tunewise.core import Record
 from tunewise.data.load import DataError
+from tunewise.locate import Dataset, Ladder
 from tunewise.monitor import drift
 from tunewise.rungspec import EMBEDDING_CLASSIFIER
 
@@ -77,19 +81,13 @@ def softmax_rows(scores: list[dict], labels: list[str]) -> np.ndarray:
     return softmax(np.array([[s.get(lab, -np.inf) for lab in labels] for s in scores], dtype=float), axis=1)
 
 
-def ladder_rung(project: Path, rung: str) -> dict | None:
-    """The newest ladder result of this rung (its accuracy, n_test, run folder), or None."""
-    root = ws.workspace(project) / "reports"
-    for path in sorted(root.glob("*/ladder.json"), reverse=True) if root.exists() else []:
-        try:
-            ladder = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        for r in ladder.get("rungs", []):
-            if r.get("name") == rung and "accuracy" in r.get("metrics", {}):
-                return {"report": str(path.parent), "accuracy": r["metrics"]["accuracy"], "n_test": ladder["n_test"],
-                        "run_dir": r.get("run_dir"), "test_hash": ladder.get("test_hash")}
-    return None
+def ladder_rung(ladder: Ladder | None, rung: str) -> dict | None:
+    """``ladder``'s result of this rung (its accuracy, n_test, run folder), or None."""
+    r = ladder.rung(rung) if ladder is not None else None
+    if r is None or "accuracy" not in r.get("metrics", {}):
+        return None
+    return {"report": ws.stored(ladder.project, ladder.folder), "accuracy": r["metrics"]["accuracy"],
+            "n_test": ladder.data["n_test"], "run_dir": r.get("run_dir"), "test_hash": ladder.test_hash}
 
 
 def _fit_classifier(config: ProjectConfig, train: list[Record], train_emb: np.ndarray):
@@ -112,18 +110,19 @@ def _fit_classifier(config: ProjectConfig, train: list[Record], train_emb: np.nd
     return predict
 
 
-def _rung_probs(config, project, served_model, test, test_emb, train, train_emb) -> tuple:
+def _rung_probs(config, project, ladder, served_model, test, test_emb, train, train_emb) -> tuple:
     """(rung, source note, predict or None, test probabilities, test targets)."""
     labels = config.task.labels
-    found = ladder_rung(project, served_model) if served_model else None
-    preds_file = Path(found["run_dir"]) / "predictions.jsonl" if found and found.get("run_dir") else None
+    found = ladder_rung(ladder, served_model) if served_model else None
+    preds_file = ws.resolve(project, found["run_dir"]) / "predictions.jsonl" if found and found.get("run_dir") else None
     if preds_file is not None and preds_file.exists():
         rows = [json.loads(line) for line in preds_file.read_text().splitlines() if line.strip()]
         if rows and all(r.get("scores") for r in rows):
             probs = softmax_rows([r["scores"] for r in rows], labels)
-            note = f"probabilities from the request log; calibrated on {served_model}'s test predictions ({preds_file})"
+            note = (f"probabilities from the request log; calibrated on {served_model}'s test predictions "
+                    f"({ws.stored(project, preds_file)})")
             return served_model, note, None, probs, [r.get("target") for r in rows]
-    why = (f"no ladder run of '{served_model}' with test predictions to calibrate the log's probabilities on"
+    why = (f"no run of '{served_model}' with test predictions in the ladder to calibrate the log's probabilities on"
            if served_model else "the request log carries no probabilities")
     predict = _fit_classifier(config, train, train_emb)
     note = f"the monitor ran the {MONITOR_RUNG} rung itself ({why})"
@@ -131,13 +130,16 @@ def _rung_probs(config, project, served_model, test, test_emb, train, train_emb)
 
 
 def build_reference(config: ProjectConfig, project: Path, served_model: str | None = None,
-                    embed: Callable | None = None) -> Reference:
-    from tunewise.data.prepare import load_prepared
+                    embed: Callable | None = None, ladder: Ladder | None = None,
+                    data: Dataset | None = None) -> Reference:
+    """The reference of ``data`` (default: the dataset prepared for this config), its label checks
+    calibrated on ``ladder`` (already checked to share its test split) when it measured the rung."""
+    from tunewise.data.prepare import read_part
 
-    prepared = load_prepared(config, project)
-    if prepared is None:
+    data = data or locate.dataset(config, project)
+    if data is None:
         raise DataError(f"{project}: no prepared dataset for this config and data (run `tunewise prepare {project}`)")
-    train, _, test, _, digest, folder = prepared
+    train, test, digest, folder = read_part(data.folder, "train"), read_part(data.folder, "test"), data.hash, data.folder
     if embed is None:
         from tunewise.rungs.encoder import Embedder, encoder_dir
 
@@ -154,21 +156,22 @@ def build_reference(config: ProjectConfig, project: Path, served_model: str | No
         labels=config.task.labels, embed=embed, train_emb=emb["train"], sample=sample,
         bandwidth=drift.rbf_bandwidth(sample), nn_threshold=threshold, nn_far=int((own > threshold).sum()),
         train_len=np.array([len(drift.words(text(r))) for r in train]), vocab=vocab,
-        test_new_vocab=drift.new_vocab_rate([text(r) for r in test], vocab), dataset=str(folder),
+        test_new_vocab=drift.new_vocab_rate([text(r) for r in test], vocab), dataset=ws.stored(project, folder),
     )
     if config.task.type != "classification" or not test:
         ref.source = "no label checks: not a classification task" if test else "no label checks: empty test split"
         return ref
-    rung, ref.source, ref.predict, probs, targets = _rung_probs(config, project, served_model, test, emb["test"],
-                                                                train, emb["train"])
+    rung, ref.source, ref.predict, probs, targets = _rung_probs(config, project, ladder, served_model, test,
+                                                                emb["test"], train, emb["train"])
     pred = probs.argmax(1)
     correct = np.array([ref.labels[p] == t for p, t in zip(pred, targets, strict=True)])
     ref.rung, ref.test_conf, ref.n_test = rung, probs.max(1), len(targets)
     ref.test_counts = np.bincount(pred, minlength=len(ref.labels))
     ref.test_accuracy = float(correct.mean())
     ref.calibrator = drift.fit_calibrator(ref.test_conf, correct)
-    ref.ladder = ladder_rung(project, rung)
+    ref.ladder = ladder_rung(ladder, rung)
     if ref.ladder is None or math.isnan(ref.ladder["accuracy"]):
+        where = f"the ladder {ws.stored(project, ladder.folder)}/ has" if ladder is not None else "there is no finished ladder with"
         ref.ladder = {"report": None, "accuracy": ref.test_accuracy, "n_test": len(targets),
-                      "note": f"no ladder run of {rung}: its accuracy measured by the monitor on the frozen test split"}
+                      "note": f"{where} no run of {rung}: its accuracy measured by the monitor on the frozen test split"}
     return ref

@@ -215,6 +215,7 @@ def summary_line(result: dict) -> str:
 def monitor_project(config: ProjectConfig, project: Path, log: Path, since: str | None = None,
                     labeled: Path | None = None, export_review: int | None = None, progress=print) -> tuple[Path, dict]:
     """Run the monitor and write monitor.json and monitor.html; return the folder and the result."""
+    from tunewise import locate
     from tunewise import workspace as ws
     from tunewise.monitor.loop import export_served_review, read_labelled, top_drifted
     from tunewise.monitor.reference import build_reference
@@ -231,7 +232,18 @@ def monitor_project(config: ProjectConfig, project: Path, log: Path, since: str 
     has_probs = all(r.probs for r in rows)
     if len(models) > 1:
         progress(f"note: the log mixes {len(models)} models ({', '.join(models)}); monitored as one stream")
-    ref = build_reference(config, project, models[0] if has_probs and len(models) == 1 else None)
+    data = locate.dataset(config, project)
+    if data is None:
+        raise DataError(f"{project}: no prepared dataset for this config and data (run `tunewise prepare {project}`)")
+    progress(data.line())
+    ladder, why_ladder = locate.monitored_ladder(project, log, config.name, models)
+    if ladder is not None:
+        progress(ladder.line(why_ladder))
+        locate.check_same_test(ladder, data)  # its calibration and figures describe this test split, or refuse
+    else:
+        progress("using no ladder: none has finished; the monitor measures its own figure on the test split")
+    ref = build_reference(config, project, models[0] if has_probs and len(models) == 1 else None,
+                          ladder=ladder, data=data)
     if not timed:
         progress(f"note: {log} has no times; windows of {config.monitor.min_window} requests in arrival order")
     progress(f"note: predictions: {ref.source}")
@@ -245,9 +257,10 @@ def monitor_project(config: ProjectConfig, project: Path, log: Path, since: str 
         if missed:
             progress(f"note: {missed} labelled row(s) of {labeled} are not in the request log; left out of the check")
     result["verdict"], result["why"] = verdict(result, config.monitor)
-    result.update(log=str(log), since=since, n_requests=len(rows), timed=timed,
+    result.update(log=ws.stored(project, log), since=since, n_requests=len(rows), timed=timed,
                   skipped={"counts": read.skipped, "first": read.examples}, models=models, rung=ref.rung,
-                  dataset=ref.dataset, reference={
+                  dataset=ref.dataset, test_hash=data.test_hash,
+                  ladder={**ladder.record(), "why": why_ladder} if ladder is not None else None, reference={
                       "nn_threshold": ref.nn_threshold, "test_accuracy": ref.test_accuracy, "ladder": ref.ladder,
                       "test_new_vocab": ref.test_new_vocab, "n_train": len(ref.train_emb)},
                   thresholds=config.monitor.model_dump(), exit_code=EXIT[result["verdict"]],
@@ -255,7 +268,7 @@ def monitor_project(config: ProjectConfig, project: Path, log: Path, since: str 
     folder = ws.new_dir(project, "monitor")
     if export_review:
         path, n = export_served_review(ref, rows, result["features"], export_review, folder / "review.csv", str(log))
-        result["review_export"] = {"path": str(path), "rows": n}
+        result["review_export"] = {"path": ws.stored(project, path), "rows": n}
     features = result.pop("features")
     ws.write_json(folder / "monitor.json", result)
     write_monitor_html(result, folder / "monitor.html")

@@ -23,10 +23,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunewise.config import ServeConfig
 from tunewise.data.load import check_messages, transcript
+from tunewise.locate import served_path, served_record, write_served
+from tunewise.rungs.saved import label_probabilities, request_record
 from tunewise.serve.batching import Batcher, QueueFull, WorkerDied
 from tunewise.serve.engine import continuous
 from tunewise.serve.metrics import CONTENT_TYPE, Metrics
-from tunewise.rungs.saved import label_probabilities, request_record
 from tunewise.serve.registry import Served, ServeError
 from tunewise.serve.requestlog import RequestLog
 from tunewise.serve.validate import SAMPLING, ApiError, check_message_shapes, check_params, check_text, parse_body
@@ -71,6 +72,20 @@ def check_bind(host: str, token: str | None) -> None:
 softmax = label_probabilities  # one place: the rung contract's (rungs/saved.py)
 
 
+def record_served(paths: dict[str, Path], measured: dict[str, dict]) -> None:
+    """served.json beside each request log: the run and the ladder of every model logging there, so
+    `tunewise monitor` calibrates on the ladder this server loaded (tunewise.locate)."""
+    by_log: dict[str, dict] = {}
+    for mid, path in paths.items():
+        by_log.setdefault(str(path), {})[mid] = measured[mid]
+    for path, models in by_log.items():
+        try:
+            write_served(Path(path), models)
+        except OSError as e:  # the log itself is writable; say it and serve on
+            log.warning("%s: could not record what is served (%s); the monitor will use the newest finished ladder",
+                        served_path(Path(path)), e.strerror or e)
+
+
 class Service:
     """What every handler shares: the loaded rungs, the limits, the batcher, the metrics and the logs."""
 
@@ -83,6 +98,8 @@ class Service:
         paths = log_path if isinstance(log_path, dict) else dict.fromkeys(served, log_path)
         opened = {str(p): RequestLog(p, settings.redact_pii, settings.log_inputs) for p in set(paths.values())}
         self.logs = {mid: opened[str(p)] for mid, p in paths.items()}
+        self.measured = {mid: served_record(s.run_dir) for mid, s in served.items()}
+        record_served(paths, self.measured)
         # On loopback only loopback names may reach the server: a web page that rebinds its own
         # DNS name to 127.0.0.1 sends its name as Host and is refused.
         self.hosts = LOOPBACK_NAMES if is_loopback(host) else None
@@ -273,7 +290,8 @@ async def prometheus(request: Request):
 async def models(request: Request):
     return {"object": "list", "data": [
         {"id": s.id, "object": "model", "created": int(s.run_dir.stat().st_mtime), "owned_by": "tunewise",
-         "task": s.task, "labels": s.labels or None} for s in request.app.state.svc.served.values()]}
+         "task": s.task, "labels": s.labels or None, **request.app.state.svc.measured[s.id]}
+        for s in request.app.state.svc.served.values()]}
 
 
 

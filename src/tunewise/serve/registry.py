@@ -1,6 +1,7 @@
 """Which rungs a server holds, under which model ids, and which loaded models they share.
 
-A project serves the rungs of its latest ladder; run folders serve themselves. Model ids are
+A project serves the rungs of its ladder in use (tunewise.locate: the newest finished one); run
+folders serve themselves. Model ids are
 ``<project name>/<rung>``: the ``model`` field of a request is looked up in this dict and never
 turned into a path. The adapters of rungs whose table entry ``shares_base`` (lora, dora, ia3, dpo
 and kto with LoRA weights) share one PEFT model per base and PEFT type (``load_adapter``;
@@ -12,13 +13,11 @@ run on the first copy with its adapters disabled. qlora (a quantised base), pref
 
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunewise import workspace as ws
 from tunewise.config import ConfigError, ProjectConfig
 from tunewise.rungs.state import RungLoadError, project_of, read_manifest, run_config
 from tunewise.rungspec import RUNGS
@@ -55,23 +54,10 @@ class Served:
 
 
 def runs_of_project(project: Path) -> list[Path]:
-    """The run folders of the project's latest ladder (reports/*/ladder.json)."""
-    report = ws.latest_dir(project, "reports")
-    ladder = report / "ladder.json" if report else None
-    if ladder is None or not ladder.exists():
-        raise ServeError(f"{ws.workspace(project) / 'reports'}: no ladder.json (run `tunewise ladder {project}` first)")
-    rungs = json.loads(ladder.read_text(encoding="utf-8"))["rungs"]
-    return [_run_dir(project, r["run_dir"]) for r in rungs]
+    """The run folders of the project's ladder in use (tunewise.locate: the newest finished one)."""
+    from tunewise import locate
 
-
-def _run_dir(project: Path, recorded: str) -> Path:
-    """A run folder named in ladder.json: the ladder records it as it was reached from the working
-    folder of the time (``bbc/.tunewise/runs/x`` for ``tunewise ladder bbc``), so look it up by name
-    in this project's runs folder first."""
-    own = ws.workspace(project) / "runs" / Path(recorded).name
-    if own.is_dir():
-        return own
-    return Path(recorded) if Path(recorded).is_absolute() else Path(project) / recorded
+    return locate.ladder(project).runs()
 
 
 def expand_targets(targets: list[Path]) -> list[Path]:

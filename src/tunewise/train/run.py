@@ -70,8 +70,8 @@ def write_lineage(run_dir: Path, config: ProjectConfig, splits) -> None:
     data_hash = records_hash(splits.train + splits.val)
     lineage = ws.lineage(config, data_hash)
     lineage["test_hash"] = splits.test_hash
-    lineage["dataset_dir"] = str(splits.dataset_dir)
     lineage["dataset"] = splits.record()
+    lineage["dataset_dir"] = lineage["dataset"]["dir"]  # relative to the project
     lineage["packages"].update(ws.package_versions(LINEAGE_EXTRA))
     ws.write_text(run_dir / "config.yaml", dump_config(config))
     ws.write_json(run_dir / "lineage.json", lineage)

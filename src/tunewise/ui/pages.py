@@ -68,8 +68,13 @@ def project_summary(project: Path) -> dict:
                      "curves": sparkline(read_json(folder / "curves.json"))})
     monitors = [n for n in listing(project, "monitor")
                 if (ws.workspace(project) / "monitor" / n / "monitor.html").exists()]
+    from tunewise import locate
+
+    found = locate.find_ladder(project)
+    in_use = next((lad for lad in ladders if found and lad["name"] == found.name), None)
     return {"config": config_file.read_text(encoding="utf-8") if config_file.exists() else "",
-            "datasets": datasets, "audits": audits, "ladders": ladders, "runs": runs, "monitors": monitors}
+            "datasets": datasets, "audits": audits, "ladders": ladders, "runs": runs, "monitors": monitors,
+            "in_use": in_use, "in_use_line": found.line() if found else None}
 
 
 def sparkline(curves: dict | None, width: int = 160, height: int = 40) -> dict | None:

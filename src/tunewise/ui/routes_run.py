@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -16,33 +17,38 @@ from tunewise.models.load import ModelError
 from tunewise.rungspec import NAMES, RUNGS
 from tunewise.ui import pages
 
+log = logging.getLogger(__name__)
+
 
 def loaded_rungs(ui, name: str) -> tuple[str | None, dict]:
-    """The saved rungs of the project's latest ladder, loaded once per ladder (shared bases)."""
+    """The saved rungs of the project's ladder in use (tunewise.locate: the one serve and monitor use),
+    loaded once per ladder (shared bases)."""
+    from tunewise import locate
     from tunewise.serve.registry import load_served
 
-    project = ui.project(name)
-    ladder = next((r for r in pages.listing(project, "reports")
-                   if (project / ".tunewise" / "reports" / r / "ladder.json").exists()), None)
-    if ladder is None:
+    found = locate.find_ladder(ui.project(name))
+    if found is None:
         return None, {}
     with ui.model_lock:
         cached = ui.served.get(name)
-        if cached is None or cached[0] != ladder:
-            ui.served[name] = cached = (ladder, load_served([project]))
+        if cached is None or cached[0] != found.name:
+            log.info("%s: %s", name, found.line())
+            ui.served[name] = cached = (found.name, load_served(found.runs()))
     return cached
 
 
 def test_rows(project: Path, limit: int = 50) -> list[dict]:
-    """The first rows of the prepared test split the ladder used (empty when none is prepared)."""
+    """The first rows of the test split of the dataset prepared for this config (tunewise.locate;
+    empty when none is prepared)."""
+    from tunewise import locate
     from tunewise.config import load_config
-    from tunewise.data.prepare import find_prepared, read_part
+    from tunewise.data.prepare import read_part
 
-    folder = find_prepared(load_config(project), project)
-    if folder is None:
+    data = locate.dataset(load_config(project), project)
+    if data is None:
         return []
     return [{"id": r.id, "input": r.input if isinstance(r.input, str) else json.dumps(r.input), "target": r.target,
-             "messages": r.meta.get("messages")} for r in read_part(folder, "test")[:limit]]
+             "messages": r.meta.get("messages")} for r in read_part(data.folder, "test")[:limit]]
 
 
 def answers(ui, served: dict, text: str, messages: list[dict] | None = None) -> list[dict]:
@@ -125,7 +131,7 @@ def add_run_routes(app, ui, page) -> None:
         summary, config = pages.project_summary(project), load_config(project)
         return page(request, "ladder.html", name=name, job=ui.jobs.get(name), rungs=list(config.rungs),
                     known=[s for s in RUNGS.values() if config.task.type in s.task_types],
-                    task=config.task.type, ladders=summary["ladders"])
+                    task=config.task.type, ladders=summary["ladders"], in_use=summary["in_use"])
 
     @app.post("/p/{name}/ladder")
     async def start(request: Request, name: str):
