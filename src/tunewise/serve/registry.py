@@ -13,6 +13,7 @@ run on the first copy with its adapters disabled. qlora (a quantised base), pref
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
