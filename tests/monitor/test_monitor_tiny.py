@@ -124,7 +124,7 @@ def test_labelled_requests_are_scored_against_the_ladder_figure(project, tmp_pat
     assert (res.exit_code, result["verdict"]) == (0, "stable"), res.output
     fresh = result["labelled"]
     assert fresh["n"] == 60 and 0 <= fresh["accuracy_ci"][0] <= fresh["accuracy"] <= fresh["accuracy_ci"][1]
-    assert 0 <= fresh["p_value"] <= 1 and "unpaired" in fresh["test"] and fresh["ranked_left_out"] == 0
+    assert fresh["p_value"] >= 0.05 and "unpaired" in fresh["test"] and fresh["ranked_left_out"] == 0
     assert all("cbpe_error" in w["labelled"] for w in result["windows"])
 
 
@@ -179,11 +179,10 @@ def test_sqlite_log_with_the_served_rungs_probabilities(project, tmp_path):
     con.close()
     res = runner.invoke(app, ["monitor", str(project), "--log", str(db)])
     _, result = latest(project)
-    # The exit code is the verdict's (0 stable, 4 watch, 3 retrain), whichever it is; with the tiny
-    # encoder this in-distribution stream raises an out-of-distribution watch (seen 2026-12), so the
-    # verdict itself is not pinned here.
-    assert res.exit_code == result["exit_code"] == {"stable": 0, "watch": 4, "retrain": 3}[result["verdict"]]
-    assert result["verdict"] in res.output
+    # Rows like the training data: stable, no window alarms. (A binomial test of the out-of-distribution
+    # rate against a nominal 1% made this stream "watch" with the tiny encoder; see drift.ood_rate.)
+    assert (res.exit_code, result["exit_code"], result["verdict"]) == (0, 0, "stable"), res.output
+    assert [w["alarms"] for w in result["windows"]] == [[], []] and "stable" in res.output
     assert result["predictions"].startswith("probabilities from the request log")
     assert result["reference"]["ladder"]["report"] is not None and result["n_requests"] == 60
     assert result["windows"][0]["confidence"]["mean"] == pytest.approx(0.8)
