@@ -199,3 +199,30 @@ def test_labelled_review_rows_say_retrain_at_most_alpha_of_the_time_when_nothing
     # (20 sampled rows against 300 test rows: about three times in four).
     caught = sum(labelled_review_says_retrain(ref, table, tmp_path / f"drop{t}", 1000 + t, 0.3) for t in range(20))
     assert caught >= 10, caught
+
+
+def test_import_keeps_the_random_sample_apart_and_names_older_unmarked_rows(tmp_path):
+    import csv
+    import json
+
+    from tunewise.data.review import COLUMNS
+
+    reviews = tmp_path / ".tunewise" / "reviews"
+    reviews.mkdir(parents=True)
+    old = {"id": "served-old", "text": "an older export's row", "label": "a", "origin": "served"}
+    (reviews / "recent.jsonl").write_text(json.dumps(old) + "\n")
+    review = tmp_path / "review.csv"
+    with review.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        writer.writerow(["served-1", "log:1", "random_sample;low_confidence", "one", "", "a", "b"])
+        writer.writerow(["served-2", "log:2", "out_of_distribution", "two", "", "a", "c"])
+        writer.writerow(["served-3", "log:3", "random_sample", "three", "", "a", ""])
+    done = import_served(CONFIG, tmp_path, review)
+    assert (done.recent, done.ranked, done.skipped, done.unmarked) == (1, 1, 1, 1)
+    assert "1 older row(s) of .tunewise/reviews/recent.jsonl have no \"sample\" mark" in done.line(tmp_path)
+    recent = [json.loads(x) for x in (tmp_path / ".tunewise" / RECENT).read_text().splitlines()]
+    ranked = [json.loads(x) for x in (tmp_path / ".tunewise" / RANKED).read_text().splitlines()]
+    assert [(r["id"], r.get("sample"), r["label"]) for r in recent] == [("served-old", None, "a"),
+                                                                        ("served-1", "random", "b")]
+    assert [(r["id"], r["sample"], r["label"], r["served_output"]) for r in ranked] == [("served-2", "ranked", "c", "a")]

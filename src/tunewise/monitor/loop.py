@@ -148,7 +148,8 @@ def export_served_review(ref: Reference, rows: list[Served], features: dict, n: 
     top = ranked(rows, features, n)
     sample = random_sample(rows, n, seed)
     # A row can be both; it is then a sampled row, its selection independent of how the model does on it.
-    picked = top + [i for i in sample if i not in set(top)]
+    chosen = set(top)
+    picked = top + [i for i in sample if i not in chosen]
     in_sample = set(sample)
     unsure = float(np.median(ref.test_conf)) if features["probs"] is not None else 0.0
     buf = io.StringIO()
@@ -196,6 +197,7 @@ class ServedImport:
     skipped: int  # blank or DROP
     recent_path: Path
     ranked_path: Path
+    unmarked: int = 0  # rows of recent.jsonl from an export before the random sample (picked, biased low)
 
     def line(self, project: Path) -> str:
         where = f"{self.recent} random-sample row(s) to {self.recent_path.relative_to(project)}"
@@ -203,13 +205,18 @@ class ServedImport:
             where += (f", {self.ranked} row(s) picked for being far or unsure to "
                       f"{self.ranked_path.relative_to(project)} (to train on: add it to data.files; never a test "
                       "split, their accuracy is biased low)")
-        return (f"added labelled served requests: {where} ({self.skipped} blank or DROP skipped); with "
+        said = (f"added labelled served requests: {where} ({self.skipped} blank or DROP skipped); with "
                 f"data.recent_test: {self.recent_path.relative_to(project)} `tunewise prepare` keeps the random "
                 "sample as a recent test split")
+        if self.unmarked:
+            said += (f". Note: {self.unmarked} older row(s) of {self.recent_path.relative_to(project)} have no "
+                     "\"sample\" mark: exported before the random sample, they were picked for being far or unsure; "
+                     f"move them to {self.ranked_path.relative_to(project)} to keep the recent test split unbiased")
+        return said
 
 
-def _merge(store: Path, rows: list[dict]) -> None:
-    """Add rows to a JSONL store keyed by id (a later label of the same request wins)."""
+def _merge(store: Path, rows: list[dict]) -> list[dict]:
+    """Add rows to a JSONL store keyed by id (a later label of the same request wins); return its rows."""
     merged = {}
     if store.exists():
         for line in store.read_text().splitlines():
@@ -218,6 +225,7 @@ def _merge(store: Path, rows: list[dict]) -> None:
                 merged[row["id"]] = row
     merged.update((r["id"], r) for r in rows)
     ws.write_jsonl(store, merged.values())
+    return list(merged.values())
 
 
 def import_served(config: ProjectConfig, project: Path, path: Path) -> ServedImport:
@@ -243,7 +251,8 @@ def import_served(config: ProjectConfig, project: Path, path: Path) -> ServedImp
                              "served_output": None if "suggested_by_monitor" in flags
                              else (row.get("suggested_target") or "").strip() or None})
     root = ws.workspace(project)
-    _merge(root / RECENT, kept["random"])
+    recent = _merge(root / RECENT, kept["random"])
     if kept["ranked"]:
         _merge(root / RANKED, kept["ranked"])
-    return ServedImport(len(kept["random"]), len(kept["ranked"]), skipped, root / RECENT, root / RANKED)
+    unmarked = sum(1 for r in recent if r.get("origin") == "served" and "sample" not in r)
+    return ServedImport(len(kept["random"]), len(kept["ranked"]), skipped, root / RECENT, root / RANKED, unmarked)
