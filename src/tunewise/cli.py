@@ -416,10 +416,8 @@ def review_import(
         from tunewise.config import load_config
         from tunewise.monitor.loop import import_served
 
-        added, skipped, store = import_served(load_config(project, set_), project, file)
-        out.print(f"added {added} labelled served requests to {store} ({skipped} blank or DROP skipped); "
-                  f"with data.recent_test: {store.relative_to(project)} `tunewise prepare` keeps them "
-                  "as a recent test split")
+        out.print(import_served(load_config(project, set_), project, file).line(project), highlight=False,
+                  soft_wrap=True)
         return
     n, store = import_project_review(project, file, set_)
     out.print(f"recorded {n} corrections in {store}; run `tunewise prepare {project}` to apply them",

@@ -23,8 +23,9 @@ def monitor(
     since: Annotated[str | None, typer.Option(help="Only requests at or after this ISO time.")] = None,
     labeled: Annotated[Path | None, typer.Option(help="Labelled requests (the project's input/target fields): "
                                                  "accuracy re-measured against the ladder's.")] = None,
-    export_review: Annotated[int | None, typer.Option(min=1, help="Write the N requests most worth labelling as a "
-                                                      "review CSV for `tunewise review import`.")] = None,
+    export_review: Annotated[int | None, typer.Option(min=1, help="Write a review CSV for `tunewise review import`: "
+                                                      "the N requests most worth labelling (rows to train on) and a "
+                                                      "random sample of N (the only rows fit to test on).")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Compare served inputs with the training data per time window; exit 0 stable, 3 retrain, 4 watch.

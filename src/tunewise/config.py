@@ -467,7 +467,7 @@ class MonitorConfig(_Strict):
     """Estimated (CBPE) or measured accuracy this far below the ladder's figure (and significantly
     lower, after the window's correction) means retrain."""
     seed: int = 0
-    """Seed of the reference sample and the permutation tests."""
+    """Seed of the reference sample, the permutation tests and the review export's random sample."""
 
 
 class ServeConfig(_Strict):

@@ -1,6 +1,8 @@
 """The monitor's statistics under the null, on a synthetic reference (no model): the per-window false-alarm
 rate stays near alpha and does not fall as the log grows; the kernel test's memory is bounded by its
-sample, not the window; repeated labelled requests count once and no count goes negative."""
+sample, not the window; repeated labelled requests count once and no count goes negative; labelled
+served requests from the review export, compared with the ladder's accuracy, say "retrain" no more
+often than alpha when nothing changed."""
 
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from tunewise.config import MonitorConfig
+from tunewise.config import MonitorConfig, ProjectConfig
 from tunewise.monitor import drift
+from tunewise.monitor.loop import RANKED, RECENT, export_served_review, import_served, read_labelled
 from tunewise.monitor.reference import Reference
 from tunewise.monitor.requestlog import Served
-from tunewise.monitor.run import assess, attach_labels
+from tunewise.monitor.run import assess, attach_labels, verdict
 
 LABELS = ["a", "b", "c"]
 UID = itertools.count()
@@ -126,3 +129,100 @@ def test_repeated_labelled_requests_count_once_and_counts_stay_non_negative(refe
     assert out["n"] == 10 and out["repeats_in_log"] == 200
     assert out["not_in_log"] == 1 and out["matched_of"] == 11
     assert sum(w.get("labelled", {}).get("n", 0) for w in result["windows"]) == 10
+
+
+CONFIG = ProjectConfig.model_validate({"task": {"type": "classification", "labels": LABELS, "input_field": "text",
+                                                "target_field": "label"},
+                                       "data": {"files": ["data.jsonl"]}, "model": {"base": "none"},
+                                       "monitor": {"alpha": 0.05, "max_accuracy_drop": 1e-9}})
+WORDS = [f"word{i}" for i in range(400)]
+
+
+def served_and_labelled(ref, table, rng, n, accuracy_drop=0.0):
+    """n served requests like the test split, their features, and each one's true label: the model is
+    right as often as its calibrated confidence says (as on the test split), less accuracy_drop."""
+    emb, _ = draw(rng, n)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = []
+    for i in range(n):
+        text = " ".join(rng.choice(WORDS, 6)) + f" id{next(UID)}"
+        table[text] = emb[i]
+        rows.append(Served(id=str(i), input=text, ts=start + timedelta(hours=i // 30, seconds=i % 30)))
+    probs = predict(emb)
+    right = rng.uniform(size=n) < ref.calibrator.predict(probs.max(1)) - accuracy_drop
+    truth = [LABELS[p] if ok else LABELS[(p + rng.integers(1, 3)) % 3] for p, ok in zip(probs.argmax(1), right,
+                                                                                          strict=True)]
+    keys = [f"window {i // 30}" for i in range(n)]
+    features = {"emb": emb, "probs": probs, "dist": drift.nearest_distance(emb, ref.train_emb), "keys": keys}
+    result = {"windows": [{"window": k, "tested": False, "alarms": [], "reasons": []} for k in dict.fromkeys(keys)],
+              "features": features}
+    return rows, truth, result
+
+
+def labelled_review_says_retrain(ref, table, folder, seed, accuracy_drop=0.0):
+    """One monitored log: export the review CSV, label every row, import it, check the labelled rows of
+    recent.jsonl against the ladder's accuracy (`tunewise monitor --labeled`); True when that says retrain."""
+    import csv
+
+    rng = np.random.default_rng(seed)
+    rows, truth, result = served_and_labelled(ref, table, rng, 120, accuracy_drop)
+    by_id = {r.id: y for r, y in zip(rows, truth, strict=True)}
+    review = folder / "review.csv"
+    export_served_review(ref, rows, result["features"], 20, review, "log", seed)
+    lines = list(csv.DictReader(review.open()))
+    for line in lines:
+        line["corrected_target"] = by_id[line["source"].rsplit(":", 1)[1]]
+    with review.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(lines[0]))
+        writer.writeheader()
+        writer.writerows(lines)
+    import_served(CONFIG, folder, review)
+    labelled, _ = read_labelled(CONFIG, folder / ".tunewise" / RECENT)
+    result["labelled"] = attach_labels(ref, result, rows, labelled, 100, 0)
+    return verdict(result, CONFIG.monitor)[0] == "retrain"
+
+
+def test_labelled_review_rows_say_retrain_at_most_alpha_of_the_time_when_nothing_changed(reference, tmp_path):
+    """The recent rows are a random sample of the log, so the accuracy check keeps its error rate.
+
+    Before, the review export's rows most worth labelling (far and unsure) were the recent rows: the
+    rows the model is least sure of are the ones it gets wrong, and this check said retrain in nearly
+    every unchanged log."""
+    ref, table = reference
+    trials = 200
+    false = sum(labelled_review_says_retrain(ref, table, tmp_path / f"log{t}", t) for t in range(trials))
+    # alpha 0.05; Fisher's exact test is conservative. Slack: 2.5 standard errors of 200 trials (0.04).
+    assert false / trials <= 0.05 + 0.04, false / trials
+    # The rows picked for being far or unsure are kept, but apart, as training rows.
+    assert (tmp_path / "log0" / ".tunewise" / RANKED).exists()
+    # Not deaf: when the model really is 30 points worse on the traffic, the same check mostly says so
+    # (20 sampled rows against 300 test rows: about three times in four).
+    caught = sum(labelled_review_says_retrain(ref, table, tmp_path / f"drop{t}", 1000 + t, 0.3) for t in range(20))
+    assert caught >= 10, caught
+
+
+def test_import_keeps_the_random_sample_apart_and_names_older_unmarked_rows(tmp_path):
+    import csv
+    import json
+
+    from tunewise.data.review import COLUMNS
+
+    reviews = tmp_path / ".tunewise" / "reviews"
+    reviews.mkdir(parents=True)
+    old = {"id": "served-old", "text": "an older export's row", "label": "a", "origin": "served"}
+    (reviews / "recent.jsonl").write_text(json.dumps(old) + "\n")
+    review = tmp_path / "review.csv"
+    with review.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        writer.writerow(["served-1", "log:1", "random_sample;low_confidence", "one", "", "a", "b"])
+        writer.writerow(["served-2", "log:2", "out_of_distribution", "two", "", "a", "c"])
+        writer.writerow(["served-3", "log:3", "random_sample", "three", "", "a", ""])
+    done = import_served(CONFIG, tmp_path, review)
+    assert (done.recent, done.ranked, done.skipped, done.unmarked) == (1, 1, 1, 1)
+    assert "1 older row(s) of .tunewise/reviews/recent.jsonl have no \"sample\" mark" in done.line(tmp_path)
+    recent = [json.loads(x) for x in (tmp_path / ".tunewise" / RECENT).read_text().splitlines()]
+    ranked = [json.loads(x) for x in (tmp_path / ".tunewise" / RANKED).read_text().splitlines()]
+    assert [(r["id"], r.get("sample"), r["label"]) for r in recent] == [("served-old", None, "a"),
+                                                                        ("served-1", "random", "b")]
+    assert [(r["id"], r["sample"], r["label"], r["served_output"]) for r in ranked] == [("served-2", "ranked", "c", "a")]

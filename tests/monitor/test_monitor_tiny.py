@@ -44,7 +44,7 @@ def fresh_rows(n, seed):
 
 
 def latest(project):
-    folder = sorted((project / ".tunewise" / "monitor").glob("2*"))[-1]
+    folder = max((project / ".tunewise" / "monitor").glob("2*"))
     return folder, json.loads((folder / "monitor.json").read_text())
 
 
@@ -71,13 +71,20 @@ def test_shifted_stream_alarms_and_exports_rows_to_review(project, tmp_path):
     assert {"embedding", "new_vocab"} <= set(late["alarms"])
     assert not result["windows"][0]["alarms"]
     rows = list(csv.DictReader((folder / "review.csv").open()))
-    assert len(rows) == 5 and list(rows[0]) == ["id", "source", "flags", "input", "target", "suggested_target",
-                                                "corrected_target"]
+    assert list(rows[0]) == ["id", "source", "flags", "input", "target", "suggested_target", "corrected_target"]
     assert all(r["id"].startswith("served-") for r in rows)
-    assert sum(w in r["input"] for r in rows for w in OTHER) >= 5  # the drifted inputs come first
+    # The 5 most worth labelling first (the drifted inputs), then a random sample of 5 (seeded; here from
+    # both halves of the log), the only rows that may become test rows.
+    top, sampled = rows[:5], rows[5:]
+    assert {k: v for k, v in result["review_export"].items() if k != "path"} == {"rows": 10, "random_sample": 5,
+                                                                                 "ranked": 5}
+    assert all(any(w in r["input"].split() for w in OTHER) for r in top)
+    assert not any("random_sample" in r["flags"] for r in top) and all("random_sample" in r["flags"] for r in sampled)
+    assert {any(w in r["input"].split() for w in OTHER) for r in sampled} == {True, False}
 
-    # The loop: label two rows, import them, prepare a new dataset version with a recent test split.
-    for r, label in zip(rows, ["tech", "DROP", "sports", "", ""], strict=True):
+    # The loop: label rows, import them: the sampled ones become the recent test split, the others
+    # training rows; prepare a new dataset version with the recent test split.
+    for r, label in zip(rows, ["tech", "DROP", "", "", "", "", "", "sports", "business", ""], strict=True):
         r["corrected_target"] = label
     filled = tmp_path / "filled.csv"
     with filled.open("w", newline="") as f:
@@ -86,11 +93,16 @@ def test_shifted_stream_alarms_and_exports_rows_to_review(project, tmp_path):
         writer.writerows(rows)
     res = runner.invoke(app, ["review", "import", str(filled), str(project)])
     assert res.exit_code == 0, res.output
-    recent = (project / ".tunewise" / "reviews" / "recent.jsonl").read_text().splitlines()
-    assert [json.loads(x)["label"] for x in recent] == ["tech", "sports"]
+    assert "2 random-sample row(s) to .tunewise/reviews/recent.jsonl" in res.output
+    assert "1 row(s) picked for being far or unsure to .tunewise/reviews/served_ranked.jsonl" in res.output
+    reviews = project / ".tunewise" / "reviews"
+    recent = [json.loads(x) for x in (reviews / "recent.jsonl").read_text().splitlines()]
+    assert [(x["label"], x["sample"]) for x in recent] == [("sports", "random"), ("business", "random")]
+    ranked = [json.loads(x) for x in (reviews / "served_ranked.jsonl").read_text().splitlines()]
+    assert [(x["label"], x["sample"]) for x in ranked] == [("tech", "ranked")]
     # The log held no answers: the suggestion is the monitor's own, so it is not kept as the served answer.
     assert all("suggested_by_monitor" in r["flags"] for r in rows)
-    assert all(json.loads(x)["served_output"] is None for x in recent)
+    assert all(x["served_output"] is None for x in recent + ranked)
     res = runner.invoke(app, ["prepare", str(project), "--set", "data.recent_test=.tunewise/reviews/recent.jsonl"])
     assert res.exit_code == 0, res.output
     folder = project / ".tunewise" / "datasets" / res.output.split()[1].rstrip(":")
@@ -112,8 +124,28 @@ def test_labelled_requests_are_scored_against_the_ladder_figure(project, tmp_pat
     assert (res.exit_code, result["verdict"]) == (0, "stable"), res.output
     fresh = result["labelled"]
     assert fresh["n"] == 60 and 0 <= fresh["accuracy_ci"][0] <= fresh["accuracy"] <= fresh["accuracy_ci"][1]
-    assert 0 <= fresh["p_value"] <= 1 and "unpaired" in fresh["test"]
+    assert fresh["p_value"] >= 0.05 and "unpaired" in fresh["test"] and fresh["ranked_left_out"] == 0
     assert all("cbpe_error" in w["labelled"] for w in result["windows"])
+
+
+def test_labelled_rows_picked_for_being_far_or_unsure_never_judge_the_model(project, tmp_path):
+    texts = fresh_rows(60, seed=9)
+    log = stream(tmp_path / "log.jsonl", texts)
+    labelled = tmp_path / "labelled.jsonl"
+    # The first 10 as served_ranked.jsonl holds them: picked by the model's own scores, so biased low.
+    labelled.write_text("".join(json.dumps({"text": t, "label": list(TOPICS)[i % 3], **({"sample": "ranked"} if i < 10
+                                            else {})}) + "\n" for i, t in enumerate(texts)))
+    res = runner.invoke(app, ["monitor", str(project), "--log", str(log), "--labeled", str(labelled)])
+    _, result = latest(project)
+    said = " ".join(res.output.split())  # the console wraps long lines
+    assert res.exit_code == 0, res.output
+    assert "10 row(s) of" in said and "left out of the accuracy check" in said
+    assert (result["labelled"]["n"], result["labelled"]["ranked_left_out"]) == (50, 10)
+    only = tmp_path / "ranked.jsonl"
+    only.write_text("".join(json.dumps({"text": t, "label": "tech", "sample": "ranked"}) + "\n" for t in texts[:5]))
+    res = runner.invoke(app, ["monitor", str(project), "--log", str(log), "--labeled", str(only)])
+    assert res.exit_code == 1 and "every row was picked for being far from the training data" in " ".join(
+        res.output.split())
 
 
 def test_bad_label_in_labelled_file_is_one_line(project, tmp_path):
@@ -147,11 +179,10 @@ def test_sqlite_log_with_the_served_rungs_probabilities(project, tmp_path):
     con.close()
     res = runner.invoke(app, ["monitor", str(project), "--log", str(db)])
     _, result = latest(project)
-    # The exit code is the verdict's (0 stable, 4 watch, 3 retrain), whichever it is; with the tiny
-    # encoder this in-distribution stream raises an out-of-distribution watch (seen 2026-12), so the
-    # verdict itself is not pinned here.
-    assert res.exit_code == result["exit_code"] == {"stable": 0, "watch": 4, "retrain": 3}[result["verdict"]]
-    assert result["verdict"] in res.output
+    # Rows like the training data: stable, no window alarms. (A binomial test of the out-of-distribution
+    # rate against a nominal 1% made this stream "watch" with the tiny encoder; see drift.ood_rate.)
+    assert (res.exit_code, result["exit_code"], result["verdict"]) == (0, 0, "stable"), res.output
+    assert [w["alarms"] for w in result["windows"]] == [[], []] and "stable" in res.output
     assert result["predictions"].startswith("probabilities from the request log")
     assert result["reference"]["ladder"]["report"] is not None and result["n_requests"] == 60
     assert result["windows"][0]["confidence"]["mean"] == pytest.approx(0.8)

@@ -227,7 +227,10 @@ def monitor_project(config: ProjectConfig, project: Path, log: Path, since: str 
     rows, timed = read.rows, read.timed
     if read.skipped:
         progress(f"note: {log}: {read.skipped_line()}")
-    labelled = read_labelled(config, labeled) if labeled else None
+    labelled, left_out = read_labelled(config, labeled) if labeled else (None, 0)
+    if left_out:
+        progress(f"note: {left_out} row(s) of {labeled} were picked for being far or unsure (\"sample\": \"ranked\"); "
+                 "left out of the accuracy check, their accuracy is biased low")
     models = sorted({r.model for r in rows if r.model})
     has_probs = all(r.probs for r in rows)
     if len(models) > 1:
@@ -250,6 +253,7 @@ def monitor_project(config: ProjectConfig, project: Path, log: Path, since: str 
     result = assess(ref, rows, timed, config.monitor)
     if labelled is not None:
         result["labelled"] = attach_labels(ref, result, rows, labelled, config.eval.bootstrap, config.monitor.seed)
+        result["labelled"]["ranked_left_out"] = left_out
         missed = result["labelled"]["not_in_log"]
         if result["labelled"]["repeats_in_log"]:
             progress(f"note: {result['labelled']['repeats_in_log']} repeated serving(s) of labelled inputs "
@@ -267,8 +271,9 @@ def monitor_project(config: ProjectConfig, project: Path, log: Path, since: str 
                   top_drifted=top_drifted(ref, rows, result["features"], 10))
     folder = ws.new_dir(project, "monitor")
     if export_review:
-        path, n = export_served_review(ref, rows, result["features"], export_review, folder / "review.csv", str(log))
-        result["review_export"] = {"path": ws.stored(project, path), "rows": n}
+        result["review_export"] = export_served_review(ref, rows, result["features"], export_review,
+                                                       folder / "review.csv", str(log), config.monitor.seed)
+        result["review_export"]["path"] = ws.stored(project, Path(result["review_export"]["path"]))
     features = result.pop("features")
     ws.write_json(folder / "monitor.json", result)
     write_monitor_html(result, folder / "monitor.html")
