@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -35,7 +36,11 @@ class Calibrated(LabelScorer):
             return
         rows = [Record(f"content-free-{i}", text, None) for i, text in enumerate(CONTENT_FREE)]
         labels = self.config.task.labels
-        probs = softmax(np.array([[p.scores[lab] for lab in labels] for p in super().score(rows)]), axis=1)
+        cost = copy.copy(self.cost)  # a one-off measurement of the prompt, not predictions to bill
+        try:
+            probs = softmax(np.array([[p.scores[lab] for lab in labels] for p in super().score(rows)]), axis=1)
+        finally:
+            self.cost = cost
         self.prior = probs.mean(0).tolist()
 
     def score(self, records: list[Record]) -> list[Prediction]:
