@@ -125,8 +125,3 @@ def spec(name: str) -> RungSpec:
     except KeyError:
         raise KeyError(f"unknown rung '{name}' (known: {', '.join(NAMES)})") from None
 
-
-def names(**where) -> tuple[str, ...]:
-    """The rung names whose fields equal ``where`` (e.g. ``names(prompting=True)``), cheapest first."""
-    return tuple(n for n, s in RUNGS.items() if all(getattr(s, k) == v for k, v in where.items()))
-
