@@ -129,7 +129,8 @@ def add_run_routes(app, ui, page) -> None:
         project = ui.project(name)
         summary = pages.project_summary(project)
         return page(request, "ladder.html", name=name, job=ui.jobs.get(name), rungs=list(load_config(project).rungs),
-                    ladders=summary["ladders"], in_use=summary["in_use"])
+                    ladders=summary["ladders"], in_use=summary["in_use"],
+                    in_use_line=summary["in_use_line"])
 
     @app.post("/p/{name}/ladder")
     async def start(request: Request, name: str):
