@@ -118,12 +118,15 @@ def test_every_command_uses_the_newest_finished_ladder(measured, tmp_path, monke
     exported = json.loads((tmp_path / "export" / "export.json").read_text())
     assert exported["ladder"]["report"] == f".tunewise/reports/{finished.name}" and exported["prompts"] == "test split"
     assert exported["run"] == ws.stored(project, lora)
+    # DEPLOY.md names the folder the export ended in, not the temporary one it was built in.
+    assert f"--lora-modules tiny/lora={(tmp_path / 'export').resolve()}/adapter" in (tmp_path / "export" / "DEPLOY.md").read_text()
 
     # the web app: the ladder page and Compare show the same ladder's rungs.
     from tunewise.ui.app import create_app, project_names
 
     with Server(create_app(project_names([project]))) as s, httpx.Client(base_url=s.root, timeout=120) as c:
-        assert f"Ladder in use: {finished.name} (complete)" in c.get("/p/proj/ladder").text
+        ladder_page = c.get("/p/proj/ladder").text
+        assert f"Ladder in use: {finished.name} (complete)" in ladder_page and used in ladder_page
         form = c.get("/p/proj/compare").text
         csrf = re.search(r'name="csrf" content="([0-9a-f]+)"', form).group(1)
         page = c.post("/p/proj/compare", data={"text": "the market shares", "csrf": csrf}).text

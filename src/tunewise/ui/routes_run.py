@@ -131,7 +131,8 @@ def add_run_routes(app, ui, page) -> None:
         summary, config = pages.project_summary(project), load_config(project)
         return page(request, "ladder.html", name=name, job=ui.jobs.get(name), rungs=list(config.rungs),
                     known=[s for s in RUNGS.values() if config.task.type in s.task_types],
-                    task=config.task.type, ladders=summary["ladders"], in_use=summary["in_use"])
+                    task=config.task.type, ladders=summary["ladders"], in_use=summary["in_use"],
+                    in_use_line=summary["in_use_line"])
 
     @app.post("/p/{name}/ladder")
     async def start(request: Request, name: str):
