@@ -136,11 +136,12 @@ def test_labelled_rows_picked_for_being_far_or_unsure_never_judge_the_model(proj
     labelled.write_text("".join(json.dumps({"text": t, "label": list(TOPICS)[i % 3], **({"sample": "ranked"} if i < 10
                                             else {})}) + "\n" for i, t in enumerate(texts)))
     res = runner.invoke(app, ["monitor", str(project), "--log", str(log), "--labeled", str(labelled)])
-    _, result = latest(project)
+    folder, result = latest(project)
     said = " ".join(res.output.split())  # the console wraps long lines
     assert res.exit_code == 0, res.output
     assert "10 row(s) of" in said and "left out of the accuracy check" in said
     assert (result["labelled"]["n"], result["labelled"]["ranked_left_out"]) == (50, 10)
+    assert "10 labelled row(s) picked for being far or unsure were left out" in (folder / "monitor.html").read_text()
     only = tmp_path / "ranked.jsonl"
     only.write_text("".join(json.dumps({"text": t, "label": "tech", "sample": "ranked"}) + "\n" for t in texts[:5]))
     res = runner.invoke(app, ["monitor", str(project), "--log", str(log), "--labeled", str(only)])

@@ -76,7 +76,9 @@ def render(result: dict) -> str:
         parts.append(f"<h2>Labelled requests</h2><p>Accuracy on {lab['n']} labelled requests: "
                      f"{100 * lab['accuracy']:.1f}% (95% CI {100 * lo:.1f}–{100 * hi:.1f}) against the ladder's "
                      f"{100 * lab['ladder_accuracy']:.1f}% on {lab['ladder_n_test']} test rows; {e(lab['test'])}: "
-                     f"p={lab['p_value']:.3g}. {e(result['reference']['ladder'].get('note', ''))}</p>")
+                     f"p={lab['p_value']:.3g}. {e(result['reference']['ladder'].get('note', ''))}"
+                     + (f" {lab['ranked_left_out']} labelled row(s) picked for being far or unsure were left out: "
+                        "their accuracy is biased low." if lab.get("ranked_left_out") else "") + "</p>")
     parts.append("<h2>Trends per window</h2>")
     for title, get, alarm, key in SIGNALS:
         svg = trend(result, title, get, alarm, result["thresholds"].get(key) if key else None)
