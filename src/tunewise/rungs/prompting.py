@@ -36,11 +36,13 @@ class Calibrated(LabelScorer):
             return
         rows = [Record(f"content-free-{i}", text, None) for i, text in enumerate(CONTENT_FREE)]
         labels = self.config.task.labels
-        cost = copy.copy(self.cost)  # a one-off measurement of the prompt, not predictions to bill
+        # A one-off measurement of the prompt: not predictions to bill, and what its three rows trip (examples
+        # cut to fit the context) is the test rows' warning to give, not a second one.
+        cost, warnings = copy.copy(self.cost), list(self.warnings)
         try:
             probs = softmax(np.array([[p.scores[lab] for lab in labels] for p in super().score(rows)]), axis=1)
         finally:
-            self.cost = cost
+            self.cost, self.warnings = cost, warnings
         self.prior = probs.mean(0).tolist()
 
     def score(self, records: list[Record]) -> list[Prediction]:
