@@ -15,7 +15,7 @@ from tunewise.rungs.state import write_manifest
 class FinetunedRung(LabelScorer):
     """Fine-tune the base with the training method of the rung's entry in the table of rungs
     (``train.method`` is set to it); the checkpoint with the best val loss is kept. One subclass per
-    rung, below."""
+    rung, made below from the table's methods."""
 
     name = "fine-tuned"  # every subclass names its entry in tunewise.rungspec
 
@@ -161,41 +161,10 @@ def score_sequences(model, prompt: list[int], answers: list[list[int]], pad_id: 
     return out
 
 
-# One class per fine-tuning rung: its name is its entry in the table of rungs (tunewise.rungspec).
-class PromptTuning(FinetunedRung):
-    name = rungspec.PROMPT_TUNING
+def _method_class(method: str) -> type[FinetunedRung]:
+    """The rung of one training method: FinetunedRung under the method's name in the table of rungs."""
+    return type(f"Finetuned_{method.replace('-', '_')}", (FinetunedRung,), {"name": method, "__module__": __name__})
 
 
-class Prefix(FinetunedRung):
-    name = rungspec.PREFIX
-
-
-class Ia3(FinetunedRung):
-    name = rungspec.IA3
-
-
-class LoraRung(FinetunedRung):
-    name = rungspec.LORA
-
-
-class Dora(FinetunedRung):
-    name = rungspec.DORA
-
-
-class Qlora(FinetunedRung):
-    name = rungspec.QLORA
-
-
-class Full(FinetunedRung):
-    name = rungspec.FULL
-
-
-class Dpo(FinetunedRung):
-    name = rungspec.DPO
-
-
-class Kto(FinetunedRung):
-    name = rungspec.KTO
-
-
-FINE_TUNED = (PromptTuning, Prefix, Ia3, LoraRung, Dora, Qlora, Full, Dpo, Kto)
+# One class per fine-tuning rung, derived from the table (tunewise.rungspec): a new method needs no class here.
+FINE_TUNED = tuple(_method_class(m) for m in rungspec.METHODS)
