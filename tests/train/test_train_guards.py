@@ -152,6 +152,30 @@ def test_shared_prefix_gives_the_same_loss_and_gradients(builder, tiny_model_dir
     assert shared_prefix_length(PackedCollator()(rows)) == 0
 
 
+def test_val_loss_on_the_sparse_path_equals_the_dense_one(builder, tiny_model_dir, tmp_path):
+    """The val evaluations that choose the checkpoint run the head on answer tokens only and the shared
+    prefix once, as training does: the same val loss as transformers' dense evaluation, fewer tokens run."""
+    from transformers import TrainingArguments
+
+    from tunewise.train.sft import make_trainer
+
+    model = load(str(tiny_model_dir))[0]
+    rows = tokenize_examples([_rec(1), _rec(2, "the match team goal cup player", "sports"), _rec(3, "the phone"),
+                              _rec(4, "a bank and its profit", "business"), _rec(5, "the goal", "sports")], builder, 64)
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=3, report_to=[], use_cpu=True)
+
+    def val_loss(sparse: bool):
+        trainer = make_trainer(sparse, True, model=model, args=args, eval_dataset=rows,
+                               data_collator=PadCollator(builder.tokenizer.pad_token_id))
+        return trainer.evaluate()["eval_loss"], trainer
+
+    dense, _ = val_loss(False)
+    sparse, trainer = val_loss(True)
+    assert sparse == pytest.approx(dense, rel=1e-5)
+    assert trainer.evaluated_tokens == sum(len(r["input_ids"]) for r in rows)
+    assert trainer.eval_shared_tokens > 0  # each val batch's shared prefix ran once
+
+
 def test_mixed_precision_without_hardware_is_a_clear_error(monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")

@@ -46,7 +46,8 @@ class FinetunedRung(LabelScorer):
         self.cost.train_flops += training_flops(self.shape[0], result.tokens - result.shared_tokens, self.train_passes())
         # The val evaluations that choose the checkpoint are part of training's bill (forward only).
         self.cost.train_eval_tokens += getattr(result, "eval_tokens", 0)
-        self.cost.train_flops += training_flops(self.shape[0], getattr(result, "eval_tokens", 0), FORWARD)
+        evaluated = getattr(result, "eval_tokens", 0) - getattr(result, "eval_shared_tokens", 0)
+        self.cost.train_flops += training_flops(self.shape[0], evaluated, FORWARD)
         return self
 
     def train_passes(self) -> int:

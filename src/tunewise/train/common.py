@@ -43,6 +43,8 @@ class TrainResult:
     """Tokens of the val evaluations during training (forward only): part of what training costs."""
     shared_tokens: int = 0
     """Of ``tokens``, those not computed per row: copies of a batch's shared prefix, run once."""
+    eval_shared_tokens: int = 0
+    """Of ``eval_tokens``, the copies of a val batch's shared prefix (run once, as in training)."""
 
     @property
     def tokens_per_second(self) -> float:

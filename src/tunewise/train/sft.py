@@ -221,6 +221,7 @@ def make_trainer(sparse: bool, shared: bool = False, **kwargs):
         evaluated_tokens = 0
         shared_tokens = 0
         """Trained tokens run once for their whole batch (the shared prefix's copies in the other rows)."""
+        eval_shared_tokens = 0
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             mask = inputs.get("attention_mask")
@@ -229,17 +230,33 @@ def make_trainer(sparse: bool, shared: bool = False, **kwargs):
                 self.trained_tokens += tokens
             else:
                 self.evaluated_tokens += tokens
-            if not sparse or return_outputs or not model.training:
+            if not sparse or return_outputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             prefix = shared_prefix_length(inputs) if shared else 0
             if prefix:
-                self.shared_tokens += prefix * (inputs["input_ids"].shape[0] - 1)
+                copies = prefix * (inputs["input_ids"].shape[0] - 1)
+                if model.training:
+                    self.shared_tokens += copies
+                else:
+                    self.eval_shared_tokens += copies
                 loss = shared_prefix_loss(model, inputs, prefix, num_items_in_batch)
             else:
                 loss = sparse_causal_loss(model, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does
             return loss
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            """The val loss that chooses the checkpoint, computed as training computes its loss (head only
+            on answer tokens, the shared prefix once): the same value as the dense default, which ran the
+            49k-vocabulary head and its log-softmax over every position (a third of the demo's fit)."""
+            if not sparse or not prediction_loss_only:
+                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+            inputs = self._prepare_inputs(inputs)
+            num_items = self._get_num_items_in_batch([inputs], self.args.device)
+            with torch.no_grad(), self.compute_loss_context_manager():
+                loss = self.compute_loss(model, inputs, num_items_in_batch=num_items)
+            return loss.detach().mean(), None, None
 
     return TunewiseTrainer(**kwargs)
 
@@ -313,7 +330,7 @@ def train_adapter(model, tokenizer, config: ProjectConfig, train: list[Record], 
         history.save(run_dir)
     return TrainResult(trainer.model, seconds, trainer.trained_tokens, trainer.state.global_step,
                        trainer.state.best_model_checkpoint, history.rows, notes + history.warnings,
-                       trainer.evaluated_tokens, trainer.shared_tokens)
+                       trainer.evaluated_tokens, trainer.shared_tokens, trainer.eval_shared_tokens)
 
 
 def count_parameters(model) -> dict:
