@@ -44,3 +44,22 @@ def test_common_prefix_leaves_every_prompt_a_token():
     assert common_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == 2
     assert common_prefix_length([[1, 2], [1, 2]]) == 1
     assert common_prefix_length([]) == 0
+
+
+def test_grouped_attention_without_copied_heads_gives_the_same_scores(tiny_model_dir, monkeypatch):
+    """On a CPU, loading a model makes attention read grouped key/value heads in place (SDPA's enable_gqa,
+    also with the padding mask): the scores are those of transformers' default, which copies each head."""
+    from tunewise.models.load import GQA_SWITCH
+
+    monkeypatch.delenv(GQA_SWITCH, raising=False)
+    model, tok, _ = load(str(tiny_model_dir))
+    assert model.config.num_key_value_heads < model.config.num_attention_heads  # grouped heads to exercise
+    assert torch.cuda.is_available() or __import__("os").environ[GQA_SWITCH] == "1"
+    task = TaskConfig(type="classification", labels=["business", "sports", "tech"], instruction="topic")
+    b = PromptBuilder(task, tok)
+    prompts = [b.encode(t, None)[0] for t in ["market profit", "the match goal cup player team", "phone"]]
+    labels = label_token_ids(tok, b, task.labels)
+    grouped = score_labels(model, prompts, labels, tok.pad_token_id, batch_size=3)
+    monkeypatch.setenv(GQA_SWITCH, "0")
+    copied = score_labels(model, prompts, labels, tok.pad_token_id, batch_size=3)
+    torch.testing.assert_close(grouped, copied, rtol=1e-5, atol=1e-5)
