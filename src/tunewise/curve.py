@@ -30,7 +30,7 @@ from tunewise.evaluate.cost import resolve_prices, rung_compute, rung_cost
 from tunewise.evaluate.learning_curve import Fit, fit_curve
 from tunewise.evaluate.throughput import machine_throughput
 from tunewise.rungs.base import ProgressFn, no_progress
-from tunewise.rungspec import EMBEDDING_CLASSIFIER, RUNGS
+from tunewise.rungspec import EMBEDDING_CLASSIFIER, RUNGS, TEXT
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,10 @@ def run_curve(config: ProjectConfig, project: Path, rungs: list[str] | None = No
     from tunewise.ladder import check_rungs
 
     project, say = Path(project), say or log.warning
+    if config.task.type == TEXT:  # its fits and advice are in points of a share; perplexity is not one
+        raise ConfigError("tunewise curve: task.type text is not supported (learning curves are fitted to a share "
+                          "such as accuracy, and a text corpus has no labels to buy); compare rungs with `tunewise "
+                          "ladder`, which scores perplexity")
     names = rungs or list(config.rungs)
     check_rungs(names, config, project)
     if more is not None and more < 1:
@@ -388,6 +392,9 @@ def export_pool_review(config: ProjectConfig, project: Path, pool_path: Path, n:
         raise ConfigError(f"--strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
     if n is None or n < 1:
         raise ConfigError("-n: how many pool rows to pick (at least 1) is required with --pool")
+    if config.task.type == TEXT:
+        raise ConfigError("--pool: task.type text has no targets, so there is nothing to label; add the pool's "
+                          "text to data.files instead")
     if strategy == "uncertainty" and config.task.type != "classification":
         raise ConfigError(f"--strategy uncertainty needs label probabilities, so task.type: classification "
                           f"(got {config.task.type}); use --strategy diverse or random")

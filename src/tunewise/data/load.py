@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tunewise.core import Record, canonical_json
+from tunewise.rungspec import TEXT
 # check_messages and transcript stay importable from here: serving and monitoring read them from data.load.
 from tunewise.data.schemas import (  # noqa: F401
     SCHEMAS,
@@ -384,7 +385,8 @@ def load_files(files: list[str], project: Path, input_field: str, target_field: 
 # ---------------------------------------------------------------- when most rows are unusable
 
 def unusable_hints(loaded: Loaded, input_field: str, target_field: str, labels: list[str] | None = None,
-                   keys: tuple[str, str] = ("task.input_field", "task.target_field")) -> list[str]:
+                   keys: tuple[str, str] = ("task.input_field", "task.target_field"),
+                   task_type: str | None = None) -> list[str]:
     """One line per file where more than half the rows were rejected or have no target: how many,
     and why — a CSV read with the wrong separator, a configured field the rows lack (with the fields
     they have and the nearest one), or the commonest reject reason. A wrong field name is the
@@ -395,7 +397,9 @@ def unusable_hints(loaded: Loaded, input_field: str, target_field: str, labels: 
             hints.append(f"{file}: no rows (the file is empty)")
             continue
         rejects = [r for r in loaded.rejects if r.file == file]
-        no_target = sum(1 for r in loaded.records if r.target is None and r.source.rpartition(":")[0] == file)
+        # A plain-text corpus (task.type text) has no targets: that is what it is, not a fault.
+        no_target = 0 if task_type == TEXT else sum(
+            1 for r in loaded.records if r.target is None and r.source.rpartition(":")[0] == file)
         if (len(rejects) + no_target) * 2 <= total:
             continue
         line = f"{file}: {len(rejects) + no_target} of {total} rows unusable ({len(rejects)} rejected, {no_target} without a target)"
@@ -403,8 +407,8 @@ def unusable_hints(loaded: Loaded, input_field: str, target_field: str, labels: 
         if not why and loaded.schemas.get(file) == "input_target":
             why = _field_hint(loaded, file, (input_field, target_field), keys, labels or [])
         if not why and loaded.schemas.get(file) == "text":
-            why = ("plain-text rows (schema text) have no target: continued pre-training on a text corpus is not "
-                   "supported yet; give input/target rows, or chat rows, to fine-tune")
+            why = ("plain-text rows (schema text) have no target: set task.type: text to adapt the model to the "
+                   "corpus (continued pre-training, scored by perplexity), or give input/target or chat rows")
         if not why and rejects:
             why = _commonest_reason(rejects)
         hints.append(f"{line}; {why}" if why else line)
