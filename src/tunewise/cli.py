@@ -397,7 +397,8 @@ def _review_export_pool(project: Path, pool: Path, n: int | None, strategy: str,
     path, s = export_pool_review(config, project, pool, n, strategy, output)
     out.print(f"picked {s['picked']} of {s['pool_rows']} pool rows by {strategy} ({s['model']}); left out "
               f"{s['pool_near_duplicates']} near-duplicates within the pool, {s['near_duplicates_of_labelled']} of rows "
-              f"already labelled, {len(s['skipped_empty'])} empty; PII redacted in {s['pii_redacted']}. Wrote {path}: "
+              f"already labelled, {len(s['skipped_empty'])} empty, {len(s['skipped_labelled'])} that hold a target; "
+              f"PII redacted in {s['pii_redacted']}. Wrote {path}: "
               "fill in corrected_target, then add the rows to your data", highlight=False, soft_wrap=True)
 
 

@@ -398,7 +398,11 @@ def export_pool_review(config: ProjectConfig, project: Path, pool_path: Path, n:
     if strategy == "uncertainty" and config.task.type != "classification":
         raise ConfigError(f"--strategy uncertainty needs label probabilities, so task.type: classification "
                           f"(got {config.task.type}); use --strategy diverse or random")
-    pool = read_pool(pool_path, config.task.input_field, config.data.id_field)
+    pool = read_pool(pool_path, config.task.input_field, config.data.id_field, config.task.target_field)
+    if pool.skipped_labelled:
+        say(f"{pool_path}: {len(pool.skipped_labelled)} rows already hold a '{config.task.target_field}' "
+            f"(task.target_field), e.g. line {pool.skipped_labelled[0].rpartition(':')[2]}: left out of the picks "
+            "(they are labelled; add them to data.files to train on them)")
     splits = resolve_splits(config, project, "tunewise review export", say)
     redacted = redact_rows(pool.rows)
     labelled = [r.input for r in (*splits.train, *splits.val, *splits.test)]
@@ -419,7 +423,8 @@ def export_pool_review(config: ProjectConfig, project: Path, pool_path: Path, n:
     path = Path(output or ws.workspace(project) / "reviews" / "label-next.csv")
     write_review_csv(path, [rows[i] for i in picks], flags, guesses)
     summary = {"pool": str(pool_path), "strategy": strategy, "asked": n, "picked": len(picks),
-               "pool_rows": len(pool.rows) + len(pool.skipped_empty), "skipped_empty": pool.skipped_empty,
+               "pool_rows": len(pool.rows) + len(pool.skipped_empty) + len(pool.skipped_labelled),
+               "skipped_empty": pool.skipped_empty, "skipped_labelled": pool.skipped_labelled,
                **dropped, "pii_redacted": len(redacted), "model": model, "seed": config.data.seed, "warning": warning,
                "dataset": splits.record(), "ids": [rows[i].id for i in picks], "csv": str(path)}
     ws.write_json(path.with_suffix(".selection.json"), summary)
