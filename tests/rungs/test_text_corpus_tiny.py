@@ -122,3 +122,13 @@ def test_curve_and_pool_refuse_a_text_task(tmp_path, tiny_model_dir):
     with pytest.raises(ConfigError, match="nothing to label"):
         export_pool_review(config, project, project / "data" / "corpus.jsonl", 5, "random")
 
+
+
+def test_audit_of_a_text_corpus_counts_every_text_as_usable(tmp_path, tiny_model_dir):
+    from tunewise.data.audit import audit_project
+
+    project = write_text_project(tmp_path, tiny_model_dir)
+    audit, _, _ = audit_project(project)
+    assert audit["task"] == "text" and audit["usable_rows"] == audit["rows"] == 40
+    assert audit["checks"]["missing_targets"]["count"] == 0 and "has no targets" in audit["checks"]["missing_targets"]["skipped"]
+    assert "eos_coverage" not in audit["checks"] and not audit["hints"]

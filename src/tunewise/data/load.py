@@ -182,7 +182,8 @@ def _rows_csv(raw: bytes, path: Path, delimiter: str) -> Iterator[tuple[int, Any
         if any(_has_surrogates(c) for c in cells):
             yield line, _RowError("invalid UTF-8"), shown
         elif len(cells) != len(header):
-            yield line, _RowError(f"expected {len(header)} columns, got {len(cells)}"), shown
+            missing = f" (no value for {', '.join(repr(h) for h in header[len(cells):])})" if len(cells) < len(header) else ""
+            yield line, _RowError(f"expected {len(header)} columns, got {len(cells)}{missing}"), shown
         else:
             yield line, dict(zip(header, cells, strict=True)), shown
 
