@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 def cli(*args):
     return subprocess.run([sys.executable, "-c", "from tunewise.cli import main; main()", *args],
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, check=False)
 
 
 def test_lora_on_a_text_corpus_lowers_perplexity_and_says_whether_adaptation_paid(tmp_path):
@@ -34,7 +34,7 @@ eval: {batch_size: 8, bootstrap: 500, timing_examples: 0}
 """)
     done = cli("ladder", str(project), "-q")
     assert done.returncode == 0, done.stderr[-3000:]
-    report_dir = sorted((project / ".tunewise" / "reports").iterdir())[-1]
+    report_dir = max((project / ".tunewise" / "reports").iterdir())
     ladder = json.loads((report_dir / "ladder.json").read_text())
     assert ladder["primary"] == "perplexity"
     rungs = {r["name"]: r for r in ladder["rungs"]}

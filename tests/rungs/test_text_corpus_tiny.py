@@ -15,7 +15,7 @@ from tunewise.ladder import run_ladder
 from tunewise.models.chat import IGNORE
 from tunewise.train.sft import tokenize_corpus
 
-WORDS = "market shares profit bank economy the of to in and is on for with".split()
+WORDS = ["market", "shares", "profit", "bank", "economy", "the", "of", "to", "in", "and", "is", "on", "for", "with"]
 
 
 def write_text_project(folder, model_dir, rungs="[zero-shot, lora]", docs=40, extra=""):

@@ -25,7 +25,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tunewise.core import Record, canonical_json
-from tunewise.rungspec import TEXT
 # check_messages and transcript stay importable from here: serving and monitoring read them from data.load.
 from tunewise.data.schemas import (  # noqa: F401
     SCHEMAS,
@@ -38,6 +37,7 @@ from tunewise.data.schemas import (  # noqa: F401
     parse_row,
     transcript,
 )
+from tunewise.rungspec import TEXT
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
            ".parquet": "parquet", ".pq": "parquet"}

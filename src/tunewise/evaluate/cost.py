@@ -402,8 +402,9 @@ def render_break_even_md(result: dict) -> list[str]:
     from tunewise.evaluate.score import PLAIN
 
     plain = bool(result["rungs"]) and result["rungs"][0].get("primary") in PLAIN  # perplexity: as it is
-    lines += [f"| rung | {result['rungs'][0]['primary'] if plain else 'quality %'} | prompt tokens | compute ms / "
-              "request | train $ | $ per 1,000 requests |", "|---|---|---|---|---|---|"]
+    quality = result["rungs"][0]["primary"] if plain else "quality %"
+    lines += [f"| rung | {quality} | prompt tokens | compute ms / request | train $ | $ per 1,000 requests |",
+              "|---|---|---|---|---|---|"]
     for r in result["rungs"]:
         value = "–" if r["value"] is None else f"{r['value']:.2f}" if plain else f"{100 * r['value']:.1f}"
         lines.append(f"| {r['name']} | {value} | {r['prompt_tokens']:.0f} | {r['ms_per_example']:.1f} | "

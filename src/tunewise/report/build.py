@@ -39,7 +39,7 @@ def metric_cell(metric: str, metrics: dict) -> str:
 
 def _num(metric: str | None, x: float | None) -> str:
     """A metric's value as the report shows it: a share as a percentage, perplexity as it is."""
-    if metric not in PLAIN or x is None or x != x:
+    if metric not in PLAIN or x is None or math.isnan(x):
         return _pct(x)
     return f"{x:.3f}" if metric == "nll_per_token" else f"{x:.2f}"
 
