@@ -145,19 +145,19 @@ def _print_summary(report_dir: Path) -> None:
 
     from rich.table import Table
 
+    from tunewise.report.build import metric_cell, metric_head
+
     ladder = json.loads((report_dir / "ladder.json").read_text())
     primary = ladder.get("primary", "accuracy")
     table = Table(title=f"{ladder['project']}: {ladder['n_test']} test examples, sha256 {ladder['test_hash'][:12]}…")
     recent = ladder.get("n_recent", 0)
-    for col in ("rung", f"{primary} % (95% CI)", "train s", "latency ms", "prompt tokens"):
+    for col in ("rung", metric_head(primary), "train s", "latency ms", "prompt tokens"):
         table.add_column(col)
     if recent:
         table.add_column(f"{primary} % on {recent} recent")
     for r in ladder["rungs"]:
         m = r["metrics"]
-        ci = m.get(f"{primary}_ci") or [float("nan")] * 2
-        table.add_row(r["name"] + (" (reused)" if r.get("reused_from") else ""),
-                      f"{100 * m[primary]:.1f} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})",
+        table.add_row(r["name"] + (" (reused)" if r.get("reused_from") else ""), metric_cell(primary, m),
                       f"{r['train_seconds']:.0f}", f"{(r.get('latency') or {}).get('median_ms', r['ms_per_example']):.1f}",
                       f"{r['prompt_tokens_per_request']:.0f}", *([_recent_cell(r, primary)] if recent else []))
     out.print(table)
@@ -397,7 +397,8 @@ def _review_export_pool(project: Path, pool: Path, n: int | None, strategy: str,
     path, s = export_pool_review(config, project, pool, n, strategy, output)
     out.print(f"picked {s['picked']} of {s['pool_rows']} pool rows by {strategy} ({s['model']}); left out "
               f"{s['pool_near_duplicates']} near-duplicates within the pool, {s['near_duplicates_of_labelled']} of rows "
-              f"already labelled, {len(s['skipped_empty'])} empty; PII redacted in {s['pii_redacted']}. Wrote {path}: "
+              f"already labelled, {len(s['skipped_empty'])} empty, {len(s['skipped_labelled'])} that hold a target; "
+              f"PII redacted in {s['pii_redacted']}. Wrote {path}: "
               "fill in corrected_target, then add the rows to your data", highlight=False, soft_wrap=True)
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from tunewise.rungspec import DEFAULT_RUNGS, FULL, LORA, METHODS, NAMES, TASK_TYPES
+from tunewise.rungspec import DEFAULT_RUNGS, FULL, LORA, METHODS, NAMES, TASK_TYPES, refused, runs_on
 
 CONFIG_NAME = "tunewise.yaml"
 
@@ -28,7 +28,8 @@ class _Strict(BaseModel):
 
 class TaskConfig(_Strict):
     type: Literal[TASK_TYPES]
-    """What the model must produce: one label, JSON fields, or free text."""
+    """What the model must produce: one label, JSON fields, or free text; `text`: no answers, a plain-text
+    corpus (rows `{"text": ...}`) the model is adapted to (continued pre-training), scored by perplexity."""
     input_field: str = "input"
     """The field of each data row that holds the model's input."""
     target_field: str = "target"
@@ -229,11 +230,14 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     """AdamW's decoupled weight decay."""
     max_length: int = Field(512, gt=8)
-    """Longest training sequence in tokens (prompt + answer); see `length_policy` for longer ones."""
+    """Longest training sequence in tokens (prompt + answer); see `length_policy` for longer ones. With
+    task.type text, the window a document is cut into, in training and in scoring alike (windows overlap by
+    one token, so every token is predicted once; the run says how many documents were cut)."""
     length_policy: Literal["error", "drop", "truncate-input"] = "error"
     """What happens to a training example longer than `max_length`: fail before training (error),
     leave it out with a warning naming how many (drop), or cut the prompt's input from the left
-    end of the prompt so the answer and EOS stay whole (truncate-input)."""
+    end of the prompt so the answer and EOS stay whole (truncate-input). Not used by task.type text, whose
+    documents are cut into windows of `max_length` instead."""
     max_train_examples: int | None = Field(default=None, gt=0)
     """Train on a seeded, stratified subset of this size (None: the whole train split)."""
     max_val_examples: int | None = Field(default=200, gt=0)
@@ -539,6 +543,19 @@ class ProjectConfig(_Strict):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
 
+    @model_validator(mode="after")
+    def _rungs_run_on_the_task(self) -> ProjectConfig:
+        # The table of rungs says which task types each rung runs on; say every misfit at once.
+        task = self.task.type
+        if bad := refused(self.rungs, task):
+            raise ValueError(f"rungs: {', '.join(bad)} do not run on task.type {task} (rungs that do: "
+                             f"{', '.join(runs_on(task))})")
+        if refused([self.train.method], task):
+            methods = [n for n in runs_on(task) if n in METHODS]
+            raise ValueError(f"train.method: {self.train.method} does not train on task.type {task} (methods that "
+                             f"do: {', '.join(methods)})")
+        return self
+
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Parse ``a.b.c=value``; the value is read as YAML (numbers, lists, booleans)."""
@@ -575,6 +592,8 @@ def _describe(err: ValidationError, source: str) -> str:
     if first["type"] == "missing":
         return f"{source}: missing required key '{key}'"
     msg = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:  # a check across sections names its keys itself
+        return f"{source}: {msg}"
     return f"{source}: bad value for '{key}': {msg} (got {first.get('input')!r})"
 
 

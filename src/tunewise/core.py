@@ -46,16 +46,23 @@ class Record:
 
 @dataclass
 class Prediction:
-    """A rung's answer for one record; ``scores`` maps each label to its log-likelihood."""
+    """A rung's answer for one record; ``scores`` maps each label to its log-likelihood. A plain-text
+    document (task.type text) has no answer: ``nll`` is its summed negative log-likelihood over its
+    ``scored_tokens`` predicted tokens (tunewise.evaluate.perplexity)."""
 
     id: str
     output: str
     scores: dict[str, float] | None = None
     latency_ms: float = 0.0
     prompt_tokens: int = 0
+    nll: float | None = None
+    scored_tokens: int = 0
 
     def to_json(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if self.nll is None:  # only a scored document has them
+            del out["nll"], out["scored_tokens"]
+        return out
 
 
 @dataclass

@@ -30,7 +30,7 @@ from tunewise.evaluate.cost import resolve_prices, rung_compute, rung_cost
 from tunewise.evaluate.learning_curve import Fit, fit_curve
 from tunewise.evaluate.throughput import machine_throughput
 from tunewise.rungs.base import ProgressFn, no_progress
-from tunewise.rungspec import EMBEDDING_CLASSIFIER, RUNGS
+from tunewise.rungspec import EMBEDDING_CLASSIFIER, RUNGS, TEXT
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,10 @@ def run_curve(config: ProjectConfig, project: Path, rungs: list[str] | None = No
     from tunewise.ladder import check_rungs
 
     project, say = Path(project), say or log.warning
+    if config.task.type == TEXT:  # its fits and advice are in points of a share; perplexity is not one
+        raise ConfigError("tunewise curve: task.type text is not supported (learning curves are fitted to a share "
+                          "such as accuracy, and a text corpus has no labels to buy); compare rungs with `tunewise "
+                          "ladder`, which scores perplexity")
     names = rungs or list(config.rungs)
     check_rungs(names, config, project)
     if more is not None and more < 1:
@@ -388,10 +392,17 @@ def export_pool_review(config: ProjectConfig, project: Path, pool_path: Path, n:
         raise ConfigError(f"--strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
     if n is None or n < 1:
         raise ConfigError("-n: how many pool rows to pick (at least 1) is required with --pool")
+    if config.task.type == TEXT:
+        raise ConfigError("--pool: task.type text has no targets, so there is nothing to label; add the pool's "
+                          "text to data.files instead")
     if strategy == "uncertainty" and config.task.type != "classification":
         raise ConfigError(f"--strategy uncertainty needs label probabilities, so task.type: classification "
                           f"(got {config.task.type}); use --strategy diverse or random")
-    pool = read_pool(pool_path, config.task.input_field, config.data.id_field)
+    pool = read_pool(pool_path, config.task.input_field, config.data.id_field, config.task.target_field)
+    if pool.skipped_labelled:
+        say(f"{pool_path}: {len(pool.skipped_labelled)} rows already hold a '{config.task.target_field}' "
+            f"(task.target_field), e.g. line {pool.skipped_labelled[0].rpartition(':')[2]}: left out of the picks "
+            "(they are labelled; add them to data.files to train on them)")
     splits = resolve_splits(config, project, "tunewise review export", say)
     redacted = redact_rows(pool.rows)
     labelled = [r.input for r in (*splits.train, *splits.val, *splits.test)]
@@ -412,7 +423,8 @@ def export_pool_review(config: ProjectConfig, project: Path, pool_path: Path, n:
     path = Path(output or ws.workspace(project) / "reviews" / "label-next.csv")
     write_review_csv(path, [rows[i] for i in picks], flags, guesses)
     summary = {"pool": str(pool_path), "strategy": strategy, "asked": n, "picked": len(picks),
-               "pool_rows": len(pool.rows) + len(pool.skipped_empty), "skipped_empty": pool.skipped_empty,
+               "pool_rows": len(pool.rows) + len(pool.skipped_empty) + len(pool.skipped_labelled),
+               "skipped_empty": pool.skipped_empty, "skipped_labelled": pool.skipped_labelled,
                **dropped, "pii_redacted": len(redacted), "model": model, "seed": config.data.seed, "warning": warning,
                "dataset": splits.record(), "ids": [rows[i].id for i in picks], "csv": str(path)}
     ws.write_json(path.with_suffix(".selection.json"), summary)

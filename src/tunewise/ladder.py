@@ -22,7 +22,7 @@ from tunewise.evaluate.throughput import machine_throughput
 from tunewise.report.build import write_report
 from tunewise.report.decide import compare, recommend
 from tunewise.rungs.base import ProgressFn, no_progress
-from tunewise.rungspec import FEW_SHOT, NAMES, RUNGS
+from tunewise.rungspec import FEW_SHOT, NAMES, RUNGS, TEXT
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,8 @@ def _run_rung_in(run_dir: Path, name: str, config: ProjectConfig, project: Path,
         "latency": latency,
         "prompt_tokens_per_request": round(prompt_tokens, 1),
         "compute": rung_work(cost),  # priced at report time: price_ladder
-        "worst_errors": worst_errors(splits.test, preds, scored.item_scores),
+        # A text corpus has no answers to be wrong: its report shows perplexity only.
+        "worst_errors": [] if config.task.type == TEXT else worst_errors(splits.test, preds, scored.item_scores),
         "item_scores": scored.item_scores.tolist(),
         "metric_items": {k: v.tolist() for k, v in scored.items.items()},  # for report.content_guard
         "binary_items": scored.binary,
@@ -322,7 +323,8 @@ def price_ladder(ladder: dict, prices) -> dict:
     by `tunewise report --set cost.…`, which re-prices a saved ladder without re-running a rung."""
     be = add_break_even(ladder["rungs"], prices, ladder.get("throughput"))
     ladder.update(prices=prices.model_dump(), machine=be["machine"], break_even=be)
-    ladder["recommendation"] = recommend(ladder["rungs"], ladder["margin"], ladder.get("guard_margins"))
+    ladder["recommendation"] = recommend(ladder["rungs"], ladder["margin"], ladder.get("guard_margins"),
+                                         ladder.get("task"))
     return ladder
 
 

@@ -30,9 +30,15 @@ FULL = "full"
 DPO = "dpo"
 KTO = "kto"
 
-TASK_TYPES = ("classification", "extraction", "generation")
+TEXT = "text"
+"""The task of a plain-text corpus: continued pre-training, scored by perplexity."""
+TASK_TYPES = ("classification", "extraction", "generation", TEXT)
 CLASSIFICATION = frozenset({"classification"})
-ANY_TASK = frozenset(TASK_TYPES)
+LABELLED = frozenset({"classification", "extraction", "generation"})
+"""The tasks whose rows hold an answer (a target) for each input: what prompts and classifiers need."""
+WITH_TEXT = LABELLED | {TEXT}
+"""The rungs that also run on a plain-text corpus: the base model as it is, and the fine-tuning methods
+tested there with a causal-LM loss on the whole text (lora, full)."""
 
 # What a rung may need beyond the base model and the task, and the setting that provides it.
 NEEDS = {
@@ -58,8 +64,8 @@ class RungSpec:
     """The `train.method` it fine-tunes the base LLM with (None: no LLM fine-tuning)."""
     prompting: bool = False
     """The base LLM with a prompt, nothing trained."""
-    task_types: frozenset[str] = ANY_TASK
-    """The task types it runs on (checked before any rung runs)."""
+    task_types: frozenset[str] = LABELLED
+    """The task types it runs on (checked when the config loads and before any rung runs)."""
     needs: frozenset[str] = frozenset()
     """Keys of NEEDS: what must be there before it runs."""
     adapter: str | None = None
@@ -80,12 +86,14 @@ class RungSpec:
 
 
 def _fine_tune(name: str, summary: str, adapter: str | None, shares_base: bool = False,
-               needs: frozenset[str] = frozenset({"labelled-rows"})) -> RungSpec:
-    return RungSpec(name, summary, trains=True, method=name, needs=needs, adapter=adapter, shares_base=shares_base)
+               needs: frozenset[str] = frozenset({"labelled-rows"}), task_types: frozenset[str] = LABELLED) -> RungSpec:
+    return RungSpec(name, summary, trains=True, method=name, task_types=task_types, needs=needs, adapter=adapter,
+                    shares_base=shares_base)
 
 
 RUNGS: dict[str, RungSpec] = {s.name: s for s in (
-    RungSpec(ZERO_SHOT, "the instruction and the input through the base model's chat template", prompting=True),
+    RungSpec(ZERO_SHOT, "the instruction and the input through the base model's chat template (text: the base "
+             "model's perplexity on the corpus, nothing trained)", prompting=True, task_types=WITH_TEXT),
     RungSpec(FEW_SHOT, "k solved train examples before the input (few_shot.selection: random or similar)",
              prompting=True, needs=frozenset({"labelled-rows"})),
     RungSpec(RAG, "the passages retrieved from data.documents before the input", prompting=True,
@@ -98,12 +106,13 @@ RUNGS: dict[str, RungSpec] = {s.name: s for s in (
     _fine_tune(PREFIX, "learned key/value prefixes in every layer (PEFT prefix tuning)", PEFT_PREFIX),
     _fine_tune(IA3, "learned scaling vectors on attention and MLP activations (PEFT IA3)", PEFT_IA3,
                shares_base=True),
-    _fine_tune(LORA, "low-rank adapters on the linear layers (PEFT LoRA)", PEFT_LORA, shares_base=True),
+    _fine_tune(LORA, "low-rank adapters on the linear layers (PEFT LoRA)", PEFT_LORA, shares_base=True,
+               task_types=WITH_TEXT),
     _fine_tune(DORA, "weight-decomposed low-rank adapters (PEFT DoRA, a LoRA variant)", PEFT_LORA,
                shares_base=True),
     _fine_tune(QLORA, "LoRA over a 4- or 8-bit quantised base (bitsandbytes); served on its own quantised base",
                PEFT_LORA),
-    _fine_tune(FULL, "every weight of the base model trained", None),
+    _fine_tune(FULL, "every weight of the base model trained", None, task_types=WITH_TEXT),
     _fine_tune(DPO, "direct preference optimisation (TRL) on chosen/rejected pairs, LoRA or full weights",
                PEFT_LORA, shares_base=True, needs=frozenset({"preference"})),
     _fine_tune(KTO, "KTO (TRL) on unpaired desirable/undesirable answers, LoRA or full weights", PEFT_LORA,
@@ -116,6 +125,16 @@ METHODS = tuple(s.method for s in RUNGS.values() if s.method is not None)
 """The training methods (`train.method`)."""
 DEFAULT_RUNGS = (ZERO_SHOT, LORA)
 """The rungs `tunewise ladder` runs when the config names none."""
+
+
+def refused(names, task_type: str) -> list[str]:
+    """The rungs of ``names`` that do not run on ``task_type`` (unknown names are left to the caller)."""
+    return [n for n in names if n in RUNGS and task_type not in RUNGS[n].task_types]
+
+
+def runs_on(task_type: str) -> list[str]:
+    """The rungs that run on ``task_type``, cheapest first."""
+    return [n for n, s in RUNGS.items() if task_type in s.task_types]
 
 
 def spec(name: str) -> RungSpec:

@@ -133,3 +133,28 @@ def test_bad_pool_and_options_fail_in_one_line(pool_project, tmp_path):
     result, _ = _export(project, bad)
     assert result.exit_code == 2 and "-n" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_messy_pool_in_jsonl_and_csv_is_read_row_by_row(pool_project, tmp_path):
+    """Blank lines are not rows; a row that already holds a target is left out of the picks and said;
+    a row without the input field stops the export with the file, line and field."""
+    project, _ = pool_project
+    jsonl = tmp_path / "messy.jsonl"
+    jsonl.write_text('{"uid": "a", "text": "the market shares news"}\n\n'
+                     '{"uid": "b", "text": "the phone games news", "label": "tech"}\n'
+                     '{"uid": "c", "text": "the goal cup news", "label": ""}\n')
+    table = tmp_path / "messy.csv"
+    table.write_text("uid,text,label\r\na,the market shares news,\r\n\r\nb,the phone games news,tech\r\n"
+                     "c,the goal cup news,\r\n")
+    for pool, line in ((jsonl, 3), (table, 4)):
+        result, picked = _export(project, pool, "-n", "5", "--strategy", "random")
+        assert result.exit_code == 0, result.output
+        assert sorted(r["id"] for r in picked) == ["a", "c"]  # b is labelled already
+        said = f"1 rows already hold a 'label' (task.target_field), e.g. line {line}: left out of the picks"
+        assert said.replace(" ", "") in "".join(result.output.split())  # the log wraps it
+        record = json.loads((project / "picked.selection.json").read_text())
+        assert record["skipped_labelled"] == [f"{pool.name}:{line}"] and record["pool_rows"] == 3
+    table.write_text("uid,text,label\na,the market shares news,\nb\n")
+    result, _ = _export(project, table, "-n", "1", "--strategy", "random")
+    assert result.exit_code == 1 and f"{table}:3: expected 3 columns, got 1 (no value for 'text', 'label')" in result.output
+    assert "Traceback" not in result.output

@@ -14,7 +14,7 @@ from tunewise.rungspec import RUNGS as TABLE
 from tunewise.train.methods import MethodError
 
 RUNGS = typing.get_args(RungName)
-TASKS = ("classification", "extraction", "generation")
+TASKS = ("classification", "extraction", "generation", "text")
 # The words of the refusal for a need the matrix's projects lack (they have the bundled encoder and
 # labelled rows, no documents, no preference data).
 MISSING = {"documents": "data.documents", "preference": "needs preference data",
@@ -37,6 +37,9 @@ def refusal(rung: str, task: str) -> str | None:
 def write_project(folder, model_dir, task: str):
     rows = []
     for i, (topic, words) in enumerate([("business", "market shares"), ("sports", "match goal"), ("tech", "phone games")] * 5):
+        if task == "text":  # a plain-text corpus: rows of text only
+            rows.append({"id": str(i), "text": f"the {words} news about {topic}"})
+            continue
         target = {"classification": topic, "generation": f"{topic} news",
                   "extraction": json.dumps({"topic": topic})}[task]
         rows.append({"id": str(i), "input": f"the {words} news", "target": target})

@@ -26,6 +26,7 @@ from tunewise.data.boilerplate import SHARE, boilerplate_finding, shared_lines
 from tunewise.data.dedup import method, near_pairs, normalise
 from tunewise.data.load import DataError, Loaded, Reject, load_files, nearest_label, unusable_hints
 from tunewise.data.pii import PII_TYPES, find_pii
+from tunewise.rungspec import TEXT
 
 GENERATIVE_SCHEMAS = ("chat", "sharegpt", "preference", "kto", "alpaca", "prompt_completion", "text")
 
@@ -323,13 +324,16 @@ def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None
     schemas = sorted(set(loaded.schemas.values()))
     is_class = settings.task_type == "classification" or (settings.task_type is None and looks_like_labels(recs))
     not_class = {"count": 0, "items": [], "skipped": "not classification data"}
+    corpus = settings.task_type == TEXT  # a plain-text corpus: no targets, no turns, nothing to answer
+    no_answers = {"count": 0, "items": [], "skipped": "a plain-text corpus (task.type text) has no targets"}
     plan: list[tuple[str, Callable[[], dict]]] = [
         ("exact_duplicates", lambda: exact_duplicates(recs)),
         ("shared_boilerplate", lambda: shared_boilerplate(recs)),
         ("near_duplicates", lambda: near_duplicates(recs, settings.near_threshold)),
-        ("conflicting_targets", lambda: conflicting_targets(recs) if is_class else alternatives(recs)),
+        ("conflicting_targets", lambda: no_answers if corpus else conflicting_targets(recs) if is_class
+         else alternatives(recs)),
         ("empty_inputs", lambda: empty_inputs(recs)),
-        ("missing_targets", lambda: missing_targets(recs)),
+        ("missing_targets", lambda: no_answers if corpus else missing_targets(recs)),
         ("too_long", lambda: too_long(recs, settings.max_tokens, tokenizer, settings.seed)),
         ("pii", lambda: pii(recs)),
         ("leakage", lambda: leakage(recs, test, settings.near_threshold)),
@@ -337,7 +341,7 @@ def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None
         ("unknown_labels", lambda: unknown_labels(recs, settings.labels) if is_class else not_class),
         ("suspected_mislabels", lambda: _mislabels(recs, settings, embed, progress) if is_class else not_class),
     ]
-    if not is_class or set(schemas) & set(GENERATIVE_SCHEMAS):
+    if not corpus and (not is_class or set(schemas) & set(GENERATIVE_SCHEMAS)):
         plan.append(("chat", lambda: chat_checks(recs, loaded.rejects, tokenizer)))
     if settings.annotator_field:
         from tunewise.data.review import annotator_agreement
@@ -356,7 +360,8 @@ def run_audit(loaded: Loaded, settings: AuditSettings, test: list[Record] | None
         advance(1, description=title)
         checks.update(result if name == "chat" else {name: result})
     labels = settings.labels if is_class else []
-    usable = sum(bool(r.input.strip()) and r.target is not None and (not labels or r.target in labels) for r in recs)
+    usable = sum(bool(r.input.strip()) and (corpus or r.target is not None and (not labels or r.target in labels))
+                 for r in recs)
     return {
         "rows": len(recs),
         "usable_rows": usable,
@@ -374,7 +379,7 @@ def audit_hints(audit: dict, loaded: Loaded, input_field: str, target_field: str
                 keys: tuple[str, str]) -> list[str]:
     """One line each for what made most rows unusable: wrong fields or malformed rows per file,
     labels outside task.labels; and, when nothing at all is usable, what the rows lacked."""
-    hints = unusable_hints(loaded, input_field, target_field, labels, keys) + loaded.notes
+    hints = unusable_hints(loaded, input_field, target_field, labels, keys, audit.get("task")) + loaded.notes
     unknown = audit["checks"].get("unknown_labels", {})
     if unknown.get("count", 0) * 2 > audit["rows"]:
         shown = [f"'{lab}' ({v['rows']} rows{', nearest ' + repr(v['nearest']) if v['nearest'] else ''})"

@@ -37,6 +37,7 @@ from tunewise.data.schemas import (  # noqa: F401
     parse_row,
     transcript,
 )
+from tunewise.rungspec import TEXT
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
            ".parquet": "parquet", ".pq": "parquet"}
@@ -181,7 +182,8 @@ def _rows_csv(raw: bytes, path: Path, delimiter: str) -> Iterator[tuple[int, Any
         if any(_has_surrogates(c) for c in cells):
             yield line, _RowError("invalid UTF-8"), shown
         elif len(cells) != len(header):
-            yield line, _RowError(f"expected {len(header)} columns, got {len(cells)}"), shown
+            missing = f" (no value for {', '.join(repr(h) for h in header[len(cells):])})" if len(cells) < len(header) else ""
+            yield line, _RowError(f"expected {len(header)} columns, got {len(cells)}{missing}"), shown
         else:
             yield line, dict(zip(header, cells, strict=True)), shown
 
@@ -384,7 +386,8 @@ def load_files(files: list[str], project: Path, input_field: str, target_field: 
 # ---------------------------------------------------------------- when most rows are unusable
 
 def unusable_hints(loaded: Loaded, input_field: str, target_field: str, labels: list[str] | None = None,
-                   keys: tuple[str, str] = ("task.input_field", "task.target_field")) -> list[str]:
+                   keys: tuple[str, str] = ("task.input_field", "task.target_field"),
+                   task_type: str | None = None) -> list[str]:
     """One line per file where more than half the rows were rejected or have no target: how many,
     and why — a CSV read with the wrong separator, a configured field the rows lack (with the fields
     they have and the nearest one), or the commonest reject reason. A wrong field name is the
@@ -395,7 +398,9 @@ def unusable_hints(loaded: Loaded, input_field: str, target_field: str, labels: 
             hints.append(f"{file}: no rows (the file is empty)")
             continue
         rejects = [r for r in loaded.rejects if r.file == file]
-        no_target = sum(1 for r in loaded.records if r.target is None and r.source.rpartition(":")[0] == file)
+        # A plain-text corpus (task.type text) has no targets: that is what it is, not a fault.
+        no_target = 0 if task_type == TEXT else sum(
+            1 for r in loaded.records if r.target is None and r.source.rpartition(":")[0] == file)
         if (len(rejects) + no_target) * 2 <= total:
             continue
         line = f"{file}: {len(rejects) + no_target} of {total} rows unusable ({len(rejects)} rejected, {no_target} without a target)"
@@ -403,8 +408,8 @@ def unusable_hints(loaded: Loaded, input_field: str, target_field: str, labels: 
         if not why and loaded.schemas.get(file) == "input_target":
             why = _field_hint(loaded, file, (input_field, target_field), keys, labels or [])
         if not why and loaded.schemas.get(file) == "text":
-            why = ("plain-text rows (schema text) have no target: continued pre-training on a text corpus is not "
-                   "supported yet; give input/target rows, or chat rows, to fine-tune")
+            why = ("plain-text rows (schema text) have no target: set task.type: text to adapt the model to the "
+                   "corpus (continued pre-training, scored by perplexity), or give input/target or chat rows")
         if not why and rejects:
             why = _commonest_reason(rejects)
         hints.append(f"{line}; {why}" if why else line)

@@ -25,6 +25,7 @@ from tunewise.data.load import DataError, Reject, content_id, load_files, neares
 from tunewise.data.pii import find_pii, redact
 from tunewise.data.review import DROP, export_review, import_review, load_corrections
 from tunewise.data.split import by_target, frozen_split, group_stratified_split, no_strata
+from tunewise.rungspec import TEXT
 
 Dropped = list[tuple[Record, str]]
 
@@ -49,11 +50,15 @@ def apply_reviews(recs: list[Record], corrections: dict[str, str]) -> tuple[list
                            + (f"; {stale} recorded decisions name no row of this data" if stale else ""))
 
 
-def drop_unusable(recs: list[Record], labels: list[str]) -> tuple[list[Record], Dropped, str]:
+def drop_unusable(recs: list[Record], labels: list[str], corpus: bool = False) -> tuple[list[Record], Dropped, str]:
+    """``corpus``: a plain-text corpus (task.type text), whose rows are text only: no target is needed,
+    and a row that has one is kept with its target unused (the note says how many)."""
     kept, dropped = [], []
     for rec in recs:
         if not rec.input.strip():
-            dropped.append((rec, "empty input"))
+            dropped.append((rec, "empty input" if not corpus else "empty text"))
+        elif corpus:
+            kept.append(rec)
         elif rec.target is None:
             dropped.append((rec, "missing target"))
         elif labels and rec.target not in labels:
@@ -61,6 +66,11 @@ def drop_unusable(recs: list[Record], labels: list[str]) -> tuple[list[Record], 
             dropped.append((rec, f"label {rec.target!r} is not in task.labels" + (f" (nearest: {near!r})" if near else "")))
         else:
             kept.append(rec)
+    if corpus:
+        unused = sum(r.target is not None for r in kept)
+        return kept, dropped, ("removed rows with an empty text" + (
+            f"; {unused} rows have a target, which task.type text neither trains on nor scores (the text is "
+            "the input field)" if unused else ""))
     return kept, dropped, "removed rows with an empty input, no target, or a label outside task.labels"
 
 
@@ -132,7 +142,9 @@ def handle_pii(recs: list[Record], policy: str) -> tuple[list[Record], Dropped, 
             dropped.append((rec, f"contains personal data ({', '.join(types)})"))
             continue
         if policy == "redact":
-            rec.input, rec.target = redact(rec.input, spans["input"]), redact(rec.target or "", spans["target"])
+            rec.input = redact(rec.input, spans["input"])
+            if rec.target is not None:  # a plain-text row has none, and keeps none
+                rec.target = redact(rec.target, spans["target"])
             for msg in rec.meta.get("messages", []):
                 msg["content"] = redact(msg["content"])
                 for call in msg.get("tool_calls") or []:  # rendered into training text like content
@@ -159,14 +171,15 @@ def handle_too_long(recs: list[Record], max_tokens: int | None, policy: str, tok
 
     kept, dropped, cut = [], [], 0
     for rec in recs:
-        if len((rec.input + "\n" + rec.target).encode()) <= max_tokens:  # a token is at least one byte
+        target = rec.target or ""  # a plain-text row has no target
+        if len((rec.input + "\n" + target).encode()) <= max_tokens:  # a token is at least one byte
             kept.append(rec)
             continue
-        total = count(rec.input + "\n" + rec.target)
+        total = count(rec.input + "\n" + target)
         if total <= max_tokens:
             kept.append(rec)
             continue
-        room = max_tokens - count("\n" + rec.target)
+        room = max_tokens - count("\n" + target)
         if policy == "truncate" and room > 0:
             if tokenizer:
                 ids = tokenizer(rec.input, add_special_tokens=False)["input_ids"][:room]
@@ -239,7 +252,7 @@ def clean(recs: list[Record], config: ProjectConfig, corrections: dict[str, str]
     conflicts = pol.conflicts or ("majority" if task.type == "classification" else "keep")
     steps: list[tuple[str, str, object]] = [
         ("reviews", "on" if pol.apply_reviews else "off", lambda r: apply_reviews(r, corrections if pol.apply_reviews else {})),
-        ("unusable_rows", "drop", lambda r: drop_unusable(r, labels)),
+        ("unusable_rows", "drop", lambda r: drop_unusable(r, labels, task.type == TEXT)),
         ("exact_duplicates", pol.exact_duplicates,
          lambda r: drop_exact_duplicates(r) if pol.exact_duplicates == "drop" else (r, [], "kept exact duplicates")),
         ("conflicting_targets", conflicts, lambda r: resolve_conflicts(r, conflicts, task.type)),
@@ -341,7 +354,7 @@ def held_out(config: ProjectConfig, project: Path, key: str, tokenizer) -> tuple
     task, data = config.task, config.data
     loaded = load_files([name], project, task.input_field, task.target_field, data.schema_, data.id_field,
                         task.type == "extraction", data.sharegpt.model_dump())
-    hints = unusable_hints(loaded, task.input_field, task.target_field, task.labels)
+    hints = unusable_hints(loaded, task.input_field, task.target_field, task.labels, task_type=task.type)
     keep_near = config.model_copy(update={"prepare": config.prepare.model_copy(update={"near_duplicates": "keep"})})
     recs, steps, dropped = clean(loaded.records, keep_near, {}, tokenizer)
     rejects = loaded.rejects + [_reject(r, f"{key}: {why}") for r, why in dropped]
@@ -370,7 +383,7 @@ def prepare_project(config: ProjectConfig, project: Path, tokenizer=None, origin
             raise DataError(f"prepare: audit.max_tokens is set but {warning.split(';')[0]}")
     loaded = load_files(data.files, project, task.input_field, task.target_field, data.schema_, data.id_field,
                         task.type == "extraction", data.sharegpt.model_dump())
-    hints = unusable_hints(loaded, task.input_field, task.target_field, task.labels)
+    hints = unusable_hints(loaded, task.input_field, task.target_field, task.labels, task_type=task.type)
     content = {r.id: content_id(r.input, r.target) for r in loaded.records}  # before cleaning rewrites rows
     n_rows, n_rejected = len(loaded.records) + len(loaded.rejects), len(loaded.rejects)
     test = ood = None
@@ -496,18 +509,21 @@ def _manifest(config, project, schemas, steps, parts, rejects, digest, correctio
         "steps": steps, "reviews_applied": len(corrections) if config.prepare.apply_reviews else 0,
         "counts": {**{n: len(rows) for n, rows in parts.items()}, "rejected": len(rejects)},
         "labels": labels,
-        "answer_words": {} if labels else {n: _length_stats(rows) for n, rows in parts.items()},
+        "answer_words": {} if labels or config.task.type == TEXT else {n: _length_stats(rows) for n, rows in parts.items()},
+        **({"document_words": {n: _length_stats(rows, "input", "documents") for n, rows in parts.items()}}
+           if config.task.type == TEXT else {}),
     }
 
 
-def _length_stats(rows: list[Record]) -> dict:
-    """Words per answer (characters for scripts written without spaces are counted as words)."""
+def _length_stats(rows: list[Record], field: str = "target", what: str = "answers") -> dict:
+    """Words per answer, or per document with ``field`` input (characters for scripts written without
+    spaces are counted as words)."""
     from tunewise.tokens import words
 
-    sizes = sorted(len(words(r.target)) for r in rows if r.target is not None)
+    sizes = sorted(len(words(getattr(r, field))) for r in rows if getattr(r, field) is not None)
     if not sizes:
-        return {"answers": 0}
-    return {"answers": len(sizes), "min": sizes[0], "median": sizes[len(sizes) // 2],
+        return {what: 0}
+    return {what: len(sizes), "min": sizes[0], "median": sizes[len(sizes) // 2],
             "p90": sizes[min(len(sizes) - 1, int(len(sizes) * 0.9))], "max": sizes[-1]}
 
 
@@ -543,6 +559,9 @@ def datacard(m: dict) -> str:
     lines += ["", f"Every removed or malformed row ({m['counts']['rejected']}) is listed with its reason in rejects.jsonl.", ""]
     if m["labels"]:
         lines += ["## Labels per split", ""] + [f"- {n}: {json.dumps(v, ensure_ascii=False)}" for n, v in m["labels"].items()]
+    elif m.get("document_words"):  # a plain-text corpus: no answers, documents
+        lines += ["## Document length per split (words)", ""] + [
+            f"- {n}: {json.dumps(v)}" for n, v in m["document_words"].items()]
     else:
         lines += ["## Answer length per split (words)", ""] + [
             f"- {n}: {json.dumps(v)}" for n, v in m.get("answer_words", {}).items()]

@@ -34,10 +34,14 @@ STRATEGIES = ("uncertainty", "diverse", "random")
 class Pool:
     rows: list[Record]
     skipped_empty: list[str] = field(default_factory=list)  # "file:line" of rows with an empty input
+    skipped_labelled: list[str] = field(default_factory=list)  # "file:line" of rows that already hold a target
 
 
-def read_pool(path: Path, input_field: str, id_field: str = "id") -> Pool:
-    """The pool's rows (JSONL, JSON, CSV, TSV, Parquet): a DataError names the file, line and field."""
+def read_pool(path: Path, input_field: str, id_field: str = "id", target_field: str | None = None) -> Pool:
+    """The pool's rows (JSONL, JSON, CSV, TSV, Parquet): a DataError names the file, line and field.
+
+    A row that already holds a non-empty ``target_field`` is labelled, not a candidate to label: it is
+    left out and listed in ``skipped_labelled`` (add such rows to data.files to train on them)."""
     path = Path(path)
     pool = Pool([])
     seen: dict[str, int] = {}
@@ -56,6 +60,10 @@ def read_pool(path: Path, input_field: str, id_field: str = "id") -> Pool:
         seen[rid] = line
         if not value.strip():
             pool.skipped_empty.append(f"{path.name}:{line}")
+            continue
+        target = row.get(target_field) if target_field else None
+        if target is not None and str(target).strip():
+            pool.skipped_labelled.append(f"{path.name}:{line}")
             continue
         pool.rows.append(Record(id=rid, input=value, target=None, source=f"{path.name}:{line}"))
     if not pool.rows:

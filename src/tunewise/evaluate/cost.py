@@ -290,7 +290,12 @@ def break_even(ladder: dict, prices: CostConfig | dict | None = None) -> dict:
              for r in rungs}
     untrained = [r for r in rungs if not float(r.get("train_seconds") or 0) > 0]
     trained = [r for r in rungs if float(r.get("train_seconds") or 0) > 0]
-    reference = max(untrained, key=lambda r: _primary(r) or 0.0)["name"] if untrained else None
+    from tunewise.evaluate.score import orientation
+
+    sign = orientation(ladder.get("primary") or (rungs[0].get("primary", "accuracy") if rungs else "accuracy"))
+    # The best untrained rung (higher or, for perplexity, lower); one not measured never is it.
+    reference = max(untrained, key=lambda r: sign * _primary(r) if _primary(r) is not None else -math.inf
+                    )["name"] if untrained else None
     pairs = []
     for t in trained:
         for u in untrained:
@@ -394,10 +399,14 @@ def render_break_even_md(result: dict) -> list[str]:
         return lines + ["No trained rung and no untrained rung in the same ladder, so no break-even to show.", "",
                         prices_line(result), ""]
     lines += [f"- {s}" for s in break_even_sentences(result)] + [""]
-    lines += ["| rung | quality % | prompt tokens | compute ms / request | train $ | $ per 1,000 requests |",
+    from tunewise.evaluate.score import PLAIN
+
+    plain = bool(result["rungs"]) and result["rungs"][0].get("primary") in PLAIN  # perplexity: as it is
+    quality = result["rungs"][0]["primary"] if plain else "quality %"
+    lines += [f"| rung | {quality} | prompt tokens | compute ms / request | train $ | $ per 1,000 requests |",
               "|---|---|---|---|---|---|"]
     for r in result["rungs"]:
-        value = "–" if r["value"] is None else f"{100 * r['value']:.1f}"
+        value = "–" if r["value"] is None else f"{r['value']:.2f}" if plain else f"{100 * r['value']:.1f}"
         lines.append(f"| {r['name']} | {value} | {r['prompt_tokens']:.0f} | {r['ms_per_example']:.1f} | "
                      f"{r['train_usd']:.4f} | {r['usd_per_1k_requests']:.4f} |")
     lines += ["", "| trained | vs | one-off $ | saving per 1,000 requests $ | break-even requests | months |",

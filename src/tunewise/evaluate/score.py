@@ -13,13 +13,26 @@ from tunewise.core import Prediction, Record
 # The metric each task type is ranked and tested on unless `eval.primary` names another; every
 # other metric is reported beside it. Generation ranks on content, not on surface overlap: ROUGE-L
 # scores an answer that copies the template and invents the facts near one that states them.
-PRIMARY = {"classification": "accuracy", "extraction": "field_f1", "generation": "content_f1"}
+PRIMARY = {"classification": "accuracy", "extraction": "field_f1", "generation": "content_f1", "text": "perplexity"}
 WHY_PRIMARY = {
     "accuracy": "the share of test items labelled right",
     "field_f1": "F1 over the (field, value) pairs of the JSON answers",
     "content_f1": ("F1 over the answer's and the reference's content words that are not in the prompt: "
                    "template and question words count for nothing, so fluent invention scores low"),
+    "perplexity": ("exp of the mean negative log-likelihood per token of the test documents (token-weighted over "
+                   "the whole split; lower is better): how unsurprising the domain's text is to the model"),
 }
+LOWER_IS_BETTER = frozenset({"perplexity"})
+"""Metrics where lower is better; the recommendation (report.decide) turns their item scores round."""
+
+
+PLAIN = frozenset({"perplexity", "nll_per_token"})
+"""Metrics shown as numbers, not as percentages (every other metric is a share in [0, 1])."""
+
+
+def orientation(metric: str) -> int:
+    """+1 where higher is better, -1 where lower is: multiplied in, every comparison is 'higher is better'."""
+    return -1 if metric in LOWER_IS_BETTER else 1
 # Metrics that measure what an answer says; a surface metric may not overrule them (report.content_guard).
 CONTENT_METRICS = ("content_f1", "groundedness")
 
@@ -28,7 +41,9 @@ CONTENT_METRICS = ("content_f1", "groundedness")
 class Scored:
     metrics: dict
     primary: str
-    item_scores: np.ndarray  # one score per test item, in [0, 1]; its mean is the primary metric
+    # One score per test item, in [0, 1]; its mean is the primary metric. Perplexity: each document's share
+    # of the mean NLL per token (their mean is log perplexity; lower is better, evaluate/perplexity.py).
+    item_scores: np.ndarray
     binary: bool  # 0/1 item scores: McNemar applies
     items: dict[str, np.ndarray] = field(default_factory=dict)  # every per-item metric, for paired tests
 
@@ -39,6 +54,7 @@ RANKABLE = {
     "extraction": ("field_f1", "field_precision", "field_recall", "json_valid_rate"),
     "generation": ("content_f1", "content_precision", "content_recall", "groundedness", "semantic_similarity",
                    "rouge_l", "chrf", "exact_match", "format_compliance"),
+    "text": ("perplexity",),
 }
 
 
@@ -84,6 +100,11 @@ def score_predictions(config: ProjectConfig, records: list[Record], preds: list[
         from tunewise.evaluate.text_metrics import evaluate_extraction
 
         metrics, items = evaluate_extraction(config, records, preds, schema)
+    elif task.type == "text":
+        from tunewise.evaluate.perplexity import evaluate_text
+
+        metrics, items = evaluate_text([p.nll for p in preds], [p.scored_tokens for p in preds], ev.bootstrap,
+                                       config.data.seed)
     else:
         from tunewise.evaluate.text_metrics import evaluate_generation
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from tunewise import workspace as ws
 from tunewise.evaluate.cost import break_even, break_even_sentences, prices_line, render_break_even_md
+from tunewise.evaluate.score import LOWER_IS_BETTER, PLAIN
 from tunewise.report.curve_view import curve_markdown
 
 # Metrics shown as table columns per task type, primary first.
@@ -15,6 +17,7 @@ METRIC_COLUMNS = {
     "extraction": ["field_f1", "field_precision", "field_recall", "json_valid_rate", "hallucination_rate"],
     "generation": ["content_f1", "content_precision", "content_recall", "groundedness", "semantic_similarity",
                    "rouge_l", "chrf", "exact_match", "format_compliance", "retrieval_recall_at_k"],
+    "text": ["perplexity", "nll_per_token"],
 }
 
 
@@ -24,8 +27,25 @@ def _pct(x: float | None) -> str:
     return "not measured" if x != x else f"{100 * x:.1f}"  # NaN: the one policy of report.decide
 
 
-def _ci(pair) -> str:
-    return f"{_pct(pair[0])}–{_pct(pair[1])}"
+def _ci(pair, metric: str | None = None) -> str:
+    return f"{_num(metric, pair[0])}–{_num(metric, pair[1])}"
+
+
+def metric_cell(metric: str, metrics: dict) -> str:
+    """'82.0 (78.1–85.5)': a metric of a rung with its interval, as every table shows it."""
+    ci = metrics.get(f"{metric}_ci")
+    return _num(metric, metrics.get(metric)) + (f" ({_ci(ci, metric)})" if ci else "")
+
+
+def _num(metric: str | None, x: float | None) -> str:
+    """A metric's value as the report shows it: a share as a percentage, perplexity as it is."""
+    if metric not in PLAIN or x is None or math.isnan(x):
+        return _pct(x)
+    return f"{x:.3f}" if metric == "nll_per_token" else f"{x:.2f}"
+
+
+def metric_head(metric: str) -> str:
+    return f"{metric} (95% CI)" if metric in PLAIN else f"{metric} % (95% CI)"
 
 
 def _money(x: float) -> str:
@@ -39,7 +59,15 @@ def _paired(r: dict) -> str:
     if "diff_ci" not in p:
         return "best"
     lo, hi = p["diff_ci"]
+    if r.get("primary") in LOWER_IS_BETTER:  # turned round (higher is better): shown as a ratio to the best
+        return f"×{math.exp(-p['diff']):.3f} (×{math.exp(-hi):.3f} to ×{math.exp(-lo):.3f}), p={p['p_value']:.2g}"
     return f"{100 * p['diff']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}), p={p['p_value']:.2g}"
+
+
+def paired_head(ladder: dict) -> str:
+    if ladder.get("primary") in LOWER_IS_BETTER:
+        return f"vs best: {ladder['primary']} ratio (95% CI), p"
+    return "vs best: Δ pts (95% CI), p"
 
 
 def _latency(r: dict) -> str:
@@ -67,15 +95,31 @@ def rule_text(ladder: dict) -> str:
     if "margin" not in rec:  # a ladder saved before the margin rule
         return (f"the cheapest rung whose {ladder['primary']} is not significantly below the best rung's "
                 f"(paired test on the same test items, p ≥ {rec.get('alpha', 0.05)}).")
-    m = f"{100 * rec['margin']:g}"
-    return (f"the cheapest rung shown to be at most {m} points of {ladder['primary']} below the best rung: its "
-            f"paired difference to the best (same test items) is shown above -{m} (`eval.margin: {rec['margin']:g}`) "
+    from tunewise.report.decide import margin_words
+
+    m, metric = f"{100 * rec['margin']:g}", ladder["primary"]
+    lead, edge = f"at most {m} points of {metric} below the best rung", f"-{m}"
+    if metric in LOWER_IS_BETTER:  # compared on mean NLL per token, turned so that higher is better
+        lead = f"at most {margin_words(metric, rec['margin'])} above the best rung's {metric}"
+        edge = f"-{rec['margin']:g}"
+    return (f"the cheapest rung shown to be {lead}: its "
+            f"paired difference to the best (same test items) is shown above {edge} (`eval.margin: {rec['margin']:g}`) "
             "at one-sided alpha 0.025 after Holm's correction over all rungs (the lower end of the 95% interval "
-            f"is above -{m} when only one rung is compared). Where a cheaper rung's interval straddles -{m}, the "
+            f"is above {edge} when only one rung is compared). Where a cheaper rung's interval straddles {edge}, the "
             "report says the test set is too small to decide and estimates the rows needed (normal approximation "
             "with the observed per-item SD of the difference, 80% power); when nothing at all is decided and a "
             "power calculation says the split is too small, the recommendation is withheld. A rung whose "
             "primary metric could not be computed is not measured and never recommended. docs/decision.md.")
+
+
+def perplexity_note(ladder: dict) -> str:
+    """How perplexity and its interval were computed (a plain-text corpus only)."""
+    if ladder.get("primary") not in LOWER_IS_BETTER:
+        return ""
+    return ("Perplexity is exp of the test documents' token-weighted mean negative log-likelihood (every token "
+            "after a document's first, the EOS included); its interval is a percentile bootstrap over documents "
+            "of that mean, and 'vs best' is the paired t interval of the per-document shares of the mean NLL, "
+            "shown as the ratio of perplexities. ")
 
 
 def method_note(ladder: dict) -> str:
@@ -174,14 +218,14 @@ def answers_table(rows: list[dict]) -> list[str]:
 
 def rung_table(ladder: dict) -> list[str]:
     cols = metric_columns(ladder)
-    head = ["rung", *(f"{c} % (95% CI)" for c in cols), "vs best: Δ pts (95% CI), p", "train s",
+    head = ["rung", *(metric_head(c) for c in cols), paired_head(ladder), "train s",
             "latency ms / example (IQR)", "prompt tokens", "GFLOPs / request", "train $", "$ / 1k requests (range)",
             "$ first month", "break-even requests"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in ladder["rungs"]:
         m = r["metrics"]
         cells = [r["name"]]
-        cells += [f"{_pct(m.get(c))}" + (f" ({_ci(m[c + '_ci'])})" if m.get(c + "_ci") else "") for c in cols]
+        cells += [metric_cell(c, m) for c in cols]
         cells += [_paired(r), f"{r['train_seconds']:.0f}", _latency(r), f"{r['prompt_tokens_per_request']:.0f}",
                   _gflops(r), _money(r["cost"]["train_usd"]), _per_1k(r), _money(r["cost"]["usd_first_month"]),
                   _breakeven(r)]
@@ -256,15 +300,16 @@ def render_markdown(ladder: dict) -> str:
         ("Confidence intervals are 95%: Wilson score intervals for proportions (accuracy, exact match), "
          "bootstrap percentiles (scipy) for other metrics. 'vs best' is the paired difference to the best rung "
          "on the same examples, with Newcombe's hybrid score interval and exact McNemar p for right/wrong "
-         "items, the paired t interval and p otherwise. Money uses the prices in the config's `cost:` section. "
-         + method_note(ladder)),
+         "items, the paired t interval and p otherwise. " + perplexity_note(ladder)
+         + "Money uses the prices in the config's `cost:` section. " + method_note(ladder)),
         "",
         *render_break_even_md(ladder_break_even(ladder)),
         *(curve_markdown(ladder["curve"]) if ladder.get("curve") else []),
     ]
     if ladder.get("n_ood"):
         out += ["", f"## Out-of-distribution test ({ladder['n_ood']} examples)", ""]
-        out += [f"- {r['name']}: {ladder['primary']} {_pct(r['ood_metrics'][ladder['primary']])}%"
+        out += [f"- {r['name']}: {ladder['primary']} {_num(ladder['primary'], r['ood_metrics'][ladder['primary']])}"
+                f"{'' if ladder['primary'] in PLAIN else '%'}"
                 for r in ladder["rungs"] if r.get("ood_metrics")]
     for r in ladder["rungs"]:
         out += ["", f"## {r['name']}", ""]
@@ -298,7 +343,7 @@ def render_html(ladder: dict) -> str:
         charts={"ladder": plots.ladder_chart(ladder), "cost": plots.quality_vs_cost(ladder)}, curves=curves,
         learning_chart=plots.learning_curves(ladder["curve"]) if ladder.get("curve") else "",
         ood=any(r.get("ood_metrics") for r in ladder["rungs"]),
-        pct=_pct, ci=_ci, money=_money, paired=_paired, breakeven=_breakeven, latency=_latency, gflops=_gflops,
+        pct=_pct, num=_num, head=metric_head, paired_head=paired_head(ladder), ci=_ci, money=_money, paired=_paired, breakeven=_breakeven, latency=_latency, gflops=_gflops,
         per_1k=_per_1k, rule=rule_text(ladder).replace("`", ""), method_note=method_note(ladder),
         notes=recommendation_notes(ladder["recommendation"], ladder), why_primary=why_primary(ladder).replace("**", ""),
         status_lines=run_status_lines(ladder),

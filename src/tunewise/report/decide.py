@@ -12,6 +12,12 @@
    another rung is better on one by more than that metric's own margin, Holm-corrected over rungs and
    guard metrics.
 
+Direction: a metric where lower is better (perplexity, ``evaluate.score.LOWER_IS_BETTER``) has its
+item scores turned round here, so every step above reads "higher is better"; for perplexity the items
+are each document's share of the mean NLL per token, so the margin is in nats per token (0.02 ≈ 2% of
+perplexity) and differences are shown as the ratio of perplexities. For a plain-text corpus
+(task.type text) the reason says whether domain adaptation paid, from these same verdicts.
+
 "Cheapest" is computed, not assumed: each rung's cost for its first month, training plus
 ``cost.requests_per_month`` requests priced from their FLOPs and prompt length at the configured
 prices (``tunewise.evaluate.cost``). On a CPU an embedding classifier is far cheaper per request
@@ -25,8 +31,9 @@ import math
 
 import numpy as np
 
+from tunewise.evaluate.score import LOWER_IS_BETTER, orientation
 from tunewise.evaluate.stats import holm, p_above, paired_stats, paired_summary, rows_for_noninferiority, wilson_ci
-from tunewise.rungspec import RUNGS
+from tunewise.rungspec import RUNGS, TEXT
 
 # The fixed order that breaks cost ties is the table of rungs' (cheapest first).
 FINE_TUNED = {n for n, s in RUNGS.items() if s.method is not None}  # the LLM fine-tuning rungs
@@ -47,6 +54,30 @@ def measured(x) -> bool:
 
 def _value(r: dict) -> float:
     return r["metrics"].get(r.get("primary", "accuracy"))
+
+
+def _better(r: dict) -> float:
+    """The primary metric turned so that higher is better: what 'best' means."""
+    return orientation(r.get("primary", "accuracy")) * _value(r)
+
+
+def level(metric: str, value: float) -> str:
+    """A value of the metric in words: '82.0% accuracy', 'perplexity 23.41'."""
+    return f"{metric} {value:.4g}" if metric in LOWER_IS_BETTER else f"{100 * value:.1f}% {metric}"
+
+
+def margin_words(metric: str, margin: float) -> str:
+    """The non-inferiority margin in the metric's words."""
+    if metric in LOWER_IS_BETTER:  # the margin is in nats per token: a ratio of perplexities
+        return f"{100 * math.expm1(margin):.3g}% of {metric} (eval.margin {margin:g} nats per token)"
+    return f"{100 * margin:g} points"
+
+
+def diff_words(metric: str, diff: float, lo: float, hi: float) -> str:
+    """A paired difference to the best (turned so that higher is better) and its interval."""
+    if metric in LOWER_IS_BETTER:
+        return f"{metric} ×{math.exp(-diff):.3f} the best's (95% CI ×{math.exp(-hi):.3f} to ×{math.exp(-lo):.3f}"
+    return f"{100 * diff:+.1f} points (95% CI {100 * lo:+.1f} to {100 * hi:+.1f}"
 
 
 def cost_key(r: dict) -> tuple[float, int]:
@@ -76,13 +107,14 @@ def _ratio(a: dict, b: dict) -> str:
 def compare(results: list[dict]) -> None:
     """Add each rung's paired comparison to the best rung on the same test items (and the best's to the
     runner-up); pops ``item_scores``. A rung without its primary metric gets ``not_measured``."""
-    items = {r["name"]: np.asarray(r.pop("item_scores", []), dtype=float) for r in results}
+    sign = orientation(results[0].get("primary", "accuracy")) if results else 1
+    items = {r["name"]: sign * np.asarray(r.pop("item_scores", []), dtype=float) for r in results}
     scored = [r for r in results if measured(_value(r))]
     if not scored:
         for r in results:
             r["paired_vs_best"] = {"vs": None, "not_measured": True}
         return
-    best = max(scored, key=_value)
+    best = max(scored, key=_better)
 
     def paired(x: dict, y: dict) -> dict:
         return {"vs": y["name"], **paired_summary(items[x["name"]], items[y["name"]])}
@@ -96,7 +128,7 @@ def compare(results: list[dict]) -> None:
             add_draws(r, items[best["name"]] if r is not best else None)
     rest = [r for r in scored if r is not best]
     if rest:
-        best["paired_vs_best_of_rest"] = paired(best, max(rest, key=_value))
+        best["paired_vs_best_of_rest"] = paired(best, max(rest, key=_better))
 
 
 def add_draws(r: dict, best_items: np.ndarray | None) -> None:
@@ -156,8 +188,7 @@ def _flip_text(r: dict, margin: float) -> str:
 
 def _gap(r: dict) -> str:
     p = r["paired_vs_best"]
-    lo, hi = p["diff_ci"]
-    return f"{100 * p['diff']:+.1f} points (95% CI {100 * lo:+.1f} to {100 * hi:+.1f}, {_test(r)})"
+    return f"{diff_words(r.get('primary', 'accuracy'), p['diff'], *p['diff_ci'])}, {_test(r)})"
 
 
 def _rows_needed(r: dict, margin: float) -> int | None:
@@ -185,7 +216,7 @@ def rows_to_tell_apart(scored: list[dict], best: dict, margin: float) -> int | N
 
 
 def _too_small(open_: list[dict], best: dict, choice: dict, margin: float) -> str:
-    m = f"{100 * margin:g}"
+    m = margin_words(best.get("primary", "accuracy"), margin)
     n = open_[0]["paired_vs_best"].get("n")
     size = f" ({n:,} rows)" if n else ""
     parts = []
@@ -193,7 +224,7 @@ def _too_small(open_: list[dict], best: dict, choice: dict, margin: float) -> st
         rows = _rows_needed(r, margin)
         need = (f"about {rows:,} test rows would settle it" if rows is not None
                 else "no test set size would settle it at the observed difference")
-        parts.append(f"whether {r['name']} ({_ratio(r, choice)}) is within {m} points of {best['name']}: its "
+        parts.append(f"whether {r['name']} ({_ratio(r, choice)}) is within {m} of {best['name']}: its "
                      f"paired difference is {_gap(r)}; {need}")
     return f"The test set{size} is too small to decide " + "; nor ".join(parts) + "."
 
@@ -201,33 +232,55 @@ def _too_small(open_: list[dict], best: dict, choice: dict, margin: float) -> st
 def _withheld(base: dict, scored: list[dict], best: dict, margin: float, n: int, rows: int | None) -> dict:
     need = f"about {rows:,}" if rows else f"more than {n:,}"
     reason = (f"Withheld: the test split ({n:,} rows) is too small to tell the rungs apart at a margin of "
-              f"{100 * margin:g} points: no comparison to {best['name']} is decided, and showing that a rung as "
+              f"{margin_words(best.get('primary', 'accuracy'), margin)}: no comparison to {best['name']} is decided, and showing that a rung as "
               f"good as the best is within the margin needs {need} test rows (80% power, one-sided alpha "
-              f"{ALPHA}). {best['name']} scored highest; that alone is not evidence.")
+              f"{ALPHA}). {best['name']} scored {'lowest' if best.get('primary') in LOWER_IS_BETTER else 'highest'}; that alone "
+              "is not evidence.")
     return {**base, "rung": None, "withheld": True, "decided": False, "provisional": best["name"],
             "rows_needed": rows, "reason": reason}
 
 
-def _best_reason(best: dict, rungs: list[dict], m: str, metric: str) -> str:
-    pts = 100 * _value(best)
-    if best["name"] in FINE_TUNED:
-        verb = "fine-tune"
-    elif best["name"] in PROMPTING:
-        verb = "no fine-tuning needed"
-    else:
-        verb = "use it; no LLM fine-tuning needed"
-    runner = max((r for r in rungs if r is not best), key=_value)
+def _best_reason(best: dict, rungs: list[dict], m: str, metric: str, verb: str | None = None) -> str:
+    """``verb``: what to do, when the caller words it (a text corpus says whether adaptation paid)."""
+    top = (f"has the lowest {metric} ({_value(best):.4g})" if metric in LOWER_IS_BETTER
+           else f"scores highest ({level(metric, _value(best))})")
+    if verb is None:
+        verb = ("fine-tune" if best["name"] in FINE_TUNED else "no fine-tuning needed" if best["name"] in PROMPTING
+                else "use it; no LLM fine-tuning needed")
+    runner = max((r for r in rungs if r is not best), key=_better)
     if all(cost_key(best) <= cost_key(r) for r in rungs):
-        return (f"{best['name']} scores highest ({pts:.1f}% {metric}) and is also the cheapest rung "
+        return (f"{best['name']} {top} and is also the cheapest rung "
                 f"(next best {runner['name']}: {_gap(runner)}); {verb}.")
-    return (f"{best['name']} scores highest ({pts:.1f}% {metric}); no cheaper rung is shown to be "
-            f"within {m} points of it (next best {runner['name']}: {_gap(runner)}); {verb}.")
+    return (f"{best['name']} {top}; no cheaper rung is shown to be "
+            f"within {m} of it (next best {runner['name']}: {_gap(runner)}); {verb}.")
 
 
-def recommend(rungs: list[dict], margin: float = DEFAULT_MARGIN, guard_margins: dict[str, float] | None = None) -> dict:
+def adaptation(states: dict[str, str], choice: str, best: str) -> str:
+    """A plain-text corpus: whether adapting the base model to it (continued pre-training) paid, read
+    from the decision's own verdicts on the base model (the prompting rung: zero-shot)."""
+    base = [n for n in states if n in PROMPTING]
+    if not base or not any(n in FINE_TUNED for n in states):
+        return ("whether domain adaptation pays is not measured: the ladder needs the base model (zero-shot) "
+                "and a trained rung (lora, full)")
+    names = ", ".join(base)
+    if choice in FINE_TUNED:
+        if all(states[n] == "worse" for n in base):
+            return (f"domain adaptation paid: {choice} has a lower perplexity than the base model ({names}) "
+                    "beyond the noise and the margin")
+        return (f"whether domain adaptation paid is not decided: the base model ({names}) is not shown worse "
+                f"than {choice} by more than the margin")
+    if choice == best:
+        return "domain adaptation did not pay: no trained rung has a lower perplexity than the base model"
+    return (f"domain adaptation did not pay: the base model ({choice}) is shown within the margin of {best}'s "
+            "perplexity, at lower cost")
+
+
+def recommend(rungs: list[dict], margin: float = DEFAULT_MARGIN, guard_margins: dict[str, float] | None = None,
+              task: str | None = None) -> dict:
     """``rungs``: dicts with name, primary, metrics, cost.usd_first_month and paired_vs_best (from
     ``compare``), and optionally metric_items (per-item guard metrics; popped); ``margin``: the
-    non-inferiority margin in units of the primary metric; ``guard_margins``: guard metric -> its margin."""
+    non-inferiority margin in units of the primary metric; ``guard_margins``: guard metric -> its margin;
+    ``task``: the task type (a plain-text corpus is told whether domain adaptation paid)."""
     if not rungs:
         return {"rung": None, "reason": "no rung was run"}
     metric = rungs[0].get("primary", "accuracy")
@@ -238,31 +291,37 @@ def recommend(rungs: list[dict], margin: float = DEFAULT_MARGIN, guard_margins: 
     if not scored:
         return {"rung": None, "decided": False, "metric": metric, "not_measured": missing,
                 "reason": f"No rung has a measured {metric}; nothing can be recommended." + unmeasured}
-    best = max(scored, key=_value)
+    best = max(scored, key=_better)
     states = {**statuses(scored, best, margin), **{n: "not measured" for n in missing}}
     good = [r for r in scored if states[r["name"]] in ("best", "non-inferior")]
     choice = min(good, key=cost_key)
     open_ = sorted((r for r in scored if states[r["name"]] == "undecided" and cost_key(r) < cost_key(choice)),
                    key=cost_key)
-    m = f"{100 * margin:g}"
+    m = margin_words(metric, margin)
     base = {"rung": choice["name"], "best": best["name"], "metric": metric, "margin": margin, "status": states,
             "alpha": ALPHA, "correction": "holm", "non_inferior": [r["name"] for r in good], "decided": not open_,
             "not_measured": missing,
             "undecided": [{"rung": r["name"], "rows_needed": _rows_needed(r, margin)} for r in open_]}
+    adapted = adaptation(states, choice["name"], best["name"]) if task == TEXT else None
+    if adapted is not None:
+        base["domain_adaptation"] = adapted
     if len(scored) == 1:
-        return _guard({**base, "reason": f"{best['name']} is the only rung measured ({100 * _value(best):.1f}% "
-                                         f"{metric})." + unmeasured}, rungs, guard_margins)
+        return _guard({**base, "reason": f"{best['name']} is the only rung measured ({level(metric, _value(best))})."
+                                         + (f" {adapted[0].upper()}{adapted[1:]}." if adapted else "") + unmeasured},
+                      rungs, guard_margins)
     n = best.get("paired_vs_best_of_rest", {}).get("n") or max(r["paired_vs_best"].get("n", 0) for r in scored)
     rows = rows_to_tell_apart(scored, best, margin)
     if all(states[r["name"]] == "undecided" for r in scored if r is not best) and (rows is None or n < rows):
-        return _withheld(base, scored, best, margin, n, rows)
+        held = _withheld(base, scored, best, margin, n, rows)
+        return {**held, "reason": held["reason"] + (" Whether domain adaptation paid is not decided." if adapted
+                                                    else "")}
     if choice is best:
-        reason = _best_reason(best, scored, m, metric)
+        reason = _best_reason(best, scored, m, metric, adapted)
     else:
-        verdict = ("don't fine-tune" if best["name"] in FINE_TUNED and choice["name"] not in FINE_TUNED
-                   else f"use {choice['name']}")
-        reason = (f"{choice['name']} ({100 * _value(choice):.1f}% {metric}) is within {m} points of the best rung, "
-                  f"{best['name']} ({100 * _value(best):.1f}%): paired difference {_gap(choice)}; non-inferior "
+        verdict = adapted or ("don't fine-tune" if best["name"] in FINE_TUNED and choice["name"] not in FINE_TUNED
+                              else f"use {choice['name']}")
+        reason = (f"{choice['name']} ({level(metric, _value(choice))}) is within {m} of the best rung, "
+                  f"{best['name']} ({level(metric, _value(best))}): paired difference {_gap(choice)}; non-inferior "
                   f"at one-sided alpha {ALPHA} after Holm's correction over {len(scored) - 1} comparisons; "
                   f"{_ratio(choice, best)}; {verdict}.")
     if open_:

@@ -35,6 +35,13 @@ def _ci(r: dict) -> tuple[float, float]:
     return lo, hi
 
 
+def _scale(metric: str) -> tuple[int, str]:
+    """How a metric is drawn: a share in percent, perplexity as it is."""
+    from tunewise.evaluate.score import PLAIN
+
+    return (1, "") if metric in PLAIN else (100, " %")
+
+
 def ladder_chart(ladder: dict) -> str:
     """One bar per rung: the primary metric with its 95% CI as a whisker; the recommended rung in green."""
     from tunewise.report.decide import measured
@@ -42,17 +49,19 @@ def ladder_chart(ladder: dict) -> str:
     rungs = [r for r in ladder["rungs"] if measured(r["metrics"].get(r["primary"]))]  # not measured: no bar
     rec = ladder["recommendation"]["rung"]
     fig, ax = _figure(7, 0.5 + 0.55 * len(rungs))
+    scale, unit = _scale(ladder["primary"])
     names = [r["name"] for r in rungs][::-1]
-    vals = [100 * r["metrics"][r["primary"]] for r in rungs][::-1]
+    vals = [scale * r["metrics"][r["primary"]] for r in rungs][::-1]
     cis = [_ci(r) for r in rungs][::-1]
-    err = [[v - 100 * lo for v, (lo, _) in zip(vals, cis, strict=True)],
-           [100 * hi - v for v, (_, hi) in zip(vals, cis, strict=True)]]
+    err = [[v - scale * lo for v, (lo, _) in zip(vals, cis, strict=True)],
+           [scale * hi - v for v, (_, hi) in zip(vals, cis, strict=True)]]
     colors = [RECOMMENDED if n == rec else OTHER for n in names]
     ax.barh(names, vals, xerr=err, color=colors, capsize=4, ecolor="#222")
     for y, v in enumerate(vals):
-        ax.text(1, y, f"{v:.1f}", va="center", color="white", fontsize=9)
-    ax.set_xlim(0, 100)
-    ax.set_xlabel(f"{ladder['primary']} % on {ladder['n_test']} test examples (95% CI)")
+        ax.text(1 if unit else 0.01 * max(vals), y, f"{v:.1f}", va="center", color="white", fontsize=9)
+    if unit:  # a share: the whole 0-100 scale; perplexity: from 0 to the largest
+        ax.set_xlim(0, 100)
+    ax.set_xlabel(f"{ladder['primary']}{unit} on {ladder['n_test']} test examples (95% CI)")
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
 
@@ -65,15 +74,16 @@ def quality_vs_cost(ladder: dict) -> str:
     rec = ladder["recommendation"]["rung"]
     for r in (r for r in ladder["rungs"] if measured(r["metrics"].get(r["primary"]))):
         x = max(r["cost"]["usd_first_month"], 1e-6)
-        y = 100 * r["metrics"][r["primary"]]
+        scale = _scale(r["primary"])[0]
+        y = scale * r["metrics"][r["primary"]]
         lo, hi = _ci(r)
-        ax.errorbar([x], [y], yerr=[[y - 100 * lo], [100 * hi - y]], fmt="o", capsize=4,
+        ax.errorbar([x], [y], yerr=[[y - scale * lo], [scale * hi - y]], fmt="o", capsize=4,
                     color=RECOMMENDED if r["name"] == rec else OTHER)
         ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
     ax.set_xscale("log")
     months = ladder["prices"]["requests_per_month"]
     ax.set_xlabel(f"USD, training + {months:,} requests (log scale)")
-    ax.set_ylabel(f"{ladder['primary']} %")
+    ax.set_ylabel(f"{ladder['primary']}{_scale(ladder['primary'])[1]}")
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
 

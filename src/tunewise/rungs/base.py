@@ -8,6 +8,7 @@ the same way, ``Class(config, ctx)`` (``tunewise.rungs.table.build_rung``), and 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,9 @@ from typing import ClassVar, Protocol
 from tunewise.config import ProjectConfig
 from tunewise.core import Cost, Prediction, ProgressFn, Record, no_progress
 from tunewise.evaluate.cost import decode_bytes, forward_flops, kv_bytes_per_position, model_shape
+from tunewise.rungspec import TEXT
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -127,9 +131,32 @@ class LabelScorer:
         from tunewise.evaluate.decode import inference_precision
 
         with inference_precision(self.config.eval.precision):
+            if self.config.task.type == TEXT:
+                return self.perplexity(records)
             if self.config.task.type != "classification":
                 return self.generate(records)
             return self.score(records)
+
+    def perplexity(self, records: list[Record]) -> list[Prediction]:
+        """A plain-text corpus: each document's summed NLL over its windows (tunewise.evaluate.perplexity)."""
+        from tunewise.evaluate.perplexity import chunk_note, corpus_windows, window_nll
+
+        size = self.config.train.max_length
+        docs, cut = corpus_windows(self.tokenizer, [r.input for r in records], size)
+        flat = [w for d in docs for w in d]
+        if cut:
+            self.warnings.append(chunk_note(cut, len(records), size, len(flat)))
+            log.warning("%s: %s", self.name, self.warnings[-1])
+        advance = self.progress(f"{self.name}: perplexity", len(flat))
+        start = time.perf_counter()
+        nll = iter(window_nll(self.model, flat, self.tokenizer.pad_token_id, self.config.eval.batch_size, advance))
+        per_ms = self.charge(start, [[t for w in d for t in w] for d in docs], [[] for _ in docs])
+        out = []
+        for rec, d in zip(records, docs, strict=True):
+            total = sum(next(nll) for _ in d)
+            out.append(Prediction(id=rec.id, output="", latency_ms=per_ms, prompt_tokens=sum(len(w) for w in d),
+                                  nll=total, scored_tokens=sum(len(w) - 1 for w in d)))
+        return out
 
     def generate(self, records: list[Record]) -> list[Prediction]:
         """Extraction and generation: greedy decoding of the answer (JSON is parsed when scored)."""

@@ -11,7 +11,7 @@ from tunewise.core import Prediction, Record
 from tunewise.rungs.base import LabelScorer, RunContext
 from tunewise.rungs.encoder import Embedder, encoder_dir, train_subset
 from tunewise.rungs.state import load_arrays, save_arrays, write_manifest
-from tunewise.rungspec import FEW_SHOT, ZERO_SHOT
+from tunewise.rungspec import FEW_SHOT, TEXT, ZERO_SHOT
 
 log = logging.getLogger(__name__)
 CONTENT_FREE = ("N/A", "", "[MASK]")  # Zhao et al. 2021, "Calibrate Before Use"
@@ -65,7 +65,8 @@ class ZeroShot(Calibrated):
     name = ZERO_SHOT
 
     def fit(self, train: list[Record], val: list[Record]) -> ZeroShot:
-        self.builder().check_template()
+        if self.config.task.type != TEXT:  # a plain-text corpus is scored as it is, with no prompt
+            self.builder().check_template()
         self.measure_prior()
         return self
 

@@ -20,7 +20,7 @@ from tunewise.config import ProjectConfig, TaskConfig
 from tunewise.core import Record
 from tunewise.evaluate.decode import MIN_SHARED_PREFIX
 from tunewise.models.chat import IGNORE, PromptBuilder
-from tunewise.rungspec import DPO, KTO
+from tunewise.rungspec import DPO, KTO, TEXT
 from tunewise.train.common import (
     TrainingGuardError,
     TrainResult,
@@ -97,6 +97,24 @@ def tokenize_examples(records: list[Record], builder: PromptBuilder, max_length:
             warnings.append(msg)
     if not rows:
         raise TrainingGuardError("no training example fits train.max_length; raise it")
+    return rows
+
+
+def tokenize_corpus(records: list[Record], tokenizer, max_length: int, warnings: list[str] | None = None) -> list[dict]:
+    """task.type text: every document's windows (tunewise.evaluate.perplexity, the same cut as scoring),
+    the causal-LM loss on every token a window predicts. A window's first token takes no loss: its
+    context is in the window before, and in a packed batch it must not be predicted across a boundary."""
+    from tunewise.evaluate.perplexity import chunk_note, corpus_windows
+
+    docs, cut = corpus_windows(tokenizer, [r.input for r in records], max_length)
+    rows = [{"input_ids": w, "labels": [IGNORE, *w[1:]]} for d in docs for w in d if len(w) > 1]
+    if cut:
+        msg = chunk_note(cut, len(records), max_length, len(rows))
+        log.warning(msg)
+        if warnings is not None:
+            warnings.append(msg)
+    if not rows:
+        raise TrainingGuardError("no document has a token to learn from")
     return rows
 
 
@@ -292,14 +310,21 @@ def train_adapter(model, tokenizer, config: ProjectConfig, train: list[Record], 
     t = config.train
     check_method(config)
     builder = PromptBuilder(config.task, tokenizer)
-    builder.check_template()
+    corpus = config.task.type == TEXT  # continued pre-training: the whole text, no prompt and no template
+    if not corpus:
+        builder.check_template()
     train = subsample(train, t.max_train_examples, t.seed)
     val = subsample(val, t.max_val_examples, t.seed)
     if not val:
         raise TrainingGuardError("the val split is empty: it is needed to choose the best checkpoint")
     notes: list[str] = []  # warnings before training; the history callback adds its own
-    train_rows = tokenize_examples(train, builder, t.max_length, t.length_policy, notes)
-    val_rows = tokenize_examples(val, builder, t.max_length, t.length_policy, notes)
+
+    def encode(records: list[Record]) -> list[dict]:
+        if corpus:
+            return tokenize_corpus(records, tokenizer, t.max_length, notes)
+        return tokenize_examples(records, builder, t.max_length, t.length_policy, notes)
+
+    train_rows, val_rows = encode(train), encode(val)
 
     set_seed(t.seed)
     model = prepare_model(model, config)
@@ -309,7 +334,8 @@ def train_adapter(model, tokenizer, config: ProjectConfig, train: list[Record], 
     if t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
     collator = PackedCollator() if t.padding_free else PadCollator(tokenizer.pad_token_id)
-    check_all_batches(train_rows, collator, t.batch_size, builder.end_of_turn_id)
+    # A window of a document ends where it was cut, not with an end of turn.
+    check_all_batches(train_rows, collator, t.batch_size, None if corpus else builder.end_of_turn_id)
     trainer = make_trainer(
         t.sparse_logits and t.method in PASS_THROUGH, t.shared_prefix,
         model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows,
