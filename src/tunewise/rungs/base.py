@@ -8,6 +8,7 @@ the same way, ``Class(config, ctx)`` (``tunewise.rungs.table.build_rung``), and 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -207,29 +208,40 @@ class LabelScorer:
         ]
 
 
+@contextlib.contextmanager
+def off_the_books(rung, quiet: bool = False):
+    """Predictions that are not the rung's own (calibration's content-free prior, the timing pass): the
+    rung's cost and warnings are as before afterwards; ``quiet`` also hides their progress bars."""
+    import copy
+
+    cost, warnings = copy.copy(rung.cost), list(getattr(rung, "warnings", []))
+    progress = getattr(rung, "progress", None)
+    if quiet and progress is not None:
+        rung.progress = no_progress
+    try:
+        yield
+    finally:
+        rung.cost = cost
+        if hasattr(rung, "warnings"):
+            rung.warnings = warnings
+        if quiet and progress is not None:
+            rung.progress = progress
+
+
 def time_predict(rung, records: list[Record], repeats: int) -> dict | None:
     """Latency measured apart from scoring: ``records`` (a fixed sample) predicted ``repeats`` times;
     the median and interquartile range of ms per example. What it spends is not booked in the rung's
     cost, and it shows no progress bar. None when there is nothing to time."""
-    import copy
-
     import numpy as np
 
     if not records or repeats < 1:
         return None
-    cost, progress = copy.copy(rung.cost), getattr(rung, "progress", None)
-    if progress is not None:
-        rung.progress = no_progress
-    try:
-        ms = []
+    ms = []
+    with off_the_books(rung, quiet=True):
         for _ in range(repeats):
             start = time.perf_counter()
             rung.predict(records)
             ms.append(1000 * (time.perf_counter() - start) / len(records))
-    finally:
-        rung.cost = cost
-        if progress is not None:
-            rung.progress = progress
     q1, median, q3 = np.percentile(ms, [25, 50, 75])
     return {"median_ms": round(float(median), 3), "q1_ms": round(float(q1), 3), "q3_ms": round(float(q3), 3),
             "examples": len(records), "repeats": repeats}

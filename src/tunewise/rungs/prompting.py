@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 
 import numpy as np
 
 from tunewise.core import Prediction, Record
-from tunewise.rungs.base import LabelScorer, RunContext
+from tunewise.rungs.base import LabelScorer, RunContext, off_the_books
 from tunewise.rungs.encoder import Embedder, encoder_dir, train_subset
 from tunewise.rungs.state import load_arrays, save_arrays, write_manifest
 from tunewise.rungspec import FEW_SHOT, TEXT, ZERO_SHOT
@@ -38,11 +37,8 @@ class Calibrated(LabelScorer):
         labels = self.config.task.labels
         # A one-off measurement of the prompt: not predictions to bill, and what its three rows trip (examples
         # cut to fit the context) is the test rows' warning to give, not a second one.
-        cost, warnings = copy.copy(self.cost), list(self.warnings)
-        try:
+        with off_the_books(self):
             probs = softmax(np.array([[p.scores[lab] for lab in labels] for p in super().score(rows)]), axis=1)
-        finally:
-            self.cost, self.warnings = cost, warnings
         self.prior = probs.mean(0).tolist()
 
     def score(self, records: list[Record]) -> list[Prediction]:
