@@ -132,3 +132,17 @@ def test_audit_of_a_text_corpus_counts_every_text_as_usable(tmp_path, tiny_model
     assert audit["task"] == "text" and audit["usable_rows"] == audit["rows"] == 40
     assert audit["checks"]["missing_targets"]["count"] == 0 and "has no targets" in audit["checks"]["missing_targets"]["skipped"]
     assert "eos_coverage" not in audit["checks"] and not audit["hints"]
+
+
+def test_a_served_text_rung_continues_the_prompt_as_raw_text(tiny_model_dir, tmp_path):
+    """Serving a text rung (the generation engine calls prompt_ids): the prompt is the start of a document,
+    tokenized as the corpus was for training and perplexity, not wrapped in a chat template."""
+    from tunewise.core import Record
+    from tunewise.evaluate.perplexity import document_ids
+    from tunewise.models.chat import PromptBuilder
+    from tunewise.models.load import load_tokenizer
+
+    tok = load_tokenizer(tiny_model_dir)
+    text = "the market shares profit"
+    builder = PromptBuilder(load_config(write_text_project(tmp_path, tiny_model_dir)).task, tok)
+    assert builder.prompt_ids(Record(id="1", input=text, target=None)) == document_ids(tok, text)[:-1]

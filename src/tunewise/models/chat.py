@@ -232,6 +232,10 @@ class PromptBuilder:
         return self.chat_prompt(messages, rec.meta.get("tools"))
 
     def prompt_ids(self, rec: Record) -> list[int]:
+        if self.task.type == "text":
+            # A domain corpus: a prompt is the start of a document, continued as the model trained on it
+            # (tunewise.evaluate.perplexity.document_ids, without the closing EOS), never a chat turn.
+            return self.tokenizer(rec.input, add_special_tokens=False)["input_ids"]
         return self.ids(self.record_prompt(rec))
 
     def train_ids(self, rec: Record) -> tuple[list[int], list[int]]:
