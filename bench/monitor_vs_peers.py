@@ -150,7 +150,8 @@ class Ours:
             rung="logistic-regression", predict=self.clf.predict_proba, test_conf=self.pref.max(1),
             test_counts=np.bincount(self.pref.argmax(1), minlength=3), test_accuracy=float(correct.mean()),
             n_test=len(self.yref), calibrator=drift.fit_calibrator(self.pref.max(1), correct),
-            ladder={"accuracy": float(correct.mean()), "n_test": len(self.yref)})
+            ladder={"accuracy": float(correct.mean()), "n_test": len(self.yref)},
+            held_far=int((drift.nearest_distance(self.xref, self.xtr) > thr).sum()), held_n=len(self.xref))
 
     def tests(self, x, probs=None):
         from tunewise.monitor import drift
