@@ -34,6 +34,9 @@ Windows of 300 requests. Reported:
    (drifted share >= drift_share), which lets one scoring pass serve every threshold; the script checks
    that rule against full ``Report([DataDriftPreset(...)])`` runs on a sample of windows, at the default
    and the calibrated threshold, and records the agreement.
+3. The per-window false-alarm rate over references (``--null-references`` seeded references, each with
+   ``--windows-per-reference`` unchanged windows): tunewise's rate at each ``monitor.alpha`` with the
+   effect sizes at their floor and at their defaults, and the spread of one reference's rate.
 
 The tunewise part runs in the project's environment; the peers run in their own (``--peers``, e.g.
 /tmp/peers/bin/python), and the two exchange the windows as an .npz file.
@@ -126,14 +129,14 @@ def calibrate(null_scores, target):
 class Ours:
     """tunewise's monitor on the synthetic problem: the reference, the model and each window's tests."""
 
-    def __init__(self):
+    def __init__(self, seed=0):
         from sklearn.linear_model import LogisticRegression
 
         from tunewise.config import MonitorConfig
         from tunewise.monitor import drift
         from tunewise.monitor.reference import Reference
 
-        rng = np.random.default_rng(0)
+        rng = np.random.default_rng(seed)
         self.xtr, ytr = draw(rng, 3000)
         self.xref, self.yref = draw(rng, 3000)
         self.clf = LogisticRegression(max_iter=1000).fit(self.xtr, ytr)
@@ -150,7 +153,8 @@ class Ours:
             rung="logistic-regression", predict=self.clf.predict_proba, test_conf=self.pref.max(1),
             test_counts=np.bincount(self.pref.argmax(1), minlength=3), test_accuracy=float(correct.mean()),
             n_test=len(self.yref), calibrator=drift.fit_calibrator(self.pref.max(1), correct),
-            ladder={"accuracy": float(correct.mean()), "n_test": len(self.yref)})
+            ladder={"accuracy": float(correct.mean()), "n_test": len(self.yref)},
+            held_far=int((drift.nearest_distance(self.xref, self.xtr) > thr).sum()), held_n=len(self.xref))
 
     def tests(self, x, probs=None):
         from tunewise.monitor import drift
@@ -166,15 +170,22 @@ class Ours:
         return [a for a, _ in alarms(t, self.mcfg.model_copy(update=thresholds))]
 
     def scores(self, t) -> dict:
-        """Scores with "alarm when score > c": minus the smallest BH-adjusted p-value of the tests whose
-        effect reaches its threshold, with the effect sizes at their floor and at their `monitor:` defaults.
-        So the window alarms at monitor.alpha = a (monitor/run.py's own `alarms`) exactly when score > -a."""
-        signal = {"quality": "cbpe"}
-        out = {}
-        for rule, effects in (("p_step", FLOOR), ("with_effects", {})):
-            passed = [signal.get(a, a) for a in self.alarms(t, alpha=1 - 1e-12, **effects)]
-            out[rule] = -min((t[k]["q_value"] for k in passed if "q_value" in t[k]), default=1.0)
-        return {**out, "default_alarm": bool(self.alarms(t))}
+        return window_scores(t, self.mcfg)
+
+
+def window_scores(t: dict, mcfg) -> dict:
+    """Scores with "alarm when score > c": minus the smallest BH-adjusted p-value of the tests whose
+    effect reaches its threshold, with the effect sizes at their floor and at their `monitor:` settings.
+    So the window alarms at monitor.alpha = a (monitor/run.py's own `alarms`) exactly when score > -a."""
+    from tunewise.monitor.run import alarms
+
+    signal = {"quality": "cbpe"}
+    out = {}
+    for rule, effects in (("p_step", FLOOR), ("with_effects", {})):
+        found = alarms(t, mcfg.model_copy(update={"alpha": 1 - 1e-12, **effects}))
+        passed = [signal.get(a, a) for a, _ in found]
+        out[rule] = -min((t[k]["q_value"] for k in passed if "q_value" in t[k]), default=1.0)
+    return {**out, "default_alarm": bool(alarms(t, mcfg))}
 
 
 # Every effect size at the lowest value `monitor:` accepts, so only the p-values and the window's
@@ -402,6 +413,26 @@ def equal_rate(model: Ours, theirs: dict, tw: dict, target: float) -> dict:
     return out
 
 
+def null_over_references(seed: int, n_refs: int, per_ref: int) -> dict:
+    """The per-window false-alarm rate as the size of the window's tests: each of n_refs references
+    (training rows, test split, model, kernel sample) drawn afresh, per_ref unchanged windows against each.
+    The equal-rate comparison above holds one reference fixed, so its rate is that reference's; here
+    the spread of that rate across references is reported too."""
+    p_step, defaults, per = [], [], []
+    for r in range(n_refs):
+        model = Ours(seed=[seed, r])
+        s = score_all(model, null_windows([seed, r, 1], per_ref))
+        p_step.append(s["p_step"])
+        defaults.append(s["default_alarm"])
+        per.append(float(np.mean(s["p_step"] > -model.mcfg.alpha)))
+    p_step, defaults = np.concatenate(p_step), np.concatenate(defaults)
+    return {"references": n_refs, "windows_per_reference": per_ref,
+            "effect_sizes_at_floor": {str(a): rate(p_step > -a) for a in ALPHAS},
+            "at_defaults": rate(defaults),
+            "per_reference_rate_at_alpha_0.05": {"min": min(per), "median": float(np.median(per)), "max": max(per),
+                                                 "rates": per}}
+
+
 def paired(ours_first, theirs_first) -> dict:
     a, b = (np.array([np.inf if v is None else v for v in x]) for x in (ours_first, theirs_first))
     return {"tunewise_earlier": int((a < b).sum()), "tied": int((a == b).sum()), "tunewise_later": int((a > b).sum())}
@@ -416,6 +447,8 @@ def main() -> None:
     ap.add_argument("--null-windows", type=int, default=400, help="null windows to calibrate on (and as many to check)")
     ap.add_argument("--delay-seeds", type=int, default=20, help="shifted streams of each kind")
     ap.add_argument("--target", type=float, default=0.05, help="per-window false-alarm rate to calibrate to")
+    ap.add_argument("--null-references", type=int, default=40, help="fresh references for the null rate over references")
+    ap.add_argument("--windows-per-reference", type=int, default=20)
     args = ap.parse_args()
     if args.peers_only:
         print(json.dumps(peers(Path(args.peers_only))))
@@ -427,6 +460,7 @@ def main() -> None:
                "null_check": null_windows(200 + args.seed, args.null_windows),
                **{f"delay_{k}": v for k, v in delay_windows(300 + args.seed, args.delay_seeds).items()}}
     tw = {k: score_all(model, v) for k, v in windows.items()}
+    over_refs = null_over_references(400 + args.seed, args.null_references, args.windows_per_reference)
     tunewise_seconds = time.time() - started
     # Evidently is held to the false-alarm rate tunewise reaches on the calibration windows.
     calib = tw["null_calib"]["p_step"]
@@ -450,10 +484,14 @@ def main() -> None:
             "evidently_report_check": theirs["equal_rate"]["report_check"],
             "seconds": {"total": time.time() - started, "tunewise": tunewise_seconds},
             "load_average_1min": {"start": load[0], "end": os.getloadavg()[0]}},
+        "null_over_references": over_refs,
         "raw": {"tunewise": mine, "peers": {k: theirs[k] for k in KINDS}},
     }, indent=1))
     for r in rows:
         print(json.dumps(r))
+    print("null over references", json.dumps({k: v for k, v in over_refs.items() if k != "per_reference_rate_at_alpha_0.05"}))
+    print("per-reference rate at 0.05", {k: v for k, v in over_refs["per_reference_rate_at_alpha_0.05"].items()
+                                          if k != "rates"})
     for name, m in compared.items():
         print(name, json.dumps({k: v for k, v in m.items() if k != "delay"}),
               {kind: {k: v for k, v in d.items() if k != "per_stream"} for kind, d in m["delay"].items()})

@@ -58,6 +58,11 @@ class Reference:
     n_test: int = 0
     calibrator: object = None
     ladder: dict | None = None
+    # Held-out rows (the frozen test split) whose nearest training row is farther than nn_threshold, of
+    # held_n: what a window's out-of-distribution count is compared with (drift.ood_rate). held_n 0: no
+    # test split, and the training rows' own share stands in (see ood_reference).
+    held_far: int = 0
+    held_n: int = 0
 
 
 def _embeddings(config: ProjectConfig, project: Path, digest: str, parts: dict[str, list[Record]], embed) -> dict:
@@ -157,6 +162,7 @@ def build_reference(config: ProjectConfig, project: Path, served_model: str | No
         bandwidth=drift.rbf_bandwidth(sample), nn_threshold=threshold, nn_far=int((own > threshold).sum()),
         train_len=np.array([len(drift.words(text(r))) for r in train]), vocab=vocab,
         test_new_vocab=drift.new_vocab_rate([text(r) for r in test], vocab), dataset=ws.stored(project, folder),
+        held_far=int((drift.nearest_distance(emb["test"], emb["train"]) > threshold).sum()), held_n=len(test),
     )
     if config.task.type != "classification" or not test:
         ref.source = "no label checks: not a classification task" if test else "no label checks: empty test split"
@@ -175,3 +181,12 @@ def build_reference(config: ProjectConfig, project: Path, served_model: str | No
         ref.ladder = {"report": None, "accuracy": ref.test_accuracy, "n_test": len(targets),
                       "note": f"{where} no run of {rung}: its accuracy measured by the monitor on the frozen test split"}
     return ref
+
+
+def ood_reference(ref: Reference) -> tuple[int, int, str]:
+    """(far rows, rows, which rows) a window's out-of-distribution count is compared with."""
+    if ref.held_n:
+        return ref.held_far, ref.held_n, "the frozen test split"
+    # No held-out rows: the training rows' own share, 1% by construction; only approximately a fresh
+    # row's chance of passing the threshold (see drift.ood_rate).
+    return ref.nn_far, len(ref.train_emb), "the training rows themselves (no test split)"

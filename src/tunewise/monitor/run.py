@@ -19,7 +19,7 @@ from tunewise.config import MonitorConfig, ProjectConfig
 from tunewise.data.dedup import normalise
 from tunewise.data.load import DataError
 from tunewise.monitor import drift
-from tunewise.monitor.reference import Reference
+from tunewise.monitor.reference import Reference, ood_reference
 from tunewise.monitor.requestlog import Served
 
 EXIT = {"stable": 0, "retrain": 3, "watch": 4}
@@ -57,12 +57,14 @@ TESTED = ("embedding", "ood", "length", "labels", "confidence", "cbpe")  # the s
 
 def _tests(ref: Reference, mcfg: MonitorConfig, emb, probs, dist, lengths, texts, resamples: int) -> dict:
     out: dict = {"embedding": drift.mmd_test(ref.sample, emb, ref.bandwidth, resamples, mcfg.seed, mcfg.kernel_rows)}
-    out["ood"] = drift.ood_rate(dist, ref.nn_threshold, ref.nn_far, len(ref.train_emb))
+    far, held, against = ood_reference(ref)
+    out["ood"] = {**drift.ood_rate(dist, ref.nn_threshold, far, held), "against": against}
     out["length"] = drift.length_shift(ref.train_len, lengths)
     rate = drift.new_vocab_rate(texts, ref.vocab)
     out["new_vocab"] = {"rate": rate, "excess": rate - ref.test_new_vocab}
     if probs is not None:
-        out["labels"] = drift.label_shift(ref.test_counts, np.bincount(probs.argmax(1), minlength=len(ref.labels)))
+        out["labels"] = drift.label_shift(ref.test_counts, np.bincount(probs.argmax(1), minlength=len(ref.labels)),
+                                          resamples, mcfg.seed)
         out["confidence"] = drift.confidence_drop(ref.test_conf, probs.max(1))
         est = drift.cbpe_drop(ref.calibrator, ref.test_conf, probs.max(1))
         out["cbpe"] = {**est, "drop": ref.ladder["accuracy"] - est["accuracy"]}
