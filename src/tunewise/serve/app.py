@@ -30,14 +30,22 @@ from tunewise.serve.engine import continuous
 from tunewise.serve.metrics import CONTENT_TYPE, Metrics
 from tunewise.serve.registry import Served, ServeError
 from tunewise.serve.requestlog import RequestLog
-from tunewise.serve.validate import SAMPLING, ApiError, check_message_shapes, check_params, check_text, parse_body
+from tunewise.serve.validate import (
+    SAMPLING,
+    ApiError,
+    check_message_shapes,
+    check_params,
+    check_text,
+    parse_body,
+    response_format_of,
+)
 
 log = logging.getLogger(__name__)
 
 def error_response(status: int, message: str, type: str = "invalid_request_error", param=None, code=None,
-                   headers: dict | None = None) -> JSONResponse:
-    """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}."""
-    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+                   headers: dict | None = None, extra: dict | None = None) -> JSONResponse:
+    """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}, and ``extra`` beside it."""
+    body = {"error": {"message": message, "type": type, "param": param, "code": code}, **(extra or {})}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -45,6 +53,9 @@ def internal_error(rid: str) -> JSONResponse:
     return error_response(500, f"the server failed on this request; its log holds the details under request id {rid}",
                           type="server_error", code="internal_error")
 
+
+FORMAT_NOTE = ("response_format is checked once the answer is decoded, not constrained while decoding: an answer that "
+               "fails it is a 422")
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
@@ -196,21 +207,39 @@ class Service:
         except QueueFull as e:
             raise ApiError(503, str(e), type="server_error", code="queue_full") from None
 
-    async def settle(self, job, s: Served, text: str, endpoint: str, started: float):
-        """Wait for the job's prediction; count and log it."""
+    async def settle(self, job, s: Served, text: str, endpoint: str, started: float, fmt=None,
+                     max_tokens: int | None = None):
+        """Wait for the job's prediction; check it against ``fmt`` (a ResponseFormat); count and log it.
+        An answer that fails ``fmt`` is logged with its 422 (the monitor counts only 200s as served)."""
         try:
             pred = await job.future
         except WorkerDied as e:
             raise ApiError(503, str(e), type="server_error", code="worker_restarted") from None
         probs = softmax(pred.scores) if pred.scores else None
         seconds = time.perf_counter() - started
-        self.metrics.observe_request(s.id, endpoint, 200, seconds)
-        self.logs[s.id].write(s.id, endpoint, 200, text, pred.output, 1000 * seconds, probs, job.batch_size)
+        failed = self.check_format(fmt, s, pred, max_tokens)
+        if failed is None:  # refusals are counted where they are answered
+            self.metrics.observe_request(s.id, endpoint, 200, seconds)
+        status = failed.status if failed else 200
+        self.logs[s.id].write(s.id, endpoint, status, text, pred.output, 1000 * seconds, probs, job.batch_size)
+        if failed is not None:
+            raise failed
         return pred, probs
 
+    def check_format(self, fmt, s: Served, pred, max_tokens: int | None) -> ApiError | None:
+        if fmt is None:
+            return None
+        truncated = self.finish(s, self.usage(s, pred), max_tokens) == "length"
+        try:
+            fmt.check(fmt.content(pred.output, s.task == "classification"), truncated)
+        except ApiError as e:
+            return e
+        return None
+
     async def answer(self, s: Served, text: str, max_tokens: int | None, endpoint: str, started: float,
-                     messages: list[dict] | None = None):
-        return await self.settle(self.enqueue(s, text, max_tokens, messages), s, text, endpoint, started)
+                     messages: list[dict] | None = None, fmt=None):
+        return await self.settle(self.enqueue(s, text, max_tokens, messages), s, text, endpoint, started, fmt,
+                                 max_tokens)
 
     def usage(self, s: Served, pred) -> dict:
         completion = getattr(pred, "completion_tokens", 0)
@@ -243,7 +272,7 @@ def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path 
 
     @app.exception_handler(ApiError)
     async def api_error(request, exc: ApiError):
-        return error_response(exc.status, exc.message, exc.type, exc.param, exc.code)
+        return error_response(exc.status, exc.message, exc.type, exc.param, exc.code, extra=exc.extra)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -304,7 +333,10 @@ async def chat(request: Request):
     messages = body.get("messages")
     check_message_shapes(messages)
     max_tokens = svc.max_tokens_of(body, s)
+    fmt = response_format_of(body)
     notes = svc.notes_for(body)
+    if fmt is not None:
+        notes.append(FORMAT_NOTE)
     turns = None
     if s.chat:  # measured on chat rows: every turn, rendered as the rows were
         try:
@@ -320,20 +352,21 @@ async def chat(request: Request):
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if body.get("stream") and continuous(s):  # each token is sent as it is decoded
         job = svc.enqueue(s, text, max_tokens, turns, stream=True)
-        live = LiveStream(svc, s, job, text, started, max_tokens, request.state.rid)
+        live = LiveStream(svc, s, job, text, started, max_tokens, request.state.rid, fmt)
         return StreamingResponse(live.events(cid, created, notes, (body.get("stream_options") or {})),
                                  media_type="text/event-stream")
-    pred, probs = await svc.answer(s, text, max_tokens, "chat", started, turns)
+    pred, probs = await svc.answer(s, text, max_tokens, "chat", started, turns, fmt)
+    content = fmt.content(pred.output, s.task == "classification") if fmt else pred.output
     use = svc.usage(s, pred)
     extra = {"tunewise": {"label": pred.output, "probabilities": probs} if probs else {}}
     if notes:
         extra["tunewise"]["notes"] = notes
     reason = svc.finish(s, use, max_tokens)
     if body.get("stream"):
-        return StreamingResponse(_sse(cid, created, s.id, pred.output, reason, extra),
+        return StreamingResponse(_sse(cid, created, s.id, content, reason, extra),
                                  media_type="text/event-stream")
     return {"id": cid, "object": "chat.completion", "created": created, "model": s.id,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": pred.output},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                          "finish_reason": reason, "logprobs": None}],
             "usage": use, **extra}
 
@@ -385,6 +418,12 @@ def _content(message: dict) -> str | None:
     return content
 
 
+def stream_error(e: ApiError) -> str:
+    """An error after a stream's headers went out (200): its last event, which the openai client raises."""
+    error = {"message": e.message, "type": e.type, "param": e.param, "code": e.code}
+    return f"data: {json.dumps({'error': error, **(e.extra or {})})}\n\n"
+
+
 def chunk_event(cid: str, created: int, model: str, delta: dict, finish: str | None = None, **more) -> str:
     chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
              "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **more}
@@ -404,9 +443,9 @@ async def _sse(cid: str, created: int, model: str, text: str, reason: str, extra
 class LiveStream:
     """A generation streamed as it is decoded: one event per text delta the engine hands over."""
 
-    def __init__(self, svc: Service, s: Served, job, text: str, started: float, max_tokens, rid: str):
+    def __init__(self, svc: Service, s: Served, job, text: str, started: float, max_tokens, rid: str, fmt=None):
         self.svc, self.s, self.job, self.text, self.started = svc, s, job, text, started
-        self.max_tokens, self.rid = max_tokens, rid
+        self.max_tokens, self.rid, self.fmt = max_tokens, rid, fmt
 
     async def _deltas(self):
         job = self.job
@@ -429,7 +468,8 @@ class LiveStream:
             async for delta in self._deltas():
                 sent += delta
                 yield chunk_event(cid, created, model, {"content": delta})
-            pred, _ = await self.svc.settle(self.job, self.s, self.text, "chat", self.started)
+            pred, _ = await self.svc.settle(self.job, self.s, self.text, "chat", self.started, self.fmt,
+                                            self.max_tokens)
             if pred.output.startswith(sent) and pred.output != sent:  # answered alone after a batch fault
                 yield chunk_event(cid, created, model, {"content": pred.output[len(sent):]})
             use = self.svc.usage(self.s, pred)
@@ -438,7 +478,7 @@ class LiveStream:
                 extra["usage"] = use
             yield chunk_event(cid, created, model, {}, self.svc.finish(self.s, use, self.max_tokens), **extra)
         except ApiError as e:  # headers are sent: the error is the stream's last event
-            yield f"data: {json.dumps({'error': {'message': e.message, 'type': e.type, 'code': e.code}})}\n\n"
+            yield stream_error(e)
         except Exception:  # noqa: BLE001 - as a 5xx: a fixed message, the details in the log
             log.exception("request %s to /v1/chat/completions failed while streaming", self.rid)
             message = f"the server failed on this request; its log holds the details under request id {self.rid}"
