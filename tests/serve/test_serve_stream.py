@@ -93,3 +93,40 @@ def test_streamed_tokens_arrive_as_they_are_decoded(served, tmp_path, monkeypatc
     # gate times out first and the first word comes after all six steps.
     assert first_at is not None and first_at <= 2, first_at
     assert len(pieces) >= 5 and "".join(pieces) == whole
+
+
+class _Job:
+    """What DecodeEngine reads of a batching.Job."""
+
+    def __init__(self, text: str, max_tokens: int):
+        from tunewise.rungs.saved import request_record
+
+        self.record, self.max_tokens, self.stream, self.result = request_record(text), max_tokens, None, None
+        self.future = self
+        self.batch_size = 0
+
+    def done(self) -> bool:
+        return False
+
+
+def _decode_all(served, reuse: bool) -> tuple[list[str], int]:
+    """Requests joining a running batch at different steps, as the batcher drives them."""
+    engine = DecodeEngine(served, lambda job, delta: None, reuse_prefix=reuse)
+    engine.tok = Words(engine.tok)  # each token shown as w<id>: the outputs are the token ids
+    jobs = [_Job(p, n) for p, n in zip(PROMPTS, [6, 3, 6, 1, 5, 6], strict=True)]
+    for i, job in enumerate(jobs):
+        engine.join(job)
+        if i % 2:
+            engine.step()
+    while engine.active:
+        engine.step()
+    return [j.result.output for j in jobs], engine.prefix_hits
+
+
+def test_the_shared_prefix_is_computed_once_and_changes_no_token(served):
+    s = served["tiny-gen/zero-shot"]
+    alone, none = _decode_all(s, reuse=False)
+    shared, hits = _decode_all(s, reuse=True)
+    assert none == 0 and hits == len(PROMPTS)  # every join started from the prefix's cache
+    assert all(len(out.split()) >= 1 for out in alone)
+    assert shared == alone  # greedy: the same tokens with and without the reuse
