@@ -95,11 +95,11 @@ def _serve_vllm(targets: list[Path], token: str | None, host: str, port: int, ti
     from tunewise.rungs.state import project_of
     from tunewise.serve.app import build, run
     from tunewise.serve.registry import expand_targets, load_served
-    from tunewise.serve.vllm import builtin_line, refuse_with_plan, running
+    from tunewise.serve.vllm import builtin_line, plan_or_refuse, running
 
     folder = ws.workspace(project_of(expand_targets(targets)[0])) / "serve"
     served = load_served(targets)
-    plan = refuse_with_plan(served, folder, port)
+    plan = plan_or_refuse(served, folder, port)
     for p in plan["processes"]:
         out.print(f"vLLM on 127.0.0.1:{p['port']}: {', '.join(p['adapters'])} (base {p['base']}); starting, up to "
                   f"{timeout:.0f} s", highlight=False, soft_wrap=True)

@@ -125,14 +125,17 @@ def _decode_all(served, reuse: bool) -> tuple[list[str], int]:
 
 def _lively(served):
     """The tiny model answers one token over and over (its logits are near uniform), so a wrong cache
-    would not show; a copy with larger random weights answers differently per prompt and step."""
+    would not show; a model of its shape with larger random weights (and none of the adapters that
+    share the served base) answers differently per prompt and step."""
     import copy
     import dataclasses
 
     import torch
+    from transformers import AutoModelForCausalLM
 
     rung = copy.copy(served.rung)
-    rung.model = copy.deepcopy(rung.model)
+    torch.manual_seed(0)
+    rung.model = AutoModelForCausalLM.from_config(rung.model.config)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in rung.model.parameters():

@@ -110,13 +110,13 @@ def test_the_front_relays_generation_to_vllm_and_keeps_the_rest(gen_lora, fake_v
     from tunewise.rungs.saved import request_record
     from tunewise.serve.app import build
     from tunewise.serve.registry import load_served
-    from tunewise.serve.vllm import refuse_with_plan, running
+    from tunewise.serve.vllm import plan_or_refuse, running
 
     gate = tmp_path / "gate"
     monkeypatch.setenv("FAKE_VLLM_GATE", str(gate))
     served = load_served([gen_lora])
     port = free_port()
-    plan = refuse_with_plan(served, tmp_path / "serve", port - 1)
+    plan = plan_or_refuse(served, tmp_path / "serve", port - 1)
     assert set(plan["builtin"]) == {"tiny-gen/zero-shot"}
     auth = {"Authorization": "Bearer sekrit"}
     chat = {"model": "tiny-gen/lora", "max_tokens": 3, "messages": [{"role": "user", "content": "the match news"}]}

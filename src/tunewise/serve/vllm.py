@@ -97,7 +97,7 @@ def builtin_line(plan: dict) -> str:
     return ", ".join(f"{m} ({why})" for m, why in plan["builtin"].items()) or "none"
 
 
-def refuse_with_plan(served: dict, folder: Path, port: int) -> dict:
+def plan_or_refuse(served: dict, folder: Path, port: int) -> dict:
     """The plan (written to ``folder``/vllm-launch.json) if vLLM can run it here; else refuse, saying why."""
     from tunewise.serve.registry import ServeError
 
