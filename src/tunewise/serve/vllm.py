@@ -85,23 +85,18 @@ def missing() -> str | None:
     return None
 
 
-def write_plan(served: dict, folder: Path, port: int) -> tuple[dict, Path]:
-    """The plan for children on ports from ``port`` + 1, written to ``folder``/vllm-launch.json."""
-    from tunewise import workspace as ws
-
-    plan = launch_plan(served, port + 1)
-    return plan, ws.write_json(Path(folder) / "vllm-launch.json", plan)
-
-
 def builtin_line(plan: dict) -> str:
     return ", ".join(f"{m} ({why})" for m, why in plan["builtin"].items()) or "none"
 
 
 def plan_or_refuse(served: dict, folder: Path, port: int) -> dict:
-    """The plan (written to ``folder``/vllm-launch.json) if vLLM can run it here; else refuse, saying why."""
+    """The plan for children on ports from ``port`` + 1, written to ``folder``/vllm-launch.json, if
+    vLLM can run it here; else refuse, saying why."""
+    from tunewise import workspace as ws
     from tunewise.serve.registry import ServeError
 
-    plan, path = write_plan(served, folder, port)
+    plan = launch_plan(served, port + 1)
+    path = ws.write_json(Path(folder) / "vllm-launch.json", plan)
     why = missing()
     if why is None and not plan["processes"]:
         why = "no rung here is one vLLM serves"
