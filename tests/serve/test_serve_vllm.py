@@ -181,15 +181,15 @@ def test_the_front_relays_generation_to_vllm_and_keeps_the_rest(gen_lora, fake_v
                     ("tiny-gen/lora", "chat", 422, "the match news", "t1 t2 t3")]
 
 
-def test_nothing_for_vllm_to_serve_is_a_refusal_not_a_builtin_server(served_projects, fake_vllm):
-    from typer.testing import CliRunner
+def test_nothing_for_vllm_to_serve_is_a_refusal_not_a_builtin_server(served, fake_vllm, tmp_path):
+    from tunewise.serve.registry import ServeError
+    from tunewise.serve.vllm import plan_or_refuse
 
-    from tunewise.cli import app
-
-    r = CliRunner().invoke(app, ["serve", str(served_projects[0]), "--engine", "vllm"])
-    assert r.exit_code == 2 and "no rung here is one vLLM serves" in r.output and "Traceback" not in r.output
-    assert "tiny/lora (classification is scored by label likelihood" in r.output
-    assert not list(fake_vllm.glob("argv-*.json"))  # nothing was started
+    classifiers = {mid: s for mid, s in served.items() if s.task == "classification"}
+    with pytest.raises(ServeError) as e:  # the command line turns it into one line and exit 2
+        plan_or_refuse(classifiers, tmp_path, 9000)
+    assert "no rung here is one vLLM serves" in str(e.value)
+    assert "tiny/lora (classification is scored by label likelihood" in str(e.value)
 
 
 def test_a_vllm_that_dies_or_hangs_at_start_is_a_clear_error(gen_lora, fake_vllm, monkeypatch):
