@@ -62,8 +62,10 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     token: Annotated[str | None, typer.Option(envvar="TUNEWISE_API_TOKEN",
                                               help="Bearer token every request must carry.")] = None,
-    engine: Annotated[str, typer.Option(help="builtin, or vllm: write vLLM's launch plan (base + LoRA adapters) "
-                                        "to .tunewise/serve/vllm-launch.json; starting it is not built yet.")] = "builtin",
+    engine: Annotated[str, typer.Option(help="builtin, or vllm: the plain LoRA adapters of generation rungs run on "
+                                        "vLLM's OpenAI server (needs vllm and a GPU) behind this server; every "
+                                        "other rung stays on the built-in engine, named at start-up.")] = "builtin",
+    vllm_timeout: Annotated[float, typer.Option(help="Seconds --engine vllm waits for vLLM to be ready.")] = 900.0,
     quiet: QuietOpt = False,
 ) -> None:
     """Serve saved rungs behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions,
@@ -80,16 +82,32 @@ def serve(
         if (Path(target) / "tunewise.yaml").exists():
             console.print(f"{target}: {locate.ladder(target).line()}", highlight=False, markup=False, soft_wrap=True)
     if engine == "vllm":
-        from tunewise import workspace as ws
-        from tunewise.rungs.state import project_of
-        from tunewise.serve.registry import expand_targets, load_served
-        from tunewise.serve.vllm import refuse_with_plan
-
-        first = expand_targets(targets or [Path(".")])[0]
-        refuse_with_plan(load_served(targets or [Path(".")]), ws.workspace(project_of(first)) / "serve", host, port)
+        _serve_vllm(targets or [Path(".")], token, host, port, vllm_timeout)
+        return
     app_ = build(targets or [Path(".")], token, host)
     out.print(f"serving {', '.join(app_.state.served)} on http://{host}:{port}/v1 (Ctrl-C stops)")
     run(app_, host, port)
+
+
+def _serve_vllm(targets: list[Path], token: str | None, host: str, port: int, timeout: float) -> None:
+    """vLLM's children started from the plan, tunewise's front before them; the children stop with it."""
+    from tunewise import workspace as ws
+    from tunewise.rungs.state import project_of
+    from tunewise.serve.app import build, run
+    from tunewise.serve.registry import expand_targets, load_served
+    from tunewise.serve.vllm import builtin_line, plan_or_refuse, running
+
+    folder = ws.workspace(project_of(expand_targets(targets)[0])) / "serve"
+    served = load_served(targets)
+    plan = plan_or_refuse(served, folder, port)
+    for p in plan["processes"]:
+        out.print(f"vLLM on 127.0.0.1:{p['port']}: {', '.join(p['adapters'])} (base {p['base']}); starting, up to "
+                  f"{timeout:.0f} s", highlight=False, soft_wrap=True)
+    out.print(f"on the built-in engine: {builtin_line(plan)}", highlight=False, soft_wrap=True)
+    with running(plan, folder / "vllm", timeout) as engines:
+        app_ = build(targets, token, host, served=served, engines=engines)
+        out.print(f"serving {', '.join(app_.state.served)} on http://{host}:{port}/v1 (Ctrl-C stops it and vLLM)")
+        run(app_, host, port)
 
 
 @app.command()

@@ -93,3 +93,86 @@ def test_streamed_tokens_arrive_as_they_are_decoded(served, tmp_path, monkeypatc
     # gate times out first and the first word comes after all six steps.
     assert first_at is not None and first_at <= 2, first_at
     assert len(pieces) >= 5 and "".join(pieces) == whole
+
+
+class _Job:
+    """What DecodeEngine reads of a batching.Job."""
+
+    def __init__(self, text: str, max_tokens: int):
+        from tunewise.rungs.saved import request_record
+
+        self.record, self.max_tokens, self.stream, self.result = request_record(text), max_tokens, None, None
+        self.future = self
+        self.batch_size = 0
+
+    def done(self) -> bool:
+        return False
+
+
+def _decode_all(served, reuse: bool) -> tuple[list[str], int]:
+    """Requests joining a running batch at different steps, as the batcher drives them."""
+    engine = DecodeEngine(served, lambda job, delta: None, reuse_prefix=reuse)
+    engine.tok = Words(engine.tok)  # each token shown as w<id>: the outputs are the token ids
+    jobs = [_Job(p, n) for p, n in zip(PROMPTS, [6, 3, 6, 1, 5, 6], strict=True)]
+    for i, job in enumerate(jobs):
+        engine.join(job)
+        if i % 2:
+            engine.step()
+    while engine.active:
+        engine.step()
+    return [j.result.output for j in jobs], engine.prefix_hits
+
+
+def _lively(served):
+    """The tiny model answers one token over and over (its logits are near uniform), so a wrong cache
+    would not show; a model of its shape with larger random weights (and none of the adapters that
+    share the served base) answers differently per prompt and step."""
+    import copy
+    import dataclasses
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    rung = copy.copy(served.rung)
+    torch.manual_seed(0)
+    rung.model = AutoModelForCausalLM.from_config(rung.model.config)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in rung.model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.3, generator=gen)
+    return dataclasses.replace(served, rung=rung, peft=None)
+
+
+def test_the_shared_prefix_is_computed_once_and_changes_no_token(served):
+    s = _lively(served["tiny-gen/zero-shot"])
+    alone, none = _decode_all(s, reuse=False)
+    shared, hits = _decode_all(s, reuse=True)
+    assert none == 0 and hits == len(PROMPTS)  # every join started from the prefix's cache
+    assert len({w for out in alone for w in out.split()}) > 3  # varied answers: a wrong cache shows
+    assert shared == alone  # greedy: the same tokens with and without the reuse
+
+
+def test_a_few_shot_rung_decodes_its_whole_prompt(served_projects, tmp_path):
+    """Random few-shot examples are the prompt's shared prefix, which prompt_ids sets as it renders:
+    read before it, a lone request's prompt was its last token alone."""
+    import shutil
+
+    from tunewise.config import load_config
+    from tunewise.ladder import run_ladder
+    from tunewise.serve.registry import load_served
+
+    project = shutil.copytree(served_projects[1], tmp_path / "gen")
+    run_ladder(load_config(project, ["few_shot.k=2", "few_shot.sets=1"]), project, ["few-shot"])
+    s = _lively(load_served([project])["tiny-gen/few-shot"])
+    rung = s.rung
+    rung.config = rung.config.model_copy(update={"eval": rung.config.eval.model_copy(update={"max_new_tokens": 4})})
+    rung.tokenizer.decode = Words(None).decode  # this server's own copy: tokens shown as words, both paths
+    want = [rung.predict([Record(str(i), t, None)])[0].output for i, t in enumerate(PROMPTS[:3])]
+    engine = DecodeEngine(s, lambda job, delta: None)
+    jobs = [_Job(t, 4) for t in PROMPTS[:3]]
+    for job in jobs:
+        engine.join(job)
+    while engine.active:
+        engine.step()
+    assert [j.result.output for j in jobs] == want

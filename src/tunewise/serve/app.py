@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-import json
 import logging
 import time
 import uuid
@@ -25,26 +24,38 @@ from tunewise.config import ServeConfig
 from tunewise.data.load import check_messages, transcript
 from tunewise.locate import served_path, served_record, write_served
 from tunewise.rungs.saved import label_probabilities, request_record
+from tunewise.serve import proxy
 from tunewise.serve.batching import Batcher, QueueFull, WorkerDied
 from tunewise.serve.engine import continuous
 from tunewise.serve.metrics import CONTENT_TYPE, Metrics
 from tunewise.serve.registry import Served, ServeError
 from tunewise.serve.requestlog import RequestLog
-from tunewise.serve.validate import SAMPLING, ApiError, check_message_shapes, check_params, check_text, parse_body
+from tunewise.serve.sse import chunk_event, internal_message, stream_error
+from tunewise.serve.validate import (
+    SAMPLING,
+    ApiError,
+    check_message_shapes,
+    check_params,
+    check_text,
+    parse_body,
+    response_format_of,
+)
 
 log = logging.getLogger(__name__)
 
 def error_response(status: int, message: str, type: str = "invalid_request_error", param=None, code=None,
-                   headers: dict | None = None) -> JSONResponse:
-    """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}."""
-    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+                   headers: dict | None = None, extra: dict | None = None) -> JSONResponse:
+    """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}, and ``extra`` beside it."""
+    body = {"error": {"message": message, "type": type, "param": param, "code": code}, **(extra or {})}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def internal_error(rid: str) -> JSONResponse:
-    return error_response(500, f"the server failed on this request; its log holds the details under request id {rid}",
-                          type="server_error", code="internal_error")
+    return error_response(500, internal_message(rid), type="server_error", code="internal_error")
 
+
+FORMAT_NOTE = ("response_format is checked once the answer is decoded, not constrained while decoding: an answer that "
+               "fails it is a 422")
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
@@ -90,8 +101,10 @@ class Service:
     """What every handler shares: the loaded rungs, the limits, the batcher, the metrics and the logs."""
 
     def __init__(self, served: dict[str, Served], settings: ServeConfig, log_path: Path | dict[str, Path],
-                 token: str | None, host: str = "127.0.0.1"):
+                 token: str | None, host: str = "127.0.0.1", engines=None):
         self.served, self.settings, self.token = served, settings, token
+        # --engine vllm: the rungs its children serve are relayed there (serve/proxy.py).
+        self.remote = proxy.Remote(engines) if engines is not None else None
         self.metrics = Metrics(served)
         self.batcher = Batcher(settings.batch_wait_ms, settings.max_batch, settings.max_queue, self.metrics)
         # One log per project: each model id writes to its own project's file.
@@ -196,21 +209,40 @@ class Service:
         except QueueFull as e:
             raise ApiError(503, str(e), type="server_error", code="queue_full") from None
 
-    async def settle(self, job, s: Served, text: str, endpoint: str, started: float):
-        """Wait for the job's prediction; count and log it."""
+    async def settle(self, job, s: Served, text: str, endpoint: str, started: float, fmt=None,
+                     max_tokens: int | None = None):
+        """Wait for the job's prediction, then book it."""
         try:
             pred = await job.future
         except WorkerDied as e:
             raise ApiError(503, str(e), type="server_error", code="worker_restarted") from None
         probs = softmax(pred.scores) if pred.scores else None
-        seconds = time.perf_counter() - started
-        self.metrics.observe_request(s.id, endpoint, 200, seconds)
-        self.logs[s.id].write(s.id, endpoint, 200, text, pred.output, 1000 * seconds, probs, job.batch_size)
+        truncated = self.finish(s, self.usage(s, pred), max_tokens) == "length"
+        self.book(s, endpoint, text, pred.output, started, probs, job.batch_size, fmt, truncated)
         return pred, probs
 
+    def book(self, s: Served, endpoint: str, text: str, output: str, started: float, probs: dict | None = None,
+             batch_size: int | None = None, fmt=None, truncated: bool = False) -> None:
+        """Check an answer against ``fmt`` (a ResponseFormat), count it and log it. One that fails is
+        logged with its 422 (the monitor counts only 200s as served) and raised."""
+        seconds = time.perf_counter() - started
+        failed = None
+        if fmt is not None:
+            try:
+                fmt.check(fmt.content(output, s.task == "classification"), truncated)
+            except ApiError as e:
+                failed = e
+        if failed is None:  # a refusal is counted where it is answered
+            self.metrics.observe_request(s.id, endpoint, 200, seconds)
+        status = failed.status if failed else 200
+        self.logs[s.id].write(s.id, endpoint, status, text, output, 1000 * seconds, probs, batch_size)
+        if failed is not None:
+            raise failed
+
     async def answer(self, s: Served, text: str, max_tokens: int | None, endpoint: str, started: float,
-                     messages: list[dict] | None = None):
-        return await self.settle(self.enqueue(s, text, max_tokens, messages), s, text, endpoint, started)
+                     messages: list[dict] | None = None, fmt=None):
+        return await self.settle(self.enqueue(s, text, max_tokens, messages), s, text, endpoint, started, fmt,
+                                 max_tokens)
 
     def usage(self, s: Served, pred) -> dict:
         completion = getattr(pred, "completion_tokens", 0)
@@ -224,13 +256,18 @@ class Service:
 
 
 def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path | dict[str, Path],
-               token: str | None = None, host: str = "127.0.0.1") -> FastAPI:
-    """The app; ``log_path`` is one request log, or one per model id (a project's own file)."""
-    svc = Service(served, settings, log_path, token, host)
+               token: str | None = None, host: str = "127.0.0.1", engines=None) -> FastAPI:
+    """The app; ``log_path`` is one request log, or one per model id (a project's own file);
+    ``engines``: the running vLLM children (serve/vllm.py) whose rungs are relayed to them."""
+    svc = Service(served, settings, log_path, token, host, engines)
 
     async def lifespan(app):
         await svc.batcher.start()
+        if svc.remote:
+            await svc.remote.start()
         yield
+        if svc.remote:
+            await svc.remote.close()
         await svc.batcher.stop()
         svc.close()
 
@@ -243,7 +280,7 @@ def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path 
 
     @app.exception_handler(ApiError)
     async def api_error(request, exc: ApiError):
-        return error_response(exc.status, exc.message, exc.type, exc.param, exc.code)
+        return error_response(exc.status, exc.message, exc.type, exc.param, exc.code, extra=exc.extra)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -277,7 +314,12 @@ router = APIRouter()
 @router.get("/health")
 async def health(request: Request):
     svc: Service = request.app.state.svc
-    return {"status": "ok", "models": list(svc.served), "queue_depth": svc.batcher.depth()}
+    out = {"status": "ok", "models": list(svc.served), "queue_depth": svc.batcher.depth()}
+    if svc.remote:
+        out["vllm"] = svc.remote.health()
+        if not all(c["running"] for c in out["vllm"]):
+            out["status"] = "degraded"
+    return out
 
 
 @router.get("/metrics")
@@ -304,7 +346,10 @@ async def chat(request: Request):
     messages = body.get("messages")
     check_message_shapes(messages)
     max_tokens = svc.max_tokens_of(body, s)
+    fmt = response_format_of(body)
     notes = svc.notes_for(body)
+    if fmt is not None:
+        notes.append(FORMAT_NOTE)
     turns = None
     if s.chat:  # measured on chat rows: every turn, rendered as the rows were
         try:
@@ -318,24 +363,44 @@ async def chat(request: Request):
             notes.append(f"the rung answers single inputs as measured; used the last user turn, ignored "
                          f"{len(messages) - 1} earlier message(s)")
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if svc.remote and s.id in svc.remote.routes:
+        return await _remote_chat(svc, s, body, text, turns, max_tokens, fmt, notes, request.state.rid, started,
+                                  (cid, created))
     if body.get("stream") and continuous(s):  # each token is sent as it is decoded
         job = svc.enqueue(s, text, max_tokens, turns, stream=True)
-        live = LiveStream(svc, s, job, text, started, max_tokens, request.state.rid)
+        live = LiveStream(svc, s, job, text, started, max_tokens, request.state.rid, fmt)
         return StreamingResponse(live.events(cid, created, notes, (body.get("stream_options") or {})),
                                  media_type="text/event-stream")
-    pred, probs = await svc.answer(s, text, max_tokens, "chat", started, turns)
+    pred, probs = await svc.answer(s, text, max_tokens, "chat", started, turns, fmt)
+    content = fmt.content(pred.output, s.task == "classification") if fmt else pred.output
     use = svc.usage(s, pred)
     extra = {"tunewise": {"label": pred.output, "probabilities": probs} if probs else {}}
     if notes:
         extra["tunewise"]["notes"] = notes
     reason = svc.finish(s, use, max_tokens)
     if body.get("stream"):
-        return StreamingResponse(_sse(cid, created, s.id, pred.output, reason, extra),
+        return StreamingResponse(_sse(cid, created, s.id, content, reason, extra),
                                  media_type="text/event-stream")
-    return {"id": cid, "object": "chat.completion", "created": created, "model": s.id,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": pred.output},
+    return _completion(cid, created, s.id, content, reason, use, extra)
+
+
+def _completion(cid: str, created: int, model: str, content: str, reason: str, use: dict, extra: dict) -> dict:
+    return {"id": cid, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                          "finish_reason": reason, "logprobs": None}],
             "usage": use, **extra}
+
+
+async def _remote_chat(svc: Service, s: Served, body: dict, text: str, turns, max_tokens, fmt, notes: list[str],
+                       rid: str, started: float, ids: tuple[str, int]):
+    """A chat request for a rung a vLLM child serves (serve/proxy.py)."""
+    cid, created = ids
+    if body.get("stream"):
+        events = await proxy.stream(svc, s, text, turns, max_tokens, started, rid, fmt, notes,
+                                    body.get("stream_options") or {}, cid, created)
+        return StreamingResponse(events, media_type="text/event-stream")
+    output, reason, use = await proxy.answer(svc, s, text, turns, max_tokens, "chat", started, rid, fmt)
+    return _completion(cid, created, s.id, output, reason, use, {"tunewise": {"notes": notes}} if notes else {})
 
 
 @router.post("/v1/completions")
@@ -348,12 +413,17 @@ async def completions(request: Request):
         raise ApiError(400, "'stream' is supported on /v1/chat/completions only", param="stream")
     prompts = svc.texts_of(body, "prompt")
     max_tokens = svc.max_tokens_of(body, s)
-    done = await asyncio.gather(*(svc.answer(s, p, max_tokens, "completions", started) for p in prompts))
-    uses = [svc.usage(s, pred) for pred, _ in done]
+    if svc.remote and s.id in svc.remote.routes:  # relayed to its vLLM child
+        done = await asyncio.gather(*(proxy.answer(svc, s, p, None, max_tokens, "completions", started,
+                                                   request.state.rid) for p in prompts))
+    else:
+        preds = await asyncio.gather(*(svc.answer(s, p, max_tokens, "completions", started) for p in prompts))
+        done = [(p.output, svc.finish(s, u, max_tokens), u) for p, u in ((p, svc.usage(s, p)) for p, _ in preds)]
+    uses = [u for _, _, u in done]
     out = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
            "model": s.id,
-           "choices": [{"index": i, "text": pred.output, "finish_reason": svc.finish(s, u, max_tokens),
-                        "logprobs": None} for i, ((pred, _), u) in enumerate(zip(done, uses, strict=True))],
+           "choices": [{"index": i, "text": text, "finish_reason": reason, "logprobs": None}
+                       for i, (text, reason, _) in enumerate(done)],
            "usage": {k: sum(u[k] for u in uses) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}}
     if notes := svc.notes_for(body):
         out["tunewise"] = {"notes": notes}
@@ -385,12 +455,6 @@ def _content(message: dict) -> str | None:
     return content
 
 
-def chunk_event(cid: str, created: int, model: str, delta: dict, finish: str | None = None, **more) -> str:
-    chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **more}
-    return f"data: {json.dumps(chunk)}\n\n"
-
-
 async def _sse(cid: str, created: int, model: str, text: str, reason: str, extra: dict):
     """A finished answer as chat.completion.chunk events: for rungs that answer at once (a label)."""
     yield chunk_event(cid, created, model, {"role": "assistant", "content": ""})
@@ -404,9 +468,9 @@ async def _sse(cid: str, created: int, model: str, text: str, reason: str, extra
 class LiveStream:
     """A generation streamed as it is decoded: one event per text delta the engine hands over."""
 
-    def __init__(self, svc: Service, s: Served, job, text: str, started: float, max_tokens, rid: str):
+    def __init__(self, svc: Service, s: Served, job, text: str, started: float, max_tokens, rid: str, fmt=None):
         self.svc, self.s, self.job, self.text, self.started = svc, s, job, text, started
-        self.max_tokens, self.rid = max_tokens, rid
+        self.max_tokens, self.rid, self.fmt = max_tokens, rid, fmt
 
     async def _deltas(self):
         job = self.job
@@ -429,7 +493,8 @@ class LiveStream:
             async for delta in self._deltas():
                 sent += delta
                 yield chunk_event(cid, created, model, {"content": delta})
-            pred, _ = await self.svc.settle(self.job, self.s, self.text, "chat", self.started)
+            pred, _ = await self.svc.settle(self.job, self.s, self.text, "chat", self.started, self.fmt,
+                                            self.max_tokens)
             if pred.output.startswith(sent) and pred.output != sent:  # answered alone after a batch fault
                 yield chunk_event(cid, created, model, {"content": pred.output[len(sent):]})
             use = self.svc.usage(self.s, pred)
@@ -438,19 +503,20 @@ class LiveStream:
                 extra["usage"] = use
             yield chunk_event(cid, created, model, {}, self.svc.finish(self.s, use, self.max_tokens), **extra)
         except ApiError as e:  # headers are sent: the error is the stream's last event
-            yield f"data: {json.dumps({'error': {'message': e.message, 'type': e.type, 'code': e.code}})}\n\n"
+            yield stream_error(e)
         except Exception:  # noqa: BLE001 - as a 5xx: a fixed message, the details in the log
             log.exception("request %s to /v1/chat/completions failed while streaming", self.rid)
-            message = f"the server failed on this request; its log holds the details under request id {self.rid}"
-            yield f"data: {json.dumps({'error': {'message': message, 'type': 'server_error', 'code': 'internal_error'}})}\n\n"
+            yield stream_error(ApiError(500, internal_message(self.rid), type="server_error", code="internal_error"))
         finally:
             if not self.job.future.done():  # the client hung up: the engine drops the sequence
                 self.job.future.cancel()
         yield "data: [DONE]\n\n"
 
 
-def build(targets: list[Path], token: str | None = None, host: str = "127.0.0.1") -> FastAPI:
-    """Load every rung named by ``targets`` (projects or run folders) and return the app.
+def build(targets: list[Path], token: str | None = None, host: str = "127.0.0.1", served: dict | None = None,
+          engines=None) -> FastAPI:
+    """Load every rung named by ``targets`` (projects or run folders), unless ``served`` holds them
+    loaded, and return the app (``engines``: vLLM's running children, serve/vllm.py).
 
     Limits come from the ``serve:`` section of the first project's tunewise.yaml (or the first run's
     config.yaml); each rung's requests are logged to its own project's
@@ -464,9 +530,9 @@ def build(targets: list[Path], token: str | None = None, host: str = "127.0.0.1"
     expand_targets(targets)  # a wrong target fails here, naming it
     first = Path(targets[0])
     settings = load_config(first).serve if (first / "tunewise.yaml").exists() else run_config(first).serve
-    served = load_served(targets)
+    served = served if served is not None else load_served(targets)
     logs = {mid: ws.workspace(project_of(s.run_dir)) / "serve" / "requests.sqlite" for mid, s in served.items()}
-    return create_app(served, settings, logs, token, host)
+    return create_app(served, settings, logs, token, host, engines)
 
 
 def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> None:

@@ -3,7 +3,10 @@ boundaries, each with its own stop condition, token budget and rows of the KV ca
 is handed to its request as it is produced (real streaming).
 
 A request joins by a prefill of its prompt alone (so a fault there fails only it), then its cache
-rows are left-padded into the running batch; every step decodes one token for every sequence in one
+rows are left-padded into the running batch. The prefix every prompt of a rung starts with (system
+prompt, instruction, fixed few-shot examples) is run once per rung and its keys and values start
+each new prompt's cache, so a join prefills only the request's own tokens (the computation is
+shared; each sequence still holds its own copy of those rows); every step decodes one token for every sequence in one
 forward pass; a finished sequence's rows are dropped at once, so a short answer never waits for a
 long one. Greedy, as the ladder measured. It drives the rungs that decode with the plain cached
 decoder (prompting rungs, LoRA-family adapters, full fine-tunes); prefix and prompt tuning own the
@@ -50,12 +53,14 @@ class Sequence:
 class DecodeEngine:
     """The running decode batch of one served rung (one adapter per forward pass)."""
 
-    def __init__(self, served, push: Callable[[object, str], None]):
+    def __init__(self, served, push: Callable[[object, str], None], reuse_prefix: bool = True):
         rung = served.rung
         self.served, self.model, self.tok = served, rung.model, rung.tokenizer
         self.stops = set(rung.builder().stop_ids)
-        self.prefix = list(getattr(rung, "_prefix_ids", []) or [])
         self.push = push  # (job, text delta) -> None, thread-safe
+        self.reuse_prefix = reuse_prefix  # off only to test that reuse changes no token
+        self.shared: tuple[list[int], list] | None = None  # the prefix's ids and per-layer (keys, values)
+        self.prefix_hits = 0  # joins that started from the shared prefix
         self.seqs: list[Sequence] = []
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.mask: torch.Tensor | None = None
@@ -69,14 +74,21 @@ class DecodeEngine:
         """Prefill ``job``'s prompt alone and add it to the running batch (or finish it at once)."""
         from transformers import DynamicCache
 
-        rung = self.served.rung
-        prompt = self.prefix + rung.prompt_ids([job.record])[0]
-        limit = job.max_tokens or rung.config.eval.max_new_tokens
+        prompt = self._prompt(job.record)
+        limit = job.max_tokens or self.served.rung.config.eval.max_new_tokens
         seq = Sequence(job, len(prompt), limit, pos=len(prompt))
         cache = DynamicCache(config=self.model.config)
+        ids, layers = self._shared() if self.reuse_prefix else ([], [])
+        feed = prompt
+        # Checked per prompt: a request whose tokens merge across the prefix's end is prefilled whole.
+        if ids and len(prompt) > len(ids) and prompt[:len(ids)] == ids:
+            for i, (k, v) in enumerate(layers):
+                cache.update(k, v, i)  # copied into the new cache: the shared tensors are never written
+            feed = prompt[len(ids):]
+            self.prefix_hits += 1
         with self.served.context():
             self.model.eval()
-            out = self.model(input_ids=torch.tensor([prompt]), past_key_values=cache, use_cache=True,
+            out = self.model(input_ids=torch.tensor([feed]), past_key_values=cache, use_cache=True,
                              logits_to_keep=1)
         self._advance(seq, int(out.logits[0, -1].argmax()))
         if seq.done:
@@ -84,6 +96,34 @@ class DecodeEngine:
         self._merge([(layer.keys, layer.values) for layer in out.past_key_values.layers], len(prompt))
         self.seqs.append(seq)
         job.batch_size = len(self.seqs)
+
+    def _prompt(self, record) -> list[int]:
+        rung = self.served.rung
+        ids = rung.prompt_ids([record])[0]
+        return list(getattr(rung, "_prefix_ids", []) or []) + ids  # read after prompt_ids, which may set it
+
+    def _shared(self) -> tuple[list[int], list]:
+        """The tokens every prompt of this rung starts with and their keys and values, run once: the
+        common start of two prompts with different inputs (none if shorter than worth a forward)."""
+        from transformers import DynamicCache
+
+        from tunewise.evaluate.decode import MIN_SHARED_PREFIX, common_prefix_length
+        from tunewise.rungs.saved import request_record
+
+        if self.shared is None:
+            probes = [self._prompt(request_record(text)) for text in ("a", "zebra 7")]
+            n = common_prefix_length(probes)
+            ids, layers = (probes[0][:n] if n >= MIN_SHARED_PREFIX else []), []
+            if ids:
+                cache = DynamicCache(config=self.model.config)
+                with self.served.context():
+                    self.model.eval()
+                    self.model(input_ids=torch.tensor([ids]), past_key_values=cache, use_cache=True, logits_to_keep=1)
+                layers = [(layer.keys, layer.values) for layer in cache.layers]
+                log.info("%s: a prefix of %d tokens every prompt starts with is computed once and reused",
+                         self.served.id, n)
+            self.shared = (ids, layers)
+        return self.shared
 
     @torch.inference_mode()
     def step(self) -> None:

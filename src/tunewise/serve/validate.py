@@ -26,9 +26,10 @@ NUMBERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None):
+                 code: str | None = None, extra: dict | None = None):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.extra = extra  # beside "error" in the body (the answer a 422 refused)
 
 
 def _finite(text: str) -> float:
@@ -110,10 +111,6 @@ def check_params(body: dict, endpoint: str) -> None:
     n = body.get("n", 1)
     if n != 1 or isinstance(n, bool):
         raise ApiError(400, "'n' must be 1: decoding is greedy, every choice would be the same", param="n")
-    fmt = body.get("response_format")
-    if fmt is not None and fmt != {"type": "text"}:
-        raise ApiError(400, "'response_format' other than {\"type\": \"text\"} is not supported: the rung answers in "
-                       "the form the ladder measured, unconstrained", param="response_format")
 
 
 def _typed(body: dict, key: str, kind: type, said: str) -> None:
@@ -154,3 +151,76 @@ def check_message_shapes(messages) -> None:
             raise ApiError(400, f"'messages[{i}].content' must be a string or a list of text parts", param="messages")
     if messages[-1]["role"] != "user":
         raise ApiError(400, "the last message must be the user's turn", param="messages")
+
+
+class ResponseFormat:
+    """What ``response_format`` asks of an answer: a JSON object (``json_object``), or JSON valid
+    under a schema (``json_schema``). Checked once the answer is decoded, not constrained while it
+    decodes: the rung answers as the ladder measured it, and an answer that fails is a 422 (see
+    ``check``), never passed on as if it were JSON."""
+
+    def __init__(self, kind: str, schema: dict | None = None):
+        self.kind, self.schema = kind, schema
+
+    def content(self, output: str, classification: bool) -> str:
+        """A classifier's label as the JSON object ``{"label": ...}``; a generated answer as decoded."""
+        return json.dumps({"label": output}) if classification else output
+
+    def check(self, content: str, truncated: bool) -> None:
+        """Raise a 422 naming what is wrong if ``content`` is not what was asked; the answer goes with it.
+
+        422, not 5xx: greedy decoding gives the same answer again, so a client (the openai package
+        retries 5xx) must not retry; and not 200: a client that asked for JSON must not get text."""
+        try:
+            value = json.loads(content, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as e:
+            why = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deep or not a JSON number"
+            cut = " (the answer was cut at max_tokens before it closed)" if truncated else ""
+            self._fail(f"the answer is not JSON: {why}{cut}", content, "answer_not_json")
+        if self.kind == "json_object" and not isinstance(value, dict):
+            self._fail(f"the answer is JSON but not an object (a {type(value).__name__})", content, "answer_not_json")
+        if self.schema is not None:
+            self._validate(value, content)
+
+    def _validate(self, value, content: str) -> None:
+        from jsonschema import validators
+        from referencing.exceptions import Unresolvable
+
+        try:
+            error = next(validators.validator_for(self.schema)(self.schema).iter_errors(value), None)
+        except Unresolvable as e:  # a $ref to somewhere else: never fetched
+            raise ApiError(400, f"'response_format.json_schema.schema' has a $ref that cannot be resolved here "
+                           f"({str(e.ref)[:100]!r}); give the schema whole", param="response_format") from None
+        if error is not None:
+            at = "$" + "".join(f"[{p!r}]" for p in error.absolute_path)
+            self._fail(f"the answer does not match the schema at {at}: {error.message[:300]}", content,
+                       "answer_not_schema")
+
+    @staticmethod
+    def _fail(message: str, content: str, code: str):
+        raise ApiError(422, message, type="invalid_response_error", param="response_format", code=code,
+                       extra={"tunewise": {"output": content}})
+
+
+def response_format_of(body: dict) -> ResponseFormat | None:
+    """The checked ``response_format``: None for plain text; a 400 naming what is malformed."""
+    fmt = body.get("response_format")
+    if fmt is None or fmt == {"type": "text"}:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "json_object" and set(fmt) == {"type"}:
+        return ResponseFormat(kind)
+    spec = fmt.get("json_schema") if kind == "json_schema" else None
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict) or set(fmt) != {"type", "json_schema"}:
+        raise ApiError(400, "'response_format' must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or "
+                       "{\"type\": \"json_schema\", \"json_schema\": {\"name\": ..., \"schema\": {...}}}",
+                       param="response_format")
+    from jsonschema import SchemaError, validators
+
+    schema = spec["schema"]
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except SchemaError as e:
+        raise ApiError(400, f"'response_format.json_schema.schema' is not a valid JSON Schema: {e.message[:300]}",
+                       param="response_format") from None
+    return ResponseFormat(kind, schema)
