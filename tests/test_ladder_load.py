@@ -47,7 +47,8 @@ def test_cost_and_recommendation_are_the_same_under_artificial_load(tmp_path, ti
     for name in RUNGS:
         assert by_busy[name]["compute"] == by_idle[name]["compute"]
         assert by_busy[name]["cost"] == by_idle[name]["cost"]
-        assert by_busy[name]["latency"]["repeats"] == 2  # latency is measured (and reported) apart
+        latency = by_busy[name]["latency"]  # measured (and reported) apart from the cost
+        assert latency["repeats"] == (2 if latency["source"] == "timing sample" else 1), latency
     # The same model on the same tokens costs the same per request.
     assert by_idle["zero-shot"]["compute"]["flops_per_request"] == by_idle["lora"]["compute"]["flops_per_request"]
     assert (by_idle["embedding-classifier"]["compute"]["flops_per_request"]

@@ -331,9 +331,11 @@ class EvalConfig(_Strict):
     when another rung is shown better on a guard metric by more than its margin (one-sided alpha 0.025,
     Holm-corrected over rungs and guard metrics). A guard is used only when every rung measured it."""
     timing_examples: int = Field(8, ge=0)
-    """Size of the fixed, seeded test sample each rung predicts again to measure its latency (0: skip)."""
+    """A rung's latency is the median and IQR of ms per example over the batches of its test pass; a rung
+    that predicts the test split in fewer than 4 batches (one call) predicts this fixed, seeded test sample
+    again instead (0: skip). ladder.json names the source of each rung's figure."""
     timing_repeats: int = Field(3, ge=1)
-    """How many times the timing sample is predicted; the report shows the median and the IQR."""
+    """How many times the timing sample is predicted (rungs timed on it); median and IQR over the repeats."""
     precision: Literal["fp32", "bf16", "auto"] = "fp32"
     """Matmuls of every LLM rung's scoring and generation: fp32, or bf16 autocast where the hardware
     runs bf16 natively (checked before any rung runs); softmax and scores stay fp32. On a CPU with

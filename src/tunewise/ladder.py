@@ -147,7 +147,7 @@ def run_rung(name: str, config: ProjectConfig, project: Path, splits: Splits, pr
 def _run_rung_in(run_dir: Path, name: str, config: ProjectConfig, project: Path, splits: Splits,
                  progress: ProgressFn, throughput: dict | None) -> dict:
     from tunewise.evaluate.score import score_predictions, side_by_side, worst_errors
-    from tunewise.rungs.base import time_predict
+    from tunewise.rungs.base import BatchClock, time_predict
 
     ws.write_text(run_dir / "config.yaml", dump_config(config))
     ws.write_json(run_dir / "lineage.json", ws.lineage(config, splits.test_hash))
@@ -159,7 +159,15 @@ def _run_rung_in(run_dir: Path, name: str, config: ProjectConfig, project: Path,
     rung.fit(splits.train, splits.val)
     rung.save(run_dir)  # what it learned, so `tunewise serve` answers exactly as measured here
     interrupt.stage(f"{name}: predict test")
-    preds = rung.predict(splits.test)
+    clock = BatchClock()  # the test pass's batches are its latency (rungs.base.BatchClock)
+    shown = getattr(rung, "progress", None)
+    if shown is not None:
+        rung.progress = clock.wrap(shown)
+    try:
+        preds = rung.predict(splits.test)
+    finally:
+        if shown is not None:
+            rung.progress = shown
     # What fit and the test predictions warned about (the timing and OOD passes would repeat it).
     warnings = list(dict.fromkeys(getattr(rung, "warnings", [])))
     ws.write_jsonl(run_dir / "predictions.jsonl", (
@@ -172,9 +180,11 @@ def _run_rung_in(run_dir: Path, name: str, config: ProjectConfig, project: Path,
     scored = score_predictions(config, splits.test, preds, getattr(rung, "passages", None), schema, evidence, encoder)
     cost = rung.cost
     prompt_tokens = cost.prompt_tokens / max(cost.predict_examples, 1)
-    interrupt.stage(f"{name}: latency")
-    latency = time_predict(rung, timing_sample(splits.test, config.eval.timing_examples, config.data.seed),
-                           config.eval.timing_repeats)
+    latency = clock.summary()
+    if latency is None:  # predicted in fewer batches than the clock needs: time the seeded sample instead
+        interrupt.stage(f"{name}: latency")
+        latency = time_predict(rung, timing_sample(splits.test, config.eval.timing_examples, config.data.seed),
+                               config.eval.timing_repeats)
     result = {
         "name": name,
         "run_dir": ws.stored(project, run_dir),

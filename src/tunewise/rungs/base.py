@@ -228,6 +228,46 @@ def off_the_books(rung, quiet: bool = False):
             rung.progress = progress
 
 
+class BatchClock:
+    """The latency of the test pass itself: ms per example of every batch a rung reports (its progress
+    ticks) while it predicts, so an LLM rung's latency needs no second pass that only re-measures.
+
+    ``wrap`` a rung's progress callback for the pass; ``summary`` is None when the pass gave fewer than
+    MIN_BATCHES batches to time (a rung that predicts in one call: the timing sample is predicted instead)."""
+
+    MIN_BATCHES = 4
+
+    def __init__(self) -> None:
+        self.ms: list[float] = []
+        self.examples = 0
+
+    def wrap(self, progress: ProgressFn) -> ProgressFn:
+        def bar(description: str, total: int):
+            advance = progress(description, total)
+            last = [time.perf_counter()]
+
+            def tick(n, **fields):
+                now = time.perf_counter()
+                if n:
+                    self.ms.append(1000 * (now - last[0]) / n)
+                    self.examples += n
+                last[0] = now
+                return advance(n, **fields)
+
+            return tick
+
+        return bar
+
+    def summary(self) -> dict | None:
+        import numpy as np
+
+        if len(self.ms) < self.MIN_BATCHES:
+            return None
+        q1, median, q3 = np.percentile(self.ms, [25, 50, 75])
+        return {"median_ms": round(float(median), 3), "q1_ms": round(float(q1), 3), "q3_ms": round(float(q3), 3),
+                "examples": self.examples, "repeats": 1, "batches": len(self.ms), "source": "test pass"}
+
+
 def time_predict(rung, records: list[Record], repeats: int) -> dict | None:
     """Latency measured apart from scoring: ``records`` (a fixed sample) predicted ``repeats`` times;
     the median and interquartile range of ms per example. What it spends is not booked in the rung's
@@ -244,4 +284,4 @@ def time_predict(rung, records: list[Record], repeats: int) -> dict | None:
             ms.append(1000 * (time.perf_counter() - start) / len(records))
     q1, median, q3 = np.percentile(ms, [25, 50, 75])
     return {"median_ms": round(float(median), 3), "q1_ms": round(float(q1), 3), "q3_ms": round(float(q3), 3),
-            "examples": len(records), "repeats": repeats}
+            "examples": len(records), "repeats": repeats, "source": "timing sample"}
