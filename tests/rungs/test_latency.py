@@ -28,7 +28,7 @@ def test_the_clock_times_every_reported_batch():
 
 
 def test_an_llm_rung_is_timed_on_its_test_batches_without_a_timing_pass(tmp_path, tiny_model_dir, monkeypatch):
-    import tunewise.rungs.base as base
+    from tunewise.rungs import base
 
     timed_again = []
     real = base.time_predict
