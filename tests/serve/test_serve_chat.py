@@ -13,7 +13,7 @@ from tunewise.core import Record
 from tunewise.ladder import run_ladder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rungs"))
-from test_chat_tiny import SYSTEM, _write  # noqa: E402
+from test_chat_tiny import SYSTEM, _write
 
 
 def test_chat_rows_are_served_as_their_turns(tmp_path, tiny_model_dir):

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
+from loopback import Server
 
 from tunewise.core import Record
 from tunewise.serve.engine import DecodeEngine, continuous
@@ -54,8 +55,6 @@ class Words:
 def test_streamed_tokens_arrive_as_they_are_decoded(served, tmp_path, monkeypatch):
     """The decode is held at its second step until the client has the first content chunk: that
     chunk cannot have come from a finished answer. Synchronised on chunk arrival, not on time."""
-    from conftest import Server
-
     from tunewise.config import ServeConfig
     from tunewise.serve.app import create_app
 

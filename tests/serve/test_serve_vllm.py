@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from loopback import Server, free_port
+from serve_projects import FAST, _generation_project
 
 from tunewise.serve.vllm import SKIP_GPU_CHECK, launch_plan
 
@@ -67,7 +69,6 @@ FAKE = Path(__file__).with_name("fake_vllm.py")
 @pytest.fixture(scope="module")
 def gen_lora(tmp_path_factory, tiny_model_dir):
     """A generation project whose ladder ran zero-shot and lora: the lora adapter is one vLLM serves."""
-    from conftest import FAST, _generation_project
 
     from tunewise.config import load_config
     from tunewise.ladder import run_ladder
@@ -105,7 +106,6 @@ def _gone(pid: int) -> bool:
 
 
 def test_the_front_relays_generation_to_vllm_and_keeps_the_rest(gen_lora, fake_vllm, tmp_path, monkeypatch):
-    from conftest import Server, free_port
 
     from tunewise.rungs.saved import request_record
     from tunewise.serve.app import build
@@ -213,7 +213,6 @@ def test_a_vllm_that_dies_or_hangs_at_start_is_a_clear_error(gen_lora, fake_vllm
 
 
 def test_sigterm_stops_the_server_and_its_vllm_children(gen_lora, fake_vllm, tmp_path):
-    from conftest import free_port
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
