@@ -97,10 +97,10 @@ def evaluate_text(nll: np.ndarray, tokens: np.ndarray, bootstrap: int, seed: int
         nan = float("nan")
         return {"perplexity": nan, "nll_per_token": nan, "tokens": 0, "documents": len(nll)}, {
             "perplexity": np.full(len(nll), np.nan)}
+    from tunewise.evaluate.stats import bootstrap_ci
+
     mean = float(nll.sum() / total)
-    idx = np.random.default_rng(seed).integers(0, len(nll), size=(bootstrap, len(nll)))
-    boot = nll[idx].sum(1) / np.maximum(tokens[idx].sum(1), 1)
-    lo, hi = (float(x) for x in np.percentile(boot, [2.5, 97.5]))
+    lo, hi = bootstrap_ci(lambda n, t: n.sum() / max(t.sum(), 1), (nll, tokens), bootstrap, seed)
     metrics = {"perplexity": float(np.exp(mean)), "perplexity_ci": [float(np.exp(lo)), float(np.exp(hi))],
                "nll_per_token": mean, "nll_per_token_ci": [lo, hi], "tokens": int(total), "documents": len(nll)}
     # Each document's share of the mean NLL: their mean is log perplexity (lower is better).
