@@ -259,21 +259,16 @@ class BatchClock:
         return bar
 
     def summary(self) -> dict | None:
-        import numpy as np
-
         if len(self.ms) < self.MIN_BATCHES:
             return None
-        q1, median, q3 = np.percentile(self.ms, [25, 50, 75])
-        return {"median_ms": round(float(median), 3), "q1_ms": round(float(q1), 3), "q3_ms": round(float(q3), 3),
-                "examples": self.examples, "repeats": 1, "batches": len(self.ms), "source": "test pass"}
+        return {**_spread(self.ms), "examples": self.examples, "repeats": 1, "batches": len(self.ms),
+                "source": "test pass"}
 
 
 def time_predict(rung, records: list[Record], repeats: int) -> dict | None:
     """Latency measured apart from scoring: ``records`` (a fixed sample) predicted ``repeats`` times;
     the median and interquartile range of ms per example. What it spends is not booked in the rung's
     cost, and it shows no progress bar. None when there is nothing to time."""
-    import numpy as np
-
     if not records or repeats < 1:
         return None
     ms = []
@@ -282,6 +277,12 @@ def time_predict(rung, records: list[Record], repeats: int) -> dict | None:
             start = time.perf_counter()
             rung.predict(records)
             ms.append(1000 * (time.perf_counter() - start) / len(records))
+    return {**_spread(ms), "examples": len(records), "repeats": repeats, "source": "timing sample"}
+
+
+def _spread(ms: list[float]) -> dict:
+    """Median and interquartile range of ms per example, the one shape every latency figure has."""
+    import numpy as np
+
     q1, median, q3 = np.percentile(ms, [25, 50, 75])
-    return {"median_ms": round(float(median), 3), "q1_ms": round(float(q1), 3), "q3_ms": round(float(q3), 3),
-            "examples": len(records), "repeats": repeats, "source": "timing sample"}
+    return {"median_ms": round(float(median), 3), "q1_ms": round(float(q1), 3), "q3_ms": round(float(q3), 3)}

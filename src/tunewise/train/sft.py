@@ -90,14 +90,18 @@ def tokenize_examples(records: list[Record], builder: PromptBuilder, max_length:
             "task.max_input_tokens, or set train.length_policy to drop or truncate-input"
         )
     if too_long:
-        msg = (f"train.length_policy=drop: left out {len(too_long)} of {len(records)} examples longer than "
-               f"{max_length} tokens (e.g. record {too_long[0][0]})")
-        log.warning(msg)
-        if warnings is not None:
-            warnings.append(msg)
+        _say(f"train.length_policy=drop: left out {len(too_long)} of {len(records)} examples longer than "
+             f"{max_length} tokens (e.g. record {too_long[0][0]})", warnings)
     if not rows:
         raise TrainingGuardError("no training example fits train.max_length; raise it")
     return rows
+
+
+def _say(msg: str, warnings: list[str] | None) -> None:
+    """A line about what was done to the training rows: logged, and kept in the run's warnings."""
+    log.warning(msg)
+    if warnings is not None:
+        warnings.append(msg)
 
 
 def tokenize_corpus(records: list[Record], tokenizer, max_length: int, warnings: list[str] | None = None) -> list[dict]:
@@ -109,10 +113,7 @@ def tokenize_corpus(records: list[Record], tokenizer, max_length: int, warnings:
     docs, cut = corpus_windows(tokenizer, [r.input for r in records], max_length)
     rows = [{"input_ids": w, "labels": [IGNORE, *w[1:]]} for d in docs for w in d if len(w) > 1]
     if cut:
-        msg = chunk_note(cut, len(records), max_length, len(rows))
-        log.warning(msg)
-        if warnings is not None:
-            warnings.append(msg)
+        _say(chunk_note(cut, len(records), max_length, len(rows)), warnings)
     if not rows:
         raise TrainingGuardError("no document has a token to learn from")
     return rows
