@@ -154,7 +154,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from serve.conftest import Server  # the tests' uvicorn-in-a-thread helper
+    from loopback import Server  # the tests' uvicorn-in-a-thread helper
 
     from tunewise.config import ServeConfig
     from tunewise.rungs.saved import load_rung

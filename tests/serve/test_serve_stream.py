@@ -175,3 +175,70 @@ def test_a_few_shot_rung_decodes_its_whole_prompt(served_projects, tmp_path):
     while engine.active:
         engine.step()
     assert [j.result.output for j in jobs] == want
+
+
+def test_requests_prefilled_together_answer_as_each_alone(served):
+    """Requests that arrive together are prefilled in one forward (left-padded after the shared
+    prefix, each row at its own positions) and join a batch already decoding: the same first-token
+    logits and the same tokens as each alone."""
+    import torch
+
+    s = _lively(served["tiny-gen/zero-shot"])
+    firsts = []  # each prefill's last-position logits, row by row
+    hook = s.rung.model.register_forward_hook(
+        lambda m, a, kw, out: firsts.extend(out.logits[:, -1]) if kw["input_ids"].shape[1] > 1 and kw.get("attention_mask") is not None else None,
+        with_kwargs=True)
+    prompts = [p + " and more words" * (i % 3) for i, p in enumerate(PROMPTS)]  # different lengths
+    budgets = [6, 3, 6, 1, 5, 6]
+    import copy
+
+    rung = s.rung
+    rung.tokenizer = copy.copy(rung.tokenizer)  # not the session's: its tokens shown as words, both paths
+    rung.tokenizer.decode = Words(None).decode
+    want = []  # the ladder's batch-at-once path, one prompt at a time
+    for p, n in zip(prompts, budgets, strict=True):
+        rung.config = rung.config.model_copy(update={"eval": rung.config.eval.model_copy(update={"max_new_tokens": n})})
+        want.append(rung.predict([Record("x", p, None)])[0].output)
+    ref = DecodeEngine(s, lambda job, delta: None)
+    with torch.inference_mode():  # each whole prompt alone, no cache, no padding
+        alone_logits = [rung.model(input_ids=torch.tensor([ref._prompt(_Job(p, 1).record)])).logits[0, -1]
+                        for p in prompts]
+    firsts[:] = []
+    engine = DecodeEngine(s, lambda job, delta: None)
+    jobs = [_Job(p, n) for p, n in zip(prompts, budgets, strict=True)]
+    engine.join_many(jobs[:2])
+    engine.step()  # the first two decode while the other four arrive together
+    engine.join_many(jobs[2:])
+    assert engine.prefix_hits == len(jobs)
+    while engine.active:
+        engine.step()
+    hook.remove()
+    together = firsts[-len(prompts):]
+    for a, b in zip(alone_logits, together, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+    assert len({w for out in want for w in out.split()}) > 3  # varied answers
+    assert [j.result.output for j in jobs] == want
+
+
+def test_the_engine_decodes_in_the_rungs_precision(served, monkeypatch):
+    """A rung measured with bf16 matmuls (eval.precision) generates with them when served."""
+    import dataclasses
+
+    import torch
+
+    s = served["tiny-gen/zero-shot"]
+    rung = s.rung
+    seen = []
+    hook = rung.model.register_forward_pre_hook(lambda m, a: seen.append(torch.is_autocast_enabled("cpu")))
+    try:
+        for precision in ("fp32", "bf16"):
+            r = dataclasses.replace(s, rung=__import__("copy").copy(rung))
+            r.rung.config = rung.config.model_copy(update={"eval": rung.config.eval.model_copy(update={"precision": precision})})
+            engine = DecodeEngine(r, lambda job, delta: None)
+            engine.join(_Job("the market shares news", 3))
+            while engine.active:
+                engine.step()
+            assert seen and all(x == (precision == "bf16") for x in seen), (precision, seen)
+            seen.clear()
+    finally:
+        hook.remove()

@@ -154,13 +154,16 @@ class Batcher:
             if batch and self.metrics:
                 self.metrics.observe_batch(len(batch) + len(self._running()))
             groups: dict[tuple, list[Job]] = {}
+            joins: dict[str, list[Job]] = {}
             for job in batch:
                 if job.future.done():  # a client that hung up is skipped
                     continue
                 if continuous(job.served):
-                    await self._join(job)
+                    joins.setdefault(job.served.id, []).append(job)
                 else:
                     groups.setdefault((job.served.id, job.max_tokens), []).append(job)
+            for jobs in joins.values():
+                await self._join(jobs)
             self.current = [j for jobs in groups.values() for j in jobs]
             for jobs in groups.values():
                 await self._run(jobs, len(batch))
@@ -174,20 +177,29 @@ class Batcher:
             batch.append(self.queue.get_nowait())
         return batch
 
-    async def _join(self, job: Job) -> None:
-        """Prefill one request alone and add it to its rung's running batch; a fault fails only it."""
+    async def _join(self, jobs: list[Job]) -> None:
+        """Prefill requests that arrived together in one pass and add them to their rung's running
+        batch; if that fails, each joins alone, so a fault fails only the request that causes it."""
         from tunewise.serve.engine import DecodeEngine
 
-        engine = self.engines.get(job.served.id)
+        served = jobs[0].served
+        engine = self.engines.get(served.id)
         if engine is None:
-            engine = self.engines[job.served.id] = DecodeEngine(job.served, self._push)
+            engine = self.engines[served.id] = DecodeEngine(served, self._push)
         try:
-            await self.loop.run_in_executor(self.executor, engine.join, job)
-        except Exception as e:  # noqa: BLE001 - the error goes back to this request only
-            if not job.future.done():
-                job.future.set_exception(e)
-            return
-        self._settle([job])
+            await self.loop.run_in_executor(self.executor, engine.join_many, jobs)
+        except Exception as e:  # noqa: BLE001 - isolated below, or returned to the one request
+            if len(jobs) == 1:
+                if not jobs[0].future.done():
+                    jobs[0].future.set_exception(e)
+                return
+            log.warning("a prefill of %d requests to %s failed (%s); each joins alone", len(jobs), served.id,
+                        type(e).__name__)
+            running = {id(s.job) for s in engine.seqs}  # a group prefilled before the fault stays
+            for j in jobs:
+                if j.result is None and id(j) not in running:
+                    await self._join([j])
+        self._settle(jobs)
 
     async def _step(self, engine) -> None:
         """One decode step; if it fails, every running request is answered alone on the batch path,

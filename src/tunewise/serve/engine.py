@@ -2,13 +2,14 @@
 boundaries, each with its own stop condition, token budget and rows of the KV cache, and each token
 is handed to its request as it is produced (real streaming).
 
-A request joins by a prefill of its prompt alone (so a fault there fails only it), then its cache
-rows are left-padded into the running batch. The prefix every prompt of a rung starts with (system
+Requests that arrive together join by one prefill of their prompts (if it fails, each is
+prefilled alone, so a fault fails only the request that causes it), then their cache rows are
+left-padded into the running batch. The prefix every prompt of a rung starts with (system
 prompt, instruction, fixed few-shot examples) is run once per rung and its keys and values start
 each new prompt's cache, so a join prefills only the request's own tokens (the computation is
 shared; each sequence still holds its own copy of those rows); every step decodes one token for every sequence in one
 forward pass; a finished sequence's rows are dropped at once, so a short answer never waits for a
-long one. Greedy, as the ladder measured. It drives the rungs that decode with the plain cached
+long one. Greedy, in the rung's own matmul precision (eval.precision), as the ladder measured. It drives the rungs that decode with the plain cached
 decoder (prompting rungs, LoRA-family adapters, full fine-tunes); prefix and prompt tuning own the
 KV cache and RAG retrieves per request, so those keep the batch-at-once path (batching.run_group).
 """
@@ -57,6 +58,7 @@ class DecodeEngine:
         rung = served.rung
         self.served, self.model, self.tok = served, rung.model, rung.tokenizer
         self.stops = set(rung.builder().stop_ids)
+        self.pad = rung.tokenizer.pad_token_id if rung.tokenizer.pad_token_id is not None else 0  # masked out
         self.push = push  # (job, text delta) -> None, thread-safe
         self.reuse_prefix = reuse_prefix  # off only to test that reuse changes no token
         self.shared: tuple[list[int], list] | None = None  # the prefix's ids and per-layer (keys, values)
@@ -69,33 +71,65 @@ class DecodeEngine:
     def active(self) -> bool:
         return bool(self.seqs)
 
-    @torch.inference_mode()
     def join(self, job) -> None:
-        """Prefill ``job``'s prompt alone and add it to the running batch (or finish it at once)."""
+        """Prefill ``job``'s prompt and add it to the running batch (or finish it at once)."""
+        self.join_many([job])
+
+    @torch.inference_mode()
+    def join_many(self, jobs: list) -> None:
+        """Prefill the prompts of ``jobs`` (requests that arrived together) in one forward pass per
+        group and add them to the running batch; one that is done after its first token leaves at once.
+
+        Prompts that start with the rung's shared prefix are fed only their own tokens after its
+        cached keys and values, left-padded between the prefix and their tokens (masked, with each
+        row's own positions), so every row's last column is its last prompt token."""
+        prompts = [self._prompt(job.record) for job in jobs]
+        ids, layers = self._shared() if self.reuse_prefix else ([], [])
+        # Checked per prompt: a request whose tokens merge across the prefix's end is prefilled whole.
+        hit = [bool(ids) and len(p) > len(ids) and p[:len(ids)] == ids for p in prompts]
+        for shared in (True, False):
+            group = [i for i, h in enumerate(hit) if h == shared]
+            if group:
+                self._prefill([jobs[i] for i in group], [prompts[i] for i in group],
+                              len(ids) if shared else 0, layers if shared else [])
+
+    def _prefill(self, jobs: list, prompts: list[list[int]], start: int, layers: list) -> None:
         from transformers import DynamicCache
 
-        prompt = self._prompt(job.record)
-        limit = job.max_tokens or self.served.rung.config.eval.max_new_tokens
-        seq = Sequence(job, len(prompt), limit, pos=len(prompt))
+        b, feeds = len(jobs), [p[start:] for p in prompts]
+        width = max(len(f) for f in feeds)
+        pad = self.pad
+        x = torch.tensor([[pad] * (width - len(f)) + f for f in feeds])
+        mask = torch.tensor([[1] * start + [0] * (width - len(f)) + [1] * len(f) for f in feeds])
+        pos = torch.tensor([[start] * (width - len(f)) + list(range(start, start + len(f))) for f in feeds])
         cache = DynamicCache(config=self.model.config)
-        ids, layers = self._shared() if self.reuse_prefix else ([], [])
-        feed = prompt
-        # Checked per prompt: a request whose tokens merge across the prefix's end is prefilled whole.
-        if ids and len(prompt) > len(ids) and prompt[:len(ids)] == ids:
-            for i, (k, v) in enumerate(layers):
-                cache.update(k, v, i)  # copied into the new cache: the shared tensors are never written
-            feed = prompt[len(ids):]
-            self.prefix_hits += 1
-        with self.served.context():
+        for i, (k, v) in enumerate(layers):  # the shared tensors are never written: update concatenates
+            cache.update(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1), i)
+        self.prefix_hits += b if start else 0
+        with self.served.context(), self.precision():
             self.model.eval()
-            out = self.model(input_ids=torch.tensor([feed]), past_key_values=cache, use_cache=True,
-                             logits_to_keep=1)
-        self._advance(seq, int(out.logits[0, -1].argmax()))
-        if seq.done:
+            out = self.model(input_ids=x, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                             use_cache=True, logits_to_keep=1)
+        seqs = []
+        for job, prompt, token in zip(jobs, prompts, out.logits[:, -1].argmax(-1).tolist(), strict=True):
+            seq = Sequence(job, len(prompt), job.max_tokens or self.served.rung.config.eval.max_new_tokens,
+                           pos=len(prompt))
+            self._advance(seq, token)
+            seqs.append(seq)
+        keep = [i for i, s in enumerate(seqs) if not s.done]
+        if not keep:
             return
-        self._merge([(layer.keys, layer.values) for layer in out.past_key_values.layers], len(prompt))
-        self.seqs.append(seq)
-        job.batch_size = len(self.seqs)
+        rows = torch.tensor(keep)
+        self._merge([(layer.keys[rows], layer.values[rows]) for layer in out.past_key_values.layers], mask[rows])
+        self.seqs += [seqs[i] for i in keep]
+        for s in self.seqs:
+            s.job.batch_size = len(self.seqs)
+
+    def precision(self):
+        """The rung's own matmul precision (eval.precision), as the ladder measured it."""
+        from tunewise.evaluate.decode import inference_precision
+
+        return inference_precision(self.served.rung.config.eval.precision)
 
     def _prompt(self, record) -> list[int]:
         rung = self.served.rung
@@ -116,7 +150,7 @@ class DecodeEngine:
             ids, layers = (probes[0][:n] if n >= MIN_SHARED_PREFIX else []), []
             if ids:
                 cache = DynamicCache(config=self.model.config)
-                with self.served.context():
+                with self.served.context(), self.precision():
                     self.model.eval()
                     self.model(input_ids=torch.tensor([ids]), past_key_values=cache, use_cache=True, logits_to_keep=1)
                 layers = [(layer.keys, layer.values) for layer in cache.layers]
@@ -140,7 +174,7 @@ class DecodeEngine:
         mask = torch.cat([self.mask, torch.ones((b, 1), dtype=torch.long)], dim=1)
         feed = torch.tensor([[s.tokens[-1]] for s in self.seqs])
         pos = torch.tensor([[s.pos] for s in self.seqs])
-        with self.served.context():
+        with self.served.context(), self.precision():
             out = self.model(input_ids=feed, attention_mask=mask, position_ids=pos, past_key_values=cache,
                              use_cache=True)
         self.layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
@@ -194,17 +228,17 @@ class DecodeEngine:
         pred.completion_tokens = len(seq.tokens)
         seq.job.result = pred  # set on the event loop by the batcher
 
-    def _merge(self, new: list[tuple[torch.Tensor, torch.Tensor]], length: int) -> None:
-        """Left-pad the running cache or the new one to the same width and stack them."""
+    def _merge(self, new: list[tuple[torch.Tensor, torch.Tensor]], new_mask: torch.Tensor) -> None:
+        """Left-pad the running cache or the new rows' to the same width and stack them."""
         if not self.seqs:
-            self.layers, self.mask = new, torch.ones((1, length), dtype=torch.long)
+            self.layers, self.mask = new, new_mask
             return
-        width = max(self.mask.shape[1], length)
-        old_pad, new_pad = width - self.mask.shape[1], width - length
+        width = max(self.mask.shape[1], new_mask.shape[1])
+        old_pad, new_pad = width - self.mask.shape[1], width - new_mask.shape[1]
         self.layers = [(torch.cat([_lpad(k, old_pad), _lpad(nk, new_pad)]), torch.cat([_lpad(v, old_pad), _lpad(nv, new_pad)]))
                        for (k, v), (nk, nv) in zip(self.layers, new, strict=True)]
-        new_mask = torch.cat([torch.zeros((1, new_pad), dtype=torch.long), torch.ones((1, length), dtype=torch.long)], 1)
-        self.mask = torch.cat([torch.nn.functional.pad(self.mask, (old_pad, 0)), new_mask])
+        pad = torch.nn.functional.pad
+        self.mask = torch.cat([pad(self.mask, (old_pad, 0)), pad(new_mask, (new_pad, 0))])
 
     def _drop(self, rows: list[int]) -> None:
         if not rows:
