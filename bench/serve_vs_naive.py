@@ -38,7 +38,7 @@ def cli(*args):
         raise SystemExit(r.stderr[-3000:])
 
 
-def make_projects(root: Path, classification: bool = True) -> tuple[Path, Path]:
+def make_projects(root: Path, classification: bool = True, precision: str = "fp32") -> tuple[Path, Path]:
     """The BBC example's lora rung (briefly trained by the ladder) and a zero-shot headline-generation
     run on the same articles (zero-shot learns nothing: its run folder is its config and rung.json)."""
     cls = root / "bbc"
@@ -48,7 +48,7 @@ def make_projects(root: Path, classification: bool = True) -> tuple[Path, Path]:
         cli("ladder", str(cls), "-q", "--rungs", "lora", "--set", "eval.max_test_examples=8",
             "--set", "train.max_train_examples=16", "--set", "train.max_val_examples=4", "--set", "train.max_steps=2",
             "--set", "train.eval_steps=2")
-    gen = root / "headlines"
+    gen = root / ("headlines" if precision == "fp32" else f"headlines-{precision}")
     run_dir = gen / ".tunewise" / "runs" / "zero-shot-bench"
     if not (run_dir / "rung.json").exists():
         from tunewise.config import dump_config, load_config
@@ -66,19 +66,23 @@ task: {type: generation, instruction: Write a one-line headline for this BBC new
 data: {files: [data/rows.jsonl], split: {train: 0.8, val: 0.1, test: 0.1}, seed: 13}
 model: {base: smollm2-135m-instruct}
 rungs: [zero-shot]
-eval: {batch_size: 16, max_new_tokens: 16}
-""")
+eval: {batch_size: 16, max_new_tokens: 16, precision: %s}
+""" % precision)
         run_dir.mkdir(parents=True)
         (run_dir / "config.yaml").write_text(dump_config(load_config(gen)))
         write_manifest(run_dir, "zero-shot")
     return cls, run_dir
 
 
-def naive_app(rung, task: str, max_tokens: int):
-    """One request at a time (a lock), plain transformers calls on the rung's model and prompt."""
+def naive_app(served, max_tokens: int):
+    """One request at a time (a lock), plain transformers calls on the served rung's own model object
+    (the same weights, as stored for serving) and prompt, in the rung's precision (eval.precision)."""
     from fastapi import FastAPI
 
+    from tunewise.evaluate.decode import inference_precision
     from tunewise.rungs.finetuned import score_sequences
+
+    rung = served.rung
 
     app, lock = FastAPI(), threading.Lock()
     model, tok = rung.model, rung.tokenizer
@@ -89,13 +93,13 @@ def naive_app(rung, task: str, max_tokens: int):
 
     @app.post("/v1/classify")
     def classify(body: dict):
-        with lock, torch.inference_mode():
+        with lock, torch.inference_mode(), served.context(), inference_precision(rung.config.eval.precision):
             scores = score_sequences(model, builder.encode(body["input"], None)[0], label_ids, tok.pad_token_id)
         return {"label": labels[int(scores.argmax())]}
 
     @app.post("/v1/completions")
     def complete(body: dict):
-        with lock, torch.inference_mode():
+        with lock, torch.inference_mode(), served.context(), inference_precision(rung.config.eval.precision):
             ids = torch.tensor([builder.encode(body["prompt"], None)[0]])
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens,
                                  do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=builder.stop_ids)
@@ -149,6 +153,8 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tunewise-serve-bench",
                     help="Projects are built here once and reused by later runs.")
     ap.add_argument("--out", type=Path, default=Path("bench/results/serve_vs_naive.json"))
+    ap.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                    help="The generation rung's eval.precision (the BBC demo's is auto); both servers use it.")
     ap.add_argument("--task", choices=["both", "generation", "classification"], default="both",
                     help="Which rung(s) to measure (generation alone needs no training run).")
     args = ap.parse_args()
@@ -157,15 +163,15 @@ def main() -> None:
     from loopback import Server  # the tests' uvicorn-in-a-thread helper
 
     from tunewise.config import ServeConfig
-    from tunewise.rungs.saved import load_rung
     from tunewise.serve.app import create_app
     from tunewise.serve.registry import load_served
 
     results = {"machine": f"{platform.processor() or platform.machine()}, torch threads {args.threads}",
+               "precision": args.precision,
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": []}
     args.workdir.mkdir(parents=True, exist_ok=True)
     tmp = args.workdir
-    cls, gen = make_projects(tmp, args.task != "generation")
+    cls, gen = make_projects(tmp, args.task != "generation", args.precision)
     articles = [json.loads(x)["text"] for x in (cls / "data" / "articles.jsonl").read_text().splitlines()]
     texts = [articles[i] for i in range(0, len(articles), len(articles) // 64)][:64]
     served = load_served([cls, gen] if args.task != "generation" else [gen])
@@ -180,10 +186,9 @@ def main() -> None:
         print(f"streamed alone: first chunk {row['streamed_alone']['first_chunk_s']:.2f} s of "
               f"{row['streamed_alone']['whole_s']:.2f} s ({row['streamed_alone']['content_chunks']} chunks)", flush=True)
     for mid, path, key in rungs:
-        naive_rung = load_rung(served[mid].run_dir)
         # A fresh app per level: an app's batcher and request log close when its server stops.
         apps = {"tunewise serve": lambda: create_app(served, ServeConfig(), tmp / "log.sqlite"),
-                "naive loop": lambda r=naive_rung, m=mid: naive_app(r, served[m].task, 16)}
+                "naive loop": lambda m=mid: naive_app(served[m], 16)}
         for c in LEVELS:
             n = {1: 8, 8: 32, 32: 64}[c] if path == "/v1/classify" else {1: 4, 8: 16, 32: 32}[c]
             n = max(c, round(n * args.scale))

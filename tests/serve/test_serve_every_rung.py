@@ -34,31 +34,45 @@ def llm_rungs() -> list[str]:
     return out if qlora_support()[0] else [n for n in out if n != QLORA]
 
 
-@pytest.fixture(scope="module")
-def ladder(tmp_path_factory, tiny_model_dir):
-    """(project, ladder.json, report folder) of one ladder over every LLM rung."""
+@pytest.fixture(scope="module", params=["fp32", "bf16"])
+def ladder(request, tmp_path_factory, tiny_model_dir):
+    """(project, ladder.json, report folder, precision) of one ladder over every LLM rung, measured with fp32 or
+    bf16 matmuls (eval.precision; bf16 autocast runs on any CPU, natively only on some: the check
+    that refuses it elsewhere is switched off here, and by the served test below)."""
     torch.set_num_threads(1)
     project = write_tiny_project(tmp_path_factory.mktemp("every") / "tiny", tiny_model_dir)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("tunewise.evaluate.decode.native_bf16", lambda: True)
+        yield _run_every_rung(project, request.param)
+
+
+def _run_every_rung(project, precision: str):
     rows = [json.loads(line) for line in (project / "data" / "rows.jsonl").read_text().splitlines()]
     labels = ["business", "sports", "tech"]
     kto = [{"prompt": r["text"], "completion": r["label"] if i % 2 else labels[(labels.index(r["label"]) + 1) % 3],
             "label": bool(i % 2)} for i, r in enumerate(rows[::2])]
     (project / "kto.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kto))
-    config = load_config(project, [*FAST, "train.dpo.pairs_from_labels=true", "train.kto.data=kto.jsonl"])
+    config = load_config(project, [*FAST, "train.dpo.pairs_from_labels=true", "train.kto.data=kto.jsonl",
+                                   f"eval.precision={precision}"])
     report = run_ladder(config, project, llm_rungs())
     summary = json.loads((report / "ladder.json").read_text())
     assert summary["status"] == "complete", summary["failed"]
-    return project, summary, report
+    return project, summary, report, precision
 
 
 def test_one_server_answers_every_rung_as_the_ladder_measured_it(ladder, tmp_path):
     from tunewise.serve.app import create_app
     from tunewise.serve.registry import load_served, peft_type
 
-    project, summary, report = ladder
+    project, summary, report, precision = ladder
     served = load_served([project])
     names = [r["name"] for r in summary["rungs"]]
     assert sorted(served) == sorted(f"tiny/{n}" for n in names)
+    # bf16 rungs' models keep their linear weights in bf16 (the same scores, checked below, without
+    # autocast's cast per call); fp32 rungs' stay fp32. DoRA's base layers stay fp32 either way.
+    stored = {p.dtype for e in served.values() for n, p in e.rung.model.named_parameters()
+              if n.endswith("q_proj.weight") or n.endswith("q_proj.base_layer.weight")}
+    assert (torch.bfloat16 in stored) == (precision == "bf16"), stored
 
     # One PEFT model per PEFT type on the base (LoRA and DoRA share one, IA3 has its own); the
     # prompting rungs run on the copy the first type wraps, with its adapters switched off.

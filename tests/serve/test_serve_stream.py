@@ -221,24 +221,33 @@ def test_requests_prefilled_together_answer_as_each_alone(served):
 
 
 def test_the_engine_decodes_in_the_rungs_precision(served, monkeypatch):
-    """A rung measured with bf16 matmuls (eval.precision) generates with them when served."""
+    """A rung measured with bf16 matmuls (eval.precision) generates with them when served, and its
+    decode steps (one token per sequence) run the engine's decode attention (serve/attention.py)."""
+    import copy
     import dataclasses
 
     import torch
 
+    from tunewise.serve.attention import DECODING, NAME
+
     s = served["tiny-gen/zero-shot"]
     rung = s.rung
     seen = []
-    hook = rung.model.register_forward_pre_hook(lambda m, a: seen.append(torch.is_autocast_enabled("cpu")))
+    hook = rung.model.register_forward_pre_hook(
+        lambda m, a, kw: seen.append((torch.is_autocast_enabled("cpu"), DECODING.get(), kw["input_ids"].shape[1])),
+        with_kwargs=True)
     try:
         for precision in ("fp32", "bf16"):
-            r = dataclasses.replace(s, rung=__import__("copy").copy(rung))
+            r = dataclasses.replace(s, rung=copy.copy(rung))
             r.rung.config = rung.config.model_copy(update={"eval": rung.config.eval.model_copy(update={"precision": precision})})
             engine = DecodeEngine(r, lambda job, delta: None)
+            assert rung.model.config._attn_implementation == NAME
             engine.join(_Job("the market shares news", 3))
             while engine.active:
                 engine.step()
-            assert seen and all(x == (precision == "bf16") for x in seen), (precision, seen)
+            assert seen and all(auto == (precision == "bf16") for auto, _, _ in seen), (precision, seen)
+            assert {(n == 1) for _, decoding, n in seen if decoding} == {True}  # steps, not prefills
+            assert sum(decoding for _, decoding, _ in seen) == 2  # the 2nd and 3rd token
             seen.clear()
     finally:
         hook.remove()

@@ -36,6 +36,37 @@ def inference_precision(precision: str):
     return contextlib.nullcontext()
 
 
+ADAPTER_PARTS = ("lora_", "ia3_", "prompt_encoder", "prefix_encoder", "modules_to_save")
+"""Names of PEFT's own modules (adapter weights, kept as trained: small, and read as they are)."""
+
+
+def store_bf16(model) -> int:
+    """Keep a served model's linear weights in bf16 when every rung on it computes in bf16 autocast.
+
+    Autocast rounds each fp32 weight to bf16 on every call (on a CPU that cast costs as much as a
+    decode step's matmuls); a weight stored rounded gives bit-identical results under autocast and is
+    read at half the bytes. Adapter weights and DoRA's base layers (DoRA takes the norm of its base
+    weight outside a matmul) stay fp32; a tied output head gets a bf16 copy of its own, so the input
+    embedding is untouched. Only for models that never run outside autocast. Returns how many weights."""
+    import torch
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if head is not None and embed is not None and head.weight is embed.weight:
+        head.weight = torch.nn.Parameter(head.weight.detach().to(torch.bfloat16), requires_grad=False)
+    dora = {id(m.base_layer) for m in model.modules()
+            if hasattr(m, "base_layer") and len(getattr(m, "lora_magnitude_vector", None) or {})}
+    n = 0
+    for name, m in model.named_modules():
+        if (type(m) is torch.nn.Linear and id(m) not in dora and m.weight.dtype == torch.float32
+                and not any(part.startswith(ADAPTER_PARTS) for part in name.split("."))):
+            m.weight.data = m.weight.data.to(torch.bfloat16)
+            if m.bias is not None:
+                m.bias.data = m.bias.data.to(torch.bfloat16)
+            n += 1
+    return n
+
+
 def label_token_ids(tokenizer, builder, labels: Sequence[str]) -> list[list[int]]:
     ids = [tokenizer(builder.answer(lab), add_special_tokens=False)["input_ids"] for lab in labels]
     if len({tuple(x) for x in ids}) != len(ids):

@@ -66,6 +66,8 @@ class DecodeEngine:
         self.seqs: list[Sequence] = []
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.mask: torch.Tensor | None = None
+        self.cache = None  # the running batch's cache between steps (GrowLayer), rebuilt when rows join or leave
+        _decode_kernel(self.model)
 
     @property
     def active(self) -> bool:
@@ -162,27 +164,50 @@ class DecodeEngine:
     @torch.inference_mode()
     def step(self) -> None:
         """One token for every running sequence, in one forward pass; finished ones leave."""
-        from transformers import DynamicCache
+        from tunewise.serve.attention import DECODING
 
         self._drop([i for i, s in enumerate(self.seqs) if s.job.future.done()])  # hung up
         if not self.seqs:
             return
-        cache = DynamicCache(config=self.model.config)
-        for i, (k, v) in enumerate(self.layers):
-            cache.update(k, v, i)
+        if self.cache is None:
+            self.cache = self._grow_cache()
         b = len(self.seqs)
         mask = torch.cat([self.mask, torch.ones((b, 1), dtype=torch.long)], dim=1)
         feed = torch.tensor([[s.tokens[-1]] for s in self.seqs])
         pos = torch.tensor([[s.pos] for s in self.seqs])
-        with self.served.context(), self.precision():
-            out = self.model(input_ids=feed, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                             use_cache=True)
+        token = DECODING.set(True)
+        try:
+            with self.served.context(), self.precision():
+                out = self.model(input_ids=feed, attention_mask=mask, position_ids=pos, past_key_values=self.cache,
+                                 use_cache=True)
+        except BaseException:
+            self.cache = None  # a layer may hold the failed step's token
+            raise
+        finally:
+            DECODING.reset(token)
         self.layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
         self.mask = mask
         for s, t in zip(self.seqs, out.logits[:, -1].argmax(-1).tolist(), strict=True):
             s.pos += 1
             self._advance(s, t)
         self._drop([i for i, s in enumerate(self.seqs) if s.done])
+
+    def _grow_cache(self):
+        """The running batch's cache, with room in place for every token its sequences may still
+        decode (transformers' DynamicCache where its layers are not plain DynamicLayers)."""
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        from tunewise.serve.attention import GrowLayer
+
+        cache = DynamicCache(config=self.model.config)
+        room = max(s.limit - len(s.tokens) for s in self.seqs) + 1
+        if len(cache.layers) == len(self.layers) and all(type(x) is DynamicLayer for x in cache.layers):
+            cache.layers = [GrowLayer(k, v, room) for k, v in self.layers]
+        else:
+            for i, (k, v) in enumerate(self.layers):
+                cache.update(k, v, i)
+        return cache
 
     def run(self, waiting: Callable[[], bool], most: int = 8) -> None:
         """Decode steps until a sequence finishes, a request waits to join, or ``most`` steps: one
@@ -196,7 +221,7 @@ class DecodeEngine:
     def fail_all(self) -> list:
         """Empty the batch after a failed step; return the jobs that were running."""
         jobs = [s.job for s in self.seqs]
-        self.seqs, self.layers, self.mask = [], [], None
+        self.seqs, self.layers, self.mask, self.cache = [], [], None, None
         return jobs
 
     def _advance(self, seq: Sequence, token: int) -> None:
@@ -230,6 +255,7 @@ class DecodeEngine:
 
     def _merge(self, new: list[tuple[torch.Tensor, torch.Tensor]], new_mask: torch.Tensor) -> None:
         """Left-pad the running cache or the new rows' to the same width and stack them."""
+        self.cache = None
         if not self.seqs:
             self.layers, self.mask = new, new_mask
             return
@@ -244,7 +270,7 @@ class DecodeEngine:
         if not rows:
             return
         keep = [i for i in range(len(self.seqs)) if i not in set(rows)]
-        self.seqs = [self.seqs[i] for i in keep]
+        self.seqs, self.cache = [self.seqs[i] for i in keep], None
         if not keep:
             self.layers, self.mask = [], None
             return
@@ -253,6 +279,17 @@ class DecodeEngine:
         start = int((mask.sum(0) > 0).nonzero()[0])  # columns every remaining row pads are cut
         self.mask = mask[:, start:]
         self.layers = [(k[idx][:, :, start:], v[idx][:, :, start:]) for k, v in self.layers]
+
+
+def _decode_kernel(model) -> None:
+    """Route the model's attention through serve.attention (its decode kernel for the engine's steps,
+    transformers' sdpa for everything else) where it uses sdpa."""
+    from tunewise.serve.attention import register
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    if config is not None and getattr(config, "_attn_implementation", None) == "sdpa":
+        base.set_attn_implementation(register())
 
 
 def _lpad(x: torch.Tensor, n: int) -> torch.Tensor:

@@ -114,7 +114,29 @@ def load_served(targets: list[Path]) -> dict[str, Served]:
     for entry in served.values():
         if entry.base_key is not None:
             entry.peft = models.on_base.get(entry.base_key)
+    bf16_weights(served)
     return served
+
+
+def bf16_weights(served: dict[str, Served]) -> None:
+    """Store the linear weights of each loaded LLM in bf16 when every rung on it computes in bf16
+    (eval.precision): the same results, without autocast's cast of every weight on every call."""
+    from tunewise.evaluate.decode import resolve_precision, store_bf16
+
+    on: dict[int, tuple[object, list[Served]]] = {}
+    for entry in served.values():
+        model = getattr(entry.rung, "model", None)
+        if model is None:
+            continue
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        on.setdefault(id(base), (model, []))[1].append(entry)
+    for model, entries in on.values():
+        spec = [RUNGS.get(read_manifest(e.run_dir)["rung"]) for e in entries]
+        if all(s is not None and s.llm for s in spec) and all(
+                resolve_precision(e.config.eval.precision) == "bf16" for e in entries):
+            n = store_bf16(model)
+            log.info("%s: %d linear weights kept in bf16 (its rungs compute in bf16)",
+                     ", ".join(e.id for e in entries), n)
 
 
 def measured_on_chat(config: ProjectConfig, project: Path) -> bool:

@@ -1,0 +1,76 @@
+"""The decode engine's kernels (serve/attention.py): grouped-head attention for one token under bf16
+autocast computes what torch's sdpa kernel computes (to the last bf16 bit), only in engine decode
+steps; the growing KV cache holds what transformers' DynamicLayer holds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers.cache_utils import DynamicLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from tunewise.serve.attention import DECODING, GrowLayer, decode_attention
+
+
+class _Module:  # what the attention functions read of an attention layer
+    num_key_value_groups = 4
+    is_causal = True
+    training = False
+
+
+def _inputs(b=5, heads=8, groups=2, keys=37, dim=16, q_len=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, heads, q_len, dim, generator=g)
+    k = torch.randn(b, groups, keys, dim, generator=g)
+    v = torch.randn(b, groups, keys, dim, generator=g).to(torch.bfloat16)  # v_proj's output under autocast
+    mask = torch.ones(b, 1, q_len, keys, dtype=torch.bool)
+    mask[::2, :, :, :7] = False  # left padding on some rows
+    return q, k, v, mask
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_decode_attention_is_sdpa_under_bf16_autocast_to_the_last_bit(masked):
+    q, k, v, mask = _inputs()
+    mask = mask if masked else None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want, _ = sdpa_attention_forward(_Module(), q, k, v, mask, scaling=0.25)
+        token = DECODING.set(True)
+        try:
+            got, _ = decode_attention(_Module(), q, k, v, mask, scaling=0.25)
+        finally:
+            DECODING.reset(token)
+    assert got.shape == want.shape and got.dtype == want.dtype == torch.bfloat16
+    # bf16 has 8 bits of mantissa: one unit in the last place is 2**-8 relative
+    torch.testing.assert_close(got.float(), want.float(), rtol=2 ** -7, atol=2 ** -8)
+
+
+def test_decode_attention_is_sdpa_itself_outside_engine_steps():
+    q, k, v, mask = _inputs(q_len=4, keys=40)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want, _ = sdpa_attention_forward(_Module(), q, k, v, mask, scaling=0.25)
+        assert torch.equal(decode_attention(_Module(), q, k, v, mask, scaling=0.25)[0], want)  # not in a step
+        token = DECODING.set(True)
+        try:  # in a step, but four query tokens (a prefill): sdpa
+            assert torch.equal(decode_attention(_Module(), q, k, v, mask, scaling=0.25)[0], want)
+        finally:
+            DECODING.reset(token)
+    q1, k1, v1, m1 = _inputs()
+    want = sdpa_attention_forward(_Module(), q1, k1, v1.float(), m1, scaling=0.25)[0]
+    token = DECODING.set(True)
+    try:  # fp32 (no autocast): sdpa, bit for bit
+        assert torch.equal(decode_attention(_Module(), q1, k1, v1.float(), m1, scaling=0.25)[0], want)
+    finally:
+        DECODING.reset(token)
+
+
+def test_the_growing_cache_holds_what_dynamic_layer_holds():
+    g = torch.Generator().manual_seed(1)
+    k0, v0 = torch.randn(3, 2, 5, 4, generator=g), torch.randn(3, 2, 5, 4, generator=g)
+    grow, plain = GrowLayer(k0, v0.to(torch.bfloat16), room=2), DynamicLayer()
+    plain.update(k0, v0.to(torch.bfloat16))
+    assert grow.values.dtype == plain.values.dtype  # both stored in the keys' dtype
+    for step in range(5):  # past its room: the buffer grows
+        k, v = torch.randn(3, 2, 1, 4, generator=g), torch.randn(3, 2, 1, 4, generator=g).to(torch.bfloat16)
+        a, b = grow.update(k, v), plain.update(k, v)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), step
+        assert grow.get_seq_length() == plain.get_seq_length() == 6 + step
