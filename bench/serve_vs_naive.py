@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,10 @@ def make_projects(root: Path, classification: bool = True, precision: str = "fp3
     """The BBC example's lora rung (briefly trained by the ladder) and a zero-shot headline-generation
     run on the same articles (zero-shot learns nothing: its run folder is its config and rung.json)."""
     cls = root / "bbc"
+    example = Path(__file__).resolve().parent.parent / "examples" / "bbc-news" / "tunewise.yaml"
+    if (cls / "tunewise.yaml").exists() and (cls / "tunewise.yaml").read_text() != example.read_text():
+        print(f"{cls}: built from an older bbc-news example; built again", flush=True)
+        shutil.rmtree(cls)
     if not (cls / "tunewise.yaml").exists():
         cli("init", str(cls), "--example", "bbc-news")
     if classification and not (cls / ".tunewise" / "reports").exists():
@@ -61,13 +66,13 @@ def make_projects(root: Path, classification: bool = True, precision: str = "fp3
             title, _, body = r["text"].strip().partition("\n")
             out.append({"id": r["id"], "input": body.strip(), "target": title.strip()})
         (gen / "data" / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in out))
-        (gen / "tunewise.yaml").write_text("""name: headlines
-task: {type: generation, instruction: Write a one-line headline for this BBC news article., max_input_tokens: 64}
-data: {files: [data/rows.jsonl], split: {train: 0.8, val: 0.1, test: 0.1}, seed: 13}
-model: {base: smollm2-135m-instruct}
+        (gen / "tunewise.yaml").write_text(f"""name: headlines
+task: {{type: generation, instruction: Write a one-line headline for this BBC news article., max_input_tokens: 64}}
+data: {{files: [data/rows.jsonl], split: {{train: 0.8, val: 0.1, test: 0.1}}, seed: 13}}
+model: {{base: smollm2-135m-instruct}}
 rungs: [zero-shot]
-eval: {batch_size: 16, max_new_tokens: 16, precision: %s}
-""" % precision)
+eval: {{batch_size: 16, max_new_tokens: 16, precision: {precision}}}
+""")
         run_dir.mkdir(parents=True)
         (run_dir / "config.yaml").write_text(dump_config(load_config(gen)))
         write_manifest(run_dir, "zero-shot")
@@ -120,7 +125,9 @@ def drive(url: str, path: str, bodies: list[dict], concurrency: int) -> dict:
         tokens = r.json().get("usage", {}).get("completion_tokens", 0) if r.status_code == 200 else 0
         return time.perf_counter() - start, r.status_code, tokens
 
-    client.post(url + path, json=bodies[0])  # warm-up
+    warm = client.post(url + path, json=bodies[0])  # warm-up
+    if warm.status_code != 200:  # a refused request measures nothing: stop, saying why
+        raise SystemExit(f"{url}{path} answered {warm.status_code}: {warm.text[:300]}")
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         done = list(pool.map(one, bodies))
@@ -146,6 +153,31 @@ def first_token(url: str, model: str, prompt: str, max_tokens: int) -> dict:
             "first_share": first / whole if first else None}
 
 
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per rung and concurrency: the median over repeats of each server's throughput and p95, with
+    their ranges, and the median of the per-repeat ratio (tunewise / naive, same repeat)."""
+    out = []
+    for mid in dict.fromkeys(r["rung"] for r in rows if "concurrency" in r):
+        per = "completion_tokens_per_s" if mid.startswith("headlines") else "rps"
+        for c in LEVELS:
+            mine = [r for r in rows if r.get("rung") == mid and r.get("concurrency") == c and r["server"] == "tunewise serve"]
+            peer = [r for r in rows if r.get("rung") == mid and r.get("concurrency") == c and r["server"] == "naive loop"]
+            if not mine or not peer:
+                continue
+            ratios = sorted(a[per] / b[per] for a, b in zip(mine, peer, strict=True))
+            line = {"rung": mid, "concurrency": c, "measure": per, "repeats": len(mine),
+                    "tunewise": statistics.median(r[per] for r in mine), "naive": statistics.median(r[per] for r in peer),
+                    "ratio_median": statistics.median(ratios), "ratio_range": [ratios[0], ratios[-1]],
+                    "tunewise_p95_ms": statistics.median(r["p95_ms"] for r in mine),
+                    "naive_p95_ms": statistics.median(r["p95_ms"] for r in peer),
+                    "errors": sum(r["errors"] for r in mine + peer)}
+            line["text"] = (f"{mid} c={c}: {per} {line['tunewise']:.2f} vs {line['naive']:.2f} -> "
+                            f"{line['ratio_median']:.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f}, {len(mine)} repeats); "
+                            f"p95 {line['tunewise_p95_ms']:.0f} vs {line['naive_p95_ms']:.0f} ms; errors {line['errors']}")
+            out.append(line)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
@@ -153,6 +185,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tunewise-serve-bench",
                     help="Projects are built here once and reused by later runs.")
     ap.add_argument("--out", type=Path, default=Path("bench/results/serve_vs_naive.json"))
+    ap.add_argument("--repeats", type=int, default=3, help="Interleaved repeats of each level (both servers each time).")
     ap.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
                     help="The generation rung's eval.precision (the BBC demo's is auto); both servers use it.")
     ap.add_argument("--task", choices=["both", "generation", "classification"], default="both",
@@ -174,17 +207,21 @@ def main() -> None:
     cls, gen = make_projects(tmp, args.task != "generation", args.precision)
     articles = [json.loads(x)["text"] for x in (cls / "data" / "articles.jsonl").read_text().splitlines()]
     texts = [articles[i] for i in range(0, len(articles), len(articles) // 64)][:64]
-    served = load_served([cls, gen] if args.task != "generation" else [gen])
+    # Each rung on a model of its own: a rung that shares its base with another project's rungs runs as
+    # they all allow (e.g. bf16 weights only when every rung on the base computes in bf16).
+    served = {**load_served([gen]), **(load_served([cls]) if args.task != "generation" else {})}
     rungs = [r for r in (("bbc-news/lora", "/v1/classify", "input"), ("headlines/zero-shot", "/v1/completions", "prompt"))
              if args.task == "both" or (args.task == "generation") == (r[1] == "/v1/completions")]
     if args.task != "classification":
         with Server(create_app(served, ServeConfig(), tmp / "log.sqlite")) as s:
             first_token(s.root, "headlines/zero-shot", texts[0], 16)  # warm-up
-            row = {"rung": "headlines/zero-shot", "server": "tunewise serve", "streamed_alone":
-                   first_token(s.root, "headlines/zero-shot", texts[1], 16)}
+            alone = [first_token(s.root, "headlines/zero-shot", t, 16) for t in texts[1:1 + 3 * args.repeats]]
+        share = sorted(a["first_share"] for a in alone)
+        row = {"rung": "headlines/zero-shot", "server": "tunewise serve", "streamed_alone": alone,
+               "first_share_median": statistics.median(share), "first_share_range": [share[0], share[-1]]}
         results["rows"].append(row)
-        print(f"streamed alone: first chunk {row['streamed_alone']['first_chunk_s']:.2f} s of "
-              f"{row['streamed_alone']['whole_s']:.2f} s ({row['streamed_alone']['content_chunks']} chunks)", flush=True)
+        print(f"streamed alone ({len(alone)} requests): first chunk at {row['first_share_median']:.0%} of the whole "
+              f"answer's time (median; {share[0]:.0%}-{share[-1]:.0%})", flush=True)
     for mid, path, key in rungs:
         # A fresh app per level: an app's batcher and request log close when its server stops.
         apps = {"tunewise serve": lambda: create_app(served, ServeConfig(), tmp / "log.sqlite"),
@@ -192,13 +229,19 @@ def main() -> None:
         for c in LEVELS:
             n = {1: 8, 8: 32, 32: 64}[c] if path == "/v1/classify" else {1: 4, 8: 16, 32: 32}[c]
             n = max(c, round(n * args.scale))
-            bodies = [{"model": mid, key: t, "max_tokens": 16} for t in texts[:n]]
-            for name, make_app in apps.items():
-                with Server(make_app()) as s:
-                    row = {"rung": mid, "server": name, "concurrency": c, **drive(s.root, path, bodies, c)}
-                results["rows"].append(row)
-                print(f"{mid:22} {name:15} c={c:<3} {row['rps']:7.2f} req/s  {row['completion_tokens_per_s']:7.2f} tok/s  "
-                      f"p50 {row['p50_ms']:8.0f} ms  p95 {row['p95_ms']:8.0f} ms  errors {row['errors']}", flush=True)
+            extra = {"max_tokens": 16} if path == "/v1/completions" else {}  # /v1/classify refuses it (400)
+            bodies = [{"model": mid, key: t, **extra} for t in texts[:n]]
+            for rep in range(args.repeats):  # interleaved: each repeat runs both servers back to back
+                for name, make_app in apps.items():
+                    with Server(make_app()) as s:
+                        row = {"rung": mid, "server": name, "concurrency": c, "repeat": rep,
+                               **drive(s.root, path, bodies, c)}
+                    results["rows"].append(row)
+                    print(f"{mid:22} {name:15} c={c:<3} {row['rps']:7.2f} req/s  {row['completion_tokens_per_s']:7.2f} tok/s  "
+                          f"p50 {row['p50_ms']:8.0f} ms  p95 {row['p95_ms']:8.0f} ms  errors {row['errors']}", flush=True)
+    results["summary"] = summarize(results["rows"])
+    for line in results["summary"]:
+        print(line["text"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -71,7 +71,7 @@ def test_one_server_answers_every_rung_as_the_ladder_measured_it(ladder, tmp_pat
     # bf16 rungs' models keep their linear weights in bf16 (the same scores, checked below, without
     # autocast's cast per call); fp32 rungs' stay fp32. DoRA's base layers stay fp32 either way.
     stored = {p.dtype for e in served.values() for n, p in e.rung.model.named_parameters()
-              if n.endswith("q_proj.weight") or n.endswith("q_proj.base_layer.weight")}
+              if n.endswith(("q_proj.weight", "q_proj.base_layer.weight"))}
     assert (torch.bfloat16 in stored) == (precision == "bf16"), stored
 
     # One PEFT model per PEFT type on the base (LoRA and DoRA share one, IA3 has its own); the
