@@ -185,6 +185,8 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tunewise-serve-bench",
                     help="Projects are built here once and reused by later runs.")
     ap.add_argument("--out", type=Path, default=Path("bench/results/serve_vs_naive.json"))
+    ap.add_argument("--levels", type=int, nargs="+", default=list(LEVELS), choices=LEVELS,
+                    help="Concurrency levels to run (default: all).")
     ap.add_argument("--repeats", type=int, default=3, help="Interleaved repeats of each level (both servers each time).")
     ap.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
                     help="The generation rung's eval.precision (the BBC demo's is auto); both servers use it.")
@@ -226,7 +228,7 @@ def main() -> None:
         # A fresh app per level: an app's batcher and request log close when its server stops.
         apps = {"tunewise serve": lambda: create_app(served, ServeConfig(), tmp / "log.sqlite"),
                 "naive loop": lambda m=mid: naive_app(served[m], 16)}
-        for c in LEVELS:
+        for c in args.levels:
             n = {1: 8, 8: 32, 32: 64}[c] if path == "/v1/classify" else {1: 4, 8: 16, 32: 32}[c]
             n = max(c, round(n * args.scale))
             extra = {"max_tokens": 16} if path == "/v1/completions" else {}  # /v1/classify refuses it (400)
