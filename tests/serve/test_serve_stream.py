@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
+import pytest
 from loopback import Server
 
 from tunewise.core import Record
@@ -251,3 +252,48 @@ def test_the_engine_decodes_in_the_rungs_precision(served, monkeypatch):
             seen.clear()
     finally:
         hook.remove()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_lora_generation_rung_decodes_with_its_adapter_as_the_ladder_did(tmp_path, tiny_model_dir, precision,
+                                                                           monkeypatch):
+    """A generation LoRA rung on the base it shares with zero-shot: the engine (prefills together,
+    joins mid-batch) answers with the adapter on, as the rung's batch path does, and the zero-shot rung
+    beside it with the adapter off; in bf16 too, on the weights the server keeps in bf16 (bf16 autocast
+    runs on any CPU; the check that refuses it where it is not native is switched off)."""
+    import copy
+
+    import torch
+    from serve_projects import FAST, _generation_project
+
+    from tunewise.config import load_config
+    from tunewise.ladder import run_ladder
+    from tunewise.serve.registry import load_served
+
+    project = _generation_project(tmp_path / "gen", tiny_model_dir)
+    monkeypatch.setattr("tunewise.evaluate.decode.native_bf16", lambda: True)
+    run_ladder(load_config(project, [*FAST, "train.learning_rate=0.3", f"eval.precision={precision}"]), project,
+               ["zero-shot", "lora"])
+    served = load_served([project])
+    stored = {p.dtype for n, p in served["tiny-gen/lora"].rung.model.named_parameters() if "base_layer" in n}
+    assert stored == {torch.bfloat16 if precision == "bf16" else torch.float32}
+    outputs = {}
+    for mid in ("tiny-gen/lora", "tiny-gen/zero-shot"):
+        s = served[mid]
+        rung = s.rung
+        rung.tokenizer = copy.copy(rung.tokenizer)  # this server's own: tokens shown as words, both paths
+        rung.tokenizer.decode = Words(None).decode
+        want = []
+        for p in PROMPTS:
+            with s.context(), torch.inference_mode():
+                want.append(rung.predict([Record("x", p, None)])[0].output)
+        engine = DecodeEngine(s, lambda job, delta: None)
+        jobs = [_Job(p, 6) for p in PROMPTS]
+        engine.join_many(jobs[:3])  # the engine selects the rung's adapter itself
+        engine.step()
+        engine.join_many(jobs[3:])
+        while engine.active:
+            engine.step()
+        assert [j.result.output for j in jobs] == want, mid
+        outputs[mid] = want
+    assert outputs["tiny-gen/lora"] != outputs["tiny-gen/zero-shot"]  # the adapter was on for one, off for the other
