@@ -83,3 +83,31 @@ def test_atomic_writes_flush_the_file_and_its_folder(tmp_path, monkeypatch):
         (tmp / "sub").mkdir()
         (tmp / "sub" / "test.jsonl").write_text("{}\n")
     assert any(p.endswith("/sub/test.jsonl") for p in flushed) and str(tmp_path) in flushed
+
+
+@pytest.mark.parametrize("kind", ["file", "dir"])
+def test_an_interrupt_right_after_the_temporary_is_created_leaves_nothing(tmp_path, monkeypatch, kind):
+    """Ctrl-C raises KeyboardInterrupt at whatever bytecode runs: here the first call after the
+    temporary file or folder exists. Nothing may be left next to the target, and nothing stays in flight."""
+    real_close, real_mkdir = os.close, os.mkdir
+    state = {"armed": True}
+
+    def interrupted(*a, **k):
+        (real_close if kind == "file" else real_mkdir)(*a, **k)
+        # the temporary folder, not its parent
+        if (kind == "file" or str(a[0]).endswith(".tmp")) and state.pop("armed", False):
+            raise KeyboardInterrupt
+
+    (tmp_path / "out").mkdir()
+    monkeypatch.setattr(os, "close" if kind == "file" else "mkdir", interrupted)
+    target = tmp_path / "out" / "report.json"
+    with pytest.raises(KeyboardInterrupt):
+        if kind == "file":
+            ws.write_text(target, "{}")
+        else:
+            with ws.atomic_dir(target):
+                pass
+    monkeypatch.undo()
+    assert not state
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+    assert not ws._IN_FLIGHT

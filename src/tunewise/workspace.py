@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import tempfile
 import time
@@ -96,17 +97,23 @@ def discard_in_flight() -> None:
     _IN_FLIGHT.clear()
 
 
+def _in_flight_name(path: Path) -> str:
+    """A fresh temporary name next to ``path``, registered in _IN_FLIGHT before anything is created
+    under it (a signal between creating a file and registering it would leave the file behind)."""
+    tmp = os.path.join(path.parent, f".{path.name}.{secrets.token_hex(6)}.tmp")
+    _IN_FLIGHT.add(tmp)
+    return tmp
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it into place only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    _IN_FLIGHT.add(tmp)
-    os.close(fd)
-    # mkstemp makes the file 0600; outputs follow the umask like any other tool's (0644 by default).
-    os.chmod(tmp, 0o666 & ~_umask())
-    try:
+    tmp = _in_flight_name(path)
+    try:  # created inside the try, named in _IN_FLIGHT before: a signal at any bytecode leaves nothing behind
+        # Outputs follow the umask like any other tool's (0644 by default).
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_umask()))
         yield Path(tmp)
         _fsync(tmp)
         os.replace(tmp, path)
@@ -136,10 +143,9 @@ def atomic_dir(path: Path, keep_others: bool = False) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    _IN_FLIGHT.add(str(tmp))
-    tmp.chmod(0o777 & ~_umask())
-    try:
+    tmp = Path(_in_flight_name(path))
+    try:  # as atomic_path: named in _IN_FLIGHT before it exists
+        tmp.mkdir(mode=0o777 & ~_umask())
         yield tmp
         for folder, _, files in os.walk(tmp):
             for name in files:

@@ -74,3 +74,53 @@ def test_the_growing_cache_holds_what_dynamic_layer_holds():
         a, b = grow.update(k, v), plain.update(k, v)
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), step
         assert grow.get_seq_length() == plain.get_seq_length() == 6 + step
+
+
+ARCHITECTURES = {  # small random models of families the engine may serve, each with its own attention quirks
+    "llama": ("LlamaConfig", "LlamaForCausalLM", {}),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),  # q/k/v biases
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {"head_dim": 24}),  # q/k norms, head_dim != hidden / heads
+    "mistral": ("MistralConfig", "MistralForCausalLM", {"sliding_window": 6}),  # a window shorter than the prompt
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", {"head_dim": 16, "query_pre_attn_scalar": 20,
+                                                         "sliding_window": 6}),  # its own scaling, local layers
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {}),  # fused qkv
+}
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_a_decode_step_through_the_kernel_matches_sdpa_on_other_model_families(arch):
+    """One decode step of a left-padded batch under bf16 autocast: the same next-token logits (to bf16
+    rounding) with the engine's kernel as with transformers' sdpa, on model families other than Llama."""
+    import copy
+
+    import transformers
+    from transformers import DynamicCache
+
+    from tunewise.serve.attention import register
+
+    config_name, model_name, extra = ARCHITECTURES[arch]
+    config = getattr(transformers, config_name)(
+        vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0, **extra)
+    torch.manual_seed(0)
+    model = getattr(transformers, model_name)(config).eval()
+    model.set_attn_implementation("sdpa")
+    ids = torch.randint(1, 97, (3, 11))
+    mask = torch.ones(3, 12, dtype=torch.long)
+    mask[1, :4] = 0  # left padding
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        cache = DynamicCache(config=model.config)
+        model(input_ids=ids, attention_mask=mask[:, :11], position_ids=positions[:, :11], past_key_values=cache,
+              use_cache=True)
+        step = {"input_ids": torch.randint(1, 97, (3, 1)), "attention_mask": mask, "position_ids": positions[:, 11:]}
+        want = model(**step, past_key_values=copy.deepcopy(cache), use_cache=True).logits
+        model.set_attn_implementation(register())
+        token = DECODING.set(True)
+        try:
+            got = model(**step, past_key_values=copy.deepcopy(cache), use_cache=True).logits
+        finally:
+            DECODING.reset(token)
+    # logits of about 0.5 here: a few bf16 steps apart at most (a wrong scale or window is ~0.04 off)
+    torch.testing.assert_close(got.float(), want.float(), rtol=0.01, atol=0.01)
+    assert got.argmax(-1).tolist() == want.argmax(-1).tolist()
