@@ -1,5 +1,5 @@
 """The decode engine's kernels (serve/attention.py): grouped-head attention for one token under bf16
-autocast computes what torch's sdpa kernel computes (to the last bf16 bit), only in engine decode
+autocast computes what torch's sdpa kernel computes (within one bf16 step), only in engine decode
 steps; the growing KV cache holds what transformers' DynamicLayer holds."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _inputs(b=5, heads=8, groups=2, keys=37, dim=16, q_len=1, seed=0):
 
 
 @pytest.mark.parametrize("masked", [True, False])
-def test_decode_attention_is_sdpa_under_bf16_autocast_to_the_last_bit(masked):
+def test_decode_attention_is_sdpa_under_bf16_autocast_within_a_bf16_step(masked):
     q, k, v, mask = _inputs()
     mask = mask if masked else None
     with torch.autocast("cpu", dtype=torch.bfloat16):
