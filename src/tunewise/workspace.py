@@ -26,13 +26,6 @@ WORKSPACE = ".tunewise"
 LINEAGE_PACKAGES = ("tunewise", "torch", "transformers", "peft", "trl", "accelerate", "numpy")
 
 
-def _umask() -> int:
-    # os.umask can only be read by setting it; set it straight back.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def timestamp() -> str:
     """A sortable, filesystem-safe UTC time with microseconds, so two runs never collide."""
     now = time.time()
@@ -112,8 +105,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _in_flight_name(path)
     try:  # created inside the try, named in _IN_FLIGHT before: a signal at any bytecode leaves nothing behind
-        # Outputs follow the umask like any other tool's (0644 by default).
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_umask()))
+        # The OS applies the umask: outputs follow it like any other tool's (0644 by default).
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         yield Path(tmp)
         _fsync(tmp)
         os.replace(tmp, path)
@@ -145,7 +138,7 @@ def atomic_dir(path: Path, keep_others: bool = False) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(_in_flight_name(path))
     try:  # as atomic_path: named in _IN_FLIGHT before it exists
-        tmp.mkdir(mode=0o777 & ~_umask())
+        tmp.mkdir(mode=0o777)  # less the umask, as os.mkdir applies it
         yield tmp
         for folder, _, files in os.walk(tmp):
             for name in files:
