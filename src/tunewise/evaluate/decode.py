@@ -100,6 +100,16 @@ def _left_pad(batch: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.
     return ids, mask
 
 
+def padded_after(prompts: list[list[int]], pad_id: int, prefix_len: int = 0):
+    """(ids, mask, positions) of prompts left-padded to one width after a cached prefix of
+    ``prefix_len`` tokens every row shares: the mask covers prefix and prompt, and positions count
+    real tokens only, so a padded prompt sees the positions it has alone."""
+    ids, mask = _left_pad(prompts, pad_id)
+    if prefix_len:
+        mask = torch.cat([torch.ones((len(prompts), prefix_len), dtype=torch.long), mask], dim=1)
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
+
+
 @torch.inference_mode()
 def score_labels(
     model,
@@ -139,19 +149,9 @@ def score_labels(
 
 
 def _score_chunk(model, chunk, lab_ids, lab_mask, pad_id, prefix_cache):
-    from transformers import DynamicCache
-
-    b = len(chunk)
-    ids, mask = _left_pad(chunk, pad_id)
-    offset = 0
-    cache = DynamicCache(config=model.config)
-    if prefix_cache is not None:
-        prefix_len, shared = prefix_cache
-        offset = prefix_len
-        cache = _copy_cache(shared, b, model.config)
-        mask = torch.cat([torch.ones((b, prefix_len), dtype=torch.long), mask], dim=1)
-    # Left padding: positions count real tokens only, so a padded prompt sees the same positions.
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, offset:]
+    prefix_len, shared = prefix_cache if prefix_cache is not None else (0, None)
+    ids, mask, positions = padded_after(chunk, pad_id, prefix_len)
+    cache = copy_cache(shared, len(chunk), model.config)
     first = model(
         input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
         use_cache=True, logits_to_keep=1,
@@ -199,12 +199,14 @@ def cache_prefix(model, prefix_ids: list[int]):
     return len(prefix_ids), cache
 
 
-def _copy_cache(shared, batch: int, config):
+def copy_cache(shared, batch: int, config):
+    """A new cache holding ``shared``'s keys and values once per row of a batch of ``batch`` (empty
+    for None); the shared tensors are never written (a cache layer's update concatenates into new ones)."""
     from transformers import DynamicCache
 
     cache = DynamicCache(config=config)
-    for i, layer in enumerate(shared.layers):
-        cache.update(layer.keys.expand(batch, -1, -1, -1).clone(), layer.values.expand(batch, -1, -1, -1).clone(), i)
+    for i, layer in enumerate(shared.layers if shared is not None else []):
+        cache.update(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1), i)
     return cache
 
 

@@ -61,7 +61,7 @@ class DecodeEngine:
         self.pad = rung.tokenizer.pad_token_id if rung.tokenizer.pad_token_id is not None else 0  # masked out
         self.push = push  # (job, text delta) -> None, thread-safe
         self.reuse_prefix = reuse_prefix  # off only to test that reuse changes no token
-        self.shared: tuple[list[int], list] | None = None  # the prefix's ids and per-layer (keys, values)
+        self.shared: tuple[list[int], object] | None = None  # the prefix's ids and its cache (None: no prefix)
         self.prefix_hits = 0  # joins that started from the shared prefix
         self.seqs: list[Sequence] = []
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -86,28 +86,21 @@ class DecodeEngine:
         cached keys and values, left-padded between the prefix and their tokens (masked, with each
         row's own positions), so every row's last column is its last prompt token."""
         prompts = [self._prompt(job.record) for job in jobs]
-        ids, layers = self._shared() if self.reuse_prefix else ([], [])
+        ids, prefix = self._shared() if self.reuse_prefix else ([], None)
         # Checked per prompt: a request whose tokens merge across the prefix's end is prefilled whole.
         hit = [bool(ids) and len(p) > len(ids) and p[:len(ids)] == ids for p in prompts]
         for shared in (True, False):
             group = [i for i, h in enumerate(hit) if h == shared]
             if group:
-                self._prefill([jobs[i] for i in group], [prompts[i] for i in group],
-                              len(ids) if shared else 0, layers if shared else [])
+                self._prefill([jobs[i] for i in group], [prompts[i] for i in group], len(ids) if shared else 0,
+                              prefix if shared else None)
 
-    def _prefill(self, jobs: list, prompts: list[list[int]], start: int, layers: list) -> None:
-        from transformers import DynamicCache
+    def _prefill(self, jobs: list, prompts: list[list[int]], start: int, prefix) -> None:
+        from tunewise.evaluate.decode import copy_cache, padded_after
 
-        b, feeds = len(jobs), [p[start:] for p in prompts]
-        width = max(len(f) for f in feeds)
-        pad = self.pad
-        x = torch.tensor([[pad] * (width - len(f)) + f for f in feeds])
-        mask = torch.tensor([[1] * start + [0] * (width - len(f)) + [1] * len(f) for f in feeds])
-        pos = torch.tensor([[start] * (width - len(f)) + list(range(start, start + len(f))) for f in feeds])
-        cache = DynamicCache(config=self.model.config)
-        for i, (k, v) in enumerate(layers):  # the shared tensors are never written: update concatenates
-            cache.update(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1), i)
-        self.prefix_hits += b if start else 0
+        x, mask, pos = padded_after([p[start:] for p in prompts], self.pad, start)
+        cache = copy_cache(prefix, len(jobs), self.model.config)
+        self.prefix_hits += len(jobs) if start else 0
         with self.served.context(), self.precision():
             self.model.eval()
             out = self.model(input_ids=x, attention_mask=mask, position_ids=pos, past_key_values=cache,
@@ -138,27 +131,23 @@ class DecodeEngine:
         ids = rung.prompt_ids([record])[0]
         return list(getattr(rung, "_prefix_ids", []) or []) + ids  # read after prompt_ids, which may set it
 
-    def _shared(self) -> tuple[list[int], list]:
-        """The tokens every prompt of this rung starts with and their keys and values, run once: the
-        common start of two prompts with different inputs (none if shorter than worth a forward)."""
-        from transformers import DynamicCache
-
-        from tunewise.evaluate.decode import MIN_SHARED_PREFIX, common_prefix_length
+    def _shared(self) -> tuple[list[int], object]:
+        """The tokens every prompt of this rung starts with and their cache, run once: the common
+        start of two prompts with different inputs (none if shorter than worth a forward)."""
+        from tunewise.evaluate.decode import MIN_SHARED_PREFIX, cache_prefix, common_prefix_length
         from tunewise.rungs.saved import request_record
 
         if self.shared is None:
             probes = [self._prompt(request_record(text)) for text in ("a", "zebra 7")]
             n = common_prefix_length(probes)
-            ids, layers = (probes[0][:n] if n >= MIN_SHARED_PREFIX else []), []
+            ids, cache = (probes[0][:n] if n >= MIN_SHARED_PREFIX else []), None
             if ids:
-                cache = DynamicCache(config=self.model.config)
                 with self.served.context(), self.precision():
                     self.model.eval()
-                    self.model(input_ids=torch.tensor([ids]), past_key_values=cache, use_cache=True, logits_to_keep=1)
-                layers = [(layer.keys, layer.values) for layer in cache.layers]
+                    cache = cache_prefix(self.model, ids)[1]
                 log.info("%s: a prefix of %d tokens every prompt starts with is computed once and reused",
                          self.served.id, n)
-            self.shared = (ids, layers)
+            self.shared = (ids, cache)
         return self.shared
 
     @torch.inference_mode()

@@ -83,6 +83,7 @@ def load_served(targets: list[Path]) -> dict[str, Served]:
     served: dict[str, Served] = {}
     models = SharedModels()
     chat: dict[tuple, bool] = {}  # per project and config: the rungs of one ladder share their dataset
+    llm: set[str] = set()  # the model ids of rungs on a language model (the table's llm rungs)
     for run_dir in expand_targets(targets):
         try:
             manifest = read_manifest(run_dir)
@@ -101,6 +102,8 @@ def load_served(targets: list[Path]) -> dict[str, Served]:
         entry = Served(mid, None, config, run_dir, config.task.type, list(config.task.labels),
                        chat=chat[data_key])
         spec = RUNGS.get(name)  # None: an unknown rung, which load_rung names
+        if spec is not None and spec.llm:
+            llm.add(mid)
         if spec is not None and spec.shares_base and (weights / "adapter_config.json").exists():
             entry.rung, entry.peft = models.adapter(mid, name, config, project, run_dir, weights)
             entry.adapter = mid
@@ -114,13 +117,14 @@ def load_served(targets: list[Path]) -> dict[str, Served]:
     for entry in served.values():
         if entry.base_key is not None:
             entry.peft = models.on_base.get(entry.base_key)
-    bf16_weights(served)
+    bf16_weights(served, llm)
     return served
 
 
-def bf16_weights(served: dict[str, Served]) -> None:
-    """Store the linear weights of each loaded LLM in bf16 when every rung on it computes in bf16
-    (eval.precision): the same results, without autocast's cast of every weight on every call."""
+def bf16_weights(served: dict[str, Served], llm: set[str]) -> None:
+    """Store the linear weights of each loaded LLM in bf16 when every rung on it is an ``llm`` rung
+    computing in bf16 (eval.precision): the same results, without autocast's cast of every weight on
+    every call."""
     from tunewise.evaluate.decode import resolve_precision, store_bf16
 
     on: dict[int, tuple[object, list[Served]]] = {}
@@ -131,9 +135,7 @@ def bf16_weights(served: dict[str, Served]) -> None:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         on.setdefault(id(base), (model, []))[1].append(entry)
     for model, entries in on.values():
-        spec = [RUNGS.get(read_manifest(e.run_dir)["rung"]) for e in entries]
-        if all(s is not None and s.llm for s in spec) and all(
-                resolve_precision(e.config.eval.precision) == "bf16" for e in entries):
+        if all(e.id in llm and resolve_precision(e.config.eval.precision) == "bf16" for e in entries):
             n = store_bf16(model)
             log.info("%s: %d linear weights kept in bf16 (its rungs compute in bf16)",
                      ", ".join(e.id for e in entries), n)
