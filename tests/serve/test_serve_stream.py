@@ -297,3 +297,28 @@ def test_a_lora_generation_rung_decodes_with_its_adapter_as_the_ladder_did(tmp_p
         assert [j.result.output for j in jobs] == want, mid
         outputs[mid] = want
     assert outputs["tiny-gen/lora"] != outputs["tiny-gen/zero-shot"]  # the adapter was on for one, off for the other
+
+
+def test_a_bf16_rung_sharing_its_model_with_an_fp32_rung_is_said(tmp_path, tiny_model_dir, monkeypatch, caplog):
+    """bf16 weights only when every rung on a loaded model computes in bf16; otherwise the weights stay
+    fp32 and the server says which rungs run slower for it."""
+    import logging
+
+    import torch
+    from serve_projects import _generation_project
+
+    from tunewise.config import load_config
+    from tunewise.ladder import run_ladder
+    from tunewise.serve.registry import load_served
+
+    monkeypatch.setattr("tunewise.evaluate.decode.native_bf16", lambda: True)
+    fast, slow = _generation_project(tmp_path / "a", tiny_model_dir), _generation_project(tmp_path / "b", tiny_model_dir)
+    (slow / "tunewise.yaml").write_text((slow / "tunewise.yaml").read_text().replace("name: tiny-gen", "name: tiny-gen-fp32"))
+    run_ladder(load_config(fast, ["eval.precision=bf16"]), fast, ["zero-shot"])
+    run_ladder(load_config(slow), slow, ["zero-shot"])
+    with caplog.at_level(logging.WARNING, logger="tunewise.serve.registry"):
+        served = load_served([fast, slow])
+    assert served["tiny-gen/zero-shot"].rung.model is served["tiny-gen-fp32/zero-shot"].rung.model
+    assert {p.dtype for p in served["tiny-gen/zero-shot"].rung.model.parameters()} == {torch.float32}
+    said = [r.getMessage() for r in caplog.records if "stay fp32" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("tiny-gen/zero-shot share") and "tiny-gen-fp32/zero-shot" in said[0]

@@ -135,10 +135,15 @@ def bf16_weights(served: dict[str, Served], llm: set[str]) -> None:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         on.setdefault(id(base), (model, []))[1].append(entry)
     for model, entries in on.values():
-        if all(e.id in llm and resolve_precision(e.config.eval.precision) == "bf16" for e in entries):
+        bf16 = [e.id in llm and resolve_precision(e.config.eval.precision) == "bf16" for e in entries]
+        if all(bf16):
             n = store_bf16(model)
             log.info("%s: %d linear weights kept in bf16 (its rungs compute in bf16)",
                      ", ".join(e.id for e in entries), n)
+        elif any(bf16):  # not an error, but said: these rungs decode about half as fast as alone
+            log.warning("%s share one loaded model with %s, which do not compute in bf16: its weights stay fp32, "
+                        "and the bf16 rungs cast them on every call", ", ".join(e.id for e, b in zip(entries, bf16) if b),
+                        ", ".join(e.id for e, b in zip(entries, bf16) if not b))
 
 
 def measured_on_chat(config: ProjectConfig, project: Path) -> bool:
