@@ -221,7 +221,9 @@ def test_sigterm_stops_the_server_and_its_vllm_children(gen_lora, fake_vllm, tmp
     try:
         deadline = time.monotonic() + 180
         while True:
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+            if proc.poll() is not None or time.monotonic() >= deadline:
+                proc.kill()
+                raise AssertionError(f"the server did not start (exit {proc.poll()}):\n{proc.communicate()[0].decode()[-3000:]}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/health").json()["vllm"][0]["running"]:
                     break
