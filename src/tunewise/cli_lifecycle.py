@@ -99,7 +99,9 @@ def _serve_vllm(targets: list[Path], token: str | None, host: str, port: int, ti
 
     folder = ws.workspace(project_of(expand_targets(targets)[0])) / "serve"
     served = load_served(targets)
-    plan = plan_or_refuse(served, folder, port)
+    plan = plan_or_refuse(served, folder, port, host)
+    if plan["ports_in_use"]:
+        out.print(f"ports in use, passed over for vLLM: {', '.join(map(str, plan['ports_in_use']))}", highlight=False)
     for p in plan["processes"]:
         out.print(f"vLLM on 127.0.0.1:{p['port']}: {', '.join(p['adapters'])} (base {p['base']}); starting, up to "
                   f"{timeout:.0f} s", highlight=False, soft_wrap=True)

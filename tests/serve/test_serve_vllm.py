@@ -237,3 +237,30 @@ def test_sigterm_stops_the_server_and_its_vllm_children(gen_lora, fake_vllm, tmp
         if proc.poll() is None:
             proc.kill()
     assert _gone(launch["pid"]) and "Traceback" not in output, output
+
+
+def test_ports_in_use_are_passed_over_for_vllm_and_a_busy_front_port_is_refused(gen_lora, fake_vllm, tmp_path):
+    """The children take free ports after the front's, saying which were passed over; a front port in use is
+    a refusal before vLLM (minutes of loading) is started."""
+    import socket
+
+    from tunewise.serve.registry import ServeError, load_served
+    from tunewise.serve.vllm import plan_or_refuse
+
+    served = load_served([gen_lora])
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        for _ in range(50):  # a free port whose next one is free too, held as the busy one
+            port = free_port()
+            try:
+                busy.bind(("127.0.0.1", port + 1))
+                break
+            except OSError:
+                continue
+        busy.listen()
+        plan = plan_or_refuse(served, tmp_path, port)
+        assert plan["ports_in_use"] == [port + 1] and [p["port"] for p in plan["processes"]] == [port + 2]
+        with pytest.raises(ServeError) as e:
+            plan_or_refuse(served, tmp_path, port + 1)
+    assert f"port {port + 1} on 127.0.0.1 is in use" in str(e.value) and "nothing was started" in str(e.value)
+    assert plan_or_refuse(served, tmp_path, port)["ports_in_use"] == []

@@ -48,8 +48,24 @@ def adapter_of(s) -> tuple[Path | None, str | None]:
     return weights, None
 
 
-def launch_plan(served: dict, port: int = 8001, host: str = LOOPBACK) -> dict:
-    """One vLLM process per base model with its LoRA adapters; every other rung with its reason."""
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host``:``port`` now (bound as uvicorn binds, then let go)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def launch_plan(served: dict, port: int = 8001, host: str = LOOPBACK, free=None) -> dict:
+    """One vLLM process per base model with its LoRA adapters; every other rung with its reason.
+
+    The processes listen on ports from ``port`` up; with ``free`` (a port -> bool), a port it calls
+    taken is passed over and listed in the plan's ``ports_in_use``."""
     from tunewise.models.load import resolve
     from tunewise.rungs.state import project_of
 
@@ -61,15 +77,19 @@ def launch_plan(served: dict, port: int = 8001, host: str = LOOPBACK) -> dict:
             builtin[mid] = why
             continue
         bases.setdefault(str(resolve(s.config.model.base, project_of(s.run_dir))), []).append((mid, folder.resolve()))
-    processes = []
-    for i, (base, adapters) in enumerate(sorted(bases.items())):
+    processes, in_use, next_port = [], [], port
+    for base, adapters in sorted(bases.items()):
+        while free is not None and not free(next_port):
+            in_use.append(next_port)
+            next_port += 1
+        child, next_port = next_port, next_port + 1
         rank = max(json.loads((f / "adapter_config.json").read_text())["r"] for _, f in adapters)
-        argv = ["vllm", "serve", base, "--host", host, "--port", str(port + i), "--enable-lora",
+        argv = ["vllm", "serve", base, "--host", host, "--port", str(child), "--enable-lora",
                 "--max-lora-rank", str(next(r for r in RANKS if r >= rank)), "--max-loras", str(len(adapters)),
                 "--lora-modules", *[f"{mid}={folder}" for mid, folder in adapters]]
         processes.append({"base": base, "adapters": {mid: str(f) for mid, f in adapters}, "argv": argv,
-                          "port": port + i, "url": f"http://{host}:{port + i}/v1"})
-    return {"processes": processes, "builtin": builtin}
+                          "port": child, "url": f"http://{host}:{child}/v1"})
+    return {"processes": processes, "builtin": builtin, "ports_in_use": in_use}
 
 
 def missing() -> str | None:
@@ -89,13 +109,17 @@ def builtin_line(plan: dict) -> str:
     return ", ".join(f"{m} ({why})" for m, why in plan["builtin"].items()) or "none"
 
 
-def plan_or_refuse(served: dict, folder: Path, port: int) -> dict:
-    """The plan for children on ports from ``port`` + 1, written to ``folder``/vllm-launch.json, if
-    vLLM can run it here; else refuse, saying why."""
+def plan_or_refuse(served: dict, folder: Path, port: int, host: str = LOOPBACK) -> dict:
+    """The plan for children on the free ports from ``port`` + 1 (the front's is ``host``:``port``),
+    written to ``folder``/vllm-launch.json, if vLLM can run it here; else refuse, saying why. A front
+    port in use is a refusal before anything starts (vLLM takes minutes to load)."""
     from tunewise import workspace as ws
     from tunewise.serve.registry import ServeError
 
-    plan = launch_plan(served, port + 1)
+    if not port_free(host, port):
+        raise ServeError(f"--engine vllm: port {port} on {host} is in use (choose another with --port); "
+                         "nothing was started")
+    plan = launch_plan(served, port + 1, free=lambda p: p != port and port_free(LOOPBACK, p))
     path = ws.write_json(Path(folder) / "vllm-launch.json", plan)
     why = missing()
     if why is None and not plan["processes"]:
