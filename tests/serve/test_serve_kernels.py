@@ -124,3 +124,85 @@ def test_a_decode_step_through_the_kernel_matches_sdpa_on_other_model_families(a
     # logits of about 0.5 here: a few bf16 steps apart at most (a wrong scale or window is ~0.04 off)
     torch.testing.assert_close(got.float(), want.float(), rtol=0.01, atol=0.01)
     assert got.argmax(-1).tolist() == want.argmax(-1).tolist()
+
+
+class _Rung:  # what the decode engine reads of a rung: a random model, prompts as token ids
+    def __init__(self, model, precision="fp32"):
+        from types import SimpleNamespace
+
+        self.model, self.method = model, None
+        self.tokenizer = SimpleNamespace(pad_token_id=0, decode=lambda ids, **kw: " ".join(map(str, ids)))
+        self.config = SimpleNamespace(eval=SimpleNamespace(precision=precision, max_new_tokens=6))
+
+    def builder(self):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(stop_ids=[])
+
+    def prompt_ids(self, records):  # a shared prefix of 10 tokens, then the text's own, of its own length
+        return [list(range(1, 11)) + [11 + sum(map(ord, w)) % 80 for w in r.input.split()] for r in records]
+
+
+class _Served:
+    def __init__(self, rung):
+        self.rung, self.id, self.task = rung, "random/zero-shot", "generation"
+
+    def context(self):
+        from contextlib import nullcontext
+
+        return nullcontext()
+
+
+class _Job:
+    def __init__(self, text, n):
+        from tunewise.rungs.saved import request_record
+
+        self.record, self.max_tokens, self.stream, self.result, self.batch_size = request_record(text), n, None, None, 0
+        self.future = self
+
+    def done(self):
+        return False
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_joins_packed_with_a_decode_step_decode_what_a_prefill_then_a_step_decodes(arch):
+    """Requests joining a running batch are prefilled in the batch's next step (their tokens and one
+    token of each running sequence packed into one row): the same tokens, in fp32, as a padded prefill
+    and a step of its own, on each model family it runs on; a model with a sliding window is left to
+    the batch-at-once path."""
+    import transformers
+
+    from tunewise.serve.attention import packable, windowed
+    from tunewise.serve.engine import DecodeEngine
+
+    config_name, model_name, extra = ARCHITECTURES[arch]
+    config = getattr(transformers, config_name)(
+        vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0, initializer_range=0.3, **extra)
+    torch.manual_seed(0)  # weights large enough that one position or one masked key changes the tokens
+    model = getattr(transformers, model_name)(config).eval()
+    model.set_attn_implementation("sdpa")
+    texts = ["x", "p q r s t u v w", "one two three", "a b", "four five six seven eight", "nine ten"]
+    budgets = [6, 2, 6, 5, 1, 4]  # rows of different widths: left padding in the running batch
+
+    def decode(pack: bool) -> tuple[list[str], DecodeEngine]:
+        engine = DecodeEngine(_Served(_Rung(model)), lambda job, delta: None, pack=pack)
+        jobs = [_Job(t, n) for t, n in zip(texts, budgets, strict=True)]
+        engine.join_many(jobs[:2])
+        engine.step()
+        engine.join_many(jobs[2:3])  # one joins a running batch
+        engine.step()
+        engine.join_many(jobs[3:])  # three together, while one of the first two finishes
+        while engine.active:
+            engine.step()
+        return [j.result.output for j in jobs], engine
+
+    if "sliding_window" in extra:  # its cache keeps only the window: the batch-at-once path serves it
+        assert windowed(model) and not packable(model)
+        return
+    assert not windowed(model)
+    alone, _ = decode(False)
+    packed, engine = decode(True)
+    assert engine.pack and engine.packed == 4
+    assert [len(a.split()) for a in alone] == budgets and len(set(alone)) == len(alone)
+    assert packed == alone

@@ -180,15 +180,22 @@ def test_a_few_shot_rung_decodes_its_whole_prompt(served_projects, tmp_path):
 
 def test_requests_prefilled_together_answer_as_each_alone(served):
     """Requests that arrive together are prefilled in one forward (left-padded after the shared
-    prefix, each row at its own positions) and join a batch already decoding: the same first-token
-    logits and the same tokens as each alone."""
+    prefix, each row at its own positions, or packed with the step of a batch already decoding):
+    the same first-token logits and the same tokens as each alone."""
     import torch
 
     s = _lively(served["tiny-gen/zero-shot"])
+    from tunewise.serve.attention import PACKED
+
     firsts = []  # each prefill's last-position logits, row by row
-    hook = s.rung.model.register_forward_hook(
-        lambda m, a, kw, out: firsts.extend(out.logits[:, -1]) if kw["input_ids"].shape[1] > 1 and kw.get("attention_mask") is not None else None,
-        with_kwargs=True)
+
+    def first_logits(m, a, kw, out):
+        if PACKED.get() is not None:  # prompts packed with the running batch's step: theirs come first
+            firsts.extend(out.logits[0, : len(PACKED.get().segments)])
+        elif kw["input_ids"].shape[1] > 1 and kw.get("attention_mask") is not None:
+            firsts.extend(out.logits[:, -1])
+
+    hook = s.rung.model.register_forward_hook(first_logits, with_kwargs=True)
     prompts = [p + " and more words" * (i % 3) for i, p in enumerate(PROMPTS)]  # different lengths
     budgets = [6, 3, 6, 1, 5, 6]
     import copy
@@ -209,8 +216,8 @@ def test_requests_prefilled_together_answer_as_each_alone(served):
     jobs = [_Job(p, n) for p, n in zip(prompts, budgets, strict=True)]
     engine.join_many(jobs[:2])
     engine.step()  # the first two decode while the other four arrive together
-    engine.join_many(jobs[2:])
-    assert engine.prefix_hits == len(jobs)
+    engine.join_many(jobs[2:])  # packed with the running two's next step
+    assert engine.prefix_hits == len(jobs) and engine.packed == 4
     while engine.active:
         engine.step()
     hook.remove()

@@ -186,12 +186,14 @@ class Batcher:
         engine = self.engines.get(served.id)
         if engine is None:
             engine = self.engines[served.id] = DecodeEngine(served, self._push)
+        decoding = [s.job for s in engine.seqs]  # a join may decode their next token too (and finish them)
         try:
             await self.loop.run_in_executor(self.executor, engine.join_many, jobs)
         except Exception as e:  # noqa: BLE001 - isolated below, or returned to the one request
             if len(jobs) == 1:
                 if not jobs[0].future.done():
                     jobs[0].future.set_exception(e)
+                self._settle(decoding)
                 return
             log.warning("a prefill of %d requests to %s failed (%s); each joins alone", len(jobs), served.id,
                         type(e).__name__)
@@ -199,7 +201,7 @@ class Batcher:
             for j in jobs:
                 if j.result is None and id(j) not in running:
                     await self._join([j])
-        self._settle(jobs)
+        self._settle(jobs + decoding)
 
     async def _step(self, engine) -> None:
         """One decode step; if it fails, every running request is answered alone on the batch path,

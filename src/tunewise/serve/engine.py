@@ -11,7 +11,8 @@ shared; each sequence still holds its own copy of those rows); every step decode
 forward pass; a finished sequence's rows are dropped at once, so a short answer never waits for a
 long one. Greedy, in the rung's own matmul precision (eval.precision), as the ladder measured. It drives the rungs that decode with the plain cached
 decoder (prompting rungs, LoRA-family adapters, full fine-tunes); prefix and prompt tuning own the
-KV cache and RAG retrieves per request, so those keep the batch-at-once path (batching.run_group).
+KV cache and RAG retrieves per request, so those keep the batch-at-once path (batching.run_group), as
+do models with sliding-window layers (their cache keeps only the window).
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ def continuous(served) -> bool:
     from tunewise.rungs.finetuned import FinetunedRung
     from tunewise.train.methods import PROMPT_LEARNING
 
+    from tunewise.serve.attention import windowed
+
     rung = served.rung
     return (served.task != "classification" and isinstance(rung, LabelScorer)
             and type(rung).predict in (LabelScorer.predict, FinetunedRung.predict)
             and type(rung).generate is LabelScorer.generate
-            and getattr(rung, "method", None) not in PROMPT_LEARNING)
+            and getattr(rung, "method", None) not in PROMPT_LEARNING and not windowed(rung.model))
 
 
 @dataclass
@@ -54,7 +57,7 @@ class Sequence:
 class DecodeEngine:
     """The running decode batch of one served rung (one adapter per forward pass)."""
 
-    def __init__(self, served, push: Callable[[object, str], None], reuse_prefix: bool = True):
+    def __init__(self, served, push: Callable[[object, str], None], reuse_prefix: bool = True, pack: bool = True):
         rung = served.rung
         self.served, self.model, self.tok = served, rung.model, rung.tokenizer
         self.stops = set(rung.builder().stop_ids)
@@ -63,11 +66,15 @@ class DecodeEngine:
         self.reuse_prefix = reuse_prefix  # off only to test that reuse changes no token
         self.shared: tuple[list[int], object] | None = None  # the prefix's ids and its cache (None: no prefix)
         self.prefix_hits = 0  # joins that started from the shared prefix
+        self.packed = 0  # joins prefilled in a running batch's step
         self.seqs: list[Sequence] = []
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.mask: torch.Tensor | None = None
         self.cache = None  # the running batch's cache between steps (GrowLayer), rebuilt when rows join or leave
         _decode_kernel(self.model)
+        from tunewise.serve.attention import packable
+
+        self.pack = pack and packable(self.model)  # joins prefill in the running batch's step (serve.attention.Packed)
 
     @property
     def active(self) -> bool:
@@ -91,9 +98,18 @@ class DecodeEngine:
         hit = [bool(ids) and len(p) > len(ids) and p[:len(ids)] == ids for p in prompts]
         for shared in (True, False):
             group = [i for i, h in enumerate(hit) if h == shared]
-            if group:
-                self._prefill([jobs[i] for i in group], [prompts[i] for i in group], len(ids) if shared else 0,
-                              prefix if shared else None)
+            if not group:
+                continue
+            args = ([jobs[i] for i in group], [prompts[i] for i in group], len(ids) if shared else 0,
+                    prefix if shared else None)
+            if self.pack and self.seqs:
+                try:
+                    self._packed(*args)
+                    continue
+                except Exception as e:  # noqa: BLE001 - the same requests, prefilled on their own below
+                    log.warning("%s: a prefill packed with the running batch's step failed (%s: %s); prefilling "
+                                "the %d request(s) on their own", self.served.id, type(e).__name__, e, len(group))
+            self._prefill(*args)
 
     def _prefill(self, jobs: list, prompts: list[list[int]], start: int, prefix) -> None:
         from tunewise.evaluate.decode import copy_cache, padded_after
@@ -105,8 +121,75 @@ class DecodeEngine:
             self.model.eval()
             out = self.model(input_ids=x, attention_mask=mask, position_ids=pos, past_key_values=cache,
                              use_cache=True, logits_to_keep=1)
+        self._admit(jobs, prompts, out.logits[:, -1].argmax(-1).tolist(),
+                    [(layer.keys, layer.values) for layer in out.past_key_values.layers], mask)
+
+    def _packed(self, jobs: list, prompts: list[list[int]], start: int, prefix) -> None:
+        """Prefill ``prompts`` and decode one token of every running sequence in one forward pass
+        (serve.attention.Packed): the prompts' tokens and the running tokens packed into one row."""
+        from transformers import DynamicCache
+
+        from tunewise.serve.attention import PACKED, PACKED_MASK, GrowLayer, Packed, PackedLayer
+
+        self._drop([i for i, s in enumerate(self.seqs) if s.job.future.done()])  # hung up
+        if self.cache is None:
+            self.cache = self._grow_cache()
+        if not self.seqs or not all(isinstance(x, GrowLayer) for x in self.cache.layers):
+            return self._prefill(jobs, prompts, start, prefix)
+        own = [p[start:] for p in prompts]
+        segments, at = [], 0
+        for o in own:
+            segments.append((at, len(o)))
+            at += len(o)
+        b = len(self.seqs)
+        mask = torch.cat([self.mask, torch.ones((b, 1), dtype=self.mask.dtype)], dim=1)
+        plan = Packed(segments, [(x.keys, x.values) for x in prefix.layers] if prefix is not None else None,
+                      self.cache.layers, mask.bool())
+        ids = [t for o in own for t in o] + [s.tokens[-1] for s in self.seqs]
+        pos = [start + i for o in own for i in range(len(o))] + [s.pos for s in self.seqs]
+        keep = [a + n - 1 for a, n in segments] + list(range(at, at + b))
+        cache = DynamicCache(config=self.model.config)
+        cache.layers = [PackedLayer(plan, i) for i in range(len(self.cache.layers))]
+        self.prefix_hits += len(jobs) if start else 0
+        token = PACKED.set(plan)
+        try:
+            with self.served.context(), self.precision():
+                self.model.eval()
+                out = self.model(input_ids=torch.tensor([ids]), attention_mask=PACKED_MASK,
+                                 position_ids=torch.tensor([pos]), past_key_values=cache, use_cache=True,
+                                 logits_to_keep=torch.tensor(keep))
+        except BaseException:
+            self.cache = None  # a layer may hold the failed step's token
+            raise
+        finally:
+            PACKED.reset(token)
+        picks = out.logits[0].argmax(-1).tolist()
+        self.packed += len(jobs)
+        self.layers, self.mask = [(x.keys, x.values) for x in self.cache.layers], mask
+        for s, t in zip(self.seqs, picks[len(jobs):], strict=True):
+            s.pos += 1
+            self._advance(s, t)
+        self._drop([i for i, s in enumerate(self.seqs) if s.done])
+        # The new rows' cache as a padded prefill leaves it: prefix, pads, own tokens.
+        width = max(len(o) for o in own)
+        new_mask = torch.zeros((len(own), start + width), dtype=torch.long)
+        new_mask[:, :start] = 1
+        for i, o in enumerate(own):
+            new_mask[i, start + width - len(o):] = 1
+        layers = []
+        for li in range(len(plan.running)):
+            k, v = plan.new[li]
+            pk, pv = plan.prefix[li] if plan.prefix else (k[:, :, :0], v[:, :, :0])
+            layers.append(tuple(torch.cat([torch.cat([pre.to(x.dtype), x.new_zeros((1, x.shape[1], width - n, x.shape[3])),
+                                                      x[:, :, a:a + n]], dim=2) for a, n in segments])
+                                for x, pre in ((k, pk), (v, pv))))
+        self._admit(jobs, prompts, picks[: len(jobs)], layers, new_mask)
+
+    def _admit(self, jobs: list, prompts: list[list[int]], first: list[int], layers: list, mask: torch.Tensor) -> None:
+        """The prefilled requests' first tokens; those not done join the running batch with their rows
+        of ``layers`` (keys, values per layer) and ``mask``."""
         seqs = []
-        for job, prompt, token in zip(jobs, prompts, out.logits[:, -1].argmax(-1).tolist(), strict=True):
+        for job, prompt, token in zip(jobs, prompts, first, strict=True):
             seq = Sequence(job, len(prompt), job.max_tokens or self.served.rung.config.eval.max_new_tokens,
                            pos=len(prompt))
             self._advance(seq, token)
@@ -115,7 +198,7 @@ class DecodeEngine:
         if not keep:
             return
         rows = torch.tensor(keep)
-        self._merge([(layer.keys[rows], layer.values[rows]) for layer in out.past_key_values.layers], mask[rows])
+        self._merge([(k[rows], v[rows]) for k, v in layers], mask[rows])
         self.seqs += [seqs[i] for i in keep]
         for s in self.seqs:
             s.job.batch_size = len(self.seqs)
