@@ -44,6 +44,21 @@ def test_decode_attention_is_sdpa_under_bf16_autocast_within_a_bf16_step(masked)
     torch.testing.assert_close(got.float(), want.float(), rtol=2 ** -7, atol=2 ** -8)
 
 
+def test_grouped_attention_over_a_prompt_is_sdpa_under_bf16_autocast_within_a_bf16_step():
+    """The packed forward's attention for a new prompt (several queries, causal after a prefix, some
+    keys masked) computes what sdpa computes under bf16 autocast."""
+    from tunewise.serve.attention import _grouped
+
+    q, k, v, _ = _inputs(b=1, keys=19, q_len=7)
+    mask = torch.ones((7, 19), dtype=torch.bool).tril(12)[None, None]  # a prefix of 12, then causal
+    mask[..., 3] = False
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want, _ = sdpa_attention_forward(_Module(), q, k, v, mask, scaling=0.25, is_causal=False)
+        got, _ = _grouped(q, k, v, mask, 0.25)
+    assert got.shape == want.shape and got.dtype == want.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want.float(), rtol=2 ** -7, atol=2 ** -8)
+
+
 def test_decode_attention_is_sdpa_itself_outside_engine_steps():
     q, k, v, mask = _inputs(q_len=4, keys=40)
     with torch.autocast("cpu", dtype=torch.bfloat16):

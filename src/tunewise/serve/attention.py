@@ -128,8 +128,9 @@ def _packed_attention(module, query, key, value, plan: Packed, scaling, **kwargs
         k, v = key[:, :, start:start + n], value[:, :, start:start + n]
         if pk is not None:
             k, v = torch.cat([pk.to(k.dtype), k], dim=2), torch.cat([pv.to(v.dtype), v], dim=2)
-        out, _ = sdpa_attention_forward(module, query[:, :, start:start + n], k, v,
-                                        plan.causal_mask(n, k.shape[2] - n), scaling=scaling, is_causal=False)
+        q, mask = query[:, :, start:start + n], plan.causal_mask(n, k.shape[2] - n)
+        out, _ = (_grouped(q, k, v, mask, scaling) if _bf16(q)
+                  else sdpa_attention_forward(module, q, k, v, mask, scaling=scaling, is_causal=False))
         outs.append(out)
     if plan.rows:
         w, cache = plan.width, plan.running[layer]
@@ -163,20 +164,23 @@ def decode_attention(module, query, key, value, attention_mask, dropout: float =
 
 
 def _grouped(query, key, value, attention_mask, scaling):
-    """One query token per row over grouped key/value heads, bf16 in and out, fp32 inside."""
-    b, heads, _, dim = query.shape
+    """Queries over grouped key/value heads, bf16 in and out, fp32 inside, as torch's CPU kernel
+    computes under bf16 autocast; ``attention_mask``'s last ``q_len`` rows apply (bool or additive)."""
+    b, heads, n, dim = query.shape
     groups = key.shape[1]
     scale = dim ** -0.5 if scaling is None else scaling
     with torch.autocast(query.device.type, enabled=False):
-        q = query.to(torch.bfloat16).float().view(b, groups, heads // groups, dim)
+        q = query.to(torch.bfloat16).float().reshape(b, groups, heads // groups * n, dim)
         k = key.to(torch.bfloat16).float()
         v = value.to(torch.bfloat16).float()
-        scores = (q @ k.transpose(-1, -2)) * scale  # (b, groups, heads per group, keys)
+        scores = (q @ k.transpose(-1, -2)) * scale  # (b, groups, heads per group x queries, keys)
         if attention_mask is not None:
-            mask = attention_mask[:, :, -1:, : k.shape[-2]]  # (b, 1, 1, keys)
+            mask = attention_mask[:, :, -n:, : k.shape[-2]].unsqueeze(2)  # (b, 1, 1, queries, keys)
+            scores = scores.view(b, groups, heads // groups, n, -1)
             scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+            scores = scores.view(b, groups, heads // groups * n, -1)
         out = (scores.softmax(-1) @ v).to(torch.bfloat16)
-    return out.view(b, heads, 1, dim).transpose(1, 2).contiguous(), None
+    return out.view(b, heads, n, dim).transpose(1, 2).contiguous(), None
 
 
 def register() -> str:
