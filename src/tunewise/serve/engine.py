@@ -102,7 +102,7 @@ class DecodeEngine:
                 continue
             args = ([jobs[i] for i in group], [prompts[i] for i in group], len(ids) if shared else 0,
                     prefix if shared else None)
-            if self.pack and self.seqs:
+            if self.pack:
                 try:
                     self._packed(*args)
                     continue
@@ -126,15 +126,16 @@ class DecodeEngine:
 
     def _packed(self, jobs: list, prompts: list[list[int]], start: int, prefix) -> None:
         """Prefill ``prompts`` and decode one token of every running sequence in one forward pass
-        (serve.attention.Packed): the prompts' tokens and the running tokens packed into one row."""
+        (serve.attention.Packed): the prompts' tokens and the running tokens packed into one row, no
+        padding; alone, the prompts only."""
         from transformers import DynamicCache
 
         from tunewise.serve.attention import PACKED, PACKED_MASK, GrowLayer, Packed, PackedLayer
 
         self._drop([i for i, s in enumerate(self.seqs) if s.job.future.done()])  # hung up
-        if self.cache is None:
+        if self.seqs and self.cache is None:
             self.cache = self._grow_cache()
-        if not self.seqs or not all(isinstance(x, GrowLayer) for x in self.cache.layers):
+        if self.seqs and not all(isinstance(x, GrowLayer) for x in self.cache.layers):
             return self._prefill(jobs, prompts, start, prefix)
         own = [p[start:] for p in prompts]
         segments, at = [], 0
@@ -142,14 +143,14 @@ class DecodeEngine:
             segments.append((at, len(o)))
             at += len(o)
         b = len(self.seqs)
-        mask = torch.cat([self.mask, torch.ones((b, 1), dtype=self.mask.dtype)], dim=1)
+        mask = torch.cat([self.mask, torch.ones((b, 1), dtype=self.mask.dtype)], dim=1) if b else None
+        cache = DynamicCache(config=self.model.config)
         plan = Packed(segments, [(x.keys, x.values) for x in prefix.layers] if prefix is not None else None,
-                      self.cache.layers, mask.bool())
+                      self.cache.layers if b else [None] * len(cache.layers), mask.bool() if b else None)
         ids = [t for o in own for t in o] + [s.tokens[-1] for s in self.seqs]
         pos = [start + i for o in own for i in range(len(o))] + [s.pos for s in self.seqs]
         keep = [a + n - 1 for a, n in segments] + list(range(at, at + b))
-        cache = DynamicCache(config=self.model.config)
-        cache.layers = [PackedLayer(plan, i) for i in range(len(self.cache.layers))]
+        cache.layers = [PackedLayer(plan, i) for i in range(len(cache.layers))]
         self.prefix_hits += len(jobs) if start else 0
         token = PACKED.set(plan)
         try:
@@ -164,12 +165,13 @@ class DecodeEngine:
         finally:
             PACKED.reset(token)
         picks = out.logits[0].argmax(-1).tolist()
-        self.packed += len(jobs)
-        self.layers, self.mask = [(x.keys, x.values) for x in self.cache.layers], mask
-        for s, t in zip(self.seqs, picks[len(jobs):], strict=True):
-            s.pos += 1
-            self._advance(s, t)
-        self._drop([i for i, s in enumerate(self.seqs) if s.done])
+        self.packed += len(jobs) if b else 0
+        if b:
+            self.layers, self.mask = [(x.keys, x.values) for x in self.cache.layers], mask
+            for s, t in zip(self.seqs, picks[len(jobs):], strict=True):
+                s.pos += 1
+                self._advance(s, t)
+            self._drop([i for i, s in enumerate(self.seqs) if s.done])
         # The new rows' cache as a padded prefill leaves it: prefix, pads, own tokens.
         width = max(len(o) for o in own)
         new_mask = torch.zeros((len(own), start + width), dtype=torch.long)
