@@ -57,6 +57,20 @@ def internal_error(rid: str) -> JSONResponse:
 FORMAT_NOTE = ("response_format is checked once the answer is decoded, not constrained while decoding: an answer that "
                "fails it is a 422")
 
+
+def format_note(s: Served, fmt, remote: bool) -> str:
+    """What was done for ``response_format``: kept JSON while decoding (the built-in engine's
+    generation rungs), or checked only."""
+    from tunewise.serve.engine import json_top
+
+    top = json_top(fmt)
+    if remote or top is None or not continuous(s):
+        return FORMAT_NOTE
+    shape = {"{": "a JSON object", "[": "a JSON array"}.get(top, "a JSON object or array")
+    return (f"response_format: the answer was kept {shape} while decoding (the likeliest of its likeliest tokens that "
+            f"keeps it one, closed within max_tokens); {'the schema is checked after: ' if fmt.schema else ''}"
+            "an answer that fails is a 422")
+
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 
@@ -202,10 +216,10 @@ class Service:
         return []
 
     def enqueue(self, s: Served, text: str, max_tokens: int | None, messages: list[dict] | None = None,
-                stream: bool = False):
+                stream: bool = False, fmt=None):
         record = request_record(text, messages)
         try:
-            return self.batcher.enqueue(s, record, max_tokens, stream)
+            return self.batcher.enqueue(s, record, max_tokens, stream, fmt)
         except QueueFull as e:
             raise ApiError(503, str(e), type="server_error", code="queue_full") from None
 
@@ -241,7 +255,7 @@ class Service:
 
     async def answer(self, s: Served, text: str, max_tokens: int | None, endpoint: str, started: float,
                      messages: list[dict] | None = None, fmt=None):
-        return await self.settle(self.enqueue(s, text, max_tokens, messages), s, text, endpoint, started, fmt,
+        return await self.settle(self.enqueue(s, text, max_tokens, messages, fmt=fmt), s, text, endpoint, started, fmt,
                                  max_tokens)
 
     def usage(self, s: Served, pred) -> dict:
@@ -349,7 +363,7 @@ async def chat(request: Request):
     fmt = response_format_of(body)
     notes = svc.notes_for(body)
     if fmt is not None:
-        notes.append(FORMAT_NOTE)
+        notes.append(format_note(s, fmt, bool(svc.remote and s.id in svc.remote.routes)))
     turns = None
     if s.chat:  # measured on chat rows: every turn, rendered as the rows were
         try:
@@ -367,7 +381,7 @@ async def chat(request: Request):
         return await _remote_chat(svc, s, body, text, turns, max_tokens, fmt, notes, request.state.rid, started,
                                   (cid, created))
     if body.get("stream") and continuous(s):  # each token is sent as it is decoded
-        job = svc.enqueue(s, text, max_tokens, turns, stream=True)
+        job = svc.enqueue(s, text, max_tokens, turns, stream=True, fmt=fmt)
         live = LiveStream(svc, s, job, text, started, max_tokens, request.state.rid, fmt)
         return StreamingResponse(live.events(cid, created, notes, (body.get("stream_options") or {})),
                                  media_type="text/event-stream")

@@ -39,6 +39,7 @@ class Job:
     batch_size: int = 0
     stream: asyncio.Queue | None = None  # text deltas as they are decoded (continuous generation only)
     result: Prediction | None = None  # set by the decode engine on the model's thread
+    fmt: object | None = None  # validate.ResponseFormat: the decode engine keeps the answer JSON as it decodes
 
 
 def run_group(served, records: list[Record], max_tokens: int | None) -> list[Prediction]:
@@ -112,12 +113,12 @@ class Batcher:
     def depth(self) -> int:
         return self.queue.qsize() if self.queue else 0
 
-    def enqueue(self, served, record: Record, max_tokens: int | None, stream: bool = False) -> Job:
+    def enqueue(self, served, record: Record, max_tokens: int | None, stream: bool = False, fmt=None) -> Job:
         """Queue a request; its ``future`` resolves with the prediction (``stream``: deltas on ``job.stream``)."""
         if self.depth() >= self.max_queue:
             raise QueueFull(f"the request queue is full ({self.max_queue} waiting); retry later")
         job = Job(served, record, max_tokens, asyncio.get_running_loop().create_future(),
-                  stream=asyncio.Queue() if stream else None)
+                  stream=asyncio.Queue() if stream else None, fmt=fmt)
         self.queue.put_nowait(job)
         return job
 

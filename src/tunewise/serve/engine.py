@@ -26,6 +26,22 @@ import torch
 from tunewise.core import Prediction
 
 log = logging.getLogger(__name__)
+JSON_CANDIDATES = 32  # the likeliest tokens tried, in order, for an answer that must stay JSON
+
+
+def json_top(fmt) -> str | None:
+    """What an answer asked to be JSON (a ResponseFormat) opens with: "{" for an object, "[" for an
+    array, "{[" for either; None when not asked, or when the schema asks for a bare string, number or
+    literal (those are checked once decoded, not constrained)."""
+    if fmt is None:
+        return None
+    if fmt.kind == "json_object":
+        return "{"
+    kind = (fmt.schema or {}).get("type")
+    kinds = set(kind) if isinstance(kind, list) else {kind}
+    if kind is None:
+        return "{["
+    return "".join(c for k, c in (("object", "{"), ("array", "[")) if k in kinds) or None
 
 
 def continuous(served) -> bool:
@@ -52,6 +68,8 @@ class Sequence:
     pos: int = 0  # the position of the next token fed
     sent: str = ""  # text already handed to a stream
     done: bool = False
+    top: str | None = None  # an answer that must be JSON: the characters its document may open with
+    complete: bool = False  # that answer is a whole JSON document
 
 
 class DecodeEngine:
@@ -67,6 +85,7 @@ class DecodeEngine:
         self.shared: tuple[list[int], object] | None = None  # the prefix's ids and its cache (None: no prefix)
         self.prefix_hits = 0  # joins that started from the shared prefix
         self.packed = 0  # joins prefilled in a running batch's step
+        self.char_tokens: dict[str, int | None] = {}  # a character -> a token of it alone (JSON answers)
         self.seqs: list[Sequence] = []
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.mask: torch.Tensor | None = None
@@ -121,7 +140,7 @@ class DecodeEngine:
             self.model.eval()
             out = self.model(input_ids=x, attention_mask=mask, position_ids=pos, past_key_values=cache,
                              use_cache=True, logits_to_keep=1)
-        self._admit(jobs, prompts, out.logits[:, -1].argmax(-1).tolist(),
+        self._admit(jobs, prompts, out.logits[:, -1],
                     [(layer.keys, layer.values) for layer in out.past_key_values.layers], mask)
 
     def _packed(self, jobs: list, prompts: list[list[int]], start: int, prefix) -> None:
@@ -164,13 +183,13 @@ class DecodeEngine:
             raise
         finally:
             PACKED.reset(token)
-        picks = out.logits[0].argmax(-1).tolist()
+        logits = out.logits[0]
         self.packed += len(jobs) if b else 0
         if b:
             self.layers, self.mask = [(x.keys, x.values) for x in self.cache.layers], mask
-            for s, t in zip(self.seqs, picks[len(jobs):], strict=True):
-                s.pos += 1
-                self._advance(s, t)
+            for seq in self.seqs:
+                seq.pos += 1
+            self._next(self.seqs, logits[len(jobs):])
             self._drop([i for i, s in enumerate(self.seqs) if s.done])
         # The new rows' cache as a padded prefill leaves it: prefix, pads, own tokens.
         width = max(len(o) for o in own)
@@ -185,17 +204,16 @@ class DecodeEngine:
             layers.append(tuple(torch.cat([torch.cat([pre.to(x.dtype), x.new_zeros((1, x.shape[1], width - n, x.shape[3])),
                                                       x[:, :, a:a + n]], dim=2) for a, n in segments])
                                 for x, pre in ((k, pk), (v, pv))))
-        self._admit(jobs, prompts, picks[: len(jobs)], layers, new_mask)
+        self._admit(jobs, prompts, logits[: len(jobs)], layers, new_mask)
 
-    def _admit(self, jobs: list, prompts: list[list[int]], first: list[int], layers: list, mask: torch.Tensor) -> None:
-        """The prefilled requests' first tokens; those not done join the running batch with their rows
-        of ``layers`` (keys, values per layer) and ``mask``."""
-        seqs = []
-        for job, prompt, token in zip(jobs, prompts, first, strict=True):
-            seq = Sequence(job, len(prompt), job.max_tokens or self.served.rung.config.eval.max_new_tokens,
-                           pos=len(prompt))
-            self._advance(seq, token)
-            seqs.append(seq)
+    def _admit(self, jobs: list, prompts: list[list[int]], logits: torch.Tensor, layers: list,
+               mask: torch.Tensor) -> None:
+        """The prefilled requests' first tokens (from their rows of ``logits``); those not done join the
+        running batch with their rows of ``layers`` (keys, values per layer) and ``mask``."""
+        seqs = [Sequence(job, len(prompt), job.max_tokens or self.served.rung.config.eval.max_new_tokens,
+                         pos=len(prompt), top=json_top(getattr(job, "fmt", None)))
+                for job, prompt in zip(jobs, prompts, strict=True)]
+        self._next(seqs, logits)
         keep = [i for i, s in enumerate(seqs) if not s.done]
         if not keep:
             return
@@ -261,9 +279,9 @@ class DecodeEngine:
             DECODING.reset(token)
         self.layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
         self.mask = mask
-        for s, t in zip(self.seqs, out.logits[:, -1].argmax(-1).tolist(), strict=True):
-            s.pos += 1
-            self._advance(s, t)
+        for seq in self.seqs:
+            seq.pos += 1
+        self._next(self.seqs, out.logits[:, -1])
         self._drop([i for i, s in enumerate(self.seqs) if s.done])
 
     def _grow_cache(self):
@@ -298,12 +316,54 @@ class DecodeEngine:
         self.seqs, self.layers, self.mask, self.cache = [], [], None, None
         return jobs
 
+    def _next(self, seqs: list[Sequence], logits: torch.Tensor) -> None:
+        """Each sequence's next token from its row of ``logits``: the likeliest, or for an answer that
+        must be JSON the likeliest that keeps it JSON (see _json_token)."""
+        greedy = logits.argmax(-1).tolist()
+        for i, seq in enumerate(seqs):
+            self._advance(seq, greedy[i] if seq.top is None else self._json_token(seq, logits[i]))
+
+    def _json_token(self, seq: Sequence, row: torch.Tensor) -> int:
+        """The likeliest of the ``JSON_CANDIDATES`` likeliest tokens after which the answer is still the
+        start of a JSON document (``seq.top``: what it opens with) that the budget left can close; if none
+        is, the token of the next character of the shortest completion. A whole document ends the answer."""
+        from tunewise.serve.jsonprefix import json_prefix
+
+        left = seq.limit - len(seq.tokens) - 1  # tokens that may follow this one
+        before = self.tok.decode(seq.tokens, skip_special_tokens=True)
+        for token in row.topk(min(JSON_CANDIDATES, row.numel())).indices.tolist():
+            if token in self.stops:
+                continue
+            text = self.tok.decode(seq.tokens + [token], skip_special_tokens=True)
+            state = json_prefix(text, seq.top) if text != before else None
+            if state is not None and state.ok and len(state.closer) <= left:
+                seq.complete = state.complete
+                return token
+        state = json_prefix(before, seq.top)
+        token = self._char_token(state.closer[:1]) if state.ok and state.closer else None
+        if token is None:  # cannot happen with a byte-level vocabulary; the answer's check then says why
+            log.warning("%s: no token continues the JSON answer %r", self.served.id, before[-80:])
+            seq.complete = True
+            return int(row.argmax())
+        seq.complete = json_prefix(self.tok.decode(seq.tokens + [token], skip_special_tokens=True), seq.top).complete
+        return token
+
+    def _char_token(self, char: str) -> int | None:
+        """A token that decodes to exactly ``char`` (looked up once per character)."""
+        if char not in self.char_tokens:
+            ids = self.tok.encode(char, add_special_tokens=False)
+            found = next((t for t in ids[:1] if self.tok.decode([t]) == char), None)
+            if found is None:
+                found = next((t for t in range(len(self.tok)) if self.tok.decode([t]) == char), None)
+            self.char_tokens[char] = found
+        return self.char_tokens[char]
+
     def _advance(self, seq: Sequence, token: int) -> None:
-        if token in self.stops:
+        if token in self.stops and seq.top is None:
             seq.done = True
         else:
             seq.tokens.append(token)
-            seq.done = len(seq.tokens) >= seq.limit
+            seq.done = len(seq.tokens) >= seq.limit or seq.complete
         self._emit(seq)
         if seq.done:
             self._finish(seq)

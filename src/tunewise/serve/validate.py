@@ -155,9 +155,9 @@ def check_message_shapes(messages) -> None:
 
 class ResponseFormat:
     """What ``response_format`` asks of an answer: a JSON object (``json_object``), or JSON valid
-    under a schema (``json_schema``). Checked once the answer is decoded, not constrained while it
-    decodes: the rung answers as the ladder measured it, and an answer that fails is a 422 (see
-    ``check``), never passed on as if it were JSON."""
+    under a schema (``json_schema``). The built-in engine's generation rungs keep the answer JSON of
+    that shape while it decodes (serve.engine.json_top); every answer is checked once decoded, and
+    one that fails is a 422 (see ``check``), never passed on as if it were JSON."""
 
     def __init__(self, kind: str, schema: dict | None = None):
         self.kind, self.schema = kind, schema
