@@ -48,9 +48,8 @@ def continuous(served) -> bool:
     """Whether ``served`` generates through the plain cached decoder this engine reproduces."""
     from tunewise.rungs.base import LabelScorer
     from tunewise.rungs.finetuned import FinetunedRung
-    from tunewise.train.methods import PROMPT_LEARNING
-
     from tunewise.serve.attention import windowed
+    from tunewise.train.methods import PROMPT_LEARNING
 
     rung = served.rung
     return (served.task != "classification" and isinstance(rung, LabelScorer)
