@@ -91,6 +91,23 @@ def test_the_growing_cache_holds_what_dynamic_layer_holds():
         assert grow.get_seq_length() == plain.get_seq_length() == 6 + step
 
 
+def test_a_cache_rounded_to_bf16_attends_exactly_as_one_rounded_at_each_step():
+    """Under bf16 autocast, keys/values stored already rounded (in fp32) give the decode step's attention
+    bit for bit what rounding the whole cache in the step gives, without the copy."""
+    from tunewise.serve.attention import _grouped
+
+    q, k, v, mask = _inputs(keys=30)
+    v = v.float()
+    grow = GrowLayer(k[..., :29, :], v[..., :29, :], room=3, round_bf16=True)
+    keys, values = grow.update(k[..., 29:, :], v[..., 29:, :])
+    assert keys.dtype == torch.float32 and torch.equal(keys, k.to(torch.bfloat16).float())
+    assert torch.equal(values, v.to(torch.bfloat16).float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want, _ = _grouped(q, k, v, mask, 0.25)
+        got, _ = _grouped(q, keys, values, mask, 0.25, rounded=True)
+    assert torch.equal(got, want)
+
+
 ARCHITECTURES = {  # small random models of families the engine may serve, each with its own attention quirks
     "llama": ("LlamaConfig", "LlamaForCausalLM", {}),
     "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),  # q/k/v biases
