@@ -329,3 +329,27 @@ def test_a_bf16_rung_sharing_its_model_with_an_fp32_rung_is_said(tmp_path, tiny_
     assert {p.dtype for p in served["tiny-gen/zero-shot"].rung.model.parameters()} == {torch.float32}
     said = [r.getMessage() for r in caplog.records if "stay fp32" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("tiny-gen/zero-shot share") and "tiny-gen-fp32/zero-shot" in said[0]
+
+
+def test_a_rung_off_the_engine_says_why_and_so_does_its_stream(served, tmp_path, monkeypatch, caplog):
+    """A generation rung the engine cannot run answers a batch at once: said at start (with why) and in
+    the notes of a stream, whose one chunk is the finished answer."""
+    import logging
+
+    from tunewise.config import ServeConfig
+    from tunewise.serve.app import create_app
+    from tunewise.serve.engine import batch_reason
+    from tunewise.train.methods import PROMPT_LEARNING
+
+    gen = served["tiny-gen/zero-shot"]
+    assert batch_reason(gen) is None
+    monkeypatch.setattr(gen.rung, "method", PROMPT_LEARNING[0], raising=False)  # as a prefix/prompt-tuned rung
+    why = batch_reason(gen)
+    assert why and PROMPT_LEARNING[0] in why and not continuous(gen)
+    with caplog.at_level(logging.INFO, logger="tunewise.serve.app"), \
+            Server(create_app(served, ServeConfig(), tmp_path / "log.sqlite")) as s:
+        r = httpx.post(f"{s.url}/chat/completions", timeout=120, json={
+            "model": "tiny-gen/zero-shot", "stream": True, "max_tokens": 3,
+            "messages": [{"role": "user", "content": "the news"}]})
+    assert r.status_code == 200 and f"streamed as one finished answer: {why}" in r.text
+    assert "tiny-gen/zero-shot generates a batch at once" in caplog.text and why in caplog.text

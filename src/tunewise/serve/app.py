@@ -26,7 +26,7 @@ from tunewise.locate import served_path, served_record, write_served
 from tunewise.rungs.saved import label_probabilities, request_record
 from tunewise.serve import proxy
 from tunewise.serve.batching import Batcher, QueueFull, WorkerDied
-from tunewise.serve.engine import continuous
+from tunewise.serve.engine import batch_reason, continuous
 from tunewise.serve.metrics import CONTENT_TYPE, Metrics
 from tunewise.serve.registry import Served, ServeError
 from tunewise.serve.requestlog import RequestLog
@@ -287,6 +287,11 @@ def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path 
 
     app = FastAPI(title="tunewise", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.svc, app.state.served, app.state.metrics, app.state.batcher = svc, served, svc.metrics, svc.batcher
+    for s in served.values():
+        why = batch_reason(s) if s.task != "classification" else None
+        if why and not (svc.remote and s.id in svc.remote.routes):
+            log.info("%s generates a batch at once, not token by token (its streams carry the finished answer): %s",
+                     s.id, why)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc):
@@ -392,6 +397,8 @@ async def chat(request: Request):
     if notes:
         extra["tunewise"]["notes"] = notes
     reason = svc.finish(s, use, max_tokens)
+    if body.get("stream") and s.task != "classification":
+        extra["tunewise"].setdefault("notes", []).append(f"streamed as one finished answer: {batch_reason(s)}")
     if body.get("stream"):
         return StreamingResponse(_sse(cid, created, s.id, content, reason, extra),
                                  media_type="text/event-stream")

@@ -46,16 +46,25 @@ def json_top(fmt) -> str | None:
 
 def continuous(served) -> bool:
     """Whether ``served`` generates through the plain cached decoder this engine reproduces."""
+    return served.task != "classification" and batch_reason(served) is None
+
+
+def batch_reason(served) -> str | None:
+    """Why a rung generates a batch at once rather than on this engine (None: it does not)."""
     from tunewise.rungs.base import LabelScorer
     from tunewise.rungs.finetuned import FinetunedRung
     from tunewise.serve.attention import windowed
     from tunewise.train.methods import PROMPT_LEARNING
 
     rung = served.rung
-    return (served.task != "classification" and isinstance(rung, LabelScorer)
-            and type(rung).predict in (LabelScorer.predict, FinetunedRung.predict)
-            and type(rung).generate is LabelScorer.generate
-            and getattr(rung, "method", None) not in PROMPT_LEARNING and not windowed(rung.model))
+    if getattr(rung, "method", None) in PROMPT_LEARNING:
+        return f"{rung.method} keeps its own virtual tokens in the KV cache"
+    if not (isinstance(rung, LabelScorer) and type(rung).predict in (LabelScorer.predict, FinetunedRung.predict)
+            and type(rung).generate is LabelScorer.generate):
+        return "the rung builds each prompt as it predicts (retrieval, its own decoding)"
+    if windowed(rung.model):
+        return "its model has sliding-window layers, whose cache keeps only the window"
+    return None
 
 
 @dataclass
