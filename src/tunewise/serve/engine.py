@@ -120,8 +120,9 @@ class DecodeEngine:
         group and add them to the running batch; one that is done after its first token leaves at once.
 
         Prompts that start with the rung's shared prefix are fed only their own tokens after its
-        cached keys and values, left-padded between the prefix and their tokens (masked, with each
-        row's own positions), so every row's last column is its last prompt token."""
+        cached keys and values. On a packable model they go packed, with the running batch's next
+        step (``_packed``); else, or if that fails, left-padded between the prefix and their tokens
+        (masked, with each row's own positions), so every row's last column is its last prompt token."""
         prompts = [self._prompt(job.record) for job in jobs]
         ids, prefix = self._shared() if self.reuse_prefix else ([], None)
         # Checked per prompt: a request whose tokens merge across the prefix's end is prefilled whole.
@@ -208,13 +209,13 @@ class DecodeEngine:
         new_mask[:, :start] = 1
         for i, o in enumerate(own):
             new_mask[i, start + width - len(o):] = 1
-        layers = []
-        for li in range(len(plan.running)):
-            k, v = plan.new[li]
-            pk, pv = plan.prefix[li] if plan.prefix else (k[:, :, :0], v[:, :, :0])
-            layers.append(tuple(torch.cat([torch.cat([pre.to(x.dtype), x.new_zeros((1, x.shape[1], width - n, x.shape[3])),
-                                                      x[:, :, a:a + n]], dim=2) for a, n in segments])
-                                for x, pre in ((k, pk), (v, pv))))
+        def rows(x: torch.Tensor, pre: torch.Tensor | None) -> torch.Tensor:  # (prompts, heads, width, dim)
+            pre = x[:, :, :0] if pre is None else pre.to(x.dtype)
+            return torch.cat([torch.cat([pre, x.new_zeros((1, x.shape[1], width - n, x.shape[3])), x[:, :, a:a + n]], dim=2)
+                              for a, n in segments])
+
+        layers = [(rows(k, plan.prefix[li][0] if plan.prefix else None),
+                   rows(v, plan.prefix[li][1] if plan.prefix else None)) for li, (k, v) in sorted(plan.new.items())]
         self._admit(jobs, prompts, logits[: len(jobs)], layers, new_mask)
 
     def _admit(self, jobs: list, prompts: list[list[int]], logits: torch.Tensor, layers: list,
