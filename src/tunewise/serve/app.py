@@ -131,6 +131,11 @@ class Service:
         # DNS name to 127.0.0.1 sends its name as Host and is refused.
         self.hosts = LOOPBACK_NAMES if is_loopback(host) else None
 
+
+    def relayed(self, s: Served) -> bool:
+        """Whether ``s`` is served by a vLLM child (serve/proxy.py) rather than the built-in engine."""
+        return self.remote is not None and s.id in self.remote.routes
+
     def close(self) -> None:
         for log_ in set(self.logs.values()):
             log_.close()
@@ -289,7 +294,7 @@ def create_app(served: dict[str, Served], settings: ServeConfig, log_path: Path 
     app.state.svc, app.state.served, app.state.metrics, app.state.batcher = svc, served, svc.metrics, svc.batcher
     for s in served.values():
         why = batch_reason(s) if s.task != "classification" else None
-        if why and not (svc.remote and s.id in svc.remote.routes):
+        if why and not svc.relayed(s):
             log.info("%s generates a batch at once, not token by token (its streams carry the finished answer): %s",
                      s.id, why)
 
@@ -368,7 +373,7 @@ async def chat(request: Request):
     fmt = response_format_of(body)
     notes = svc.notes_for(body)
     if fmt is not None:
-        notes.append(format_note(s, fmt, bool(svc.remote and s.id in svc.remote.routes)))
+        notes.append(format_note(s, fmt, svc.relayed(s)))
     turns = None
     if s.chat:  # measured on chat rows: every turn, rendered as the rows were
         try:
@@ -382,7 +387,7 @@ async def chat(request: Request):
             notes.append(f"the rung answers single inputs as measured; used the last user turn, ignored "
                          f"{len(messages) - 1} earlier message(s)")
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    if svc.remote and s.id in svc.remote.routes:
+    if svc.relayed(s):
         return await _remote_chat(svc, s, body, text, turns, max_tokens, fmt, notes, request.state.rid, started,
                                   (cid, created))
     if body.get("stream") and continuous(s):  # each token is sent as it is decoded
@@ -434,7 +439,7 @@ async def completions(request: Request):
         raise ApiError(400, "'stream' is supported on /v1/chat/completions only", param="stream")
     prompts = svc.texts_of(body, "prompt")
     max_tokens = svc.max_tokens_of(body, s)
-    if svc.remote and s.id in svc.remote.routes:  # relayed to its vLLM child
+    if svc.relayed(s):  # relayed to its vLLM child
         done = await asyncio.gather(*(proxy.answer(svc, s, p, None, max_tokens, "completions", started,
                                                    request.state.rid) for p in prompts))
     else:

@@ -161,6 +161,7 @@ class DecodeEngine:
         padding; alone, the prompts only."""
         from transformers import DynamicCache
 
+        from tunewise.evaluate.decode import padded_after
         from tunewise.serve.attention import PACKED, PACKED_MASK, GrowLayer, Packed, PackedLayer
 
         self._drop([i for i, s in enumerate(self.seqs) if s.job.future.done()])  # hung up
@@ -198,17 +199,11 @@ class DecodeEngine:
         logits = out.logits[0]
         self.packed += len(jobs) if b else 0
         if b:
-            self.layers, self.mask = [(x.keys, x.values) for x in self.cache.layers], mask
-            for seq in self.seqs:
-                seq.pos += 1
-            self._next(self.seqs, logits[len(jobs):])
-            self._drop([i for i, s in enumerate(self.seqs) if s.done])
+            self._stepped(self.cache.layers, mask, logits[len(jobs):])
         # The new rows' cache as a padded prefill leaves it: prefix, pads, own tokens.
         width = max(len(o) for o in own)
-        new_mask = torch.zeros((len(own), start + width), dtype=torch.long)
-        new_mask[:, :start] = 1
-        for i, o in enumerate(own):
-            new_mask[i, start + width - len(o):] = 1
+        new_mask = padded_after(own, self.pad, start)[1]
+
         def rows(x: torch.Tensor, pre: torch.Tensor | None) -> torch.Tensor:  # (prompts, heads, width, dim)
             pre = x[:, :, :0] if pre is None else pre.to(x.dtype)
             return torch.cat([torch.cat([pre, x.new_zeros((1, x.shape[1], width - n, x.shape[3])), x[:, :, a:a + n]], dim=2)
@@ -291,11 +286,15 @@ class DecodeEngine:
         finally:
             DECODING.reset(token)
             ROUNDED.reset(rounded)
-        self.layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-        self.mask = mask
+        self._stepped(out.past_key_values.layers, mask, out.logits[:, -1])
+
+    def _stepped(self, layers: list, mask: torch.Tensor, logits: torch.Tensor) -> None:
+        """After a forward that fed every running sequence its last token: the cache it left (``layers``,
+        ``mask``), each sequence's next token from its row of ``logits``; finished ones leave."""
+        self.layers, self.mask = [(x.keys, x.values) for x in layers], mask
         for seq in self.seqs:
             seq.pos += 1
-        self._next(self.seqs, out.logits[:, -1])
+        self._next(self.seqs, logits)
         self._drop([i for i, s in enumerate(self.seqs) if s.done])
 
     def _grow_cache(self):
