@@ -83,14 +83,14 @@ def _held_batch(served, tmp_path, poison: str):
     rung = served["tiny/lora"].rung
     real, gate, entered, sizes = rung.predict, threading.Event(), threading.Event(), []
 
-    def predict(records):
+    def predict(records, **kw):
         sizes.append(len(records))
         if not entered.is_set():
             entered.set()
             gate.wait(60)
         if any(poison in r.input for r in records):
             raise ValueError("TextEncodeInput must be Union[...] (the fault)")
-        return real(records)
+        return real(records, **kw)
 
     rung.predict = predict
     return Server(create_app(served, ServeConfig(batch_wait_ms=0, max_batch=16), tmp_path / "log.sqlite")), \

@@ -9,7 +9,9 @@ import torch
 from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+from tunewise.rungs.base import LabelScorer
 from tunewise.serve.attention import DECODING, GrowLayer, decode_attention
+from tunewise.serve.registry import Served
 
 
 class _Module:  # what the attention functions read of an attention layer
@@ -158,7 +160,7 @@ def test_a_decode_step_through_the_kernel_matches_sdpa_on_other_model_families(a
     assert got.argmax(-1).tolist() == want.argmax(-1).tolist()
 
 
-class _Rung:  # what the decode engine reads of a rung: a random model, prompts as token ids
+class _Rung(LabelScorer):  # what the decode engine reads of a rung: a random model, prompts as token ids
     def __init__(self, model, precision="fp32"):
         from types import SimpleNamespace
 
@@ -175,14 +177,8 @@ class _Rung:  # what the decode engine reads of a rung: a random model, prompts 
         return [list(range(1, 11)) + [11 + sum(map(ord, w)) % 80 for w in r.input.split()] for r in records]
 
 
-class _Served:
-    def __init__(self, rung):
-        self.rung, self.id, self.task = rung, "random/zero-shot", "generation"
-
-    def context(self):
-        from contextlib import nullcontext
-
-        return nullcontext()
+def _served(rung):
+    return Served("random/zero-shot", rung, rung.config, None, "generation", [])
 
 
 class _Job:
@@ -218,7 +214,7 @@ def test_joins_packed_with_a_decode_step_decode_what_a_prefill_then_a_step_decod
     budgets = [6, 2, 6, 5, 1, 4]  # rows of different widths: left padding in the running batch
 
     def decode(pack: bool) -> tuple[list[str], DecodeEngine]:
-        engine = DecodeEngine(_Served(_Rung(model)), lambda job, delta: None, pack=pack)
+        engine = DecodeEngine(_served(_Rung(model)), lambda job, delta: None, pack=pack)
         jobs = [_Job(t, n) for t, n in zip(texts, budgets, strict=True)]
         engine.join_many(jobs[:2])
         engine.step()

@@ -60,10 +60,10 @@ def _held(served, settings, tmp_path, busy: int):
     rung = served["tiny/lora"].rung
     real = rung.predict
 
-    def slow(records):
+    def slow(records, **kw):
         entered.set()
         gate.wait(60)
-        return real(records)
+        return real(records, **kw)
 
     rung.predict = slow
     server = Server(create_app(served, settings, tmp_path / "log.sqlite"))
@@ -134,7 +134,7 @@ def test_a_model_failure_is_a_fixed_500_with_a_request_id_and_the_connection_sta
     rung = served["tiny/lora"].rung
     real = rung.predict
 
-    def broken(records):
+    def broken(records, **kw):
         raise RuntimeError("out of memory at 0xdeadbeef")
 
     rung.predict = broken

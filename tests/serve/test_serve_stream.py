@@ -178,6 +178,42 @@ def test_a_few_shot_rung_decodes_its_whole_prompt(served_projects, tmp_path):
     assert [j.result.output for j in jobs] == want
 
 
+@pytest.mark.parametrize("rung", ["lora", "few-shot"])
+def test_a_classifiers_shared_prefix_runs_once_for_every_batch_and_changes_no_score(rung, served, served_projects,
+                                                                                  tmp_path, monkeypatch):
+    """The server scores labels from the rung's shared prefix (instruction, fixed few-shot examples),
+    computed once for every batch, not once per batch as the ladder's one call does: the same labels
+    and scores as the rung's own call on all the records at once."""
+    import dataclasses
+    import shutil
+
+    from tunewise.config import load_config
+    from tunewise.evaluate import decode
+    from tunewise.ladder import run_ladder
+    from tunewise.rungs.saved import request_record
+    from tunewise.serve.batching import run_group
+    from tunewise.serve.registry import load_served
+
+    if rung == "few-shot":
+        project = shutil.copytree(served_projects[0], tmp_path / "cls")
+        run_ladder(load_config(project, ["few_shot.k=2", "few_shot.sets=1"]), project, ["few-shot"])
+        s = load_served([project])["tiny/few-shot"]
+    else:
+        s = dataclasses.replace(served["tiny/lora"])  # its prefix not yet computed
+    records = [request_record(t) for t in PROMPTS]
+    with s.context():
+        want = s.rung.predict(records)
+    calls = []
+    real = decode.cache_prefix
+    monkeypatch.setattr(decode, "cache_prefix", lambda model, ids: calls.append(len(ids)) or real(model, ids))
+    got = [p for batch in (records[:2], records[2:4], records[4:]) for p in run_group(s, batch, None)]
+    assert calls == [len(s.prefix()[0])] and calls[0] >= decode.MIN_SHARED_PREFIX, calls
+    assert [p.output for p in got] == [p.output for p in want]
+    for a, b in zip(got, want, strict=True):
+        assert a.scores == pytest.approx(b.scores, abs=1e-5)
+        assert a.prompt_tokens == b.prompt_tokens
+
+
 def test_requests_prefilled_together_answer_as_each_alone(served):
     """Requests that arrive together are prefilled in one forward (left-padded after the shared
     prefix, each row at its own positions, or packed with the step of a batch already decoding):

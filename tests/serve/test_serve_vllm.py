@@ -4,6 +4,7 @@ executable (no GPU here), the children started, waited for, relayed to behind th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -32,7 +33,7 @@ def test_launch_plan_serves_lora_adapters_and_names_what_stays(served):
 
     lora = served["tiny/lora"]
     for s in (lora, served["tiny/dora"]):  # the same adapters, as if trained on a generation task
-        gen_lora[s.id] = type(s)(**{**s.__dict__, "task": "generation"})
+        gen_lora[s.id] = dataclasses.replace(s, task="generation")
     plan = launch_plan(gen_lora, host="127.0.0.1", port=9001)
     (proc,) = plan["processes"]
     argv = proc["argv"]

@@ -91,6 +91,13 @@ class LabelScorer:
         b = self.builder()
         return [b.prompt_ids(r) for r in records]
 
+    def full_prompt_ids(self, records: list[Record]) -> list[list[int]]:
+        """Each record's whole prompt: ``prompt_ids`` after the fixed prefix a rung keeps apart (the
+        few-shot examples), as a server feeds it to the model."""
+        ids = self.prompt_ids(records)
+        prefix = list(getattr(self, "_prefix_ids", None) or [])  # read after prompt_ids, which may set it
+        return [prefix + p for p in ids]
+
     def charge(self, start: float, prompts: list[list[int]], answers: list[list[int]], decoded: bool = False) -> float:
         """Book a predict call's time, prompt tokens and forward FLOPs in ``self.cost``; return ms per record.
 
@@ -128,7 +135,9 @@ class LabelScorer:
         """(length, cache) of a prefix every prompt shares, or None."""
         return
 
-    def predict(self, records: list[Record]) -> list[Prediction]:
+    def predict(self, records: list[Record], prefix: tuple[list[int], object] | None = None) -> list[Prediction]:
+        """``prefix``: (ids, cache) of tokens a server found every prompt of this rung starts with, run once
+        and reused by every batch (classification only; ``score``)."""
         from tunewise.evaluate.decode import inference_precision
 
         with inference_precision(self.config.eval.precision):
@@ -136,7 +145,7 @@ class LabelScorer:
                 return self.perplexity(records)
             if self.config.task.type != "classification":
                 return self.generate(records)
-            return self.score(records)
+            return self.score(records, prefix)
 
     def perplexity(self, records: list[Record]) -> list[Prediction]:
         """A plain-text corpus: each document's summed NLL over its windows (tunewise.evaluate.perplexity)."""
@@ -179,32 +188,48 @@ class LabelScorer:
             for r, o, p in zip(records, outs, full, strict=True)
         ]
 
-    def score(self, records: list[Record]) -> list[Prediction]:
+    def score(self, records: list[Record], fixed: tuple[list[int], object] | None = None) -> list[Prediction]:
+        """Each record's label scores. ``fixed``: (ids, cache) of a prefix computed once elsewhere (a
+        server's, for every batch): prompts that start with it are fed only their tokens after it, the
+        others whole; without it, the rung's own shared prefix, or the prompts' common start, runs once
+        per call (``score_labels``)."""
+        import torch
+
         from tunewise.evaluate.decode import label_token_ids, score_labels
 
         labels = self.config.task.labels
         b = self.builder()
-        prompts = self.prompt_ids(records)
-        prefix = self.shared_prefix()
-        prefix_len = prefix[0] if prefix else 0
+        full = self.full_prompt_ids(records)
         advance = self.progress(f"{self.name}: scoring", len(records))
         start = time.perf_counter()
         label_ids = label_token_ids(self.tokenizer, b, labels)
-        scores = score_labels(
-            self.model, prompts, label_ids, self.tokenizer.pad_token_id,
-            batch_size=self.config.eval.batch_size, prefix_cache=prefix, on_batch=advance,
-        )
-        prefix_ids = list(getattr(self, "_prefix_ids", None) or []) if prefix else []
-        per_ms = self.charge(start, [prefix_ids + p for p in prompts], [self.label_runs(label_ids)] * len(prompts))
+        if fixed is not None and fixed[0]:
+            n = len(fixed[0])
+            hit = [len(p) > n and p[:n] == fixed[0] for p in full]
+            groups = [(hit, (n, fixed[1])), ([not h for h in hit], None)]
+        else:  # the rung's own shared prefix (few-shot examples), or none: score_labels finds the common start
+            prefix = self.shared_prefix()
+            n = prefix[0] if prefix else 0
+            groups = [([True] * len(full), prefix)]
+        scores = torch.empty((len(full), len(labels)))
+        for member, cache in groups:
+            rows = [i for i, m in enumerate(member) if m]
+            if rows:
+                scores[rows] = score_labels(
+                    self.model, [full[i][n if cache is not None else 0:] for i in rows], label_ids,
+                    self.tokenizer.pad_token_id, batch_size=self.config.eval.batch_size, prefix_cache=cache,
+                    on_batch=advance,
+                )
+        per_ms = self.charge(start, full, [self.label_runs(label_ids)] * len(full))
         return [
             Prediction(
                 id=rec.id,
                 output=labels[int(row.argmax())],
                 scores={lab: float(v) for lab, v in zip(labels, row, strict=True)},
                 latency_ms=per_ms,
-                prompt_tokens=len(p) + prefix_len,
+                prompt_tokens=len(p),
             )
-            for rec, row, p in zip(records, scores, prompts, strict=True)
+            for rec, row, p in zip(records, scores, full, strict=True)
         ]
 
 

@@ -77,11 +77,11 @@ class FinetunedRung(LabelScorer):
         model, tok = load_trained(folder)
         return cls(config, dataclasses.replace(ctx, base=(model, tok, folder)))
 
-    def predict(self, records: list[Record]) -> list[Prediction]:
+    def predict(self, records: list[Record], prefix=None) -> list[Prediction]:
         from tunewise.train.methods import PROMPT_LEARNING
 
         if self.method not in PROMPT_LEARNING:
-            return super().predict(records)
+            return super().predict(records, prefix)
         from tunewise.evaluate.decode import inference_precision
 
         with inference_precision(self.config.eval.precision):

@@ -41,10 +41,10 @@ class Calibrated(LabelScorer):
             probs = softmax(np.array([[p.scores[lab] for lab in labels] for p in super().score(rows)]), axis=1)
         self.prior = probs.mean(0).tolist()
 
-    def score(self, records: list[Record]) -> list[Prediction]:
+    def score(self, records: list[Record], fixed=None) -> list[Prediction]:
         from scipy.special import log_softmax
 
-        preds = super().score(records)
+        preds = super().score(records, fixed)
         if not self.prior:
             return preds
         labels = self.config.task.labels

@@ -48,9 +48,11 @@ def run_group(served, records: list[Record], max_tokens: int | None) -> list[Pre
     config = rung.config
     if max_tokens is not None and max_tokens != config.eval.max_new_tokens:
         rung.config = config.model_copy(update={"eval": config.eval.model_copy(update={"max_new_tokens": max_tokens})})
+    # A classifier's shared prefix runs once for every batch (Served.prefix), not once per batch.
+    fixed = {"prefix": served.prefix()} if served.task == "classification" and served.prefix()[0] else {}
     try:
         with served.context():
-            preds = rung.predict(records)
+            preds = rung.predict(records, **fixed)
     finally:
         rung.config = config
     # Counted here, on the model's thread: a fast tokenizer used from two threads at once can fail.

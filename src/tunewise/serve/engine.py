@@ -51,18 +51,12 @@ def continuous(served) -> bool:
 
 def batch_reason(served) -> str | None:
     """Why a rung generates a batch at once rather than on this engine (None: it does not)."""
-    from tunewise.rungs.base import LabelScorer
-    from tunewise.rungs.finetuned import FinetunedRung
     from tunewise.serve.attention import windowed
-    from tunewise.train.methods import PROMPT_LEARNING
+    from tunewise.serve.registry import prompt_reason
 
-    rung = served.rung
-    if getattr(rung, "method", None) in PROMPT_LEARNING:
-        return f"{rung.method} keeps its own virtual tokens in the KV cache"
-    if not (isinstance(rung, LabelScorer) and type(rung).predict in (LabelScorer.predict, FinetunedRung.predict)
-            and type(rung).generate is LabelScorer.generate):
-        return "the rung builds each prompt as it predicts (retrieval, its own decoding)"
-    if windowed(rung.model):
+    if reason := prompt_reason(served.rung):
+        return reason
+    if windowed(served.rung.model):
         return "its model has sliding-window layers, whose cache keeps only the window"
     return None
 
@@ -90,7 +84,6 @@ class DecodeEngine:
         self.pad = rung.tokenizer.pad_token_id if rung.tokenizer.pad_token_id is not None else 0  # masked out
         self.push = push  # (job, text delta) -> None, thread-safe
         self.reuse_prefix = reuse_prefix  # off only to test that reuse changes no token
-        self.shared: tuple[list[int], object] | None = None  # the prefix's ids and its cache (None: no prefix)
         self.prefix_hits = 0  # joins that started from the shared prefix
         self.packed = 0  # joins prefilled in a running batch's step
         self.char_tokens: dict[str, int | None] = {}  # a character -> a token of it alone (JSON answers)
@@ -124,7 +117,7 @@ class DecodeEngine:
         step (``_packed``); else, or if that fails, left-padded between the prefix and their tokens
         (masked, with each row's own positions), so every row's last column is its last prompt token."""
         prompts = [self._prompt(job.record) for job in jobs]
-        ids, prefix = self._shared() if self.reuse_prefix else ([], None)
+        ids, prefix = self.served.prefix() if self.reuse_prefix else ([], None)
         # Checked per prompt: a request whose tokens merge across the prefix's end is prefilled whole.
         hit = [bool(ids) and len(p) > len(ids) and p[:len(ids)] == ids for p in prompts]
         for shared in (True, False):
@@ -237,28 +230,7 @@ class DecodeEngine:
         return inference_precision(self.served.rung.config.eval.precision)
 
     def _prompt(self, record) -> list[int]:
-        rung = self.served.rung
-        ids = rung.prompt_ids([record])[0]
-        return list(getattr(rung, "_prefix_ids", []) or []) + ids  # read after prompt_ids, which may set it
-
-    def _shared(self) -> tuple[list[int], object]:
-        """The tokens every prompt of this rung starts with and their cache, run once: the common
-        start of two prompts with different inputs (none if shorter than worth a forward)."""
-        from tunewise.evaluate.decode import MIN_SHARED_PREFIX, cache_prefix, common_prefix_length
-        from tunewise.rungs.saved import request_record
-
-        if self.shared is None:
-            probes = [self._prompt(request_record(text)) for text in ("a", "zebra 7")]
-            n = common_prefix_length(probes)
-            ids, cache = (probes[0][:n] if n >= MIN_SHARED_PREFIX else []), None
-            if ids:
-                with self.served.context(), self.precision():
-                    self.model.eval()
-                    cache = cache_prefix(self.model, ids)[1]
-                log.info("%s: a prefix of %d tokens every prompt starts with is computed once and reused",
-                         self.served.id, n)
-            self.shared = (ids, cache)
-        return self.shared
+        return self.served.rung.full_prompt_ids([record])[0]
 
     @torch.inference_mode()
     def step(self) -> None:

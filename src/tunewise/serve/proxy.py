@@ -49,8 +49,7 @@ class Remote:
         from tunewise.rungs.saved import request_record
 
         rung = s.rung
-        ids = rung.prompt_ids([request_record(text, turns)])[0]
-        prompt = list(getattr(rung, "_prefix_ids", []) or []) + ids  # read after prompt_ids, which may set it
+        prompt = rung.full_prompt_ids([request_record(text, turns)])[0]
         body = {"model": s.id, "prompt": prompt, "max_tokens": max_tokens or s.config.eval.max_new_tokens,
                 "temperature": 0, "stop_token_ids": list(rung.builder().stop_ids), "skip_special_tokens": True,
                 "stream": stream}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunewise.config import ConfigError, ProjectConfig
@@ -43,6 +43,33 @@ class Served:
     peft: object | None = None  # the shared PEFT model this rung runs on (a prompting rung: adapters off), if any
     base_key: str | None = None  # a prompting rung's shared base
     chat: bool = False  # measured on chat rows: a request's turns are rendered as the rows' were
+    shared: tuple[list[int], object] | None = field(default=None, init=False, repr=False)  # set by prefix()
+
+    def prefix(self) -> tuple[list[int], object]:
+        """The tokens every prompt of this rung starts with (system prompt, instruction, fixed few-shot
+        examples) and their KV cache, computed once and reused by every batch and join: the common
+        start of two prompts with different inputs; ``([], None)`` if shorter than worth a forward, or if
+        the rung's prompts are not the server's to feed (``prompt_reason``). A prompt that does not
+        start with it (its tokens merge across the prefix's end, a request's own system turn) runs whole."""
+        from tunewise.evaluate.decode import MIN_SHARED_PREFIX, cache_prefix, common_prefix_length, inference_precision
+        from tunewise.rungs.saved import request_record
+
+        if self.shared is None:
+            ids, cache = [], None
+            if prompt_reason(self.rung) is None:
+                probes = self.rung.full_prompt_ids([request_record(text) for text in ("a", "zebra 7")])
+                n = common_prefix_length(probes)
+                ids = probes[0][:n] if n >= MIN_SHARED_PREFIX else []
+            if ids:
+                import torch
+
+                with torch.inference_mode(), self.context(), inference_precision(self.rung.config.eval.precision):
+                    self.rung.model.eval()
+                    cache = cache_prefix(self.rung.model, ids)[1]
+                log.info("%s: a prefix of %d tokens every prompt starts with is computed once and reused", self.id,
+                         len(ids))
+            self.shared = (ids, cache)
+        return self.shared
 
     def context(self):
         """Select this rung's adapter on the shared model (or switch adapters off for a prompt rung)."""
@@ -52,6 +79,21 @@ class Served:
             return self.peft.disable_adapter()
         self.peft.set_adapter(self.adapter)
         return nullcontext()
+
+
+def prompt_reason(rung) -> str | None:
+    """Why the server cannot feed ``rung``'s prompts to its model itself (a cached shared prefix, the
+    decode engine): None when it can."""
+    from tunewise.rungs.base import LabelScorer
+    from tunewise.rungs.finetuned import FinetunedRung
+    from tunewise.train.methods import PROMPT_LEARNING
+
+    if getattr(rung, "method", None) in PROMPT_LEARNING:
+        return f"{rung.method} keeps its own virtual tokens in the KV cache"
+    if not (isinstance(rung, LabelScorer) and type(rung).predict in (LabelScorer.predict, FinetunedRung.predict)
+            and type(rung).generate is LabelScorer.generate):
+        return "the rung builds each prompt as it predicts (retrieval, its own decoding)"
+    return None
 
 
 def runs_of_project(project: Path) -> list[Path]:
