@@ -153,6 +153,33 @@ def test_the_shared_prefix_is_computed_once_and_changes_no_token(served):
     assert shared == alone  # greedy: the same tokens with and without the reuse
 
 
+def test_a_cache_the_engine_cannot_grow_in_place_is_said_once_and_changes_no_token(served, monkeypatch, caplog):
+    """A model whose cache layers are not transformers' plain DynamicLayer (another layer type) is
+    decoded with its own cache, copied each step: the same tokens, and a warning that says so, once."""
+    import logging
+
+    import transformers
+    from transformers.cache_utils import DynamicLayer
+
+    s = _lively(served["tiny-gen/zero-shot"])
+    plain, _ = _decode_all(s, reuse=True)
+
+    class OtherLayer(DynamicLayer):
+        pass
+
+    class OtherCache(transformers.DynamicCache):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.layers = [OtherLayer() for _ in self.layers]
+
+    monkeypatch.setattr(transformers, "DynamicCache", OtherCache)
+    with caplog.at_level(logging.WARNING, logger="tunewise.serve.engine"):
+        other, _ = _decode_all(s, reuse=True)
+    said = [r.getMessage() for r in caplog.records if "does not grow in place" in r.getMessage()]
+    assert len(said) == 1 and "OtherLayer" in said[0], said
+    assert other == plain
+
+
 def test_a_few_shot_rung_decodes_its_whole_prompt(served_projects, tmp_path):
     """Random few-shot examples are the prompt's shared prefix, which prompt_ids sets as it renders:
     read before it, a lone request's prompt was its last token alone."""

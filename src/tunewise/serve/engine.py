@@ -85,6 +85,7 @@ class DecodeEngine:
         self.push = push  # (job, text delta) -> None, thread-safe
         self.reuse_prefix = reuse_prefix  # off only to test that reuse changes no token
         self.prefix_hits = 0  # joins that started from the shared prefix
+        self.said_cache = False  # the warning that the cache is not grown in place was given
         self.packed = 0  # joins prefilled in a running batch's step
         self.char_tokens: dict[str, int | None] = {}  # a character -> a token of it alone (JSON answers)
         self.seqs: list[Sequence] = []
@@ -281,9 +282,15 @@ class DecodeEngine:
         room = max(s.limit - len(s.tokens) for s in self.seqs) + 1
         if len(cache.layers) == len(self.layers) and all(type(x) is DynamicLayer for x in cache.layers):
             cache.layers = [GrowLayer(k, v, room, round_bf16=self.bf16) for k, v in self.layers]
-        else:
-            for i, (k, v) in enumerate(self.layers):
-                cache.update(k, v, i)
+            return cache
+        if not self.said_cache:  # the same answers, more slowly: said once
+            self.said_cache = True
+            kinds = sorted({type(x).__name__ for x in cache.layers} - {"DynamicLayer"}) or ["a different layer count"]
+            log.warning("%s: its model's cache has %s layers, which the decode engine does not grow in place: each "
+                        "decode step copies the cache and new requests are prefilled apart from the running batch "
+                        "(the same answers, more slowly)", self.served.id, ", ".join(kinds))
+        for i, (k, v) in enumerate(self.layers):
+            cache.update(k, v, i)
         return cache
 
     def run(self, waiting: Callable[[], bool], most: int = 8) -> None:
