@@ -227,14 +227,20 @@ def test_a_classifiers_shared_prefix_runs_once_for_every_batch_and_changes_no_sc
         s = load_served([project])["tiny/few-shot"]
     else:
         s = dataclasses.replace(served["tiny/lora"])  # its prefix not yet computed
-    records = [request_record(t) for t in PROMPTS]
+    # The last request brings its own system turn: it does not start with the rung's prefix, and runs whole.
+    turns = [{"role": "system", "content": "You sort news."}, {"role": "user", "content": PROMPTS[0]}]
+    records = [request_record(t) for t in PROMPTS] + [request_record(PROMPTS[0], turns)]
     with s.context():
         want = s.rung.predict(records)
+        own = s.rung.full_prompt_ids(records[-1:])[0]
     calls = []
     real = decode.cache_prefix
     monkeypatch.setattr(decode, "cache_prefix", lambda model, ids: calls.append(len(ids)) or real(model, ids))
     got = [p for batch in (records[:2], records[2:4], records[4:]) for p in run_group(s, batch, None)]
-    assert calls == [len(s.prefix()[0])] and calls[0] >= decode.MIN_SHARED_PREFIX, calls
+    ids = s.prefix()[0]
+    assert len(ids) >= decode.MIN_SHARED_PREFIX and own[:len(ids)] != ids
+    # once for every batch; the request that does not start with it alone (its prompt but the last token)
+    assert calls == [len(ids), len(own) - 1], calls
     assert [p.output for p in got] == [p.output for p in want]
     for a, b in zip(got, want, strict=True):
         assert a.scores == pytest.approx(b.scores, abs=1e-5)
