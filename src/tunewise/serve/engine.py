@@ -158,18 +158,17 @@ class DecodeEngine:
         from tunewise.evaluate.decode import padded_after
         from tunewise.serve.attention import PACKED, PACKED_MASK, GrowLayer, Packed, PackedLayer
 
-        self._drop([i for i, s in enumerate(self.seqs) if s.job.future.done()])  # hung up
-        if self.seqs and self.cache is None:
+        b = self._running()
+        if b and self.cache is None:
             self.cache = self._grow_cache()
-        if self.seqs and not all(isinstance(x, GrowLayer) for x in self.cache.layers):
+        if b and not all(isinstance(x, GrowLayer) for x in self.cache.layers):
             return self._prefill(jobs, prompts, start, prefix)
         own = [p[start:] for p in prompts]
         segments, at = [], 0
         for o in own:
             segments.append((at, len(o)))
             at += len(o)
-        b = len(self.seqs)
-        mask = torch.cat([self.mask, torch.ones((b, 1), dtype=self.mask.dtype)], dim=1) if b else None
+        mask = self._step_mask() if b else None
         cache = DynamicCache(config=self.model.config)
         plan = Packed(segments, [(x.keys, x.values) for x in prefix.layers] if prefix is not None else None,
                       self.cache.layers if b else [None] * len(cache.layers), mask.bool() if b else None)
@@ -238,13 +237,11 @@ class DecodeEngine:
         """One token for every running sequence, in one forward pass; finished ones leave."""
         from tunewise.serve.attention import DECODING, ROUNDED
 
-        self._drop([i for i, s in enumerate(self.seqs) if s.job.future.done()])  # hung up
-        if not self.seqs:
+        if not self._running():
             return
         if self.cache is None:
             self.cache = self._grow_cache()
-        b = len(self.seqs)
-        mask = torch.cat([self.mask, torch.ones((b, 1), dtype=torch.long)], dim=1)
+        mask = self._step_mask()
         feed = torch.tensor([[s.tokens[-1]] for s in self.seqs])
         pos = torch.tensor([[s.pos] for s in self.seqs])
         token = DECODING.set(True)
@@ -391,6 +388,15 @@ class DecodeEngine:
                        for (k, v), (nk, nv) in zip(self.layers, new, strict=True)]
         pad = torch.nn.functional.pad
         self.mask = torch.cat([pad(self.mask, (old_pad, 0)), pad(new_mask, (new_pad, 0))])
+
+    def _running(self) -> int:
+        """Drop the sequences whose clients hung up; how many run on."""
+        self._drop([i for i, s in enumerate(self.seqs) if s.job.future.done()])
+        return len(self.seqs)
+
+    def _step_mask(self) -> torch.Tensor:
+        """The running rows' mask with the column of the token a step feeds them."""
+        return torch.cat([self.mask, torch.ones((len(self.seqs), 1), dtype=self.mask.dtype)], dim=1)
 
     def _drop(self, rows: list[int]) -> None:
         if not rows:
