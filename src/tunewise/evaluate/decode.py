@@ -90,6 +90,13 @@ def common_prefix_length(prompts: list[list[int]]) -> int:
     return n
 
 
+def starts_with(prompts: list[list[int]], prefix: list[int]) -> list[bool]:
+    """Whether each prompt starts with ``prefix`` (not empty) and has at least one own token after it:
+    the prompts a cached prefix can start (a prompt whose tokens merge across its end cannot)."""
+    n = len(prefix)
+    return [bool(prefix) and len(p) > n and p[:n] == prefix for p in prompts]
+
+
 def _left_pad(batch: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(x) for x in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)

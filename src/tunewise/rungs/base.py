@@ -195,7 +195,7 @@ class LabelScorer:
         per call (``score_labels``)."""
         import torch
 
-        from tunewise.evaluate.decode import label_token_ids, score_labels
+        from tunewise.evaluate.decode import label_token_ids, score_labels, starts_with
 
         labels = self.config.task.labels
         b = self.builder()
@@ -203,22 +203,20 @@ class LabelScorer:
         advance = self.progress(f"{self.name}: scoring", len(records))
         start = time.perf_counter()
         label_ids = label_token_ids(self.tokenizer, b, labels)
+        # Groups of (rows, tokens cached before them, their prefix cache).
         if fixed is not None and fixed[0]:
-            n = len(fixed[0])
-            hit = [len(p) > n and p[:n] == fixed[0] for p in full]
-            groups = [(hit, (n, fixed[1])), ([not h for h in hit], None)]
+            hit, n = starts_with(full, fixed[0]), len(fixed[0])
+            groups = [([i for i, h in enumerate(hit) if h], n, (n, fixed[1])),
+                      ([i for i, h in enumerate(hit) if not h], 0, None)]
         else:  # the rung's own shared prefix (few-shot examples), or none: score_labels finds the common start
             prefix = self.shared_prefix()
-            n = prefix[0] if prefix else 0
-            groups = [([True] * len(full), prefix)]
+            groups = [(list(range(len(full))), prefix[0] if prefix else 0, prefix)]
         scores = torch.empty((len(full), len(labels)))
-        for member, cache in groups:
-            rows = [i for i, m in enumerate(member) if m]
+        for rows, cached, cache in groups:
             if rows:
                 scores[rows] = score_labels(
-                    self.model, [full[i][n if cache is not None else 0:] for i in rows], label_ids,
-                    self.tokenizer.pad_token_id, batch_size=self.config.eval.batch_size, prefix_cache=cache,
-                    on_batch=advance,
+                    self.model, [full[i][cached:] for i in rows], label_ids, self.tokenizer.pad_token_id,
+                    batch_size=self.config.eval.batch_size, prefix_cache=cache, on_batch=advance,
                 )
         per_ms = self.charge(start, full, [self.label_runs(label_ids)] * len(full))
         return [

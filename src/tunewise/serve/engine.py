@@ -117,10 +117,12 @@ class DecodeEngine:
         cached keys and values. On a packable model they go packed, with the running batch's next
         step (``_packed``); else, or if that fails, left-padded between the prefix and their tokens
         (masked, with each row's own positions), so every row's last column is its last prompt token."""
+        from tunewise.evaluate.decode import starts_with
+
         prompts = [self._prompt(job.record) for job in jobs]
         ids, prefix = self.served.prefix() if self.reuse_prefix else ([], None)
         # Checked per prompt: a request whose tokens merge across the prefix's end is prefilled whole.
-        hit = [bool(ids) and len(p) > len(ids) and p[:len(ids)] == ids for p in prompts]
+        hit = starts_with(prompts, ids)
         for shared in (True, False):
             group = [i for i, h in enumerate(hit) if h == shared]
             if not group:
