@@ -6,9 +6,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tunewise.data.load import content_id, load_files
+from tunewise.data.schemas import PLACEHOLDERS
 
-ROWS = st.lists(st.tuples(st.text(min_size=1, max_size=12).filter(str.strip), st.sampled_from(["x", "y"])),
-                min_size=1, max_size=12)
+# Text rows: a row holding a media placeholder ("<video>") is refused as multimodal, its file with it.
+TEXT = st.text(min_size=1, max_size=12).filter(lambda t: t.strip() and not any(m in t for m in PLACEHOLDERS))
+ROWS = st.lists(st.tuples(TEXT, st.sampled_from(["x", "y"])), min_size=1, max_size=12)
 
 
 def _jsonl(path, rows, with_id=False):
@@ -21,7 +23,7 @@ def _ids(project, files=("d.jsonl",)):
 
 
 @settings(max_examples=40, deadline=None)
-@given(rows=ROWS, extra=st.tuples(st.text(min_size=1, max_size=12).filter(str.strip), st.just("x")),
+@given(rows=ROWS, extra=st.tuples(TEXT, st.just("x")),
        order=st.randoms(use_true_random=False))
 def test_inserting_or_reordering_lines_renames_no_row(tmp_path_factory, rows, extra, order):
     project = tmp_path_factory.mktemp("p")
